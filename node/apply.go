@@ -1,0 +1,138 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cairn-db/cairn/node/mvcc"
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// keyAppliedIndex holds the index of the last applied entry. It is written
+// in the same batch as the state that entry produced.
+var keyAppliedIndex = []byte("aa")
+
+func setAppliedIndex(b *pebble.Batch, index uint64) error {
+	return b.Set(keyAppliedIndex, binary.BigEndian.AppendUint64(nil, index), nil)
+}
+
+func loadAppliedIndex(db *pebble.DB) (uint64, error) {
+	v, closer, err := db.Get(keyAppliedIndex)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load applied index: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("applied index of %d bytes: %w", len(v), errCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// errCorrupt marks state on disk that contradicts itself.
+var errCorrupt = errors.New("node: storage corrupt")
+
+// apply applies committed entries in one Pebble batch with the applied
+// index, then makes the new revisions visible to readers.
+func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	b := n.db.NewIndexedBatch()
+	defer b.Close()
+	w := n.store.NewWriter(b)
+	for _, e := range ents {
+		if err := n.applyEntry(b, w, e, out); err != nil {
+			return fmt.Errorf("apply entry %d: %w", e.GetIndex(), err)
+		}
+	}
+	last := ents[len(ents)-1].GetIndex()
+	if !n.cfg.Knobs.SkipAppliedIndex {
+		if err := setAppliedIndex(b, last); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit applied state: %w", err)
+	}
+	w.Publish()
+	n.applied = last
+	return nil
+}
+
+func (n *Node) applyEntry(b *pebble.Batch, w *mvcc.Writer, e *raftpb.Entry, out *Output) error {
+	if e.GetIndex() <= n.applied {
+		panic(fmt.Sprintf("node: entry %d applied twice (applied index %d)", e.GetIndex(), n.applied))
+	}
+	switch e.GetType() {
+	case raftpb.EntryNormal:
+		if len(e.Data) == 0 {
+			return nil // a new leader's empty entry
+		}
+		return n.applyRequest(w, e.Data, out)
+	case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+		cc, err := unmarshalConfChange(e)
+		if err != nil {
+			return err
+		}
+		return n.log.SetConfState(b, n.raw.ApplyConfChange(cc))
+	}
+	return fmt.Errorf("unknown entry type %v: %w", e.GetType(), errCorrupt)
+}
+
+func (n *Node) applyRequest(w *mvcc.Writer, data []byte, out *Output) error {
+	req := &pb.InternalRaftRequest{}
+	if err := unmarshal(data, req); err != nil {
+		return err
+	}
+	c := Completion{ID: req.GetHeader().GetID()}
+	c.Response, c.Err = applyToStore(w, req)
+	if req.GetCompaction().GetPhysical() && c.Err == nil {
+		n.physical = append(n.physical, c)
+		return nil
+	}
+	out.Done = append(out.Done, c)
+	return nil
+}
+
+// applyToStore dispatches one request. Its error is the request's result,
+// for the client, not a failure of the member.
+func applyToStore(w *mvcc.Writer, req *pb.InternalRaftRequest) (proto.Message, error) {
+	switch {
+	case req.Put != nil:
+		return w.Put(req.Put)
+	case req.DeleteRange != nil:
+		return w.DeleteRange(req.DeleteRange)
+	case req.Txn != nil:
+		return w.Txn(req.Txn)
+	case req.Compaction != nil:
+		return w.Compact(req.Compaction)
+	}
+	return nil, fmt.Errorf("node: request %x of a kind this member cannot apply", req.GetHeader().GetID())
+}
+
+func unmarshal(data []byte, m proto.Message) error {
+	if err := proto.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("decode %T: %v: %w", m, err, errCorrupt)
+	}
+	return nil
+}
+
+// pebbleLogger sends Pebble's log lines to the node's logger.
+type pebbleLogger struct {
+	l interface {
+		Infof(string, ...any)
+		Errorf(string, ...any)
+		Fatalf(string, ...any)
+	}
+}
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof(format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
+func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, args...) }

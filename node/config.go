@@ -1,0 +1,144 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3"
+)
+
+// Rand is the node's only source of randomness. The production driver
+// passes a generator seeded from crypto/rand; the simulator one seeded from
+// its run's seed.
+type Rand interface {
+	Uint64() uint64
+}
+
+// Config configures a Node. Zero values take the defaults that
+// EnsureDefaults documents.
+type Config struct {
+	// ID is this member's raft ID, non-zero.
+	ID uint64
+	// InitialVoters are the raft IDs of the founding members. They are used
+	// only when Dir holds no data yet: the log is bootstrapped with this
+	// configuration. Every founding member must be given the same set.
+	InitialVoters []uint64
+
+	// FS is the filesystem Pebble uses. Default: vfs.Default (the OS).
+	FS vfs.FS
+	// Dir is the directory of the member's Pebble database, on FS.
+	Dir string
+
+	// ElectionTicks is the number of Ticks without a leader's heartbeat
+	// after which a follower campaigns. Default 10.
+	ElectionTicks int
+	// HeartbeatTicks is the number of Ticks between a leader's heartbeats.
+	// Default 1.
+	HeartbeatTicks int
+	// ReadIndexRetryTicks is how long a linearizable read waits for raft to
+	// confirm its read index before the node asks again (raft drops read
+	// requests silently when there is no leader). Default ElectionTicks.
+	ReadIndexRetryTicks int
+	// MaxSizePerMsgBytes bounds the entries carried by one append message.
+	// Default 1 MiB.
+	MaxSizePerMsgBytes uint64
+	// MaxInflightMsgs bounds the append messages in flight to one follower.
+	// Default 256.
+	MaxInflightMsgs int
+	// MaxCompactKeysPerTick bounds the keys whose old versions are removed
+	// per tick while a compaction is pending, so compaction never stops the
+	// world. Default 10000.
+	MaxCompactKeysPerTick int
+
+	// Rand is the source of request IDs. Required.
+	Rand Rand
+	// Logger receives raft's log lines. Default: discards everything but
+	// Fatal and Panic, which panic.
+	Logger raft.Logger
+	// PebbleOptions, if set, adjusts the Pebble options before Open (the
+	// simulator uses it to make background work deterministic).
+	PebbleOptions func(*pebble.Options)
+	// Knobs plant bugs for tests that prove the checkers can fail. The zero
+	// value plants none. Never set in production.
+	Knobs TestingKnobs
+}
+
+// TestingKnobs are deliberate defects that the simulator's planted-bug tests
+// switch on to show its checks catch them.
+type TestingKnobs struct {
+	// AckBeforeDurable completes writes when they are proposed on the
+	// leader, before their entry is committed or durable.
+	AckBeforeDurable bool
+	// ReadWithoutReadIndex completes linearizable reads at once from local
+	// state, without confirming leadership through ReadIndex.
+	ReadWithoutReadIndex bool
+	// SkipAppliedIndex stops writing the applied index with the state it
+	// produces, so a restart re-applies entries.
+	SkipAppliedIndex bool
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.ReadIndexRetryTicks == 0 {
+		c.ReadIndexRetryTicks = c.ElectionTicks
+	}
+	if c.MaxSizePerMsgBytes == 0 {
+		c.MaxSizePerMsgBytes = 1 << 20
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = 256
+	}
+	if c.MaxCompactKeysPerTick == 0 {
+		c.MaxCompactKeysPerTick = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = quietLogger{}
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == 0:
+		return errors.New("node: ID must be non-zero")
+	case c.Dir == "":
+		return errors.New("node: Dir must be set")
+	case c.Rand == nil:
+		return errors.New("node: Rand must be set")
+	case c.HeartbeatTicks >= c.ElectionTicks:
+		return fmt.Errorf("node: HeartbeatTicks (%d) must be below ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
+	}
+	return nil
+}
+
+// quietLogger discards raft's chatter; a broken raft invariant still stops
+// the node loudly.
+type quietLogger struct{}
+
+func (quietLogger) Debug(...any)            {}
+func (quietLogger) Debugf(string, ...any)   {}
+func (quietLogger) Info(...any)             {}
+func (quietLogger) Infof(string, ...any)    {}
+func (quietLogger) Warning(...any)          {}
+func (quietLogger) Warningf(string, ...any) {}
+func (quietLogger) Error(...any)            {}
+func (quietLogger) Errorf(string, ...any)   {}
+func (quietLogger) Fatal(v ...any)          { panic(fmt.Sprint(append([]any{"raft: fatal: "}, v...)...)) }
+func (quietLogger) Fatalf(f string, v ...any) {
+	panic(fmt.Sprintf("raft: fatal: "+f, v...))
+}
+func (quietLogger) Panic(v ...any) { panic(fmt.Sprint(append([]any{"raft: "}, v...)...)) }
+func (quietLogger) Panicf(f string, v ...any) {
+	panic(fmt.Sprintf("raft: "+f, v...))
+}

@@ -1,0 +1,255 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cairn-db/cairn/node/mvcc"
+	"github.com/cairn-db/cairn/node/raftlog"
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// bootstrapIndex and bootstrapTerm are where a new cluster's log starts:
+// every founding member writes the same truncated log at this point with the
+// founding configuration, so their logs agree from the first entry on.
+const (
+	bootstrapIndex = 1
+	bootstrapTerm  = 1
+)
+
+// ErrStopped is returned by calls on a closed node.
+var ErrStopped = errors.New("node: stopped")
+
+// Node is one cairn member. See the package documentation for its contract.
+type Node struct {
+	cfg   Config
+	db    *pebble.DB
+	log   *raftlog.Storage
+	store *mvcc.Store
+	raw   *raft.RawNode
+
+	ids       idGenerator
+	ticks     uint64
+	reads     readQueue
+	completed []Completion // completions produced outside Process (knobs)
+	// physical holds completions of physical compactions, released when the
+	// store has removed every obsolete version.
+	physical []Completion
+	applied  uint64
+	// compactedAtTick is the tick of the last compaction step.
+	compactedAtTick uint64
+
+	status statusCell
+}
+
+// Output is what one Process call asks the driver to do.
+type Output struct {
+	// Messages go to peers. The entries and HardState they depend on are
+	// already durable.
+	Messages []*raftpb.Message
+	// Done are the requests that completed, in the order they completed.
+	Done []Completion
+}
+
+// Completion reports the end of one request started by Propose or
+// ReadIndex.
+type Completion struct {
+	ID uint64
+	// Response is the result of a write: *PutResponse,
+	// *DeleteRangeResponse, *TxnResponse or *CompactionResponse. It is nil
+	// for a read: the read may now be served from Store.
+	Response proto.Message
+	// Err is the request's failure, an rpctypes error a client may see.
+	Err error
+}
+
+// Open opens (or creates and bootstraps) the member's database in cfg.Dir.
+func Open(cfg Config) (*Node, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := openPebble(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n, err := newNode(cfg, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func openPebble(cfg Config) (*pebble.DB, error) {
+	opts := &pebble.Options{FS: cfg.FS, Logger: pebbleLogger{cfg.Logger}}
+	if cfg.PebbleOptions != nil {
+		cfg.PebbleOptions(opts)
+	}
+	db, err := pebble.Open(cfg.Dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble in %s: %w", cfg.Dir, err)
+	}
+	return db, nil
+}
+
+func newNode(cfg Config, db *pebble.DB) (*Node, error) {
+	n := &Node{cfg: cfg, db: db, ids: newIDGenerator(cfg.ID, cfg.Rand)}
+	var err error
+	if n.log, err = raftlog.Open(db); err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	if n.log.IsEmpty() {
+		if err := n.bootstrap(); err != nil {
+			return nil, err
+		}
+	}
+	if n.applied, err = loadAppliedIndex(db); err != nil {
+		return nil, err
+	}
+	if n.store, err = mvcc.Open(db, mvcc.Options{}); err != nil {
+		return nil, fmt.Errorf("open keyspace: %w", err)
+	}
+	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.campaignIfAlone()
+	n.publishStatus()
+	return n, nil
+}
+
+func (n *Node) raftConfig() *raft.Config {
+	return &raft.Config{
+		ID:              n.cfg.ID,
+		ElectionTick:    n.cfg.ElectionTicks,
+		HeartbeatTick:   n.cfg.HeartbeatTicks,
+		Storage:         n.log,
+		Applied:         n.applied,
+		MaxSizePerMsg:   n.cfg.MaxSizePerMsgBytes,
+		MaxInflightMsgs: n.cfg.MaxInflightMsgs,
+		CheckQuorum:     true,
+		PreVote:         true,
+		Logger:          n.cfg.Logger,
+	}
+}
+
+// bootstrap writes the founding configuration into an empty database.
+func (n *Node) bootstrap() error {
+	if len(n.cfg.InitialVoters) == 0 {
+		return fmt.Errorf("node: %s holds no data and no initial cluster was given", n.cfg.Dir)
+	}
+	voters := slices.Clone(n.cfg.InitialVoters)
+	slices.Sort(voters)
+	if !slices.Contains(voters, n.cfg.ID) {
+		return fmt.Errorf("node: member %x is not in the initial cluster %x", n.cfg.ID, voters)
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := n.log.Bootstrap(b, bootstrapIndex, bootstrapTerm, &raftpb.ConfState{Voters: voters}); err != nil {
+		return err
+	}
+	if err := setAppliedIndex(b, bootstrapIndex); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// campaignIfAlone lets a one-member cluster lead at once instead of waiting
+// out an election timeout.
+func (n *Node) campaignIfAlone() {
+	cs := n.log.ConfState()
+	if len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == n.cfg.ID {
+		if err := n.raw.Campaign(); err != nil {
+			panic(fmt.Sprintf("node: campaign of a single voter: %v", err))
+		}
+	}
+}
+
+// Close releases the database. Work not yet returned by Process is lost,
+// which is safe: nothing unacknowledged was promised.
+func (n *Node) Close() error {
+	if n.db == nil {
+		return ErrStopped
+	}
+	err := n.db.Close()
+	n.db = nil
+	return err
+}
+
+// Store is the member's keyspace. Its read methods are safe for concurrent
+// use and see every request applied so far on this member.
+func (n *Node) Store() *mvcc.Store { return n.store }
+
+// ID is this member's raft ID.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Tick advances logical time by one tick.
+func (n *Node) Tick() {
+	n.ticks++
+	n.raw.Tick()
+}
+
+// Step delivers a message from a peer.
+func (n *Node) Step(m *raftpb.Message) error {
+	if raft.IsLocalMsg(m.GetType()) {
+		return fmt.Errorf("node: local message %s from the network", m.GetType())
+	}
+	err := n.raw.Step(m)
+	if errors.Is(err, raft.ErrStepPeerNotFound) || errors.Is(err, raft.ErrStepLocalMsg) {
+		return nil // a message from a removed or unknown member is dropped
+	}
+	return err
+}
+
+// Propose starts a write request and returns its ID; the result arrives as a
+// Completion with that ID. req.Header.ID is overwritten. ErrProposalDropped
+// from raft (no leader known) is returned as is.
+func (n *Node) Propose(req *pb.InternalRaftRequest) (uint64, error) {
+	id := n.ids.next()
+	req.Header = &pb.RequestHeader{ID: id}
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("node: marshal request: %w", err)
+	}
+	return id, n.raw.Propose(data)
+}
+
+// ReadIndex starts a linearizable read barrier and returns its ID. When it
+// completes, every write acknowledged before ReadIndex was called has been
+// applied on this member, and the read may be served from Store.
+func (n *Node) ReadIndex() uint64 {
+	id := n.ids.next()
+	if n.cfg.Knobs.ReadWithoutReadIndex {
+		n.completed = append(n.completed, Completion{ID: id})
+		return id
+	}
+	n.reads.add(id)
+	return id
+}
+
+// HasReady reports whether Process has work to do.
+func (n *Node) HasReady() bool {
+	return n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
+		n.reads.hasReleasable(n.applied) || n.compactionDue()
+}
+
+// compactionDue reports whether a pending compaction may take its next
+// bounded step: one per tick, so removing old versions never stalls the
+// member's other work.
+func (n *Node) compactionDue() bool {
+	return n.store.CompactPending() && n.compactedAtTick != n.ticks
+}
+
+// DiskSpaceUsage is the bytes the member's database occupies on disk; safe
+// for concurrent use.
+func (n *Node) DiskSpaceUsage() int64 {
+	return int64(n.db.Metrics().DiskSpaceUsage())
+}

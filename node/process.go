@@ -1,0 +1,147 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Process does the work that is ready, once: it sends pending read
+// barriers to raft, makes new entries and the HardState durable (one synced
+// commit), applies committed entries, advances raft and releases reads and
+// compactions that are done. The driver sends Output.Messages and delivers
+// Output.Done, and calls Process again while HasReady reports true.
+//
+// An error means storage failed or contradicts itself: the member must stop.
+func (n *Node) Process() (Output, error) {
+	if n.db == nil {
+		return Output{}, ErrStopped
+	}
+	out := Output{Done: n.completed}
+	n.completed = nil
+	n.reads.send(n.raw, n.ticks, n.cfg.ReadIndexRetryTicks)
+	if n.raw.HasReady() {
+		if err := n.handleReady(&out); err != nil {
+			return Output{}, err
+		}
+	}
+	out.Done = n.reads.release(n.applied, out.Done)
+	if n.compactionDue() {
+		if err := n.compactStep(&out); err != nil {
+			return Output{}, err
+		}
+	}
+	n.publishStatus()
+	return out, nil
+}
+
+func (n *Node) handleReady(out *Output) error {
+	rd := n.raw.Ready()
+	if err := n.persist(rd); err != nil {
+		return err
+	}
+	out.Messages = rd.Messages
+	n.reads.confirm(rd.ReadStates)
+	if err := n.apply(rd.CommittedEntries, out); err != nil {
+		return err
+	}
+	if rd.SoftState != nil {
+		n.status.setSoft(rd.SoftState)
+	}
+	n.raw.Advance(rd)
+	return nil
+}
+
+// persist makes the Ready's entries and HardState durable with one commit,
+// synced whenever raft says the state must survive a crash.
+func (n *Node) persist(rd raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return fmt.Errorf("node: raft snapshot at index %d received, but installing snapshots is not supported yet", rd.Snapshot.GetMetadata().GetIndex())
+	}
+	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
+		return nil
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := n.log.Append(b, rd.Entries); err != nil {
+		return fmt.Errorf("append to raft log: %w", err)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.log.SetHardState(b, rd.HardState); err != nil {
+			return fmt.Errorf("stage hard state: %w", err)
+		}
+	}
+	if err := b.Commit(n.syncOption(rd.MustSync)); err != nil {
+		return fmt.Errorf("persist raft log: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) syncOption(mustSync bool) *pebble.WriteOptions {
+	if mustSync && !n.cfg.Knobs.AckBeforeDurable {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+func (n *Node) compactStep(out *Output) error {
+	n.compactedAtTick = n.ticks
+	b := n.db.NewBatch()
+	defer b.Close()
+	done, err := n.store.CompactStep(b, n.cfg.MaxCompactKeysPerTick)
+	if err != nil {
+		return fmt.Errorf("compact keyspace: %w", err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit compaction step: %w", err)
+	}
+	if done {
+		out.Done = append(out.Done, n.physical...)
+		n.physical = nil
+	}
+	return nil
+}
+
+// Status is a member's view of raft, safe to read from any goroutine.
+type Status struct {
+	ID           uint64
+	Term         uint64
+	Leader       uint64
+	IsLeader     bool
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastIndex    uint64
+	Voters       []uint64
+	Learners     []uint64
+}
+
+// Status returns the latest published status; safe for concurrent use.
+func (n *Node) Status() Status { return n.status.load() }
+
+func (n *Node) publishStatus() {
+	hs := n.log.HardState()
+	cs := n.log.ConfState()
+	last, _ := n.log.LastIndex()
+	n.status.setHard(Status{
+		ID:           n.cfg.ID,
+		Term:         hs.GetTerm(),
+		CommitIndex:  hs.GetCommit(),
+		AppliedIndex: n.applied,
+		LastIndex:    last,
+		Voters:       cs.GetVoters(),
+		Learners:     cs.GetLearners(),
+	})
+}
+
+// unmarshalConfChange decodes a configuration change entry of either
+// version.
+func unmarshalConfChange(e *raftpb.Entry) (raftpb.ConfChangeI, error) {
+	if e.GetType() == raftpb.EntryConfChange {
+		cc := &raftpb.ConfChange{}
+		return cc, unmarshal(e.Data, cc)
+	}
+	cc := &raftpb.ConfChangeV2{}
+	return cc, unmarshal(e.Data, cc)
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+)
+
+// readBatch is a group of linearizable reads that share one ReadIndex
+// round: every read queued between two Process calls rides the same one.
+type readBatch struct {
+	ctx        uint64
+	ids        []uint64
+	sentAtTick uint64
+	// index is the commit index raft confirmed; valid once confirmed.
+	index     uint64
+	confirmed bool
+}
+
+// readQueue tracks reads from ReadIndex to completion.
+// Invariant: every batch in sent is unconfirmed; every batch in confirmed
+// has confirmed set, and confirmed is ordered by index.
+type readQueue struct {
+	unsent    []uint64
+	sent      []*readBatch
+	confirmed []*readBatch
+	nextCtx   uint64
+}
+
+func (q *readQueue) add(id uint64) { q.unsent = append(q.unsent, id) }
+
+func (q *readQueue) hasUnsent() bool { return len(q.unsent) > 0 }
+
+func (q *readQueue) hasReleasable(applied uint64) bool {
+	return len(q.confirmed) > 0 && q.confirmed[0].index <= applied
+}
+
+// send starts a ReadIndex round for the queued reads, and repeats rounds
+// that raft has not confirmed within retryTicks: raft drops read requests
+// silently when it knows no leader.
+func (q *readQueue) send(rn *raft.RawNode, now uint64, retryTicks int) {
+	if len(q.unsent) > 0 {
+		q.nextCtx++
+		q.sent = append(q.sent, &readBatch{ctx: q.nextCtx, ids: q.unsent, sentAtTick: now})
+		q.unsent = nil
+		rn.ReadIndex(encodeReadCtx(q.nextCtx))
+		return
+	}
+	for _, b := range q.sent {
+		if now-b.sentAtTick >= uint64(retryTicks) {
+			b.sentAtTick = now
+			rn.ReadIndex(encodeReadCtx(b.ctx))
+		}
+	}
+}
+
+func encodeReadCtx(ctx uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, ctx)
+}
+
+// confirm records the read indexes raft has confirmed.
+func (q *readQueue) confirm(states []raft.ReadState) {
+	for _, rs := range states {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		ctx := binary.BigEndian.Uint64(rs.RequestCtx)
+		i := slices.IndexFunc(q.sent, func(b *readBatch) bool { return b.ctx == ctx })
+		if i < 0 {
+			continue // a repeated round answered twice
+		}
+		b := q.sent[i]
+		q.sent = slices.Delete(q.sent, i, i+1)
+		b.index, b.confirmed = rs.Index, true
+		q.insertConfirmed(b)
+	}
+}
+
+func (q *readQueue) insertConfirmed(b *readBatch) {
+	i, _ := slices.BinarySearchFunc(q.confirmed, b.index, func(c *readBatch, index uint64) int {
+		return compareUint64(c.index, index)
+	})
+	q.confirmed = slices.Insert(q.confirmed, i, b)
+}
+
+func compareUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// release completes the reads whose index has been applied.
+func (q *readQueue) release(applied uint64, done []Completion) []Completion {
+	n := 0
+	for _, b := range q.confirmed {
+		if b.index > applied {
+			break
+		}
+		for _, id := range b.ids {
+			done = append(done, Completion{ID: id})
+		}
+		n++
+	}
+	q.confirmed = q.confirmed[n:]
+	return done
+}

@@ -1,0 +1,128 @@
+// Command cairn runs one member of a cairn cluster. Its flags are etcd's,
+// with etcd's defaults, so a command line written for etcd starts cairn.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairn-db/cairn/server/etcdapi"
+	"github.com/cairn-db/cairn/server/member"
+)
+
+// version is cairn's own version; the etcd API it speaks is etcdapi.APIVersion.
+const version = "0.1.0"
+
+// shutdownGracePeriod bounds how long SIGTERM waits for in-flight requests.
+const shutdownGracePeriod = 5 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, logLevel, showVersion, err := parseFlags(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn:", err)
+		return 2
+	}
+	if showVersion {
+		fmt.Printf("cairn Version: %s\netcd API Version: %s\n", version, etcdapi.APIVersion)
+		return 0
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Logger = logger
+	logger.Info("starting cairn", "version", version, "name", cfg.Name, "data-dir", cfg.DataDir)
+	m, err := member.Start(cfg)
+	if err != nil {
+		logger.Error("cannot start member", "error", err.Error())
+		return 1
+	}
+	return waitForStop(m, logger)
+}
+
+func waitForStop(m *member.Member, logger *slog.Logger) int {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-signals:
+		logger.Info("received signal; shutting down", "signal", sig.String())
+		if err := m.Stop(shutdownGracePeriod); err != nil {
+			logger.Error("shutdown", "error", err.Error())
+			return 1
+		}
+		logger.Info("stopped")
+		return 0
+	case <-m.Done():
+		logger.Error("member failed; stopping", "error", fmt.Sprint(m.Err()))
+		m.Stop(0)
+		return 1
+	}
+}
+
+func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
+	fs := flag.NewFlagSet("cairn", flag.ContinueOnError)
+	name := fs.String("name", "default", "Human-readable name for this member.")
+	dataDir := fs.String("data-dir", "", "Path to the data directory (default \"${name}.cairn\").")
+	listenClient := fs.String("listen-client-urls", "http://localhost:2379", "List of URLs to listen on for client traffic.")
+	advertiseClient := fs.String("advertise-client-urls", "http://localhost:2379", "List of this member's client URLs to advertise to the public.")
+	listenPeer := fs.String("listen-peer-urls", "http://localhost:2380", "List of URLs to listen on for peer traffic.")
+	advertisePeer := fs.String("initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.")
+	initialCluster := fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping (default \"${name}=${initial-advertise-peer-urls}\").")
+	token := fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the cluster during bootstrap.")
+	state := fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
+	heartbeatMs := fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
+	electionMs := fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
+	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
+	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
+	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	if err := fs.Parse(args); err != nil {
+		return member.Config{}, 0, false, err
+	}
+	if fs.NArg() > 0 {
+		return member.Config{}, 0, false, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return member.Config{}, 0, false, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", *logLevel)
+	}
+	if *state != "new" && *state != "existing" {
+		return member.Config{}, 0, false, fmt.Errorf("--initial-cluster-state: %q is not 'new' or 'existing'", *state)
+	}
+	if *heartbeatMs == 0 || *electionMs < 5**heartbeatMs {
+		return member.Config{}, 0, false, fmt.Errorf("--election-timeout[%vms] should be at least 5 times as --heartbeat-interval[%vms]", *electionMs, *heartbeatMs)
+	}
+	if *dataDir == "" {
+		*dataDir = *name + ".cairn"
+	}
+	return member.Config{
+		Name:                     *name,
+		DataDir:                  *dataDir,
+		ListenClientURLs:         splitURLs(*listenClient),
+		AdvertiseClientURLs:      splitURLs(*advertiseClient),
+		ListenPeerURLs:           splitURLs(*listenPeer),
+		InitialAdvertisePeerURLs: splitURLs(*advertisePeer),
+		InitialCluster:           *initialCluster,
+		InitialClusterToken:      *token,
+		TickInterval:             time.Duration(*heartbeatMs) * time.Millisecond,
+		ElectionTimeout:          time.Duration(*electionMs) * time.Millisecond,
+		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps)},
+	}, level, *showVersion, nil
+}
+
+func splitURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}

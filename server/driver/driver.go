@@ -1,0 +1,309 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cairn-db/cairn/node"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// TickInterval is the wall-clock length of one raft tick (etcd's
+	// --heartbeat-interval). Default 100 ms.
+	TickInterval time.Duration
+	// RequestTimeout bounds how long a request waits for a leader and for
+	// its entry to apply. Default 7 s (etcd: 5 s plus two election
+	// timeouts).
+	RequestTimeout time.Duration
+	// MaxRequestsPerBatch bounds the requests taken from the queue before
+	// one Process call. Default 4096.
+	MaxRequestsPerBatch int
+	// QueueLength bounds the requests waiting for the loop; callers block
+	// beyond it. Default 16384.
+	QueueLength int
+	// Send delivers messages to peers. Nil drops them (a one-member cluster
+	// sends none).
+	Send   func([]*raftpb.Message)
+	Logger *slog.Logger
+}
+
+func (c *Config) ensureDefaults() {
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 7 * time.Second
+	}
+	if c.MaxRequestsPerBatch == 0 {
+		c.MaxRequestsPerBatch = 4096
+	}
+	if c.QueueLength == 0 {
+		c.QueueLength = 16384
+	}
+	if c.Send == nil {
+		c.Send = func([]*raftpb.Message) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Driver owns a node and its loop goroutine.
+type Driver struct {
+	cfg      Config
+	node     *node.Node
+	requests chan *request
+	inbox    chan *raftpb.Message
+	stopc    chan struct{}
+	donec    chan struct{}
+	stopOnce sync.Once
+
+	mu sync.Mutex
+	// err is the reason the loop stopped; guarded by mu.
+	err error
+}
+
+// request is one client request waiting for the loop. write is nil for a
+// linearizable read barrier.
+type request struct {
+	write    *pb.InternalRaftRequest
+	deadline time.Time
+	done     chan node.Completion // buffered: the loop never blocks on it
+}
+
+// ErrStopped is returned to requests when the member is shutting down.
+var ErrStopped = rpctypes.ErrGRPCStopped
+
+// Start runs n on a new goroutine. Stop it with Stop.
+func Start(n *node.Node, cfg Config) *Driver {
+	cfg.ensureDefaults()
+	d := &Driver{
+		cfg:      cfg,
+		node:     n,
+		requests: make(chan *request, cfg.QueueLength),
+		inbox:    make(chan *raftpb.Message, cfg.QueueLength),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+	}
+	go d.run()
+	return d
+}
+
+// Propose replicates a write and returns its result once applied here.
+func (d *Driver) Propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	c, err := d.submit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return c.Response, c.Err
+}
+
+// ReadIndex returns once this member has applied every write acknowledged
+// before it was called; a linearizable read may then be served locally.
+func (d *Driver) ReadIndex(ctx context.Context) error {
+	_, err := d.submit(ctx, nil)
+	return err
+}
+
+// Step delivers a message from a peer.
+func (d *Driver) Step(m *raftpb.Message) {
+	select {
+	case d.inbox <- m:
+	case <-d.stopc:
+	}
+}
+
+func (d *Driver) submit(ctx context.Context, write *pb.InternalRaftRequest) (node.Completion, error) {
+	r := &request{write: write, deadline: time.Now().Add(d.cfg.RequestTimeout), done: make(chan node.Completion, 1)}
+	select {
+	case d.requests <- r:
+	case <-ctx.Done():
+		return node.Completion{}, contextError(ctx)
+	case <-d.donec:
+		return node.Completion{}, ErrStopped
+	}
+	select {
+	case c := <-r.done:
+		return c, c.Err
+	case <-ctx.Done():
+		return node.Completion{}, contextError(ctx)
+	case <-d.donec:
+		return node.Completion{}, ErrStopped
+	}
+}
+
+func contextError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return rpctypes.ErrGRPCDeadlineExceeded
+	}
+	return rpctypes.ErrGRPCCanceled
+}
+
+// Node returns the driven node; only its concurrency-safe methods (Store,
+// Status, ID) may be called.
+func (d *Driver) Node() *node.Node { return d.node }
+
+// Done is closed when the loop has stopped.
+func (d *Driver) Done() <-chan struct{} { return d.donec }
+
+// Err is why the loop stopped: nil after Stop, the storage failure after a
+// fail-stop.
+func (d *Driver) Err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// Stop ends the loop and waits for it.
+func (d *Driver) Stop() {
+	d.stopOnce.Do(func() { close(d.stopc) })
+	<-d.donec
+}
+
+func (d *Driver) fail(err error) {
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
+	d.cfg.Logger.Error("member stopped: storage failure", "error", err)
+}
+
+func (d *Driver) run() {
+	defer close(d.donec)
+	l := newLoop(d)
+	ticker := time.NewTicker(d.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			l.tick(time.Now())
+		case r := <-d.requests:
+			l.start(r)
+			l.drain()
+		case m := <-d.inbox:
+			l.step(m)
+		case <-d.stopc:
+			l.abandon(ErrStopped)
+			return
+		}
+		if err := l.process(); err != nil {
+			d.fail(err)
+			l.abandon(ErrStopped)
+			return
+		}
+	}
+}
+
+// loop is the state owned by the loop goroutine.
+type loop struct {
+	d       *Driver
+	n       *node.Node
+	waiting map[uint64]*request
+	// parked are writes raft dropped for want of a leader; they are
+	// proposed again every tick until their deadline.
+	parked []*request
+}
+
+func newLoop(d *Driver) *loop {
+	return &loop{d: d, n: d.node, waiting: map[uint64]*request{}}
+}
+
+func (l *loop) start(r *request) {
+	if r.write == nil {
+		l.waiting[l.n.ReadIndex()] = r
+		return
+	}
+	id, err := l.n.Propose(r.write)
+	switch {
+	case errors.Is(err, raft.ErrProposalDropped):
+		l.parked = append(l.parked, r)
+	case err != nil:
+		r.done <- node.Completion{Err: fmt.Errorf("propose: %w", err)}
+	default:
+		l.waiting[id] = r
+	}
+}
+
+// drain takes every request already queued, up to the batch bound, so they
+// share the next fsync.
+func (l *loop) drain() {
+	for range l.d.cfg.MaxRequestsPerBatch {
+		select {
+		case r := <-l.d.requests:
+			l.start(r)
+		default:
+			return
+		}
+	}
+}
+
+func (l *loop) step(m *raftpb.Message) {
+	if err := l.n.Step(m); err != nil {
+		l.d.cfg.Logger.Warn("dropped peer message", "type", m.GetType().String(), "from", m.GetFrom(), "error", err)
+	}
+}
+
+func (l *loop) tick(now time.Time) {
+	l.n.Tick()
+	parked := l.parked
+	l.parked = nil
+	for _, r := range parked {
+		if now.After(r.deadline) {
+			r.done <- node.Completion{Err: rpctypes.ErrGRPCTimeout}
+			continue
+		}
+		l.start(r)
+	}
+	l.expire(now)
+}
+
+// expire fails requests whose entry never applied (lost with a leader
+// change) once their deadline has passed.
+func (l *loop) expire(now time.Time) {
+	for id, r := range l.waiting {
+		if now.After(r.deadline) {
+			r.done <- node.Completion{ID: id, Err: rpctypes.ErrGRPCTimeout}
+			delete(l.waiting, id)
+		}
+	}
+}
+
+func (l *loop) process() error {
+	for l.n.HasReady() {
+		out, err := l.n.Process()
+		if err != nil {
+			return err
+		}
+		l.d.cfg.Send(out.Messages)
+		l.complete(out.Done)
+	}
+	return nil
+}
+
+func (l *loop) complete(done []node.Completion) {
+	for _, c := range done {
+		if r, ok := l.waiting[c.ID]; ok {
+			r.done <- c
+			delete(l.waiting, c.ID)
+		}
+	}
+}
+
+func (l *loop) abandon(err error) {
+	for id, r := range l.waiting {
+		r.done <- node.Completion{ID: id, Err: err}
+	}
+	for _, r := range l.parked {
+		r.done <- node.Completion{Err: err}
+	}
+	l.waiting, l.parked = nil, nil
+}
