@@ -253,3 +253,10 @@ func (n *Node) compactionDue() bool {
 func (n *Node) DiskSpaceUsage() int64 {
 	return int64(n.db.Metrics().DiskSpaceUsage())
 }
+
+// TransferLeadership asks the leader to hand leadership to member to; it
+// has no effect on a follower.
+func (n *Node) TransferLeadership(to uint64) { n.raw.TransferLeader(to) }
+
+// Campaign makes this member start an election at once.
+func (n *Node) Campaign() error { return n.raw.Campaign() }

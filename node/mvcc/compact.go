@@ -1,0 +1,107 @@
+package mvcc
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// CompactPending reports whether a published compaction still has versions
+// to remove. Apply goroutine only.
+func (s *Store) CompactPending() bool { return s.compaction.pending }
+
+// CompactStep removes, into b, the versions made obsolete by the pending
+// compaction for at most maxKeys user keys, and records in b where the next
+// step continues. It reads committed state, so b need not be indexed; the
+// caller commits b before the next step. done reports that nothing is left.
+//
+// Per key, the newest version at or below the compaction's revision stays
+// unless it is a tombstone; older versions go. Readers are unaffected: they
+// never read below the compacted revision, and a removed tombstone reads
+// the same as nothing.
+func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error) {
+	if maxKeys <= 0 {
+		panic(fmt.Sprintf("mvcc: CompactStep with maxKeys %d", maxKeys))
+	}
+	if s.compaction.recorded {
+		// A Compact in an unpublished Writer will reset the cursor; a
+		// cursor written now could overwrite that reset in the same batch.
+		return false, nil
+	}
+	if !s.compaction.pending {
+		return true, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: versionsStart, UpperBound: versionsEnd})
+	if err != nil {
+		return false, fmt.Errorf("compact step: %w", err)
+	}
+	defer closeIter(it, &err)
+	cursor, err := compactKeys(it, b, s.compaction.cursor, s.compaction.target, maxKeys)
+	if err != nil {
+		return false, fmt.Errorf("compact step: %w", err)
+	}
+	return s.saveCursor(b, cursor)
+}
+
+// saveCursor records progress in b; a nil cursor means the compaction is
+// complete.
+func (s *Store) saveCursor(b *pebble.Batch, cursor []byte) (bool, error) {
+	if cursor == nil {
+		s.compaction.pending, s.compaction.cursor = false, nil
+		if err := b.Delete(metaCursorKey, nil); err != nil {
+			return false, fmt.Errorf("compact step: %w", err)
+		}
+		return true, nil
+	}
+	s.compaction.cursor = cursor
+	if err := b.Set(metaCursorKey, cursor, nil); err != nil {
+		return false, fmt.Errorf("compact step: %w", err)
+	}
+	return false, nil
+}
+
+// compactKeys visits up to maxKeys user keys from cursor and deletes their
+// obsolete versions into b. It returns the next cursor, nil at the end.
+func compactKeys(it *pebble.Iterator, b *pebble.Batch, cursor []byte, target int64, maxKeys int) ([]byte, error) {
+	valid := it.SeekGE(cursor)
+	for n := 0; valid && n < maxKeys; n++ {
+		_, prefix, _ := decodeVersionKey(it.Key())
+		if err := compactKey(it, b, prefix, target); err != nil {
+			return nil, err
+		}
+		valid = it.SeekGE(nextKeyBound(prefix))
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if !valid {
+		return nil, nil
+	}
+	_, prefix, _ := decodeVersionKey(it.Key())
+	return append([]byte(nil), prefix...), nil
+}
+
+// compactKey deletes the versions of one key that a compaction at target
+// makes obsolete: all below the newest at or below target, and that one
+// too if it is a tombstone.
+func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int64) error {
+	valid := it.SeekGE(seekAtOrBelow(prefix, target))
+	if !valid || !hasVersionPrefix(it.Key(), prefix) {
+		return it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return err
+	}
+	if len(v) > 0 && v[0] == kindTombstone {
+		if err := b.Delete(it.Key(), nil); err != nil {
+			return err
+		}
+	}
+	for it.Next() && hasVersionPrefix(it.Key(), prefix) {
+		if err := b.Delete(it.Key(), nil); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}

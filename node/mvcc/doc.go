@@ -1,0 +1,73 @@
+// Package mvcc is cairn's MVCC keyspace: etcd v3's key-value semantics
+// (revisions, create_revision/mod_revision/version, Range, Put,
+// DeleteRange, Txn, Compact) stored in Pebble.
+//
+// # Contract
+//
+// An empty store is at revision 1. Every write request that changes
+// something (a Put, a DeleteRange that deletes a key, a Txn with at least
+// one write) takes exactly one main revision; its changes take
+// sub-revisions 0, 1, 2... A request that changes nothing keeps the
+// revision. Responses and errors are those of etcd 3.7.3: errors a client
+// sees are rpctypes values, and a request that fails with one leaves no
+// trace, because everything that can fail (lease existence, ignore_value on
+// a missing key, range revisions inside a txn) is checked before the first
+// write. Validation that etcd does in its gRPC layer is CheckRange,
+// CheckPut, CheckDeleteRange and CheckTxn; the server calls them before
+// proposing, and the Writer relies on it.
+//
+// # Concurrency
+//
+// One apply goroutine owns writing: NewWriter over a Pebble indexed batch,
+// any number of requests, the caller commits the batch (with its own
+// applied index), then Writer.Publish. Only one Writer is unpublished at a
+// time. CompactPending and CompactStep belong to the same goroutine.
+//
+// Range, ReadTxn, HashKV, Rev and CompactRev are safe from any number of
+// goroutines. A reader takes a Pebble snapshot and the published revisions
+// under one read lock, and Publish swaps the revisions under the write
+// lock. So a reader never sees a half-applied revision: it reads the
+// newest version at or below its published revision, and every write of
+// that revision was committed before Publish. Writes of later, unpublished
+// revisions may be in the snapshot but are above the read revision.
+// Physical compaction removes only versions that no read at or above the
+// compacted revision needs, and starts only after the compaction is
+// published, so a snapshot taken with an older compacted revision was
+// taken before any removal.
+//
+// # Layout
+//
+// Every Pebble key starts with 'k'; the node owns every other prefix.
+//
+//	"kv" escape(userKey) 0x00 0x01 ^main(8 bytes BE) ^sub(8 bytes BE)
+//	    one version of a key: 'p' + mvccpb.KeyValue (without the key) for a
+//	    put, 't' for a tombstone.
+//	"kmrev"      current revision (8 bytes BE); absent means 1.
+//	"kmcompact"  compacted revision (8 bytes BE); absent means never.
+//	"kmcursor"   present while a compaction's physical removal is pending:
+//	    the key prefix where CompactStep continues (empty: from the start).
+//
+// escape(userKey) writes 0x00 as 0x00 0xff and every other byte as is, and
+// 0x00 0x01 ends it. Encoded keys then sort exactly like user keys (a key
+// sorts before its extensions because 0x01 is below both 0xff and every
+// unescaped byte), and every version of one key shares one prefix, so a
+// range of user keys is a contiguous span of Pebble keys. Revisions are
+// stored inverted so the newest version of a key comes first: "the newest
+// version at or below rev" is one SeekGE to prefix + ^rev, and moving to
+// the next user key is one SeekGE to the prefix with its last byte 0x02.
+// No key index is held in memory: data sets larger than RAM work, and
+// reads cost one seek per key visited.
+//
+// The current revision is stored explicitly because compaction may remove
+// every version that mentions it.
+//
+// # Compaction
+//
+// Writer.Compact records the compacted revision and a fresh cursor in the
+// batch; once published, reads below it fail with ErrGRPCCompacted.
+// CompactStep then removes, a bounded number of keys at a time, every
+// version below each key's newest version at or below the compacted
+// revision, and that version too if it is a tombstone. The cursor is
+// persisted with each step, so removal resumes after a crash; a newer
+// compaction restarts it from the first key, which covers the older one.
+package mvcc

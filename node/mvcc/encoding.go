@@ -1,0 +1,189 @@
+package mvcc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Pebble key prefixes. Every key this package writes starts with prefixAll.
+const (
+	prefixAll     = 'k'
+	prefixVersion = 'v' // "kv" + escaped user key + terminator + revision
+	prefixMeta    = 'm' // "km" + meta name
+)
+
+// Bytes of the user-key escaping. A 0x00 in a user key becomes 0x00 0xff and
+// the key ends with 0x00 0x01, so encoded keys sort like the user keys and no
+// encoded key is a prefix of another user key's versions.
+const (
+	escapeByte     = 0x00
+	escapedZero    = 0xff
+	terminatorByte = 0x01
+	// afterVersions follows escapeByte to form a key greater than every
+	// version of one user key and smaller than every greater user key.
+	afterVersions = 0x02
+)
+
+// revisionBytes is the size of an encoded (main, sub) revision.
+const revisionBytes = 16
+
+// Value kinds, the first byte of every version value.
+const (
+	kindPut       = 'p'
+	kindTombstone = 't'
+)
+
+var (
+	metaRevKey     = []byte{prefixAll, prefixMeta, 'r', 'e', 'v'}
+	metaCompactKey = []byte{prefixAll, prefixMeta, 'c', 'o', 'm', 'p', 'a', 'c', 't'}
+	metaCursorKey  = []byte{prefixAll, prefixMeta, 'c', 'u', 'r', 's', 'o', 'r'}
+	// versionsStart is a lower bound of every version key; versionsEnd an
+	// exclusive upper bound.
+	versionsStart = []byte{prefixAll, prefixVersion}
+	versionsEnd   = []byte{prefixAll, prefixVersion + 1}
+)
+
+// revision is an etcd revision: main counts write requests, sub counts the
+// changes inside one request.
+type revision struct {
+	main int64
+	sub  int64
+}
+
+// appendEscaped appends the order-preserving escape of userKey, without the
+// terminator.
+func appendEscaped(dst, userKey []byte) []byte {
+	for _, c := range userKey {
+		if c == escapeByte {
+			dst = append(dst, escapeByte, escapedZero)
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// keyPrefix returns "kv" + escape(userKey) + terminator: the common prefix of
+// every version of userKey.
+func keyPrefix(userKey []byte) []byte {
+	dst := make([]byte, 0, len(userKey)+4+revisionBytes)
+	dst = append(dst, prefixAll, prefixVersion)
+	dst = appendEscaped(dst, userKey)
+	return append(dst, escapeByte, terminatorByte)
+}
+
+// nextKeyBound returns a key after every version of the user key whose
+// prefix (from keyPrefix) is given, and before every greater user key.
+func nextKeyBound(prefix []byte) []byte {
+	out := append([]byte(nil), prefix...)
+	out[len(out)-1] = afterVersions
+	return out
+}
+
+// versionKey encodes the Pebble key of one version. The revision is stored
+// inverted big-endian so that newer versions of a key sort first.
+func versionKey(userKey []byte, rev revision) []byte {
+	return appendRevision(keyPrefix(userKey), rev)
+}
+
+func appendRevision(dst []byte, rev revision) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(rev.main))
+	return binary.BigEndian.AppendUint64(dst, ^uint64(rev.sub))
+}
+
+// seekAtOrBelow returns the position of the newest version of the key with
+// the given prefix whose main revision is <= main.
+func seekAtOrBelow(prefix []byte, main int64) []byte {
+	dst := append([]byte(nil), prefix...)
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(main))
+	return append(dst, make([]byte, 8)...)
+}
+
+// decodeVersionKey splits a version key into the user key, the prefix shared
+// by its versions, and the revision, all copied out of k. A malformed key is corruption: panic.
+func decodeVersionKey(k []byte) (userKey, prefix []byte, rev revision) {
+	if len(k) < 2+2+revisionBytes || k[0] != prefixAll || k[1] != prefixVersion {
+		panic(fmt.Sprintf("mvcc: malformed version key %q", k))
+	}
+	body := k[2 : len(k)-revisionBytes]
+	userKey = make([]byte, 0, len(body))
+	for i := 0; i < len(body); i++ {
+		if body[i] != escapeByte {
+			userKey = append(userKey, body[i])
+			continue
+		}
+		i++
+		if i == len(body)-1 && body[i] == terminatorByte {
+			prefix = append([]byte(nil), k[:len(k)-revisionBytes]...)
+			return userKey, prefix, decodeRevision(k[len(k)-revisionBytes:])
+		}
+		if i >= len(body) || body[i] != escapedZero {
+			panic(fmt.Sprintf("mvcc: malformed escape in version key %q", k))
+		}
+		userKey = append(userKey, escapeByte)
+	}
+	panic(fmt.Sprintf("mvcc: version key without terminator %q", k))
+}
+
+func decodeRevision(b []byte) revision {
+	return revision{
+		main: int64(^binary.BigEndian.Uint64(b[:8])),
+		sub:  int64(^binary.BigEndian.Uint64(b[8:16])),
+	}
+}
+
+// encodePut encodes a live version. The key is not stored in the value: it
+// is in the Pebble key already.
+func encodePut(kv *mvccpb.KeyValue) []byte {
+	stored := &mvccpb.KeyValue{
+		CreateRevision: kv.CreateRevision,
+		ModRevision:    kv.ModRevision,
+		Version:        kv.Version,
+		Value:          kv.Value,
+		Lease:          kv.Lease,
+	}
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(stored)
+	if err != nil {
+		panic(fmt.Sprintf("mvcc: marshal key-value %q: %v", kv.Key, err))
+	}
+	return append([]byte{kindPut}, data...)
+}
+
+func encodeTombstone() []byte { return []byte{kindTombstone} }
+
+// decodeValue decodes a version value; it returns nil for a tombstone.
+func decodeValue(userKey, v []byte) *mvccpb.KeyValue {
+	if len(v) == 0 {
+		panic(fmt.Sprintf("mvcc: empty version value for key %q", userKey))
+	}
+	switch v[0] {
+	case kindTombstone:
+		return nil
+	case kindPut:
+		kv := &mvccpb.KeyValue{}
+		if err := proto.Unmarshal(v[1:], kv); err != nil {
+			panic(fmt.Sprintf("mvcc: corrupt version value for key %q: %v", userKey, err))
+		}
+		kv.Key = append([]byte(nil), userKey...)
+		return kv
+	}
+	panic(fmt.Sprintf("mvcc: unknown version kind %d for key %q", v[0], userKey))
+}
+
+func encodeInt64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+func decodeInt64(name string, b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("mvcc: meta %s has %d bytes, want 8", name, len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}
+
+// hasVersionPrefix reports whether k is a version of the key with prefix p.
+func hasVersionPrefix(k, p []byte) bool {
+	return len(k) == len(p)+revisionBytes && bytes.HasPrefix(k, p)
+}

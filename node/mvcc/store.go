@@ -1,0 +1,158 @@
+package mvcc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Options configures a Store.
+type Options struct {
+	// LeaseExists reports whether a lease is granted. Nil means no lease
+	// exists: every Put with a non-zero lease fails with
+	// rpctypes.ErrGRPCLeaseNotFound.
+	LeaseExists func(id int64) bool
+}
+
+// noCompaction is the compacted revision of a store that was never
+// compacted. etcd starts at -1 too, so that Compact(0) succeeds once.
+const noCompaction = -1
+
+// Store is the MVCC keyspace. See the package documentation for the
+// concurrency contract.
+type Store struct {
+	db   *pebble.DB
+	opts Options
+
+	// mu guards the published state. Readers hold it shared while they take
+	// their Pebble snapshot, so that the snapshot and the revisions they read
+	// belong together; Publish holds it exclusively.
+	mu struct {
+		sync.RWMutex
+		// rev is the current revision. Invariant: rev >= 1.
+		rev int64
+		// compactRev is the compacted revision, noCompaction if none.
+		// Invariant: compactRev <= rev.
+		compactRev int64
+	}
+
+	// compaction is the physical removal in progress. Owned by the apply
+	// goroutine (Publish, CompactPending, CompactStep); no lock.
+	compaction struct {
+		pending bool
+		target  int64  // remove versions made obsolete by a compaction at target
+		cursor  []byte // Pebble key from which the next CompactStep continues
+		// recorded is set while an unpublished Writer holds a Compact.
+		recorded bool
+	}
+
+	// writerActive is set while a Writer exists that has not published.
+	// Owned by the apply goroutine.
+	writerActive bool
+}
+
+// Open opens the keyspace stored in db, recovering the current and the
+// compacted revision and any unfinished compaction.
+func Open(db *pebble.DB, opts Options) (*Store, error) {
+	if db == nil {
+		panic("mvcc: Open with nil db")
+	}
+	s := &Store{db: db, opts: opts}
+	rev, err := readMeta(db, metaRevKey, "rev", 1)
+	if err != nil {
+		return nil, fmt.Errorf("open mvcc: %w", err)
+	}
+	compactRev, err := readMeta(db, metaCompactKey, "compact", noCompaction)
+	if err != nil {
+		return nil, fmt.Errorf("open mvcc: %w", err)
+	}
+	if rev < 1 || compactRev > rev {
+		return nil, fmt.Errorf("open mvcc: inconsistent meta: rev %d, compacted %d", rev, compactRev)
+	}
+	s.mu.rev, s.mu.compactRev = rev, compactRev
+	if err := s.recoverCompaction(); err != nil {
+		return nil, fmt.Errorf("open mvcc: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) recoverCompaction() error {
+	cursor, found, err := getCopy(s.db, metaCursorKey)
+	if err != nil || !found {
+		return err
+	}
+	s.compaction.pending = true
+	s.compaction.target = s.mu.compactRev
+	s.compaction.cursor = cursor
+	if len(cursor) == 0 {
+		s.compaction.cursor = versionsStart
+	}
+	return nil
+}
+
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// getCopy reads one key, copying the value out of Pebble's buffer.
+func getCopy(g getter, key []byte) (value []byte, found bool, err error) {
+	v, closer, err := g.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get %q: %w", key, err)
+	}
+	value = append([]byte{}, v...)
+	return value, true, closer.Close()
+}
+
+func readMeta(g getter, key []byte, name string, missing int64) (int64, error) {
+	v, found, err := getCopy(g, key)
+	if err != nil || !found {
+		return missing, err
+	}
+	return decodeInt64(name, v)
+}
+
+// Rev returns the current (published) revision. Safe for concurrent use.
+func (s *Store) Rev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.rev
+}
+
+// CompactRev returns the last compacted revision, 0 if none. Safe for
+// concurrent use.
+func (s *Store) CompactRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return max(s.mu.compactRev, 0)
+}
+
+// readView is a consistent read-only view: a Pebble snapshot and the
+// published revisions it was taken with.
+type readView struct {
+	snap       *pebble.Snapshot
+	rev        int64
+	compactRev int64
+}
+
+// openView takes a snapshot together with the published revisions. Every
+// write of a published revision is committed before Publish, so the
+// snapshot holds it; a compaction's removals start only after its Publish,
+// so the snapshot holds every version a read at rev >= compactRev needs.
+func (s *Store) openView() readView {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return readView{snap: s.db.NewSnapshot(), rev: s.mu.rev, compactRev: s.mu.compactRev}
+}
+
+func (v readView) close() {
+	if err := v.snap.Close(); err != nil {
+		panic(fmt.Sprintf("mvcc: close snapshot: %v", err))
+	}
+}

@@ -1,0 +1,294 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// txnPath is the branch every txn of a request takes: compares are all
+// evaluated against the state before the request, nested ones included.
+type txnPath struct {
+	succeeded bool
+	// nested holds the paths of the RequestTxn ops of the taken branch, in
+	// order.
+	nested []*txnPath
+}
+
+func takenOps(r *pb.TxnRequest, succeeded bool) []*pb.RequestOp {
+	if succeeded {
+		return r.GetSuccess()
+	}
+	return r.GetFailure()
+}
+
+// compareToPath evaluates the compares of r and of its nested txns on the
+// taken branches.
+func compareToPath(src iterSource, rev int64, r *pb.TxnRequest) (*txnPath, error) {
+	ok, err := applyCompares(src, rev, r.GetCompare())
+	if err != nil {
+		return nil, err
+	}
+	path := &txnPath{succeeded: ok}
+	for _, op := range takenOps(r, ok) {
+		nested := op.GetRequestTxn()
+		if nested == nil {
+			continue
+		}
+		sub, err := compareToPath(src, rev, nested)
+		if err != nil {
+			return nil, err
+		}
+		path.nested = append(path.nested, sub)
+	}
+	return path, nil
+}
+
+func applyCompares(src iterSource, rev int64, cmps []*pb.Compare) (bool, error) {
+	for _, c := range cmps {
+		ok, err := applyCompare(src, rev, c)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// applyCompare holds when every key in the compare's range satisfies it. An
+// empty range compares a zero key-value, except that a VALUE compare fails:
+// a missing value cannot be told from an empty one.
+func applyCompare(src iterSource, rev int64, c *pb.Compare) (bool, error) {
+	found, ok := false, true
+	err := scanRange(src, c.GetKey(), c.GetRangeEnd(), rev, func(kv *mvccpb.KeyValue) bool {
+		found = true
+		ok = compareKV(c, kv)
+		return ok
+	})
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		return c.GetTarget() != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{}), nil
+	}
+	return ok, nil
+}
+
+func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+	var result int
+	switch c.GetTarget() {
+	case pb.Compare_VALUE:
+		result = bytes.Compare(kv.Value, c.GetValue())
+	case pb.Compare_CREATE:
+		result = cmpInt64(kv.CreateRevision, c.GetCreateRevision())
+	case pb.Compare_MOD:
+		result = cmpInt64(kv.ModRevision, c.GetModRevision())
+	case pb.Compare_VERSION:
+		result = cmpInt64(kv.Version, c.GetVersion())
+	case pb.Compare_LEASE:
+		result = cmpInt64(kv.Lease, c.GetLease())
+	}
+	switch c.GetResult() {
+	case pb.Compare_EQUAL:
+		return result == 0
+	case pb.Compare_NOT_EQUAL:
+		return result != 0
+	case pb.Compare_GREATER:
+		return result > 0
+	case pb.Compare_LESS:
+		return result < 0
+	}
+	return true
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// exec runs the operations of one request against src. Its reads see the
+// request's own earlier writes. w is nil for read-only requests.
+type exec struct {
+	src         iterSource
+	beginRev    int64 // the revision before the request
+	compactRev  int64 // noCompaction if none
+	changes     int64 // writes so far; the next write's sub-revision
+	leaseExists func(id int64) bool
+	w           *Writer
+}
+
+// rev returns the revision the request's reads see now.
+func (e *exec) rev() int64 {
+	if e.changes > 0 {
+		return e.beginRev + 1
+	}
+	return e.beginRev
+}
+
+// checkTxnOps checks, before anything is written, what could make an op of
+// the taken branches fail: range revisions and put preconditions. Like etcd
+// it checks against the state before the request.
+func (e *exec) checkTxnOps(r *pb.TxnRequest, path *txnPath) error {
+	nested := path.nested
+	for _, op := range takenOps(r, path.succeeded) {
+		var err error
+		switch {
+		case op.GetRequestRange() != nil:
+			err = checkRangeRev(op.GetRequestRange().GetRevision(), e.beginRev, e.compactRev)
+		case op.GetRequestPut() != nil:
+			_, err = e.checkPut(op.GetRequestPut())
+		case op.GetRequestTxn() != nil:
+			err = e.checkTxnOps(op.GetRequestTxn(), nested[0])
+			nested = nested[1:]
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRangeRev is etcd's revision check of ranges inside a txn. It differs
+// from a plain range's: a negative revision below the compacted one fails.
+func checkRangeRev(rev, current, compactRev int64) error {
+	switch {
+	case rev == 0:
+		return nil
+	case rev > current:
+		return rpctypes.ErrGRPCFutureRev
+	case rev < compactRev:
+		return rpctypes.ErrGRPCCompacted
+	}
+	return nil
+}
+
+// checkPut checks a put's lease and, for ignore_value/ignore_lease, that the
+// key exists. It returns the key's current version, nil if none.
+func (e *exec) checkPut(p *pb.PutRequest) (*mvccpb.KeyValue, error) {
+	if p.GetLease() != 0 && (e.leaseExists == nil || !e.leaseExists(p.GetLease())) {
+		return nil, rpctypes.ErrGRPCLeaseNotFound
+	}
+	prev, err := getLatest(e.src, p.GetKey(), e.rev())
+	if err != nil {
+		return nil, err
+	}
+	if (p.GetIgnoreValue() || p.GetIgnoreLease()) && prev == nil {
+		return nil, rpctypes.ErrGRPCKeyNotFound
+	}
+	return prev, nil
+}
+
+// runTxn executes the taken branches of a checked txn.
+func (e *exec) runTxn(r *pb.TxnRequest, path *txnPath) (*pb.TxnResponse, error) {
+	ops := takenOps(r, path.succeeded)
+	resp := &pb.TxnResponse{Succeeded: path.succeeded, Responses: make([]*pb.ResponseOp, len(ops))}
+	nested := path.nested
+	for i, op := range ops {
+		out, err := e.runOp(op, &nested)
+		if err != nil {
+			return nil, err
+		}
+		resp.Responses[i] = out
+	}
+	resp.Header = &pb.ResponseHeader{Revision: e.rev()}
+	return resp, nil
+}
+
+// runOp executes one op of a txn; nested is the queue of nested txn paths.
+func (e *exec) runOp(op *pb.RequestOp, nested *[]*txnPath) (*pb.ResponseOp, error) {
+	switch {
+	case op.GetRequestRange() != nil:
+		resp, err := rangeAt(e.src, e.rev(), e.compactRev, op.GetRequestRange())
+		if err != nil {
+			return nil, fmt.Errorf("txn range: %w", err)
+		}
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: resp}}, nil
+	case op.GetRequestPut() != nil:
+		resp, err := e.put(op.GetRequestPut())
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: resp}}, err
+	case op.GetRequestDeleteRange() != nil:
+		resp, err := e.deleteRange(op.GetRequestDeleteRange())
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}, err
+	case op.GetRequestTxn() != nil:
+		path := (*nested)[0]
+		*nested = (*nested)[1:]
+		resp, err := e.runTxn(op.GetRequestTxn(), path)
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}, err
+	}
+	return &pb.ResponseOp{}, nil
+}
+
+// put writes a new version of the key at the request's revision.
+func (e *exec) put(p *pb.PutRequest) (*pb.PutResponse, error) {
+	prev, err := getLatest(e.src, p.GetKey(), e.rev())
+	if err != nil {
+		return nil, err
+	}
+	kv := newVersion(p, prev, e.beginRev+1)
+	if err := e.writer().writePut(kv, prev, e.changes); err != nil {
+		return nil, err
+	}
+	e.changes++
+	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: e.beginRev + 1}}
+	if p.GetPrevKv() {
+		resp.PrevKv = prev
+	}
+	return resp, nil
+}
+
+// newVersion builds the key-value a put writes at rev over prev (nil if the
+// key does not exist).
+func newVersion(p *pb.PutRequest, prev *mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
+	if (p.GetIgnoreValue() || p.GetIgnoreLease()) && prev == nil {
+		panic(fmt.Sprintf("mvcc: put of missing key %q with ignore_value/ignore_lease passed its checks", p.GetKey()))
+	}
+	kv := &mvccpb.KeyValue{Key: p.GetKey(), Value: p.GetValue(), Lease: p.GetLease(),
+		CreateRevision: rev, ModRevision: rev, Version: 1}
+	if prev != nil {
+		kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
+	}
+	if p.GetIgnoreValue() {
+		kv.Value = prev.Value
+	}
+	if p.GetIgnoreLease() {
+		kv.Lease = prev.Lease
+	}
+	return kv
+}
+
+// deleteRange writes a tombstone for every key of the range.
+func (e *exec) deleteRange(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	var prevs []*mvccpb.KeyValue
+	err := scanRange(e.src, d.GetKey(), d.GetRangeEnd(), e.rev(), func(kv *mvccpb.KeyValue) bool {
+		prevs = append(prevs, kv)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, prev := range prevs {
+		if err := e.writer().writeTombstone(prev, revision{e.beginRev + 1, e.changes}); err != nil {
+			return nil, err
+		}
+		e.changes++
+	}
+	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: e.rev()}, Deleted: int64(len(prevs))}
+	if d.GetPrevKv() {
+		resp.PrevKvs = prevs
+	}
+	return resp, nil
+}
+
+func (e *exec) writer() *Writer {
+	if e.w == nil {
+		panic("mvcc: write op in a read-only request (IsReadOnlyTxn must be checked first)")
+	}
+	return e.w
+}

@@ -1,0 +1,198 @@
+package mvcc
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// Writer applies write requests into one Pebble indexed batch. It belongs
+// to the apply goroutine. A request that fails with an rpctypes error leaves
+// no trace in the batch; any other error is an I/O error after which the
+// batch must be discarded and the node stopped.
+type Writer struct {
+	s *Store
+	b *pebble.Batch
+	// rev is the revision after the requests applied so far.
+	// Invariant: rev >= s.Rev().
+	rev int64
+	// compactRev is the compacted revision as of the requests applied so far.
+	compactRev int64
+	// compacted is set when a Compact was recorded in this batch.
+	compacted bool
+	events    []*mvccpb.Event
+	published bool
+}
+
+// NewWriter starts applying requests into b, which must be an indexed batch
+// of the store's DB. Only one Writer may be unpublished at a time.
+func (s *Store) NewWriter(b *pebble.Batch) *Writer {
+	if b == nil || !b.Indexed() {
+		panic("mvcc: NewWriter needs an indexed batch")
+	}
+	if s.writerActive {
+		panic("mvcc: NewWriter while another Writer has not published")
+	}
+	s.writerActive = true
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &Writer{s: s, b: b, rev: s.mu.rev, compactRev: s.mu.compactRev}
+}
+
+func (w *Writer) begin() *exec {
+	if w.published {
+		panic("mvcc: Writer used after Publish")
+	}
+	return &exec{src: w.b, beginRev: w.rev, compactRev: w.compactRev, leaseExists: w.s.opts.LeaseExists, w: w}
+}
+
+// finish ends a request: one that wrote anything takes one main revision.
+func (w *Writer) finish(e *exec) error {
+	if e.changes == 0 {
+		return nil
+	}
+	w.rev++
+	if err := w.b.Set(metaRevKey, encodeInt64(w.rev), nil); err != nil {
+		return fmt.Errorf("write revision: %w", err)
+	}
+	return nil
+}
+
+// Put applies a PutRequest.
+func (w *Writer) Put(req *pb.PutRequest) (*pb.PutResponse, error) {
+	e := w.begin()
+	if _, err := e.checkPut(req); err != nil {
+		return nil, err
+	}
+	resp, err := e.put(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, w.finish(e)
+}
+
+// DeleteRange applies a DeleteRangeRequest.
+func (w *Writer) DeleteRange(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	e := w.begin()
+	resp, err := e.deleteRange(req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, w.finish(e)
+}
+
+// Txn applies a TxnRequest: compares and checks against the state before
+// it, then the taken branches, all at one revision.
+func (w *Writer) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	e := w.begin()
+	path, err := compareToPath(e.src, e.beginRev, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkTxnOps(req, path); err != nil {
+		return nil, err
+	}
+	resp, err := e.runTxn(req, path)
+	if err != nil {
+		return nil, err
+	}
+	return resp, w.finish(e)
+}
+
+// Compact records a compaction at req.Revision. Reads below it fail once
+// the writer publishes; CompactStep then removes the obsolete versions.
+func (w *Writer) Compact(req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if w.published {
+		panic("mvcc: Writer used after Publish")
+	}
+	rev := req.GetRevision()
+	if rev <= w.compactRev {
+		return nil, rpctypes.ErrGRPCCompacted
+	}
+	if rev > w.rev {
+		return nil, rpctypes.ErrGRPCFutureRev
+	}
+	if err := w.b.Set(metaCompactKey, encodeInt64(rev), nil); err != nil {
+		return nil, fmt.Errorf("record compaction: %w", err)
+	}
+	// An empty cursor means "from the first key"; a newer compaction
+	// restarts the removal, which covers the older one's.
+	if err := w.b.Set(metaCursorKey, nil, nil); err != nil {
+		return nil, fmt.Errorf("record compaction: %w", err)
+	}
+	w.compactRev, w.compacted = rev, true
+	w.s.compaction.recorded = true
+	return &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: w.rev}}, nil
+}
+
+// Events returns every event written so far by this writer, in revision
+// order. Put events carry the new key-value, delete events the key and the
+// deleting revision; PrevKv is the version each event replaced, if any.
+func (w *Writer) Events() []*mvccpb.Event { return w.events }
+
+// Publish makes the writer's revisions visible to readers. Call it after
+// the batch committed; the Writer cannot be used afterwards.
+func (w *Writer) Publish() {
+	if w.published {
+		panic("mvcc: Publish called twice")
+	}
+	w.published = true
+	w.s.writerActive = false
+	w.s.mu.Lock()
+	w.s.mu.rev, w.s.mu.compactRev = w.rev, w.compactRev
+	w.s.mu.Unlock()
+	if w.compacted {
+		w.s.compaction.recorded = false
+		w.s.compaction.pending = true
+		w.s.compaction.target = w.compactRev
+		w.s.compaction.cursor = versionsStart
+	}
+}
+
+func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
+	key := versionKey(kv.Key, revision{kv.ModRevision, sub})
+	if err := w.b.Set(key, encodePut(kv), nil); err != nil {
+		return fmt.Errorf("put %q: %w", kv.Key, err)
+	}
+	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
+	return nil
+}
+
+func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
+	if err := w.b.Set(versionKey(prev.Key, rev), encodeTombstone(), nil); err != nil {
+		return fmt.Errorf("delete %q: %w", prev.Key, err)
+	}
+	kv := &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main}
+	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: kv, PrevKv: prev})
+	return nil
+}
+
+// Range serves a RangeRequest at the published revision. Safe for
+// concurrent use.
+func (s *Store) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	v := s.openView()
+	defer v.close()
+	return rangeAt(v.snap, v.rev, v.compactRev, req)
+}
+
+// ReadTxn serves a read-only TxnRequest (IsReadOnlyTxn) at the published
+// revision. Safe for concurrent use.
+func (s *Store) ReadTxn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !IsReadOnlyTxn(req) {
+		panic("mvcc: ReadTxn with a txn that is not read-only")
+	}
+	v := s.openView()
+	defer v.close()
+	e := &exec{src: v.snap, beginRev: v.rev, compactRev: v.compactRev}
+	path, err := compareToPath(e.src, e.beginRev, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkTxnOps(req, path); err != nil {
+		return nil, err
+	}
+	return e.runTxn(req, path)
+}
