@@ -8,6 +8,7 @@ import (
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -124,15 +125,11 @@ func unmarshal(data []byte, m proto.Message) error {
 	return nil
 }
 
-// pebbleLogger sends Pebble's log lines to the node's logger.
-type pebbleLogger struct {
-	l interface {
-		Infof(string, ...any)
-		Errorf(string, ...any)
-		Fatalf(string, ...any)
-	}
-}
+// pebbleLogger is the default Pebble logger: it drops Pebble's
+// informational chatter (its timing is Pebble's, not the node's) and keeps
+// errors, which go to the raft logger.
+type pebbleLogger struct{ l raft.Logger }
 
-func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof(format, args...) }
+func (p pebbleLogger) Infof(string, ...any)              {}
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
 func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, args...) }

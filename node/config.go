@@ -57,6 +57,9 @@ type Config struct {
 	// Logger receives raft's log lines. Default: discards everything but
 	// Fatal and Panic, which panic.
 	Logger raft.Logger
+	// PebbleLogger receives Pebble's log lines. Default: Info lines are
+	// dropped, Errorf goes to Logger, Fatalf panics.
+	PebbleLogger pebble.Logger
 	// PebbleOptions, if set, adjusts the Pebble options before Open (the
 	// simulator uses it to make background work deterministic).
 	PebbleOptions func(*pebble.Options)
@@ -104,6 +107,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = quietLogger{}
+	}
+	if c.PebbleLogger == nil {
+		c.PebbleLogger = pebbleLogger{c.Logger}
 	}
 }
 

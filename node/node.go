@@ -87,7 +87,7 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func openPebble(cfg Config) (*pebble.DB, error) {
-	opts := &pebble.Options{FS: cfg.FS, Logger: pebbleLogger{cfg.Logger}}
+	opts := &pebble.Options{FS: cfg.FS, Logger: cfg.PebbleLogger}
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}

@@ -1,0 +1,189 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	lin "github.com/cairn-db/cairn/linearizability"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// linearizabilityTimeout bounds porcupine's search. It is wall-clock time,
+// far above what any history here needs, so it never decides a result.
+const linearizabilityTimeout = 30 * time.Second
+
+func (w *world) rememberPuts(req lin.Request, resp lin.Response) {
+	switch {
+	case req.Kind == lin.OpPut:
+		w.ackedPuts = append(w.ackedPuts, ackedPut{req.Key, req.Value, resp.HeaderRevision})
+	case req.Kind == lin.OpTxn && resp.Succeeded:
+		for _, op := range req.Then {
+			if op.Kind == lin.OpPut {
+				w.ackedPuts = append(w.ackedPuts, ackedPut{op.Key, op.Value, resp.HeaderRevision})
+			}
+		}
+	}
+}
+
+// finish heals every fault and runs the end-of-run checks.
+func (w *world) finish() {
+	if w.failed() {
+		return
+	}
+	w.healAll()
+	w.checkLiveness()
+	w.converge()
+	w.finalRead()
+	if w.failed() {
+		return
+	}
+	w.checkConvergence()
+	w.checkAckedWrites()
+	w.checkLinearizable()
+}
+
+func (w *world) healAll() {
+	w.trace.printf("heal all")
+	w.net.heal()
+	for _, m := range w.members {
+		m.tickMicros, m.diskMicros = tickMicros, defaultDiskMicros
+		w.restart(m)
+	}
+}
+
+// checkLiveness requires a healed cluster to commit a write within a
+// bounded time.
+func (w *world) checkLiveness() {
+	c := &client{w: w, id: 0, seenModRevision: map[string]int64{}}
+	deadline := w.sched.nowMicros + livenessBoundMicros
+	for w.sched.nowMicros < deadline && !w.failed() {
+		op := w.issueOnce(c, lin.Put("liveness", fmt.Sprint(w.sched.nowMicros)))
+		if op != nil && op.acked {
+			w.trace.printf("liveness: write committed")
+			return
+		}
+		w.runUntil(w.sched.nowMicros + 100*millisecond)
+	}
+	w.fail("liveness: no write committed within %dms of healing", livenessBoundMicros/millisecond)
+}
+
+// issueOnce sends one operation to the leader (or any member) and runs the
+// world until it finishes.
+func (w *world) issueOnce(c *client, req lin.Request) *pendingOp {
+	m := w.leader()
+	if m == nil {
+		m = w.randomLiveMember()
+	}
+	if m == nil {
+		return nil
+	}
+	before := len(m.waiting)
+	c.start(m, req)
+	var op *pendingOp
+	for _, id := range sortedKeys(m.waiting) {
+		if p := m.waiting[id]; p.c == c && !p.done {
+			op = p
+		}
+	}
+	if op == nil || len(m.waiting) == before {
+		return op
+	}
+	w.runWhile(requestTimeoutMicros+millisecond, func() bool { return !op.done })
+	return op
+}
+
+// converge runs until every member has applied everything committed.
+func (w *world) converge() {
+	ok := w.runWhile(convergeBoundMicros, func() bool { return !w.converged() })
+	if !ok && !w.failed() {
+		w.fail("members did not converge within %ds of healing: %s", convergeBoundMicros/second, w.appliedSummary())
+	}
+}
+
+func (w *world) converged() bool {
+	leader := w.leader()
+	if leader == nil {
+		return false
+	}
+	commit := leader.node.Status().CommitIndex
+	for _, m := range w.members {
+		if !m.up() || m.node.Status().AppliedIndex != commit {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *world) appliedSummary() string {
+	s := ""
+	for _, m := range w.members {
+		if m.up() {
+			st := m.node.Status()
+			s += fmt.Sprintf("%s(applied %d commit %d) ", m.name(), st.AppliedIndex, st.CommitIndex)
+		}
+	}
+	return s
+}
+
+// finalRead records a linearizable read of every key, so the history ends
+// with the final state and a lost write shows.
+func (w *world) finalRead() {
+	c := &client{w: w, id: 0, seenModRevision: map[string]int64{}}
+	op := w.issueOnce(c, lin.Prefix(keyPrefix, 0))
+	if op == nil || !op.acked {
+		w.fail("final read did not complete")
+	}
+}
+
+// checkConvergence requires equal keyspace hashes on every member at the
+// lowest revision they all reached (a write still in flight may have
+// applied on some members and not yet on others).
+func (w *world) checkConvergence() {
+	rev := w.members[0].node.Store().Rev()
+	for _, m := range w.members {
+		rev = min(rev, m.node.Store().Rev())
+	}
+	var want uint32
+	for i, m := range w.members {
+		hash, _, err := m.node.Store().HashKV(rev)
+		if err != nil {
+			w.fail("convergence: HashKV(%d) on %s: %v", rev, m.name(), err)
+			return
+		}
+		if i == 0 {
+			want = hash
+		} else if hash != want {
+			w.fail("convergence: %s hash %08x at revision %d, %s has %08x", w.members[0].name(), want, rev, m.name(), hash)
+		}
+	}
+	w.trace.printf("convergence: %d members at revision %d, hash %08x", len(w.members), rev, want)
+}
+
+// checkAckedWrites requires every acknowledged put to be in every member's
+// history at the revision it was acknowledged with.
+func (w *world) checkAckedWrites() {
+	for _, p := range w.ackedPuts {
+		for _, m := range w.members {
+			rr, err := m.node.Store().Range(&pb.RangeRequest{Key: []byte(p.key), Revision: p.revision})
+			if err != nil {
+				w.fail("acknowledged put %s=%s at revision %d: read on %s: %v", p.key, p.value, p.revision, m.name(), err)
+				return
+			}
+			kvs := rr.GetKvs()
+			if len(kvs) != 1 || kvs[0].GetModRevision() != p.revision || !bytes.Equal(kvs[0].GetValue(), []byte(p.value)) {
+				w.fail("acknowledged put %s=%s at revision %d lost on %s: found %v", p.key, p.value, p.revision, m.name(), kvs)
+				return
+			}
+		}
+	}
+}
+
+func (w *world) checkLinearizable() {
+	result, _ := w.rec.Check(linearizabilityTimeout)
+	if result != lin.ResultOK {
+		w.fail("linearizability: %s", result)
+		return
+	}
+	w.trace.printf("linearizability: ok")
+}

@@ -1,0 +1,162 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cairn-db/cairn/linearizability"
+	"github.com/cairn-db/cairn/node"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+)
+
+// client issues one operation at a time to a random live member, waits for
+// it with a timeout, and records it. An operation whose outcome it cannot
+// know (timeout, crash of the member) is recorded as unknown, never guessed.
+type client struct {
+	w       *world
+	id      int
+	counter int
+	// seenModRevision is the mod_revision of each key as this client last
+	// read it; its compare-and-swap txns guess with it.
+	seenModRevision map[string]int64
+}
+
+// pendingOp is an operation in flight.
+type pendingOp struct {
+	c    *client
+	rec  linearizability.OpID
+	req  linearizability.Request
+	read *pb.RangeRequest // set for linearizable reads, served when the barrier completes
+	// recorded is false for operations left out of the history.
+	recorded bool
+	done     bool
+	acked    bool
+}
+
+// keys is the simulated keyspace: few keys, so operations contend.
+var keys = []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}
+
+const keyPrefix = "k"
+
+func (c *client) schedule() {
+	think := 10*millisecond + c.w.rng.Int64N(140*millisecond)
+	c.w.sched.after(think, c.issue)
+}
+
+func (c *client) issue() {
+	if c.w.sched.nowMicros >= c.w.opts.DurationMicros || c.w.failed() {
+		return
+	}
+	m := c.w.randomLiveMember()
+	if m == nil {
+		c.schedule()
+		return
+	}
+	c.counter++
+	req := c.w.workload.next(c)
+	c.start(m, req)
+}
+
+func (c *client) start(m *member, req linearizability.Request) {
+	op := &pendingOp{c: c, req: req, recorded: true}
+	op.rec = c.w.rec.Invoke(c.id, req)
+	c.w.trace.printf("c%d → %s %s", c.id, m.name(), describeRequest(req))
+	var id uint64
+	var err error
+	if isRead(req) {
+		op.read = toRangeRequest(req)
+		id = m.node.ReadIndex()
+	} else {
+		id, err = m.node.Propose(toInternalRequest(req))
+	}
+	if errors.Is(err, raft.ErrProposalDropped) {
+		c.w.trace.printf("c%d ✗ %s: no leader", c.id, m.name())
+		op.fail()
+		return
+	}
+	if err != nil {
+		c.w.fail("c%d: propose on %s: %v", c.id, m.name(), err)
+		return
+	}
+	m.waiting[id] = op
+	epoch := m.epoch
+	c.w.sched.after(requestTimeoutMicros, func() {
+		if !op.done {
+			c.w.trace.printf("c%d ? timeout", c.id)
+			if m.epoch == epoch && m.waiting != nil {
+				delete(m.waiting, id)
+			}
+			op.unknown()
+		}
+	})
+	m.kick()
+}
+
+func (op *pendingOp) finish() bool {
+	if op.done {
+		return false
+	}
+	op.done = true
+	op.c.schedule()
+	return true
+}
+
+func (op *pendingOp) unknown() {
+	if op.finish() {
+		op.c.w.unknown++
+		op.c.w.rec.Unknown(op.rec)
+	}
+}
+
+func (op *pendingOp) fail() {
+	if op.finish() {
+		op.c.w.failedOps++
+		op.c.w.rec.Fail(op.rec)
+	}
+}
+
+func (op *pendingOp) complete(m *member, c node.Completion) {
+	if op.done {
+		return
+	}
+	resp, err := op.response(m, c)
+	if err != nil {
+		op.c.w.trace.printf("c%d ✗ %v", op.c.id, err)
+		op.fail()
+		return
+	}
+	op.c.w.trace.printf("c%d ← %s", op.c.id, linearizability.DescribeOperation(op.req, resp))
+	op.c.remember(op.req, resp)
+	if op.finish() {
+		op.acked = true
+		op.c.w.acknowledged++
+		op.c.w.rec.Return(op.rec, resp)
+		op.c.w.rememberPuts(op.req, resp)
+	}
+}
+
+// response turns a completion into what the client saw: a read is served
+// from the member's store now that its barrier completed.
+func (op *pendingOp) response(m *member, c node.Completion) (linearizability.Response, error) {
+	if c.Err != nil {
+		return linearizability.Response{}, c.Err
+	}
+	if op.read != nil {
+		rr, err := m.node.Store().Range(op.read)
+		if err != nil {
+			return linearizability.Response{}, fmt.Errorf("range on %s: %w", m.name(), err)
+		}
+		return fromRangeResponse(op.req, rr), nil
+	}
+	return fromWriteResponse(op.req, c.Response)
+}
+
+func (c *client) remember(req linearizability.Request, resp linearizability.Response) {
+	switch {
+	case req.Kind == linearizability.OpGet:
+		c.seenModRevision[req.Key] = resp.KV.ModRevision
+	case req.Kind == linearizability.OpTxn && !resp.Succeeded && len(resp.Results) == 1:
+		c.seenModRevision[req.Key] = resp.Results[0].KV.ModRevision
+	}
+}

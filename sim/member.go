@@ -1,0 +1,169 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/cairn-db/cairn/node"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3"
+)
+
+// member is one simulated cairn member: a real node.Node on a crashable
+// in-memory disk.
+type member struct {
+	w     *world
+	index int
+	id    uint64
+	fs    *vfs.MemFS
+	node  *node.Node // nil while crashed
+	// epoch grows at every crash; events scheduled for an older epoch are
+	// stale and do nothing.
+	epoch int
+	// processing is set while a Process call is scheduled.
+	processing bool
+	// tickMicros is this member's tick period: skewed clocks tick at
+	// different rates.
+	tickMicros int64
+	// diskMicros is the virtual latency of one Process (an fsync).
+	diskMicros int64
+	// waiting maps request IDs on this member to client operations.
+	waiting map[uint64]*pendingOp
+	// lastLeader is the leader this member last reported, for the trace.
+	lastLeader uint64
+}
+
+const memberDir = "data"
+
+func (m *member) name() string { return fmt.Sprintf("n%d", m.id) }
+
+func (m *member) open() error {
+	n, err := node.Open(node.Config{
+		ID:            m.id,
+		InitialVoters: m.w.memberIDs(),
+		FS:            m.fs,
+		Dir:           memberDir,
+		ElectionTicks: electionTicks,
+		Rand:          rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
+		Logger:        &raftTrace{m: m},
+		PebbleOptions: deterministicPebble,
+		Knobs:         m.w.opts.Knobs,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: open: %w", m.name(), err)
+	}
+	m.node = n
+	m.waiting = map[uint64]*pendingOp{}
+	return nil
+}
+
+// deterministicPebble keeps Pebble from doing background work whose timing
+// could change what a crash keeps: no memtable flushes within a run (large
+// memtables) and no automatic compactions.
+func deterministicPebble(o *pebble.Options) {
+	o.MemTableSize = 256 << 20
+	o.MemTableStopWritesThreshold = 4
+	o.DisableAutomaticCompactions = true
+	o.Cache = nil
+}
+
+func (m *member) up() bool { return m.node != nil }
+
+// crash stops the member, keeping exactly what it synced.
+func (m *member) crash() {
+	if !m.up() {
+		return
+	}
+	crashed := m.fs.CrashClone(vfs.CrashCloneCfg{})
+	m.node.Close()
+	m.node, m.fs = nil, crashed
+	m.epoch++
+	m.processing = false
+	for _, id := range sortedKeys(m.waiting) {
+		m.waiting[id].unknown()
+	}
+	m.waiting = nil
+	m.lastLeader = 0
+}
+
+// kick schedules a Process call if the member has work and none is
+// scheduled. Inputs that arrive before it runs ride the same one, as they
+// ride one fsync in the real server.
+func (m *member) kick() {
+	if !m.up() || m.processing || !m.node.HasReady() {
+		return
+	}
+	m.processing = true
+	epoch := m.epoch
+	m.w.sched.after(m.diskMicros, func() {
+		if m.epoch != epoch {
+			return
+		}
+		m.processing = false
+		m.process()
+		m.kick()
+	})
+}
+
+func (m *member) process() {
+	out, err := m.node.Process()
+	if err != nil {
+		m.w.fail("%s: Process failed: %v", m.name(), err)
+		return
+	}
+	m.w.net.send(m, out.Messages)
+	for _, c := range out.Done {
+		if op, ok := m.waiting[c.ID]; ok {
+			delete(m.waiting, c.ID)
+			op.complete(m, c)
+		}
+	}
+	m.traceLeader()
+}
+
+func (m *member) traceLeader() {
+	st := m.node.Status()
+	if st.Leader != m.lastLeader {
+		m.lastLeader = st.Leader
+		m.w.trace.printf("%s leader=n%d term=%d", m.name(), st.Leader, st.Term)
+	}
+}
+
+func (m *member) tick() {
+	if !m.up() {
+		return
+	}
+	m.node.Tick()
+	m.kick()
+}
+
+// raftTrace puts raft's notable log lines into the trace.
+type raftTrace struct{ m *member }
+
+func (r *raftTrace) Debug(...any)          {}
+func (r *raftTrace) Debugf(string, ...any) {}
+func (r *raftTrace) Info(v ...any)         {}
+func (r *raftTrace) Infof(f string, v ...any) {
+	r.m.w.trace.printf("%s raft: "+f, append([]any{r.m.name()}, v...)...)
+}
+func (r *raftTrace) Warning(v ...any) {
+	r.m.w.trace.printf("%s raft: %s", r.m.name(), fmt.Sprint(v...))
+}
+func (r *raftTrace) Warningf(f string, v ...any) {
+	r.m.w.trace.printf("%s raft: "+f, append([]any{r.m.name()}, v...)...)
+}
+func (r *raftTrace) Error(v ...any) { r.m.w.trace.printf("%s raft: %s", r.m.name(), fmt.Sprint(v...)) }
+func (r *raftTrace) Errorf(f string, v ...any) {
+	r.m.w.trace.printf("%s raft: "+f, append([]any{r.m.name()}, v...)...)
+}
+func (r *raftTrace) Fatal(v ...any) { panic(fmt.Sprint(v...)) }
+func (r *raftTrace) Fatalf(f string, v ...any) {
+	panic(fmt.Sprintf(f, v...))
+}
+func (r *raftTrace) Panic(v ...any) { panic(fmt.Sprint(v...)) }
+func (r *raftTrace) Panicf(f string, v ...any) {
+	panic(fmt.Sprintf(f, v...))
+}
+
+var _ raft.Logger = (*raftTrace)(nil)

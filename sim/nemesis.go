@@ -1,0 +1,191 @@
+package sim
+
+import (
+	"fmt"
+	"slices"
+)
+
+// FaultKind names one kind of fault the nemesis injects.
+type FaultKind string
+
+// The faults. Each is injected for a while and then healed.
+const (
+	FaultCrash          FaultKind = "crash"           // one member crashes, restarts later
+	FaultCrashMinority  FaultKind = "crash-minority"  // a minority crashes
+	FaultCrashAll       FaultKind = "crash-all"       // every member crashes at once
+	FaultPartition      FaultKind = "partition"       // a symmetric split into two sides
+	FaultIsolateLeader  FaultKind = "isolate-leader"  // the leader is cut off from everyone
+	FaultOneWay         FaultKind = "one-way"         // messages from one member to another are dropped
+	FaultFlapping       FaultKind = "flapping"        // a partition that comes and goes
+	FaultLossy          FaultKind = "lossy"           // random loss and duplication
+	FaultClockSkew      FaultKind = "clock-skew"      // one member's clock runs fast or slow
+	FaultClockJump      FaultKind = "clock-jump"      // one member's clock jumps ahead
+	FaultSlowDisk       FaultKind = "slow-disk"       // one member's fsyncs take long
+	FaultLeaderTransfer FaultKind = "leader-transfer" // the leader hands over to another member
+)
+
+// AllFaults lists every fault kind.
+var AllFaults = []FaultKind{
+	FaultCrash, FaultCrashMinority, FaultCrashAll, FaultPartition, FaultIsolateLeader,
+	FaultOneWay, FaultFlapping, FaultLossy, FaultClockSkew, FaultClockJump,
+	FaultSlowDisk, FaultLeaderTransfer,
+}
+
+// nemesis schedules faults from the seed, one at a time: a quiet gap, a
+// fault for a while, its healing, and again, until the run's duration.
+type nemesis struct {
+	w     *world
+	kinds []FaultKind
+}
+
+func (n *nemesis) start() {
+	if len(n.kinds) == 0 {
+		return
+	}
+	n.w.sched.after(n.quiet(), n.inject)
+}
+
+func (n *nemesis) quiet() int64 { return 500*millisecond + n.w.rng.Int64N(3*second) }
+
+func (n *nemesis) inject() {
+	w := n.w
+	if w.sched.nowMicros >= w.opts.DurationMicros || w.failed() {
+		return
+	}
+	kind := n.kinds[w.rng.IntN(len(n.kinds))]
+	length := second + w.rng.Int64N(5*second)
+	heal := n.apply(kind, length)
+	w.trace.printf("nemesis: %s", kind)
+	w.sched.after(length, func() {
+		heal()
+		w.trace.printf("nemesis: healed %s", kind)
+		w.sched.after(n.quiet(), n.inject)
+	})
+}
+
+// apply injects a fault and returns what heals it.
+func (n *nemesis) apply(kind FaultKind, length int64) func() {
+	w := n.w
+	switch kind {
+	case FaultCrash:
+		return n.crash(w.pick(1))
+	case FaultCrashMinority:
+		return n.crash(w.pick((len(w.members) - 1) / 2))
+	case FaultCrashAll:
+		return n.crash(w.members)
+	case FaultPartition:
+		return n.partition(w.pick(1 + w.rng.IntN(len(w.members)/2)))
+	case FaultIsolateLeader:
+		return n.partition([]*member{w.leaderOrAny()})
+	case FaultOneWay:
+		from, to := w.pick(2)[0], w.pick(2)[1]
+		w.net.blocked[from.index][to.index] = true
+		w.trace.printf("nemesis: drop %s→%s", from.name(), to.name())
+		return w.net.heal
+	case FaultFlapping:
+		return n.flap(w.pick(1+w.rng.IntN(len(w.members)/2)), length)
+	case FaultLossy:
+		w.net.lossPercent, w.net.duplicatePercent = 5+w.rng.IntN(25), 5+w.rng.IntN(20)
+		return w.net.heal
+	case FaultClockSkew:
+		return n.skew(w.pick(1)[0])
+	case FaultClockJump:
+		return n.jump(w.pick(1)[0])
+	case FaultSlowDisk:
+		return n.slowDisk(w.pick(1)[0])
+	case FaultLeaderTransfer:
+		return n.transfer()
+	}
+	panic(fmt.Sprintf("sim: unknown fault %q", kind))
+}
+
+func (n *nemesis) crash(victims []*member) func() {
+	for _, m := range victims {
+		n.w.trace.printf("nemesis: crash %s", m.name())
+		m.crash()
+	}
+	return func() {
+		for _, m := range victims {
+			n.w.restart(m)
+		}
+	}
+}
+
+func (n *nemesis) partition(side []*member) func() {
+	w := n.w
+	names := make([]string, len(side))
+	for i, m := range side {
+		names[i] = m.name()
+	}
+	w.trace.printf("nemesis: partition %v from the rest", names)
+	for _, a := range w.members {
+		for _, b := range w.members {
+			if slices.Contains(side, a) != slices.Contains(side, b) {
+				w.net.blocked[a.index][b.index] = true
+			}
+		}
+	}
+	return w.net.heal
+}
+
+// flap toggles a partition every few hundred milliseconds.
+func (n *nemesis) flap(side []*member, length int64) func() {
+	w := n.w
+	healed := false
+	var toggle func(on bool)
+	toggle = func(on bool) {
+		if healed {
+			return
+		}
+		if on {
+			n.partition(side)
+		} else {
+			w.net.heal()
+		}
+		w.sched.after(100*millisecond+w.rng.Int64N(400*millisecond), func() { toggle(!on) })
+	}
+	toggle(true)
+	return func() { healed = true; w.net.heal() }
+}
+
+func (n *nemesis) skew(m *member) func() {
+	percent := int64(50 + n.w.rng.IntN(101)) // 50% to 150% of the normal rate
+	m.tickMicros = tickMicros * 100 / percent
+	n.w.trace.printf("nemesis: %s ticks every %dms", m.name(), m.tickMicros/millisecond)
+	return func() { m.tickMicros = tickMicros }
+}
+
+// jump makes a member's clock leap ahead by a burst of ticks.
+func (n *nemesis) jump(m *member) func() {
+	ticks := 1 + n.w.rng.IntN(3*electionTicks)
+	n.w.trace.printf("nemesis: %s clock jumps %d ticks", m.name(), ticks)
+	for range ticks {
+		m.tick()
+	}
+	return func() {}
+}
+
+func (n *nemesis) slowDisk(m *member) func() {
+	m.diskMicros = 20*millisecond + n.w.rng.Int64N(200*millisecond)
+	n.w.trace.printf("nemesis: %s fsync takes %dms", m.name(), m.diskMicros/millisecond)
+	return func() { m.diskMicros = defaultDiskMicros }
+}
+
+func (n *nemesis) transfer() func() {
+	w := n.w
+	leader := w.leader()
+	if leader == nil {
+		return func() {}
+	}
+	var others []*member
+	for _, m := range w.members {
+		if m != leader {
+			others = append(others, m)
+		}
+	}
+	to := others[w.rng.IntN(len(others))]
+	w.trace.printf("nemesis: transfer leadership %s → %s", leader.name(), to.name())
+	leader.node.TransferLeadership(to.id)
+	leader.kick()
+	return func() {}
+}

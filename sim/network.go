@@ -1,0 +1,90 @@
+package sim
+
+import (
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// network carries raft messages between members with seeded delays, loss,
+// duplication and partitions. Random delays reorder messages.
+//
+// Every kind of message may be duplicated except MsgProp, a proposal a
+// follower forwards to its leader: raft appends each copy it receives as a
+// new entry, so a duplicate would apply one client request twice. cairn's
+// peer transport delivers each message at most once (a gRPC stream is never
+// replayed), which is the guarantee this exception models.
+type network struct {
+	w *world
+	// blocked[from][to] drops every message on that directed link.
+	blocked [][]bool
+	// lossPercent and duplicatePercent apply to every message.
+	lossPercent      int
+	duplicatePercent int
+	// delay of a message: uniform in [minDelayMicros, maxDelayMicros], with
+	// a 1% tail of up to tailDelayMicros.
+	minDelayMicros  int64
+	maxDelayMicros  int64
+	tailDelayMicros int64
+}
+
+func newNetwork(w *world, members int) *network {
+	n := &network{w: w, minDelayMicros: 200, maxDelayMicros: 3 * millisecond, tailDelayMicros: 100 * millisecond}
+	n.blocked = make([][]bool, members)
+	for i := range n.blocked {
+		n.blocked[i] = make([]bool, members)
+	}
+	return n
+}
+
+func (n *network) heal() {
+	for i := range n.blocked {
+		clear(n.blocked[i])
+	}
+	n.lossPercent, n.duplicatePercent = 0, 0
+}
+
+func (n *network) send(from *member, msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		to := n.w.memberByID(m.GetTo())
+		if to == nil {
+			continue
+		}
+		n.transmit(from, to, m)
+	}
+}
+
+func (n *network) transmit(from, to *member, m *raftpb.Message) {
+	rng := n.w.rng
+	if n.blocked[from.index][to.index] || rng.IntN(100) < n.lossPercent {
+		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
+		return
+	}
+	copies := 1
+	if rng.IntN(100) < n.duplicatePercent && m.GetType() != raftpb.MsgProp {
+		copies = 2
+	}
+	for range copies {
+		// Each delivery gets its own copy, as if it had been serialized.
+		msg := proto.Clone(m).(*raftpb.Message)
+		n.w.sched.after(n.delay(), func() { n.deliver(from, to, msg) })
+	}
+}
+
+func (n *network) delay() int64 {
+	rng := n.w.rng
+	if rng.IntN(100) == 0 {
+		return n.minDelayMicros + rng.Int64N(n.tailDelayMicros)
+	}
+	return n.minDelayMicros + rng.Int64N(n.maxDelayMicros-n.minDelayMicros+1)
+}
+
+func (n *network) deliver(from, to *member, m *raftpb.Message) {
+	if !to.up() || n.blocked[from.index][to.index] {
+		return
+	}
+	n.w.trace.printf("%s→%s %s", from.name(), to.name(), describeMessage(m))
+	if err := to.node.Step(m); err != nil {
+		n.w.trace.printf("%s step error: %v", to.name(), err)
+	}
+	to.kick()
+}

@@ -1,0 +1,64 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+
+	"github.com/cairn-db/cairn/node"
+)
+
+// Options configures one run. Fields left zero are drawn from the seed.
+type Options struct {
+	Seed uint64
+	// DurationMicros is the virtual time clients and faults are active.
+	// Default 60 s. Healing and the final checks run after it.
+	DurationMicros int64
+	// Members is the cluster size: 3 or 5, drawn from the seed when 0.
+	Members int
+	// Clients is the number of concurrent clients; drawn (3 to 8) when 0.
+	Clients int
+	// NoFaults turns the nemesis off.
+	NoFaults bool
+	// Faults restricts the nemesis to these kinds; empty means all.
+	Faults []FaultKind
+	// Knobs plant bugs in every member (planted-bug tests).
+	Knobs node.TestingKnobs
+	// Trace, if set, receives the readable trace as the run goes.
+	Trace io.Writer
+	// KeepTrace keeps the whole trace in Result.Trace.
+	KeepTrace bool
+}
+
+// Virtual time constants, in microseconds.
+const (
+	millisecond = int64(1000)
+	second      = 1000 * millisecond
+
+	tickMicros            = 100 * millisecond
+	electionTicks         = 10
+	requestTimeoutMicros  = 3 * second
+	livenessBoundMicros   = 20 * electionTicks * tickMicros
+	convergeBoundMicros   = 30 * second
+	defaultDurationMicros = 60 * second
+)
+
+// resolve fills zero fields from the seed's PRNG and returns the PRNG.
+func (o *Options) resolve() *rand.Rand {
+	rng := rand.New(rand.NewPCG(o.Seed, 0x63616972_6e73696d)) // "cairnsim"
+	if o.DurationMicros == 0 {
+		o.DurationMicros = defaultDurationMicros
+	}
+	if o.Members == 0 {
+		o.Members = 3 + 2*rng.IntN(2)
+	}
+	if o.Clients == 0 {
+		o.Clients = 3 + rng.IntN(6)
+	}
+	return rng
+}
+
+func (o Options) String() string {
+	return fmt.Sprintf("seed=%d members=%d clients=%d duration=%ds faults=%v knobs=%+v",
+		o.Seed, o.Members, o.Clients, o.DurationMicros/second, !o.NoFaults, o.Knobs)
+}

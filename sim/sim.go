@@ -1,0 +1,261 @@
+package sim
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/cairn-db/cairn/linearizability"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// defaultDiskMicros is the virtual latency of one Process call: an fsync
+// on a fast disk.
+const defaultDiskMicros = 500
+
+// Result is what one run did and found.
+type Result struct {
+	Options Options
+	// TraceHash fingerprints the run: equal seeds give equal hashes.
+	TraceHash  string
+	TraceLines int
+	Trace      string // kept only with Options.KeepTrace
+	// Failures are the checks that failed, empty when the run passed.
+	Failures []string
+	// Ops counts client operations by outcome.
+	OpsAcknowledged, OpsUnknown, OpsFailed int
+	SimulatedMicros                        int64
+	WallTime                               time.Duration
+	// Recorder holds the client history, for reports.
+	Recorder *linearizability.Recorder
+}
+
+// Passed reports whether every check passed.
+func (r *Result) Passed() bool { return len(r.Failures) == 0 }
+
+// world is the state of one run.
+type world struct {
+	opts     Options
+	rng      *rand.Rand
+	sched    scheduler
+	members  []*member
+	clients  []*client
+	net      *network
+	workload workload
+	rec      *linearizability.Recorder
+	trace    *tracer
+	failures []string
+	// acknowledged, unknown and failedOps count client operations by outcome.
+	acknowledged, unknown, failedOps int
+	// ackedPuts are the acknowledged writes of a value to a key, with the
+	// revision they were acknowledged at: each must be in every member's
+	// history at the end.
+	ackedPuts []ackedPut
+}
+
+type ackedPut struct {
+	key, value string
+	revision   int64
+}
+
+// Run executes one simulation. It replaces crypto/rand.Reader while it
+// runs, so runs in one process are serialized.
+func Run(opts Options) *Result {
+	var res *Result
+	withSeededCryptoRand(opts.Seed, func() { res = run(opts) })
+	return res
+}
+
+func run(opts Options) *Result {
+	start := time.Now()
+	w := newWorld(opts)
+	w.trace.printf("run %s", w.opts)
+	w.startMembers()
+	w.startClients()
+	(&nemesis{w: w, kinds: w.faultKinds()}).start()
+	w.runUntil(w.opts.DurationMicros)
+	w.finish()
+	res := &Result{
+		Options:         w.opts,
+		TraceHash:       w.trace.sum(),
+		TraceLines:      w.trace.lines,
+		Failures:        w.failures,
+		SimulatedMicros: w.sched.nowMicros,
+		WallTime:        time.Since(start),
+		Recorder:        w.rec,
+	}
+	if w.trace.kept != nil {
+		res.Trace = w.trace.kept.String()
+	}
+	res.OpsAcknowledged, res.OpsUnknown, res.OpsFailed = w.acknowledged, w.unknown, w.failedOps
+	w.close()
+	return res
+}
+
+func newWorld(opts Options) *world {
+	w := &world{}
+	w.rng = opts.resolve()
+	w.opts = opts
+	w.trace = newTracer(func() int64 { return w.sched.nowMicros }, opts.Trace, opts.KeepTrace)
+	w.rec = linearizability.NewRecorder(1, func() int64 { return w.sched.nowMicros })
+	w.net = newNetwork(w, opts.Members)
+	w.workload = workload{rng: w.rng}
+	return w
+}
+
+func (w *world) faultKinds() []FaultKind {
+	if w.opts.NoFaults {
+		return nil
+	}
+	if len(w.opts.Faults) > 0 {
+		return w.opts.Faults
+	}
+	return AllFaults
+}
+
+func (w *world) startMembers() {
+	for i := range w.opts.Members {
+		m := &member{w: w, index: i, id: uint64(i + 1), fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
+		w.members = append(w.members, m)
+	}
+	for _, m := range w.members {
+		w.restart(m)
+		// Members' clocks start out of phase.
+		w.scheduleTick(m, w.rng.Int64N(tickMicros))
+	}
+}
+
+func (w *world) scheduleTick(m *member, delay int64) {
+	w.sched.after(delay, func() {
+		m.tick()
+		w.scheduleTick(m, m.tickMicros)
+	})
+}
+
+func (w *world) restart(m *member) {
+	if m.up() {
+		return
+	}
+	if err := m.open(); err != nil {
+		w.fail("%v", err)
+		return
+	}
+	w.trace.printf("%s up", m.name())
+	m.kick()
+}
+
+func (w *world) startClients() {
+	for i := range w.opts.Clients {
+		c := &client{w: w, id: i + 1, seenModRevision: map[string]int64{}}
+		w.clients = append(w.clients, c)
+		c.schedule()
+	}
+}
+
+func (w *world) runUntil(untilMicros int64) {
+	for !w.failed() && w.sched.step(untilMicros) {
+	}
+	if w.sched.nowMicros < untilMicros {
+		w.sched.nowMicros = untilMicros
+	}
+}
+
+// runWhile runs events until cond is false or the bound passes; it
+// reports whether cond became false in time.
+func (w *world) runWhile(boundMicros int64, cond func() bool) bool {
+	deadline := w.sched.nowMicros + boundMicros
+	for cond() {
+		if w.failed() || !w.sched.step(deadline) {
+			return !cond()
+		}
+	}
+	return true
+}
+
+func (w *world) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	w.trace.printf("FAIL %s", msg)
+	w.failures = append(w.failures, msg)
+}
+
+func (w *world) failed() bool { return len(w.failures) > 0 }
+
+func (w *world) memberIDs() []uint64 {
+	ids := make([]uint64, len(w.members))
+	for i, m := range w.members {
+		ids[i] = m.id
+	}
+	return ids
+}
+
+func (w *world) memberByID(id uint64) *member {
+	if id == 0 || id > uint64(len(w.members)) {
+		return nil
+	}
+	return w.members[id-1]
+}
+
+func (w *world) randomLiveMember() *member {
+	var live []*member
+	for _, m := range w.members {
+		if m.up() {
+			live = append(live, m)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	return live[w.rng.IntN(len(live))]
+}
+
+// pick returns k distinct members chosen from the seed.
+func (w *world) pick(k int) []*member {
+	perm := w.rng.Perm(len(w.members))
+	out := make([]*member, k)
+	for i := range k {
+		out[i] = w.members[perm[i]]
+	}
+	return out
+}
+
+// leader is the live member that believes it leads at the highest term.
+func (w *world) leader() *member {
+	var best *member
+	for _, m := range w.members {
+		if !m.up() {
+			continue
+		}
+		st := m.node.Status()
+		if st.IsLeader && (best == nil || st.Term > best.node.Status().Term) {
+			best = m
+		}
+	}
+	return best
+}
+
+func (w *world) leaderOrAny() *member {
+	if l := w.leader(); l != nil {
+		return l
+	}
+	return w.pick(1)[0]
+}
+
+func (w *world) close() {
+	for _, m := range w.members {
+		if m.up() {
+			m.node.Close()
+			m.node = nil
+		}
+	}
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
