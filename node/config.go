@@ -52,6 +52,13 @@ type Config struct {
 	// world. Default 10000.
 	MaxCompactKeysPerTick int
 
+	// CacheBytes is the size of Pebble's block cache: the part of the
+	// keyspace and log kept in memory. Default 128 MiB.
+	CacheBytes int64
+	// MemTableBytes is the size of one Pebble memtable; recent writes are
+	// served from it. Default 64 MiB.
+	MemTableBytes int64
+
 	// Rand is the source of request IDs. Required.
 	Rand Rand
 	// Logger receives raft's log lines. Default: discards everything but
@@ -104,6 +111,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxCompactKeysPerTick == 0 {
 		c.MaxCompactKeysPerTick = 10000
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 128 << 20
+	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = 64 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = quietLogger{}

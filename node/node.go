@@ -87,7 +87,14 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func openPebble(cfg Config) (*pebble.DB, error) {
-	opts := &pebble.Options{FS: cfg.FS, Logger: cfg.PebbleLogger}
+	cache := pebble.NewCache(cfg.CacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	opts := &pebble.Options{
+		FS:           cfg.FS,
+		Logger:       cfg.PebbleLogger,
+		Cache:        cache,
+		MemTableSize: uint64(cfg.MemTableBytes),
+	}
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}

@@ -65,7 +65,6 @@ func deterministicPebble(o *pebble.Options) {
 	o.MemTableSize = 256 << 20
 	o.MemTableStopWritesThreshold = 4
 	o.DisableAutomaticCompactions = true
-	o.Cache = nil
 }
 
 func (m *member) up() bool { return m.node != nil }
