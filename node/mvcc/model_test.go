@@ -39,11 +39,18 @@ func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
 }
 
 func (m *model) get(key string, at int64) *mvccpb.KeyValue {
+	h := m.hist[key]
 	var cur *mvccpb.KeyValue
-	for _, v := range m.hist[key] {
+	for _, v := range h {
 		if v.rev <= at {
 			cur = v.kv
 		}
+	}
+	switch {
+	case m.bug == "read-version-above-rev" && len(h) > 0 && h[0].rev > at:
+		cur = h[len(h)-1].kv
+	case m.bug == "compaction-loses-young-key" && len(h) == 1 && m.compactRev >= 0 && h[0].rev > m.compactRev:
+		cur = nil
 	}
 	return cloneKV(cur)
 }
@@ -327,7 +334,9 @@ func (m *model) checkTxn(r *pb.TxnRequest, path *[]bool) error {
 func (x *mtxn) run(r *pb.TxnRequest, path *[]bool) *pb.TxnResponse {
 	ok := (*path)[0]
 	*path = (*path)[1:]
-	resp := &pb.TxnResponse{Succeeded: ok}
+	// etcd gives every txn response an empty header; txn sets the
+	// outermost one's revision.
+	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: ok}
 	for _, op := range branch(r, ok) {
 		out := &pb.ResponseOp{}
 		switch {
@@ -346,7 +355,9 @@ func (x *mtxn) run(r *pb.TxnRequest, path *[]bool) *pb.TxnResponse {
 		}
 		resp.Responses = append(resp.Responses, out)
 	}
-	resp.Header = &pb.ResponseHeader{Revision: x.cur()}
+	if x.m.bug == "nested-txn-header" {
+		resp.Header.Revision = x.cur()
+	}
 	return resp
 }
 
@@ -358,7 +369,9 @@ func (m *model) txn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	}
 	x := &mtxn{m: m}
 	defer x.end()
-	return x.run(r, &path), nil
+	resp := x.run(r, &path)
+	resp.Header.Revision = x.cur()
+	return resp, nil
 }
 
 func (m *model) compact(rev int64) (*pb.CompactionResponse, error) {

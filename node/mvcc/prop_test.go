@@ -24,8 +24,8 @@ type action struct {
 	read         *pb.RangeRequest
 	readBack     int64 // read at rev - readBack when >= 0 (overrides read.Revision)
 	readTxn      *pb.TxnRequest
-	compactSteps int // CompactStep maxKeys
-	reopen       bool
+	compactSteps int  // CompactStep maxKeys
+	reopen       bool // flush the memtable, so that reads seek in sstables, and reopen the Store
 }
 
 func (a action) String() string {
@@ -92,17 +92,28 @@ func genCompare(t *rapid.T) *pb.Compare {
 	return c
 }
 
+// propTxnDepthMax bounds txn nesting: a top-level Txn request (depth 1, or
+// 0 for a read txn) holds txns down to this depth.
+const propTxnDepthMax = 3
+
+// genOp draws one op of a request at the given nesting depth. Write txns
+// nest txns: etcd answers a nested txn differently from the outermost one
+// (an empty header). A read txn holds only ranges, since a nested txn
+// makes a txn a write (IsReadOnlyTxn).
 func genOp(t *rapid.T, depth int, readOnly bool) *pb.RequestOp {
 	kind := rapid.IntRange(0, 3).Draw(t, "op")
-	if readOnly {
-		kind = 0
-	}
 	switch {
-	case kind == 0:
+	case readOnly:
+		kind = 0
+	case kind == 3 && depth >= propTxnDepthMax:
+		kind = 2
+	}
+	switch kind {
+	case 0:
 		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: genRange(t)}}
-	case kind == 1:
+	case 1:
 		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: genPut(t)}}
-	case kind == 2 || depth > 0:
+	case 2:
 		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{
 			Key: genKey(t, "key"), RangeEnd: genRangeEnd(t, "end"), PrevKv: rapid.Bool().Draw(t, "prevKv")}}}
 	}
@@ -225,6 +236,9 @@ func (r *runner) apply(a action) error {
 	case a.compactSteps > 0:
 		return r.compactStep(a.compactSteps)
 	case a.reopen:
+		if err := r.db.Flush(); err != nil {
+			return err
+		}
 		s, err := Open(r.db, r.s.opts)
 		r.s = s
 		return err
@@ -320,23 +334,45 @@ func (r *runner) compactStep(maxKeys int) error {
 	return nil
 }
 
-// finalChecks reads every key at every readable revision, then finishes
-// compaction and checks that Pebble holds exactly what compaction keeps.
+// finalChecks reads at every readable revision, then finishes compaction
+// and reads again, and checks that Pebble holds exactly what compaction
+// keeps.
 func (r *runner) finalChecks() error {
-	for rev := r.m.rev + 1; rev >= r.m.compactRev-1 && rev >= 0; rev-- {
-		req := &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev}
-		got, gotErr := r.s.Range(req)
-		want, wantErr := r.m.rangeAt(req, r.m.rev)
-		if err := same(fmt.Sprintf("final range at %d", rev), got, gotErr, want, wantErr); err != nil {
-			return err
-		}
+	if err := r.readEverywhere("before compaction"); err != nil {
+		return err
 	}
 	for r.s.CompactPending() {
 		if err := r.compactStep(2); err != nil {
 			return err
 		}
 	}
+	if err := r.readEverywhere("after compaction"); err != nil {
+		return err
+	}
 	return r.checkPhysical()
+}
+
+// finalLimitMax bounds the limits finalChecks reads with.
+const finalLimitMax = 3
+
+// readEverywhere compares, at every revision around the readable ones,
+// ranges from every key to the end with limits 0..finalLimitMax: they cross
+// every key that does not exist at the revision (created later, deleted,
+// compacted) and check count and more across them.
+func (r *runner) readEverywhere(when string) error {
+	for rev := r.m.rev + 1; rev >= r.m.compactRev-1 && rev >= 0; rev-- {
+		for _, key := range propKeys {
+			for limit := int64(0); limit <= finalLimitMax; limit++ {
+				req := &pb.RangeRequest{Key: []byte(key), RangeEnd: []byte{0}, Revision: rev, Limit: limit}
+				got, gotErr := r.s.Range(req)
+				want, wantErr := r.m.rangeAt(req, r.m.rev)
+				if err := same(fmt.Sprintf("%s: final range %v", when, req), got, gotErr, want, wantErr); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // checkPhysical counts the versions in Pebble against the model's history
@@ -393,7 +429,10 @@ func TestPropertyStoreMatchesModel(t *testing.T) {
 // with a deliberate deviation must disagree with the store on some of a
 // fixed set of generated histories.
 func TestPropertyCatchesPlantedBugs(t *testing.T) {
-	for _, bug := range []string{"count-after-limit", "version-survives-delete"} {
+	bugs := []string{"count-after-limit", "version-survives-delete",
+		// The symptoms of bugs that differential tests against etcd found.
+		"read-version-above-rev", "compaction-loses-young-key", "nested-txn-header"}
+	for _, bug := range bugs {
 		caught := false
 		for seed := 0; seed < 200 && !caught; seed++ {
 			caught = runActions(genActions.Example(seed), bug) != nil

@@ -185,10 +185,25 @@ func (e *exec) checkPut(p *pb.PutRequest) (*mvccpb.KeyValue, error) {
 	return prev, nil
 }
 
-// runTxn executes the taken branches of a checked txn.
+// runTxn executes the taken branches of a checked txn and sets the
+// header's revision: the revision after the whole request.
 func (e *exec) runTxn(r *pb.TxnRequest, path *txnPath) (*pb.TxnResponse, error) {
+	resp, err := e.runBranch(r, path)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header.Revision = e.rev()
+	return resp, nil
+}
+
+// runBranch executes the taken branch of one txn, nested or not. Like
+// etcd, it leaves the header empty (non-nil, revision 0): only the
+// outermost txn's header gets a revision, while the range, put and delete
+// responses at any depth carry their own.
+func (e *exec) runBranch(r *pb.TxnRequest, path *txnPath) (*pb.TxnResponse, error) {
 	ops := takenOps(r, path.succeeded)
-	resp := &pb.TxnResponse{Succeeded: path.succeeded, Responses: make([]*pb.ResponseOp, len(ops))}
+	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: path.succeeded,
+		Responses: make([]*pb.ResponseOp, len(ops))}
 	nested := path.nested
 	for i, op := range ops {
 		out, err := e.runOp(op, &nested)
@@ -197,7 +212,6 @@ func (e *exec) runTxn(r *pb.TxnRequest, path *txnPath) (*pb.TxnResponse, error) 
 		}
 		resp.Responses[i] = out
 	}
-	resp.Header = &pb.ResponseHeader{Revision: e.rev()}
 	return resp, nil
 }
 
@@ -219,7 +233,7 @@ func (e *exec) runOp(op *pb.RequestOp, nested *[]*txnPath) (*pb.ResponseOp, erro
 	case op.GetRequestTxn() != nil:
 		path := (*nested)[0]
 		*nested = (*nested)[1:]
-		resp, err := e.runTxn(op.GetRequestTxn(), path)
+		resp, err := e.runBranch(op.GetRequestTxn(), path)
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}, err
 	}
 	return &pb.ResponseOp{}, nil
