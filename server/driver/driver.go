@@ -64,9 +64,11 @@ type Driver struct {
 	node     *node.Node
 	requests chan *request
 	inbox    chan *raftpb.Message
-	stopc    chan struct{}
-	donec    chan struct{}
-	stopOnce sync.Once
+	// unreachable carries peers the transport could not reach.
+	unreachable chan uint64
+	stopc       chan struct{}
+	donec       chan struct{}
+	stopOnce    sync.Once
 
 	mu sync.Mutex
 	// err is the reason the loop stopped; guarded by mu.
@@ -88,12 +90,13 @@ var ErrStopped = rpctypes.ErrGRPCStopped
 func Start(n *node.Node, cfg Config) *Driver {
 	cfg.ensureDefaults()
 	d := &Driver{
-		cfg:      cfg,
-		node:     n,
-		requests: make(chan *request, cfg.QueueLength),
-		inbox:    make(chan *raftpb.Message, cfg.QueueLength),
-		stopc:    make(chan struct{}),
-		donec:    make(chan struct{}),
+		cfg:         cfg,
+		node:        n,
+		requests:    make(chan *request, cfg.QueueLength),
+		inbox:       make(chan *raftpb.Message, cfg.QueueLength),
+		unreachable: make(chan uint64, 64),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
 	}
 	go d.run()
 	return d
@@ -120,6 +123,16 @@ func (d *Driver) Step(m *raftpb.Message) {
 	select {
 	case d.inbox <- m:
 	case <-d.stopc:
+	}
+}
+
+// ReportUnreachable tells the member a peer could not be reached. It never
+// blocks: a report that finds the queue full is dropped, and the next
+// failure reports again.
+func (d *Driver) ReportUnreachable(id uint64) {
+	select {
+	case d.unreachable <- id:
+	default:
 	}
 }
 
@@ -191,6 +204,8 @@ func (d *Driver) run() {
 			l.drain()
 		case m := <-d.inbox:
 			l.step(m)
+		case id := <-d.unreachable:
+			l.n.ReportUnreachable(id)
 		case <-d.stopc:
 			l.abandon(ErrStopped)
 			return

@@ -3,7 +3,6 @@ package member
 import (
 	crand "crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -17,7 +16,9 @@ import (
 	"github.com/cairn-db/cairn/server/cluster"
 	"github.com/cairn-db/cairn/server/driver"
 	"github.com/cairn-db/cairn/server/etcdapi"
+	"github.com/cairn-db/cairn/server/transport"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 )
 
@@ -65,12 +66,17 @@ func (c *Config) ensureDefaults() {
 // Member is a running cairn member.
 type Member struct {
 	cfg       Config
+	cluster   cluster.Cluster
 	node      *node.Node
 	driver    *driver.Driver
 	grpc      *grpc.Server
 	listeners []net.Listener
-	serveWG   sync.WaitGroup
-	stopOnce  sync.Once
+	// peerGRPC serves the raft transport on peerListeners.
+	peerGRPC      *grpc.Server
+	peerListeners []net.Listener
+	transport     *transport.Transport
+	serveWG       sync.WaitGroup
+	stopOnce      sync.Once
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
 }
@@ -83,7 +89,7 @@ func Start(cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{cfg: cfg, Identity: etcdapi.Identity{ClusterID: c.ID, MemberID: self.ID}}
+	m := &Member{cfg: cfg, cluster: c, Identity: etcdapi.Identity{ClusterID: c.ID, MemberID: self.ID}}
 	if err := m.openNode(c); err != nil {
 		return nil, err
 	}
@@ -91,9 +97,45 @@ func Start(cfg Config) (*Member, error) {
 		m.node.Close()
 		return nil, err
 	}
-	m.driver = driver.Start(m.node, driver.Config{TickInterval: cfg.TickInterval, Logger: cfg.Logger})
+	m.transport = transport.New(transport.Config{
+		ClusterID:         c.ID,
+		MemberID:          self.ID,
+		Deliver:           func(msg *raftpb.Message) { m.driver.Step(msg) },
+		ReportUnreachable: func(id uint64) { m.driver.ReportUnreachable(id) },
+		Logger:            cfg.Logger.With("component", "transport"),
+	})
+	m.driver = driver.Start(m.node, driver.Config{TickInterval: cfg.TickInterval, Logger: cfg.Logger, Send: m.transport.Send})
+	if err := m.connectPeers(); err != nil {
+		m.Stop(0)
+		return nil, err
+	}
 	m.serve()
 	return m, nil
+}
+
+// connectPeers starts the streams to the other founding members and serves
+// theirs.
+func (m *Member) connectPeers() error {
+	for _, peer := range m.cluster.Members {
+		if peer.ID == m.Identity.MemberID {
+			continue
+		}
+		if err := m.transport.AddPeer(peer.ID, peer.PeerURLs); err != nil {
+			return err
+		}
+	}
+	m.peerGRPC = grpc.NewServer(m.transport.ServerOptions()...)
+	m.transport.Register(m.peerGRPC)
+	for _, l := range m.peerListeners {
+		m.serveWG.Add(1)
+		go func() {
+			defer m.serveWG.Done()
+			if err := m.peerGRPC.Serve(l); err != nil {
+				m.cfg.Logger.Error("peer listener stopped", "address", l.Addr().String(), "error", err)
+			}
+		}()
+	}
+	return nil
 }
 
 func resolveCluster(cfg Config) (cluster.Member, cluster.Cluster, error) {
@@ -108,9 +150,6 @@ func resolveCluster(cfg Config) (cluster.Member, cluster.Cluster, error) {
 	self, ok := c.Find(cfg.Name)
 	if !ok {
 		return cluster.Member{}, cluster.Cluster{}, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
-	}
-	if len(c.Members) > 1 {
-		return cluster.Member{}, cluster.Cluster{}, errors.New("clusters of more than one member are not supported yet: the peer transport is not built")
 	}
 	return self, c, nil
 }
@@ -153,24 +192,42 @@ func newRand() *rand.Rand {
 }
 
 func (m *Member) listen() error {
-	for _, raw := range m.cfg.ListenClientURLs {
-		l, err := listenURL(raw)
-		if err != nil {
-			m.closeListeners()
-			return err
-		}
-		m.listeners = append(m.listeners, l)
+	var err error
+	if m.listeners, err = listenAll("--listen-client-urls", m.cfg.ListenClientURLs); err != nil {
+		return err
+	}
+	if len(m.cluster.Members) == 1 {
+		return nil // a lone member needs no peer listener
+	}
+	if m.peerListeners, err = listenAll("--listen-peer-urls", m.cfg.ListenPeerURLs); err != nil {
+		m.closeListeners()
+		return err
 	}
 	return nil
 }
 
-func listenURL(raw string) (net.Listener, error) {
+func listenAll(flag string, urls []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, raw := range urls {
+		l, err := listenURL(flag, raw)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func listenURL(flag, raw string) (net.Listener, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("--listen-client-urls: invalid URL %q: %v", raw, err)
+		return nil, fmt.Errorf("%s: invalid URL %q: %v", flag, raw, err)
 	}
 	if u.Scheme != "http" {
-		return nil, fmt.Errorf("--listen-client-urls: scheme %q is not supported yet (only http): %s", u.Scheme, raw)
+		return nil, fmt.Errorf("%s: scheme %q is not supported yet (only http): %s", flag, u.Scheme, raw)
 	}
 	l, err := net.Listen("tcp", u.Host)
 	if err != nil {
@@ -180,7 +237,7 @@ func listenURL(raw string) (net.Listener, error) {
 }
 
 func (m *Member) closeListeners() {
-	for _, l := range m.listeners {
+	for _, l := range append(m.listeners, m.peerListeners...) {
 		l.Close()
 	}
 }
@@ -219,14 +276,25 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 	var err error
 	m.stopOnce.Do(func() {
 		stopped := make(chan struct{})
-		go func() { m.grpc.GracefulStop(); close(stopped) }()
+		go func() {
+			if m.grpc != nil {
+				m.grpc.GracefulStop()
+			}
+			close(stopped)
+		}()
 		select {
 		case <-stopped:
 		case <-time.After(gracePeriod):
-			m.grpc.Stop()
+			if m.grpc != nil {
+				m.grpc.Stop()
+			}
 			<-stopped
 		}
+		if m.peerGRPC != nil {
+			m.peerGRPC.Stop()
+		}
 		m.serveWG.Wait()
+		m.transport.Stop()
 		m.driver.Stop()
 		err = m.node.Close()
 	})

@@ -1,0 +1,300 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+const (
+	sendMethod       = "/cairn.peer.v1.Raft/Send"
+	metadataCluster  = "cairn-cluster-id"
+	metadataMember   = "cairn-member-id"
+	defaultQueueSize = 4096
+	maxBackoff       = time.Second
+)
+
+// Config configures a Transport.
+type Config struct {
+	ClusterID uint64
+	MemberID  uint64
+	// Deliver hands a received message to the local member; it may block,
+	// which pushes back on the sender through gRPC flow control.
+	Deliver func(*raftpb.Message)
+	// ReportUnreachable tells the local member a peer could not be reached.
+	ReportUnreachable func(id uint64)
+	// QueueLength bounds the messages waiting for one peer; beyond it they
+	// are dropped. Default 4096.
+	QueueLength int
+	// MaxMessageBytes bounds one message on the wire (a raft append of
+	// MaxSizePerMsg plus slack). Default 64 MiB.
+	MaxMessageBytes int
+	Logger          *slog.Logger
+}
+
+// Transport sends and receives raft messages. Send and the peer methods are
+// safe for concurrent use.
+type Transport struct {
+	cfg Config
+
+	mu sync.Mutex
+	// peers is guarded by mu.
+	peers map[uint64]*peer
+}
+
+// New returns a transport with no peers.
+func New(cfg Config) *Transport {
+	if cfg.QueueLength == 0 {
+		cfg.QueueLength = defaultQueueSize
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = 64 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Transport{cfg: cfg, peers: map[uint64]*peer{}}
+}
+
+// AddPeer starts sending to member id at its peer URLs.
+func (t *Transport) AddPeer(id uint64, peerURLs []string) error {
+	if len(peerURLs) == 0 {
+		return fmt.Errorf("transport: member %x has no peer URL", id)
+	}
+	target, err := dialTarget(peerURLs[0])
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.peers[id]; ok || id == t.cfg.MemberID {
+		return nil
+	}
+	p := newPeer(t, id, target)
+	t.peers[id] = p
+	go p.run()
+	return nil
+}
+
+func dialTarget(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("transport: invalid peer URL %q", raw)
+	}
+	if u.Scheme != "http" {
+		return "", fmt.Errorf("transport: peer URL scheme %q is not supported yet (only http): %s", u.Scheme, raw)
+	}
+	return u.Host, nil
+}
+
+// RemovePeer stops sending to member id.
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	p, ok := t.peers[id]
+	delete(t.peers, id)
+	t.mu.Unlock()
+	if ok {
+		p.stop()
+	}
+}
+
+// Send queues messages for their peers; it never blocks.
+func (t *Transport) Send(msgs []*raftpb.Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range msgs {
+		p, ok := t.peers[m.GetTo()]
+		if !ok {
+			continue
+		}
+		p.enqueue(m)
+	}
+}
+
+// Stop closes every outgoing stream.
+func (t *Transport) Stop() {
+	t.mu.Lock()
+	peers := t.peers
+	t.peers = map[uint64]*peer{}
+	t.mu.Unlock()
+	for _, p := range peers {
+		p.stop()
+	}
+}
+
+// Register adds the receiving side to a gRPC server on the peer URLs.
+func (t *Transport) Register(s *grpc.Server) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "cairn.peer.v1.Raft",
+		HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{{
+			StreamName:    "Send",
+			Handler:       func(_ any, stream grpc.ServerStream) error { return t.receive(stream) },
+			ClientStreams: true,
+		}},
+	}, t)
+}
+
+// ServerOptions are the gRPC server options the peer listener needs.
+func (t *Transport) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(t.cfg.MaxMessageBytes)}
+}
+
+// ErrClusterIDMismatch is returned to a peer of another cluster.
+var ErrClusterIDMismatch = status.Error(codes.FailedPrecondition, "etcdserver: cluster ID mismatch")
+
+func (t *Transport) receive(stream grpc.ServerStream) error {
+	from, err := t.checkPeer(stream.Context())
+	if err != nil {
+		return err
+	}
+	for {
+		m := &raftpb.Message{}
+		if err := stream.RecvMsg(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return stream.SendMsg(&emptypb.Empty{})
+			}
+			return err
+		}
+		if m.GetFrom() != from || m.GetTo() != t.cfg.MemberID {
+			return status.Errorf(codes.InvalidArgument, "message from %x to %x on a stream from member %x to %x", m.GetFrom(), m.GetTo(), from, t.cfg.MemberID)
+		}
+		t.cfg.Deliver(m)
+	}
+}
+
+// checkPeer refuses streams from another cluster.
+func (t *Transport) checkPeer(ctx context.Context) (uint64, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	cluster, err1 := parseID(md.Get(metadataCluster))
+	from, err2 := parseID(md.Get(metadataMember))
+	if err1 != nil || err2 != nil {
+		return 0, status.Error(codes.InvalidArgument, "transport: stream without cluster and member ID")
+	}
+	if cluster != t.cfg.ClusterID {
+		t.cfg.Logger.Error("refused a peer from another cluster", "local-cluster-id", fmt.Sprintf("%x", t.cfg.ClusterID),
+			"remote-cluster-id", fmt.Sprintf("%x", cluster), "remote-member-id", fmt.Sprintf("%x", from))
+		return 0, ErrClusterIDMismatch
+	}
+	return from, nil
+}
+
+func parseID(values []string) (uint64, error) {
+	if len(values) != 1 {
+		return 0, errors.New("missing")
+	}
+	return strconv.ParseUint(values[0], 16, 64)
+}
+
+// peer is the sending side towards one member.
+type peer struct {
+	t      *Transport
+	id     uint64
+	target string
+	queue  chan *raftpb.Message
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	// dropped counts messages dropped since the last log line; owned by
+	// enqueue callers under t.mu.
+	dropped int
+}
+
+func newPeer(t *Transport, id uint64, target string) *peer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &peer{t: t, id: id, target: target, queue: make(chan *raftpb.Message, t.cfg.QueueLength),
+		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+// enqueue drops the message when the queue is full. REQUIRES: t.mu held.
+func (p *peer) enqueue(m *raftpb.Message) {
+	select {
+	case p.queue <- m:
+	default:
+		p.dropped++
+		if p.dropped == 1 || p.dropped%1000 == 0 {
+			p.t.cfg.Logger.Warn("dropped raft messages: the queue to the peer is full", "peer", fmt.Sprintf("%x", p.id), "dropped", p.dropped)
+		}
+	}
+}
+
+func (p *peer) stop() {
+	p.cancel()
+	<-p.done
+}
+
+func (p *peer) run() {
+	defer close(p.done)
+	backoff := 50 * time.Millisecond
+	for p.ctx.Err() == nil {
+		if err := p.stream(); err != nil && p.ctx.Err() == nil {
+			p.t.cfg.Logger.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "error", err)
+			p.t.cfg.ReportUnreachable(p.id)
+			select {
+			case <-time.After(backoff):
+			case <-p.ctx.Done():
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+// stream connects and sends queued messages until the stream breaks.
+func (p *peer) stream() error {
+	conn, err := grpc.NewClient(p.target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(p.t.cfg.MaxMessageBytes)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(p.ctx,
+		metadataCluster, strconv.FormatUint(p.t.cfg.ClusterID, 16),
+		metadataMember, strconv.FormatUint(p.t.cfg.MemberID, 16))
+	s, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, sendMethod)
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case m := <-p.queue:
+			if err := s.SendMsg(m); err != nil {
+				return p.explain(s, err)
+			}
+		case <-p.ctx.Done():
+			s.CloseSend()
+			return nil
+		}
+	}
+}
+
+// explain turns an io.EOF from SendMsg into the stream's real status, so a
+// cluster ID mismatch is logged as such.
+func (p *peer) explain(s grpc.ClientStream, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if rerr := s.RecvMsg(&emptypb.Empty{}); rerr != nil {
+		if status.Code(rerr) == codes.FailedPrecondition {
+			p.t.cfg.Logger.Error("peer refused this member", "peer", fmt.Sprintf("%x", p.id), "error", rerr)
+		}
+		return rerr
+	}
+	return err
+}
