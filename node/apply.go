@@ -63,6 +63,7 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 		return fmt.Errorf("commit applied state: %w", err)
 	}
 	w.Publish()
+	out.Events = append(out.Events, w.Events()...)
 	n.applied = last
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -54,6 +55,10 @@ type Output struct {
 	Messages []*raftpb.Message
 	// Done are the requests that completed, in the order they completed.
 	Done []Completion
+	// Events are the keyspace changes applied by this Process call, in
+	// revision order, with Kv and PrevKv set: the feed of watches on this
+	// member. Readers of Store already see them.
+	Events []*mvccpb.Event
 }
 
 // Completion reports the end of one request started by Propose or

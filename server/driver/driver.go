@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairn-db/cairn/node"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -33,8 +34,12 @@ type Config struct {
 	QueueLength int
 	// Send delivers messages to peers. Nil drops them (a one-member cluster
 	// sends none).
-	Send   func([]*raftpb.Message)
-	Logger *slog.Logger
+	Send func([]*raftpb.Message)
+	// OnEvents receives the keyspace changes of each Process call, in
+	// revision order, on the loop goroutine; it must not block. Nil drops
+	// them.
+	OnEvents func([]*mvccpb.Event)
+	Logger   *slog.Logger
 }
 
 func (c *Config) ensureDefaults() {
@@ -52,6 +57,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Send == nil {
 		c.Send = func([]*raftpb.Message) {}
+	}
+	if c.OnEvents == nil {
+		c.OnEvents = func([]*mvccpb.Event) {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -299,6 +307,9 @@ func (l *loop) process() error {
 			return err
 		}
 		l.d.cfg.Send(out.Messages)
+		if len(out.Events) > 0 {
+			l.d.cfg.OnEvents(out.Events)
+		}
 		l.complete(out.Done)
 	}
 	return nil
