@@ -133,4 +133,15 @@ type pebbleLogger struct{ l raft.Logger }
 
 func (p pebbleLogger) Infof(string, ...any)              {}
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
-func (p pebbleLogger) Fatalf(format string, args ...any) { p.l.Fatalf(format, args...) }
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	err := fatalStorageError{fmt.Sprintf(format, args...)}
+	p.l.Errorf("%v", err)
+	panic(err)
+}
+
+// fatalStorageError is how Pebble's fatal errors (a failed WAL write or
+// sync) leave Pebble: Fatalf must not return, or Pebble would report the
+// commit as done. Process recovers it and fails the member.
+type fatalStorageError struct{ msg string }
+
+func (e fatalStorageError) Error() string { return "storage failed: " + e.msg }

@@ -25,6 +25,9 @@ type Config struct {
 	// only when Dir holds no data yet: the log is bootstrapped with this
 	// configuration. Every founding member must be given the same set.
 	InitialVoters []uint64
+	// Join starts a member added to a running cluster: with no data it does
+	// not bootstrap, and waits for the leader's snapshot.
+	Join bool
 
 	// FS is the filesystem Pebble uses. Default: vfs.Default (the OS).
 	FS vfs.FS
@@ -47,6 +50,13 @@ type Config struct {
 	// MaxInflightMsgs bounds the append messages in flight to one follower.
 	// Default 256.
 	MaxInflightMsgs int
+	// SnapshotCount is how many applied entries the log keeps before it is
+	// truncated (etcd's --snapshot-count). Default 10000.
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries a truncation keeps, so a
+	// member slightly behind catches up from the log rather than a
+	// snapshot. Default 5000.
+	SnapshotCatchUpEntries uint64
 	// MaxCompactKeysPerTick bounds the keys whose old versions are removed
 	// per tick while a compaction is pending, so compaction never stops the
 	// world. Default 10000.
@@ -108,6 +118,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = 10000
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = 5000
 	}
 	if c.MaxCompactKeysPerTick == 0 {
 		c.MaxCompactKeysPerTick = 10000

@@ -8,6 +8,7 @@ import (
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3"
@@ -32,6 +33,7 @@ type Node struct {
 	db    *pebble.DB
 	log   *raftlog.Storage
 	store *mvcc.Store
+	view  StoreView
 	raw   *raft.RawNode
 
 	ids       idGenerator
@@ -44,6 +46,10 @@ type Node struct {
 	applied  uint64
 	// compactedAtTick is the tick of the last compaction step.
 	compactedAtTick uint64
+	// failed is set once storage failed; the member only stops after it.
+	failed error
+	// lastSnapshot is the newest checkpoint made for sending, if any.
+	lastSnapshot *raftpb.Snapshot
 
 	status statusCell
 }
@@ -83,6 +89,14 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		// A panic here is raft refusing the stored state; release the
+		// database before it propagates.
+		if r := recover(); r != nil {
+			db.Close()
+			panic(r)
+		}
+	}()
 	n, err := newNode(cfg, db)
 	if err != nil {
 		db.Close()
@@ -91,7 +105,41 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// openPebble opens the member's live database, creating the member's
+// directory on first start and clearing leftovers of an interrupted
+// snapshot install.
 func openPebble(cfg Config) (*pebble.DB, error) {
+	if err := cfg.FS.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", cfg.Dir, err)
+	}
+	live, err := liveDBName(cfg.FS, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := removeStale(cfg.FS, cfg.Dir, live); err != nil {
+		return nil, fmt.Errorf("clean %s: %w", cfg.Dir, err)
+	}
+	return openPebbleAt(cfg, live)
+}
+
+// createDurably creates dir and syncs the directories above it, so the
+// database's directory survives a crash (creating a directory entry is not
+// durable until its parent is synced).
+func createDurably(fs vfs.FS, dir string) error {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for d := fs.PathDir(dir); ; d = fs.PathDir(d) {
+		if err := syncDir(fs, d); err != nil {
+			return fmt.Errorf("sync %s: %w", d, err)
+		}
+		if parent := fs.PathDir(d); parent == d || d == "" || d == "." {
+			return nil
+		}
+	}
+}
+
+func openPebbleAt(cfg Config, name string) (*pebble.DB, error) {
 	cache := pebble.NewCache(cfg.CacheBytes)
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
@@ -103,9 +151,13 @@ func openPebble(cfg Config) (*pebble.DB, error) {
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}
-	db, err := pebble.Open(cfg.Dir, opts)
+	dir := cfg.FS.PathJoin(cfg.Dir, name)
+	if err := createDurably(cfg.FS, dir); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open pebble in %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
 	}
 	return db, nil
 }
@@ -116,7 +168,8 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.log, err = raftlog.Open(db); err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	if n.log.IsEmpty() {
+	n.log.SetSnapshotSource(n.makeSnapshot)
+	if n.log.IsEmpty() && !cfg.Join {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
 		}
@@ -127,6 +180,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.store, err = mvcc.Open(db, mvcc.Options{}); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
+	n.view.swap(n.store)
 	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -198,7 +252,7 @@ func (n *Node) Close() error {
 
 // Store is the member's keyspace. Its read methods are safe for concurrent
 // use and see every request applied so far on this member.
-func (n *Node) Store() *mvcc.Store { return n.store }
+func (n *Node) Store() *StoreView { return &n.view }
 
 // ID is this member's raft ID.
 func (n *Node) ID() uint64 { return n.cfg.ID }
@@ -250,7 +304,8 @@ func (n *Node) ReadIndex() uint64 {
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
 	return n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
-		n.reads.hasReleasable(n.applied) || n.compactionDue()
+		n.reads.hasReleasable(n.applied) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
+		n.compactionDue()
 }
 
 // compactionDue reports whether a pending compaction may take its next
@@ -276,3 +331,12 @@ func (n *Node) Campaign() error { return n.raw.Campaign() }
 // ReportUnreachable tells raft that a message to member id could not be
 // delivered, so it probes the member instead of streaming to it.
 func (n *Node) ReportUnreachable(id uint64) { n.raw.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft whether a snapshot sent to member id arrived.
+func (n *Node) ReportSnapshot(id uint64, delivered bool) {
+	status := raft.SnapshotFailure
+	if delivered {
+		status = raft.SnapshotFinish
+	}
+	n.raw.ReportSnapshot(id, status)
+}

@@ -15,11 +15,15 @@ import (
 // Output.Done, and calls Process again while HasReady reports true.
 //
 // An error means storage failed or contradicts itself: the member must stop.
-func (n *Node) Process() (Output, error) {
+func (n *Node) Process() (out Output, err error) {
 	if n.db == nil {
 		return Output{}, ErrStopped
 	}
-	out := Output{Done: n.completed}
+	if n.failed != nil {
+		return Output{}, n.failed
+	}
+	defer n.recoverStorageFailure(&out, &err)
+	out = Output{Done: n.completed}
 	n.completed = nil
 	n.reads.send(n.raw, n.ticks, n.cfg.ReadIndexRetryTicks)
 	if n.raw.HasReady() {
@@ -37,6 +41,21 @@ func (n *Node) Process() (Output, error) {
 	return out, nil
 }
 
+// recoverStorageFailure turns a fatal Pebble error into Process's error and
+// fails the member for good: the database may hold a half-written commit.
+func (n *Node) recoverStorageFailure(out *Output, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	fatal, ok := r.(fatalStorageError)
+	if !ok {
+		panic(r)
+	}
+	n.failed = fatal
+	*out, *err = Output{}, fatal
+}
+
 func (n *Node) handleReady(out *Output) error {
 	rd := n.raw.Ready()
 	if err := n.persist(rd); err != nil {
@@ -45,6 +64,9 @@ func (n *Node) handleReady(out *Output) error {
 	out.Messages = rd.Messages
 	n.reads.confirm(rd.ReadStates)
 	if err := n.apply(rd.CommittedEntries, out); err != nil {
+		return err
+	}
+	if err := n.maybeTruncateLog(); err != nil {
 		return err
 	}
 	if rd.SoftState != nil {
@@ -58,7 +80,9 @@ func (n *Node) handleReady(out *Output) error {
 // synced whenever raft says the state must survive a crash.
 func (n *Node) persist(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		return fmt.Errorf("node: raft snapshot at index %d received, but installing snapshots is not supported yet", rd.Snapshot.GetMetadata().GetIndex())
+		if err := n.installSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
 	}
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil

@@ -36,6 +36,17 @@ func (q *readQueue) hasReleasable(applied uint64) bool {
 	return len(q.confirmed) > 0 && q.confirmed[0].index <= applied
 }
 
+// resendDue reports whether a round raft has not confirmed is due to be
+// asked again.
+func (q *readQueue) resendDue(now uint64, retryTicks int) bool {
+	for _, b := range q.sent {
+		if now-b.sentAtTick >= uint64(retryTicks) {
+			return true
+		}
+	}
+	return false
+}
+
 // send starts a ReadIndex round for the queued reads, and repeats rounds
 // that raft has not confirmed within retryTicks: raft drops read requests
 // silently when it knows no leader.

@@ -162,6 +162,8 @@ func describeMessage(m *raftpb.Message) string {
 		if m.GetReject() {
 			s += " reject"
 		}
+	case raftpb.MsgSnap:
+		s += fmt.Sprintf(" index %d", m.GetSnapshot().GetMetadata().GetIndex())
 	case raftpb.MsgVoteResp, raftpb.MsgPreVoteResp:
 		if m.GetReject() {
 			s += " reject"

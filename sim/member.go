@@ -45,10 +45,13 @@ func (m *member) open() error {
 		FS:            m.fs,
 		Dir:           memberDir,
 		ElectionTicks: electionTicks,
-		Rand:          rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
-		Logger:        &raftTrace{m: m},
-		PebbleOptions: deterministicPebble,
-		Knobs:         m.w.opts.Knobs,
+		// A short log makes members that were down catch up by snapshot.
+		SnapshotCount:          m.w.snapshotCount,
+		SnapshotCatchUpEntries: m.w.snapshotCatchUp,
+		Rand:                   rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
+		Logger:                 &raftTrace{m: m},
+		PebbleOptions:          deterministicPebble,
+		Knobs:                  m.w.opts.Knobs,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: open: %w", m.name(), err)

@@ -59,6 +59,10 @@ func (n *network) transmit(from, to *member, m *raftpb.Message) {
 		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
 		return
 	}
+	if m.GetType() == raftpb.MsgSnap {
+		n.sendSnapshot(from, to, proto.Clone(m).(*raftpb.Message))
+		return
+	}
 	copies := 1
 	if rng.IntN(100) < n.duplicatePercent && m.GetType() != raftpb.MsgProp {
 		copies = 2

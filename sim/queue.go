@@ -35,6 +35,9 @@ type scheduler struct {
 	nowMicros int64
 	seq       uint64
 	queue     eventQueue
+	// onPanic receives a panic raised by an event (a member stopping
+	// loudly on a broken invariant); the run records it as a failure.
+	onPanic func(recovered any)
 }
 
 func (s *scheduler) after(delayMicros int64, run func()) {
@@ -52,6 +55,15 @@ func (s *scheduler) step(untilMicros int64) bool {
 	}
 	e := heap.Pop(&s.queue).(*event)
 	s.nowMicros = e.atMicros
-	e.run()
+	s.run(e)
 	return true
+}
+
+func (s *scheduler) run(e *event) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.onPanic(r)
+		}
+	}()
+	e.run()
 }

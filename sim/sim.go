@@ -47,6 +47,9 @@ type world struct {
 	rec      *linearizability.Recorder
 	trace    *tracer
 	failures []string
+	// snapshotCount is the members' SnapshotCount: small, so logs are
+	// truncated and lagging members get snapshots.
+	snapshotCount, snapshotCatchUp uint64
 	// acknowledged, unknown and failedOps count client operations by outcome.
 	acknowledged, unknown, failedOps int
 	// ackedPuts are the acknowledged writes of a value to a key, with the
@@ -102,6 +105,9 @@ func newWorld(opts Options) *world {
 	w.rec = linearizability.NewRecorder(1, func() int64 { return w.sched.nowMicros })
 	w.net = newNetwork(w, opts.Members)
 	w.workload = workload{rng: w.rng}
+	w.sched.onPanic = func(r any) { w.fail("panic: %v", r) }
+	w.snapshotCount = 20 + w.rng.Uint64N(180)
+	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)
 	return w
 }
 

@@ -41,6 +41,8 @@ type Storage struct {
 	truncatedTerm  uint64
 	lastIndex      uint64
 	lastTerm       uint64
+
+	snapshots SnapshotSource
 }
 
 var _ raft.Storage = (*Storage)(nil)
@@ -225,11 +227,19 @@ func decodeEntry(v []byte) (*raftpb.Entry, error) {
 	return e, nil
 }
 
-// Snapshot implements raft.Storage. Until snapshots of the keyspace can be
-// streamed, the log is never truncated past what every member has, so raft
-// only asks for a snapshot when a member is far behind; it is told to retry.
+// SnapshotSource makes a snapshot of the member's state when raft needs one
+// to send to a member whose log is behind the truncation point.
+type SnapshotSource func() (*raftpb.Snapshot, error)
+
+// SetSnapshotSource sets where Snapshot gets its snapshots.
+func (s *Storage) SetSnapshotSource(src SnapshotSource) { s.snapshots = src }
+
+// Snapshot implements raft.Storage.
 func (s *Storage) Snapshot() (*raftpb.Snapshot, error) {
-	return nil, raft.ErrSnapshotTemporarilyUnavailable
+	if s.snapshots == nil {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return s.snapshots()
 }
 
 // Append stages ents into b, replacing any existing entries at or after the
@@ -289,10 +299,7 @@ func (s *Storage) Bootstrap(b *pebble.Batch, index, term uint64, cs *raftpb.Conf
 	if !s.IsEmpty() {
 		return errors.New("raftlog: bootstrap of a non-empty log")
 	}
-	v := make([]byte, 16)
-	binary.BigEndian.PutUint64(v, index)
-	binary.BigEndian.PutUint64(v[8:], term)
-	if err := b.Set(keyTruncated, v, nil); err != nil {
+	if err := setTruncated(b, index, term); err != nil {
 		return err
 	}
 	s.truncatedIndex, s.truncatedTerm = index, term
@@ -310,4 +317,60 @@ func setProto(b *pebble.Batch, key []byte, m proto.Message) error {
 		panic(fmt.Sprintf("raftlog: marshal %T: %v", m, err))
 	}
 	return b.Set(key, v, nil)
+}
+
+// TruncatedIndex is the index of the last entry removed from the log.
+func (s *Storage) TruncatedIndex() uint64 { return s.truncatedIndex }
+
+// Truncate stages the removal of every entry up to and including index,
+// which must be in the log. The caller must have made the state those
+// entries produced durable first (or commit it before b).
+func (s *Storage) Truncate(b *pebble.Batch, index uint64) error {
+	if index <= s.truncatedIndex {
+		return nil
+	}
+	if index > s.lastIndex {
+		return fmt.Errorf("raftlog: truncate to %d beyond last index %d", index, s.lastIndex)
+	}
+	term, err := s.Term(index)
+	if err != nil {
+		return err
+	}
+	if err := b.DeleteRange(entryKey(s.truncatedIndex+1), entryKey(index+1), nil); err != nil {
+		return err
+	}
+	if err := setTruncated(b, index, term); err != nil {
+		return err
+	}
+	s.truncatedIndex, s.truncatedTerm = index, term
+	return nil
+}
+
+func setTruncated(b *pebble.Batch, index, term uint64) error {
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, index)
+	binary.BigEndian.PutUint64(v[8:], term)
+	return b.Set(keyTruncated, v, nil)
+}
+
+// InstallSnapshot points the log at db, a database made from a snapshot
+// taken at (index, term), and stages into b (a batch of db) a log that is
+// empty after index, with cs as its configuration. The HardState is kept:
+// the snapshot's database holds its sender's, which is not this member's.
+func (s *Storage) InstallSnapshot(db *pebble.DB, b *pebble.Batch, index, term uint64, cs *raftpb.ConfState) error {
+	s.db = db
+	if err := b.DeleteRange([]byte("r"), []byte("s"), nil); err != nil {
+		return err
+	}
+	if err := setTruncated(b, index, term); err != nil {
+		return err
+	}
+	s.truncatedIndex, s.truncatedTerm = index, term
+	s.lastIndex, s.lastTerm = index, term
+	hs := proto.Clone(s.hardState).(*raftpb.HardState)
+	hs.Commit = proto.Uint64(max(hs.GetCommit(), index))
+	if err := s.SetHardState(b, hs); err != nil {
+		return err
+	}
+	return s.SetConfState(b, cs)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/server/driver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -39,7 +40,7 @@ type Identity struct {
 type KV struct {
 	pb.UnimplementedKVServer
 	d      *driver.Driver
-	store  *mvcc.Store
+	store  *node.StoreView
 	id     Identity
 	limits Limits
 }

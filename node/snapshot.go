@@ -1,0 +1,252 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cairn-db/cairn/node/mvcc"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// A member's directory holds:
+//
+//	CURRENT           the name of the live database directory
+//	db, db-<index>    Pebble databases: the first one, or one installed from
+//	                  the snapshot at that raft index
+//	snap/<index>      checkpoints this member made to send as snapshots
+//	incoming/<index>  snapshots received and not yet installed
+//
+// A snapshot is a Pebble checkpoint of the whole database at an applied
+// index. Installing one swaps the live database for it by writing CURRENT
+// atomically; a crash before that leaves the old database live and the
+// snapshot is simply received again.
+const (
+	currentFile    = "CURRENT"
+	firstDBName    = "db"
+	SnapshotsDir   = "snap"
+	IncomingDir    = "incoming"
+	indexNameWidth = 16
+)
+
+func indexName(index uint64) string { return fmt.Sprintf("%0*x", indexNameWidth, index) }
+
+// liveDBName reads CURRENT; a member without one uses the first database.
+func liveDBName(fs vfs.FS, dir string) (string, error) {
+	f, err := fs.Open(fs.PathJoin(dir, currentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return firstDBName, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", currentFile, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", currentFile, err)
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || strings.ContainsAny(name, "/\\") {
+		return "", fmt.Errorf("%s names %q: %w", currentFile, name, errCorrupt)
+	}
+	return name, nil
+}
+
+// setLiveDBName replaces CURRENT atomically and durably.
+func setLiveDBName(fs vfs.FS, dir, name string) error {
+	tmp := fs.PathJoin(dir, currentFile+".tmp")
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte(name + "\n")); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, fs.PathJoin(dir, currentFile)); err != nil {
+		return err
+	}
+	return syncDir(fs, dir)
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// removeStale deletes databases other than the live one and snapshots not
+// yet installed: leftovers of a crash in the middle of an install.
+func removeStale(fs vfs.FS, dir, live string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		isDB := name == firstDBName || strings.HasPrefix(name, firstDBName+"-")
+		if (isDB && name != live) || name == IncomingDir {
+			if err := fs.RemoveAll(fs.PathJoin(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// makeSnapshot is the raft log's snapshot source: a checkpoint of the
+// database at the applied index. The newest checkpoint is reused while the
+// log still holds every entry after it.
+func (n *Node) makeSnapshot() (*raftpb.Snapshot, error) {
+	if s := n.lastSnapshot; s != nil && s.GetMetadata().GetIndex() >= n.log.TruncatedIndex() {
+		return s, nil
+	}
+	index := n.applied
+	term, err := n.log.Term(index)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot at %d: %w", index, err)
+	}
+	rel := n.cfg.FS.PathJoin(SnapshotsDir, indexName(index))
+	abs := n.cfg.FS.PathJoin(n.cfg.Dir, rel)
+	if err := n.cfg.FS.RemoveAll(abs); err != nil {
+		return nil, err
+	}
+	if err := n.db.Checkpoint(abs, pebble.WithFlushedWAL()); err != nil {
+		return nil, fmt.Errorf("checkpoint for snapshot at %d: %w", index, err)
+	}
+	n.removeSnapshotsBefore(index)
+	n.lastSnapshot = &raftpb.Snapshot{
+		Data: []byte(rel),
+		Metadata: &raftpb.SnapshotMetadata{
+			Index:     proto.Uint64(index),
+			Term:      proto.Uint64(term),
+			ConfState: proto.Clone(n.log.ConfState()).(*raftpb.ConfState),
+		},
+	}
+	return n.lastSnapshot, nil
+}
+
+// removeSnapshotsBefore keeps the newest checkpoint and the one before it
+// (a transfer of it may still be under way).
+func (n *Node) removeSnapshotsBefore(index uint64) {
+	if n.lastSnapshot == nil {
+		return
+	}
+	keep := indexName(n.lastSnapshot.GetMetadata().GetIndex())
+	dir := n.cfg.FS.PathJoin(n.cfg.Dir, SnapshotsDir)
+	names, _ := n.cfg.FS.List(dir)
+	for _, name := range names {
+		if name != keep && name != indexName(index) {
+			n.cfg.FS.RemoveAll(n.cfg.FS.PathJoin(dir, name))
+		}
+	}
+}
+
+// installSnapshot replaces the member's database with a received snapshot.
+// snap.Data names the snapshot's directory relative to the member's
+// directory (the transport put it under incoming/).
+func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
+	meta := snap.GetMetadata()
+	staged := n.cfg.FS.PathJoin(n.cfg.Dir, string(snap.GetData()))
+	if !bytes.HasPrefix(snap.GetData(), []byte(IncomingDir+"/")) {
+		return fmt.Errorf("node: snapshot at %d is not a received one (%q)", meta.GetIndex(), snap.GetData())
+	}
+	name := firstDBName + "-" + indexName(meta.GetIndex())
+	live := n.cfg.FS.PathJoin(n.cfg.Dir, name)
+	if err := n.cfg.FS.RemoveAll(live); err != nil {
+		return err
+	}
+	if err := n.cfg.FS.Rename(staged, live); err != nil {
+		return fmt.Errorf("install snapshot at %d: %w", meta.GetIndex(), err)
+	}
+	n.view.mu.Lock()
+	defer n.view.mu.Unlock()
+	return n.switchDB(name, meta)
+}
+
+// switchDB closes the live database and opens the installed one.
+// REQUIRES: n.view.mu is held for writing.
+func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
+	old, err := liveDBName(n.cfg.FS, n.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	if err := n.db.Close(); err != nil {
+		return fmt.Errorf("close database for snapshot install: %w", err)
+	}
+	db, err := openPebbleAt(n.cfg, name)
+	if err != nil {
+		return err
+	}
+	n.db = db
+	if err := n.adoptSnapshotState(meta); err != nil {
+		return err
+	}
+	if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
+		return fmt.Errorf("switch to installed snapshot: %w", err)
+	}
+	if old != name {
+		n.cfg.FS.RemoveAll(n.cfg.FS.PathJoin(n.cfg.Dir, old))
+	}
+	return nil
+}
+
+// adoptSnapshotState rewrites the snapshot's raft state as this member's and
+// opens the keyspace it holds.
+func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
+	applied, err := loadAppliedIndex(n.db)
+	if err != nil {
+		return err
+	}
+	if applied != meta.GetIndex() {
+		return fmt.Errorf("snapshot at %d holds state applied to %d: %w", meta.GetIndex(), applied, errCorrupt)
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := n.log.InstallSnapshot(n.db, b, meta.GetIndex(), meta.GetTerm(), meta.GetConfState()); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit installed snapshot: %w", err)
+	}
+	store, err := mvcc.Open(n.db, mvcc.Options{})
+	if err != nil {
+		return fmt.Errorf("open installed keyspace: %w", err)
+	}
+	n.store, n.view.store = store, store
+	n.applied = meta.GetIndex()
+	n.lastSnapshot = nil
+	return nil
+}
+
+// maybeTruncateLog removes old entries once SnapshotCount of them have been
+// applied since the last truncation, keeping SnapshotCatchUpEntries so a
+// member a little behind catches up from the log, not a snapshot.
+func (n *Node) maybeTruncateLog() error {
+	if n.applied < n.log.TruncatedIndex()+n.cfg.SnapshotCount+n.cfg.SnapshotCatchUpEntries {
+		return nil
+	}
+	b := n.db.NewBatch()
+	defer b.Close()
+	if err := n.log.Truncate(b, n.applied-n.cfg.SnapshotCatchUpEntries); err != nil {
+		return fmt.Errorf("truncate raft log: %w", err)
+	}
+	// Not synced: the WAL is one sequential log, so if this survives a
+	// crash, the applied state it relies on does too.
+	return b.Commit(pebble.NoSync)
+}
