@@ -250,3 +250,8 @@ func (n *Node) maybeTruncateLog() error {
 	// crash, the applied state it relies on does too.
 	return b.Commit(pebble.NoSync)
 }
+
+// IncomingSnapshotPath is where, relative to the member's directory, a
+// transport stages the snapshot at index before handing its MsgSnap to the
+// node (with Snapshot.Data set to this path).
+func IncomingSnapshotPath(index uint64) string { return IncomingDir + "/" + indexName(index) }

@@ -1,9 +1,7 @@
 package sim
 
 import (
-	"fmt"
 	"io"
-	"path"
 	"sort"
 
 	"github.com/cairn-db/cairn/node"
@@ -40,7 +38,7 @@ func readSnapshot(fs vfs.FS, dir string) (snapshotFiles, error) {
 // stage writes the files durably into the receiver's incoming directory
 // and returns the snapshot's name there.
 func (files snapshotFiles) stage(fs vfs.FS, memberDir string, index uint64) (string, error) {
-	rel := path.Join(node.IncomingDir, fmt.Sprintf("%016x", index))
+	rel := node.IncomingSnapshotPath(index)
 	dir := fs.PathJoin(memberDir, rel)
 	if err := fs.RemoveAll(dir); err != nil {
 		return "", err

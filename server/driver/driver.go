@@ -74,9 +74,11 @@ type Driver struct {
 	inbox    chan *raftpb.Message
 	// unreachable carries peers the transport could not reach.
 	unreachable chan uint64
-	stopc       chan struct{}
-	donec       chan struct{}
-	stopOnce    sync.Once
+	// snapshots carries the outcome of snapshots sent to peers.
+	snapshots chan snapshotReport
+	stopc     chan struct{}
+	donec     chan struct{}
+	stopOnce  sync.Once
 
 	mu sync.Mutex
 	// err is the reason the loop stopped; guarded by mu.
@@ -103,6 +105,7 @@ func Start(n *node.Node, cfg Config) *Driver {
 		requests:    make(chan *request, cfg.QueueLength),
 		inbox:       make(chan *raftpb.Message, cfg.QueueLength),
 		unreachable: make(chan uint64, 64),
+		snapshots:   make(chan snapshotReport, 64),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 	}
@@ -141,6 +144,22 @@ func (d *Driver) ReportUnreachable(id uint64) {
 	select {
 	case d.unreachable <- id:
 	default:
+	}
+}
+
+type snapshotReport struct {
+	id        uint64
+	delivered bool
+}
+
+// ReportSnapshot tells the member whether a snapshot sent to a peer
+// arrived. Unlike unreachable reports it must not be lost (raft waits for
+// it before sending the peer anything else), so it blocks until the loop
+// takes it or stops.
+func (d *Driver) ReportSnapshot(id uint64, delivered bool) {
+	select {
+	case d.snapshots <- snapshotReport{id, delivered}:
+	case <-d.donec:
 	}
 }
 
@@ -214,6 +233,8 @@ func (d *Driver) run() {
 			l.step(m)
 		case id := <-d.unreachable:
 			l.n.ReportUnreachable(id)
+		case r := <-d.snapshots:
+			l.n.ReportSnapshot(r.id, r.delivered)
 		case <-d.stopc:
 			l.abandon(ErrStopped)
 			return

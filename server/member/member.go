@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -38,8 +39,12 @@ type Config struct {
 	TickInterval time.Duration
 	// ElectionTimeout is --election-timeout. Default 1 s.
 	ElectionTimeout time.Duration
-	Limits          etcdapi.Limits
-	Logger          *slog.Logger
+	// SnapshotCount and SnapshotCatchUpEntries bound the raft log
+	// (--snapshot-count, --snapshot-catchup-entries); see node.Config.
+	SnapshotCount          uint64
+	SnapshotCatchUpEntries uint64
+	Limits                 etcdapi.Limits
+	Logger                 *slog.Logger
 }
 
 func (c *Config) ensureDefaults() {
@@ -102,6 +107,8 @@ func Start(cfg Config) (*Member, error) {
 		MemberID:          self.ID,
 		Deliver:           func(msg *raftpb.Message) { m.driver.Step(msg) },
 		ReportUnreachable: func(id uint64) { m.driver.ReportUnreachable(id) },
+		ReportSnapshot:    func(id uint64, ok bool) { m.driver.ReportSnapshot(id, ok) },
+		MemberDir:         m.memberDir(),
 		Logger:            cfg.Logger.With("component", "transport"),
 	})
 	m.driver = driver.Start(m.node, driver.Config{TickInterval: cfg.TickInterval, Logger: cfg.Logger, Send: m.transport.Send})
@@ -168,12 +175,14 @@ func joinNamed(name string, urls []string) string {
 func (m *Member) openNode(c cluster.Cluster) error {
 	electionTicks := int(m.cfg.ElectionTimeout / m.cfg.TickInterval)
 	n, err := node.Open(node.Config{
-		ID:            m.Identity.MemberID,
-		InitialVoters: c.IDs(),
-		Dir:           m.cfg.DataDir,
-		ElectionTicks: electionTicks,
-		Rand:          newRand(),
-		Logger:        raftLogger{m.cfg.Logger.With("component", "raft")},
+		ID:                     m.Identity.MemberID,
+		InitialVoters:          c.IDs(),
+		Dir:                    m.memberDir(),
+		ElectionTicks:          electionTicks,
+		SnapshotCount:          m.cfg.SnapshotCount,
+		SnapshotCatchUpEntries: m.cfg.SnapshotCatchUpEntries,
+		Rand:                   newRand(),
+		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)
@@ -181,6 +190,10 @@ func (m *Member) openNode(c cluster.Cluster) error {
 	m.node = n
 	return nil
 }
+
+// memberDir is where the node keeps its databases and snapshots, inside
+// the data directory (as etcd keeps its under member/).
+func (m *Member) memberDir() string { return filepath.Join(m.cfg.DataDir, "member") }
 
 // newRand seeds the node's request-ID source from the operating system.
 func newRand() *rand.Rand {

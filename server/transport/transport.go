@@ -37,6 +37,12 @@ type Config struct {
 	Deliver func(*raftpb.Message)
 	// ReportUnreachable tells the local member a peer could not be reached.
 	ReportUnreachable func(id uint64)
+	// ReportSnapshot tells the local member whether a snapshot it sent
+	// arrived.
+	ReportSnapshot func(id uint64, delivered bool)
+	// MemberDir is the node's directory: snapshots to send are read from it
+	// and received ones staged in it.
+	MemberDir string
 	// QueueLength bounds the messages waiting for one peer; beyond it they
 	// are dropped. Default 4096.
 	QueueLength int
@@ -121,6 +127,12 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 		if !ok {
 			continue
 		}
+		if m.GetType() == raftpb.MsgSnap {
+			// raft sends one snapshot at a time to a member and waits for
+			// its report, so this goroutine is bounded by the peers.
+			go p.sendSnapshot(m)
+			continue
+		}
 		p.enqueue(m)
 	}
 }
@@ -144,6 +156,10 @@ func (t *Transport) Register(s *grpc.Server) {
 		Streams: []grpc.StreamDesc{{
 			StreamName:    "Send",
 			Handler:       func(_ any, stream grpc.ServerStream) error { return t.receive(stream) },
+			ClientStreams: true,
+		}, {
+			StreamName:    "Snapshot",
+			Handler:       func(_ any, stream grpc.ServerStream) error { return t.receiveSnapshot(stream) },
 			ClientStreams: true,
 		}},
 	}, t)
@@ -264,10 +280,7 @@ func (p *peer) stream() error {
 		return err
 	}
 	defer conn.Close()
-	ctx := metadata.AppendToOutgoingContext(p.ctx,
-		metadataCluster, strconv.FormatUint(p.t.cfg.ClusterID, 16),
-		metadataMember, strconv.FormatUint(p.t.cfg.MemberID, 16))
-	s, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, sendMethod)
+	s, err := conn.NewStream(p.outgoingContext(), &grpc.StreamDesc{ClientStreams: true}, sendMethod)
 	if err != nil {
 		return err
 	}

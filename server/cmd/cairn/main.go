@@ -79,6 +79,8 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	state := fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
 	heartbeatMs := fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
 	electionMs := fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
+	snapshotCount := fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot.")
+	catchUp := fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
 	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
 	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
 	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
@@ -99,6 +101,9 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	if *heartbeatMs == 0 || *electionMs < 5**heartbeatMs {
 		return member.Config{}, 0, false, fmt.Errorf("--election-timeout[%vms] should be at least 5 times as --heartbeat-interval[%vms]", *electionMs, *heartbeatMs)
 	}
+	if *catchUp == 0 || *snapshotCount == 0 {
+		return member.Config{}, 0, false, fmt.Errorf("--snapshot-count and --snapshot-catchup-entries must be positive")
+	}
 	if *dataDir == "" {
 		*dataDir = *name + ".cairn"
 	}
@@ -113,6 +118,8 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		InitialClusterToken:      *token,
 		TickInterval:             time.Duration(*heartbeatMs) * time.Millisecond,
 		ElectionTimeout:          time.Duration(*electionMs) * time.Millisecond,
+		SnapshotCount:            *snapshotCount,
+		SnapshotCatchUpEntries:   *catchUp,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps)},
 	}, level, *showVersion, nil
 }
