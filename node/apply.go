@@ -48,6 +48,7 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 	b := n.db.NewIndexedBatch()
 	defer b.Close()
 	w := n.store.NewWriter(b)
+	defer w.Close() // discards the writer if anything below fails
 	for _, e := range ents {
 		if err := n.applyEntry(b, w, e, out); err != nil {
 			return fmt.Errorf("apply entry %d: %w", e.GetIndex(), err)

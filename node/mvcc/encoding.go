@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -70,7 +71,11 @@ func appendEscaped(dst, userKey []byte) []byte {
 // keyPrefix returns "kv" + escape(userKey) + terminator: the common prefix of
 // every version of userKey.
 func keyPrefix(userKey []byte) []byte {
-	dst := make([]byte, 0, len(userKey)+4+revisionBytes)
+	return appendPrefix(make([]byte, 0, len(userKey)+4+revisionBytes), userKey)
+}
+
+// appendPrefix appends keyPrefix(userKey) to dst.
+func appendPrefix(dst, userKey []byte) []byte {
 	dst = append(dst, prefixAll, prefixVersion)
 	dst = appendEscaped(dst, userKey)
 	return append(dst, escapeByte, terminatorByte)
@@ -98,9 +103,29 @@ func appendRevision(dst []byte, rev revision) []byte {
 // seekAtOrBelow returns the position of the newest version of the key with
 // the given prefix whose main revision is <= main.
 func seekAtOrBelow(prefix []byte, main int64) []byte {
-	dst := append([]byte(nil), prefix...)
-	dst = binary.BigEndian.AppendUint64(dst, ^uint64(main))
-	return append(dst, make([]byte, 8)...)
+	return appendSeekAtOrBelow(append([]byte(nil), prefix...), main)
+}
+
+// appendSeekAtOrBelow appends to a key's prefix the revision part of
+// seekAtOrBelow: ^main, then the smallest inverted sub-revision.
+func appendSeekAtOrBelow(prefix []byte, main int64) []byte {
+	dst := binary.BigEndian.AppendUint64(prefix, ^uint64(main))
+	return binary.BigEndian.AppendUint64(dst, 0)
+}
+
+// checkVersionKey panics unless k has the shape of a version key: the
+// "kv" prefix, an escaped key and its terminator, and a revision.
+func checkVersionKey(k []byte) {
+	n := len(k) - revisionBytes
+	if n < 4 || k[0] != prefixAll || k[1] != prefixVersion || k[n-2] != escapeByte || k[n-1] != terminatorByte {
+		panic(fmt.Sprintf("mvcc: malformed version key %q", k))
+	}
+}
+
+// decodeUserKey returns a copy of the user key of a version key.
+func decodeUserKey(k []byte) []byte {
+	userKey, _, _ := decodeVersionKey(k)
+	return userKey
 }
 
 // decodeVersionKey splits a version key into the user key, the prefix shared
@@ -136,42 +161,108 @@ func decodeRevision(b []byte) revision {
 	}
 }
 
-// encodePut encodes a live version. The key is not stored in the value: it
-// is in the Pebble key already.
-func encodePut(kv *mvccpb.KeyValue) []byte {
-	stored := &mvccpb.KeyValue{
-		CreateRevision: kv.CreateRevision,
-		ModRevision:    kv.ModRevision,
-		Version:        kv.Version,
-		Value:          kv.Value,
-		Lease:          kv.Lease,
+// appendPut appends the encoding of a live version to dst: kindPut, then
+// the KeyValue without its key in protobuf wire format, fields in number
+// order and zero values omitted, byte for byte what proto.Marshal writes
+// (TestAppendPutMatchesProto checks it).
+func appendPut(dst []byte, kv *mvccpb.KeyValue) []byte {
+	dst = append(dst, kindPut)
+	dst = appendVarintField(dst, fieldCreateRevision, kv.CreateRevision)
+	dst = appendVarintField(dst, fieldModRevision, kv.ModRevision)
+	dst = appendVarintField(dst, fieldVersion, kv.Version)
+	if len(kv.Value) > 0 {
+		dst = protowire.AppendTag(dst, fieldValue, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, kv.Value)
 	}
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(stored)
-	if err != nil {
-		panic(fmt.Sprintf("mvcc: marshal key-value %q: %v", kv.Key, err))
-	}
-	return append([]byte{kindPut}, data...)
+	return appendVarintField(dst, fieldLease, kv.Lease)
 }
 
-func encodeTombstone() []byte { return []byte{kindTombstone} }
+// The field numbers of mvccpb.KeyValue (the key, field 1, is not stored).
+const (
+	fieldCreateRevision = 2
+	fieldModRevision    = 3
+	fieldVersion        = 4
+	fieldValue          = 5
+	fieldLease          = 6
+)
 
-// decodeValue decodes a version value; it returns nil for a tombstone.
-func decodeValue(userKey, v []byte) *mvccpb.KeyValue {
+func appendVarintField(dst []byte, field protowire.Number, v int64) []byte {
+	if v == 0 {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, field, protowire.VarintType)
+	return protowire.AppendVarint(dst, uint64(v))
+}
+
+// kindOf returns a version value's kind.
+func kindOf(userKey, v []byte) byte {
 	if len(v) == 0 {
 		panic(fmt.Sprintf("mvcc: empty version value for key %q", userKey))
 	}
-	switch v[0] {
+	return v[0]
+}
+
+// decodeValue decodes a version value; it returns nil for a tombstone. The
+// key-value's Key is userKey itself, not a copy; its Value is a copy.
+func decodeValue(userKey, v []byte) *mvccpb.KeyValue {
+	switch kindOf(userKey, v) {
 	case kindTombstone:
 		return nil
 	case kindPut:
 		kv := &mvccpb.KeyValue{}
-		if err := proto.Unmarshal(v[1:], kv); err != nil {
-			panic(fmt.Sprintf("mvcc: corrupt version value for key %q: %v", userKey, err))
+		if !decodeKV(v[1:], kv) {
+			kv = &mvccpb.KeyValue{}
+			if err := proto.Unmarshal(v[1:], kv); err != nil {
+				panic(fmt.Sprintf("mvcc: corrupt version value for key %q: %v", userKey, err))
+			}
 		}
-		kv.Key = append([]byte(nil), userKey...)
+		kv.Key = userKey
 		return kv
 	}
 	panic(fmt.Sprintf("mvcc: unknown version kind %d for key %q", v[0], userKey))
+}
+
+// decodeKV decodes what appendPut writes. It returns false for anything
+// else (unknown fields, other wire types, malformed data), which the caller
+// hands to proto.Unmarshal: it accepts every valid encoding and reports the
+// invalid ones.
+func decodeKV(b []byte, kv *mvccpb.KeyValue) bool {
+	for len(b) > 0 {
+		field, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if field == fieldValue && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return false
+			}
+			kv.Value, b = append([]byte(nil), v...), b[n:]
+			continue
+		}
+		if typ != protowire.VarintType {
+			return false
+		}
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch field {
+		case fieldCreateRevision:
+			kv.CreateRevision = int64(v)
+		case fieldModRevision:
+			kv.ModRevision = int64(v)
+		case fieldVersion:
+			kv.Version = int64(v)
+		case fieldLease:
+			kv.Lease = int64(v)
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func encodeInt64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }

@@ -11,31 +11,79 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
-// iterSource is where reads come from: a Pebble snapshot for readers, the
-// writer's indexed batch (which sees its own uncommitted writes) for the
-// apply loop. Every read opens a fresh iterator, so it observes every write
-// made to the batch before it.
-type iterSource interface {
-	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+// source is where reads come from: one Pebble iterator, over a
+// point-in-time view of the DB for readers, or over the Writer's indexed
+// batch for the apply loop. Every read repositions it with new bounds
+// instead of opening an iterator: opening one costs about as much as the
+// seek itself. A batch iterator's view is refreshed on every read, so a
+// read observes every write made to the batch before it.
+type source struct {
+	it *pebble.Iterator
+	// batch is set when it iterates over an indexed batch.
+	batch bool
+	// inUse is set while a read positions it. Reads do not nest: a visit
+	// callback must not read.
+	inUse bool
+	// keys are two scratch buffers for bounds and seek keys, used in turn:
+	// Pebble requires the bounds passed to one SetBounds or SetOptions to
+	// stay unchanged until the next call returns.
+	keys [2][]byte
+	next int
 }
 
-func closeIter(it *pebble.Iterator, err *error) {
-	if cerr := it.Close(); cerr != nil && *err == nil {
-		*err = fmt.Errorf("close iterator: %w", cerr)
+func newSource(it *pebble.Iterator, batch bool) *source { return &source{it: it, batch: batch} }
+
+// scratch returns an empty buffer for the bounds and seek keys of one read;
+// keep returns it, grown, for reuse.
+func (s *source) scratch() []byte {
+	s.next = 1 - s.next
+	return s.keys[s.next][:0]
+}
+
+func (s *source) keep(buf []byte) { s.keys[s.next] = buf }
+
+// acquire sets the iterator's bounds to [lower, upper) and hands it to one
+// read, which must call release when done with it.
+func (s *source) acquire(lower, upper []byte) *pebble.Iterator {
+	if s.inUse {
+		panic("mvcc: nested read on one source")
 	}
+	s.inUse = true
+	if s.batch {
+		// SetOptions, unlike SetBounds, also refreshes the view of the batch.
+		s.it.SetOptions(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	} else {
+		s.it.SetBounds(lower, upper)
+	}
+	return s.it
+}
+
+func (s *source) release() { s.inUse = false }
+
+func (s *source) close() error {
+	if s.inUse {
+		panic("mvcc: source closed during a read")
+	}
+	return s.it.Close()
 }
 
 // getLatest returns the newest version of key at or below atRev, or nil if
-// the key does not exist at atRev.
-func getLatest(src iterSource, key []byte, atRev int64) (kv *mvccpb.KeyValue, err error) {
-	prefix := keyPrefix(key)
-	it, err := src.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: nextKeyBound(prefix)})
-	if err != nil {
-		return nil, fmt.Errorf("get %q: %w", key, err)
-	}
-	defer closeIter(it, &err)
-	if !it.SeekGE(seekAtOrBelow(prefix, atRev)) {
-		return nil, it.Error()
+// the key does not exist at atRev. The key-value's Key is key itself.
+func getLatest(src *source, key []byte, atRev int64) (*mvccpb.KeyValue, error) {
+	buf := src.scratch()
+	buf = appendPrefix(buf, key)
+	n := len(buf)
+	buf = append(buf, buf[:n]...) // the upper bound
+	buf[2*n-1] = afterVersions
+	buf = appendSeekAtOrBelow(append(buf, buf[:n]...), atRev)
+	src.keep(buf)
+	it := src.acquire(buf[:n], buf[n:2*n])
+	defer src.release()
+	if !it.SeekGE(buf[2*n:]) {
+		if err := it.Error(); err != nil {
+			return nil, fmt.Errorf("get %q: %w", key, err)
+		}
+		return nil, nil
 	}
 	v, err := it.ValueAndErr()
 	if err != nil {
@@ -50,51 +98,96 @@ func isGteRange(rangeEnd []byte) bool {
 	return len(rangeEnd) == 1 && rangeEnd[0] == 0
 }
 
+// entry is a key's version found by a scan, valid only during the visit
+// call: its slices point into Pebble's buffers.
+type entry struct {
+	versionKey []byte
+	value      []byte
+}
+
+// kv decodes the entry into a key-value the caller owns.
+func (e *entry) kv() *mvccpb.KeyValue {
+	return decodeValue(decodeUserKey(e.versionKey), e.value)
+}
+
 // scanRange calls visit with every key existing at atRev in the etcd range
 // [key, rangeEnd), in key order, until visit returns false. An empty
 // rangeEnd means the single key, "\x00" every key >= key.
-func scanRange(src iterSource, key, rangeEnd []byte, atRev int64, visit func(*mvccpb.KeyValue) bool) (err error) {
+func scanRange(src *source, key, rangeEnd []byte, atRev int64, visit func(*entry) bool) error {
 	if len(rangeEnd) == 0 {
-		kv, err := getLatest(src, key, atRev)
-		if err == nil && kv != nil {
-			visit(kv)
-		}
-		return err
+		return scanKey(src, key, atRev, visit)
 	}
+	if !isGteRange(rangeEnd) && bytes.Compare(rangeEnd, key) <= 0 {
+		return nil
+	}
+	buf := appendPrefix(src.scratch(), key)
+	n := len(buf)
 	upper := versionsEnd
 	if !isGteRange(rangeEnd) {
-		if bytes.Compare(rangeEnd, key) <= 0 {
-			return nil
-		}
-		upper = keyPrefix(rangeEnd)
+		buf = appendPrefix(buf, rangeEnd)
+		upper = buf[n:]
 	}
-	it, err := src.NewIter(&pebble.IterOptions{LowerBound: keyPrefix(key), UpperBound: upper})
-	if err != nil {
+	src.keep(buf)
+	it := src.acquire(buf[:n], upper)
+	defer src.release()
+	if err := scanIter(it, buf[:n], atRev, visit); err != nil {
 		return fmt.Errorf("scan %q: %w", key, err)
 	}
-	defer closeIter(it, &err)
-	return scanIter(it, keyPrefix(key), atRev, visit)
+	return nil
+}
+
+// scanKey is scanRange for a single key: one seek.
+func scanKey(src *source, key []byte, atRev int64, visit func(*entry) bool) error {
+	buf := src.scratch()
+	buf = appendPrefix(buf, key)
+	n := len(buf)
+	buf = append(buf, buf[:n]...)
+	buf[2*n-1] = afterVersions
+	buf = appendSeekAtOrBelow(append(buf, buf[:n]...), atRev)
+	src.keep(buf)
+	it := src.acquire(buf[:n], buf[n:2*n])
+	defer src.release()
+	if !it.SeekGE(buf[2*n:]) {
+		if err := it.Error(); err != nil {
+			return fmt.Errorf("get %q: %w", key, err)
+		}
+		return nil
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return fmt.Errorf("get %q: %w", key, err)
+	}
+	if kindOf(key, v) == kindPut {
+		visit(&entry{versionKey: it.Key(), value: v})
+	}
+	return nil
 }
 
 // scanIter does scanRange's work with one seek per key: to the newest
 // version at or below atRev, then past the key's older versions.
-func scanIter(it *pebble.Iterator, lower []byte, atRev int64, visit func(*mvccpb.KeyValue) bool) error {
+func scanIter(it *pebble.Iterator, lower []byte, atRev int64, visit func(*entry) bool) error {
+	var seek []byte // the current key's prefix, then a seek key
 	for valid := it.SeekGE(lower); valid; {
-		userKey, prefix, rev := decodeVersionKey(it.Key())
-		if rev.main > atRev {
-			valid = it.SeekGE(seekAtOrBelow(prefix, atRev))
-			if !valid || !hasVersionPrefix(it.Key(), prefix) {
+		k := it.Key()
+		checkVersionKey(k)
+		n := len(k) - revisionBytes
+		seek = append(seek[:0], k[:n]...)
+		if decodeRevision(k[n:]).main > atRev {
+			valid = it.SeekGE(appendSeekAtOrBelow(seek, atRev))
+			if !valid || !hasVersionPrefix(it.Key(), seek[:n]) {
 				continue
 			}
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return fmt.Errorf("scan at %q: %w", userKey, err)
+			return err
 		}
-		if kv := decodeValue(userKey, v); kv != nil && !visit(kv) {
+		if kindOf(k, v) == kindPut && !visit(&entry{versionKey: it.Key(), value: v}) {
 			return nil
 		}
-		valid = it.SeekGE(nextKeyBound(prefix))
+		seek = seek[:n]
+		seek[n-1] = afterVersions
+		valid = it.SeekGE(seek)
 	}
 	return it.Error()
 }
@@ -102,7 +195,7 @@ func scanIter(it *pebble.Iterator, lower []byte, atRev int64, visit func(*mvccpb
 // rangeAt serves a RangeRequest from src, a view whose current revision is
 // viewRev, as etcd's range does: revision checks, limit+1 fetch when the
 // order is the key order and no filter applies, filters, sort, truncation.
-func rangeAt(src iterSource, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+func rangeAt(src *source, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	rev := r.GetRevision()
 	switch {
 	case rev > viewRev:
@@ -125,17 +218,17 @@ func rangeAt(src iterSource, viewRev, compactRev int64, r *pb.RangeRequest) (*pb
 // collectRange returns the keys that the range has to look at and the
 // number of keys in the range. Like etcd, it keeps only limit+1 keys when
 // neither sorting nor filtering needs them all.
-func collectRange(src iterSource, rev int64, r *pb.RangeRequest) ([]*mvccpb.KeyValue, int64, error) {
+func collectRange(src *source, rev int64, r *pb.RangeRequest) ([]*mvccpb.KeyValue, int64, error) {
 	keep := r.GetLimit()
 	if !isDefaultOrdering(r.GetSortTarget(), r.GetSortOrder()) || hasRevisionFilters(r) || keep < 0 {
 		keep = 0
 	}
 	var kvs []*mvccpb.KeyValue
 	count := int64(0)
-	err := scanRange(src, r.GetKey(), r.GetRangeEnd(), rev, func(kv *mvccpb.KeyValue) bool {
+	err := scanRange(src, r.GetKey(), r.GetRangeEnd(), rev, func(e *entry) bool {
 		count++
 		if !r.GetCountOnly() && (keep == 0 || int64(len(kvs)) <= keep) {
-			kvs = append(kvs, kv)
+			kvs = append(kvs, e.kv())
 		}
 		return true
 	})
@@ -234,4 +327,10 @@ func assembleRange(kvs []*mvccpb.KeyValue, count, viewRev int64, r *pb.RangeRequ
 	}
 	resp.Kvs = kvs
 	return resp
+}
+
+func closeIter(it *pebble.Iterator, err *error) {
+	if cerr := it.Close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close iterator: %w", cerr)
+	}
 }

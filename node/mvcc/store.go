@@ -151,6 +151,23 @@ func (s *Store) openView() readView {
 	return readView{snap: s.db.NewSnapshot(), rev: s.mu.rev, compactRev: s.mu.compactRev}
 }
 
+// source opens one iterator over the view for the reads of a request.
+func (v readView) source() (*source, error) {
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: versionsStart, UpperBound: versionsEnd})
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot iterator: %w", err)
+	}
+	return newSource(it, false), nil
+}
+
+// closeSource closes src and reports its error into *err unless one is
+// there already.
+func closeSource(src *source, err *error) {
+	if cerr := src.close(); cerr != nil && *err == nil {
+		*err = fmt.Errorf("close iterator: %w", cerr)
+	}
+}
+
 func (v readView) close() {
 	if err := v.snap.Close(); err != nil {
 		panic(fmt.Sprintf("mvcc: close snapshot: %v", err))

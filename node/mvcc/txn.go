@@ -27,7 +27,7 @@ func takenOps(r *pb.TxnRequest, succeeded bool) []*pb.RequestOp {
 
 // compareToPath evaluates the compares of r and of its nested txns on the
 // taken branches.
-func compareToPath(src iterSource, rev int64, r *pb.TxnRequest) (*txnPath, error) {
+func compareToPath(src *source, rev int64, r *pb.TxnRequest) (*txnPath, error) {
 	ok, err := applyCompares(src, rev, r.GetCompare())
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func compareToPath(src iterSource, rev int64, r *pb.TxnRequest) (*txnPath, error
 	return path, nil
 }
 
-func applyCompares(src iterSource, rev int64, cmps []*pb.Compare) (bool, error) {
+func applyCompares(src *source, rev int64, cmps []*pb.Compare) (bool, error) {
 	for _, c := range cmps {
 		ok, err := applyCompare(src, rev, c)
 		if err != nil || !ok {
@@ -60,11 +60,11 @@ func applyCompares(src iterSource, rev int64, cmps []*pb.Compare) (bool, error) 
 // applyCompare holds when every key in the compare's range satisfies it. An
 // empty range compares a zero key-value, except that a VALUE compare fails:
 // a missing value cannot be told from an empty one.
-func applyCompare(src iterSource, rev int64, c *pb.Compare) (bool, error) {
+func applyCompare(src *source, rev int64, c *pb.Compare) (bool, error) {
 	found, ok := false, true
-	err := scanRange(src, c.GetKey(), c.GetRangeEnd(), rev, func(kv *mvccpb.KeyValue) bool {
+	err := scanRange(src, c.GetKey(), c.GetRangeEnd(), rev, func(e *entry) bool {
 		found = true
-		ok = compareKV(c, kv)
+		ok = compareKV(c, e.kv())
 		return ok
 	})
 	if err != nil {
@@ -116,7 +116,7 @@ func cmpInt64(a, b int64) int {
 // exec runs the operations of one request against src. Its reads see the
 // request's own earlier writes. w is nil for read-only requests.
 type exec struct {
-	src         iterSource
+	src         *source
 	beginRev    int64 // the revision before the request
 	compactRev  int64 // noCompaction if none
 	changes     int64 // writes so far; the next write's sub-revision
@@ -245,6 +245,11 @@ func (e *exec) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.putOver(p, prev)
+}
+
+// putOver is put with prev, the key's version at e.rev(), already read.
+func (e *exec) putOver(p *pb.PutRequest, prev *mvccpb.KeyValue) (*pb.PutResponse, error) {
 	kv := newVersion(p, prev, e.beginRev+1)
 	if err := e.writer().writePut(kv, prev, e.changes); err != nil {
 		return nil, err
@@ -280,8 +285,8 @@ func newVersion(p *pb.PutRequest, prev *mvccpb.KeyValue, rev int64) *mvccpb.KeyV
 // deleteRange writes a tombstone for every key of the range.
 func (e *exec) deleteRange(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	var prevs []*mvccpb.KeyValue
-	err := scanRange(e.src, d.GetKey(), d.GetRangeEnd(), e.rev(), func(kv *mvccpb.KeyValue) bool {
-		prevs = append(prevs, kv)
+	err := scanRange(e.src, d.GetKey(), d.GetRangeEnd(), e.rev(), func(en *entry) bool {
+		prevs = append(prevs, en.kv())
 		return true
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -25,6 +26,11 @@ type Writer struct {
 	compacted bool
 	events    []*mvccpb.Event
 	published bool
+	// src reads the batch for every request: one iterator, opened at the
+	// first read and closed by Publish or Close. Nil until then.
+	src *source
+	// scratch holds the encoding of one write; the batch copies it.
+	scratch []byte
 }
 
 // NewWriter starts applying requests into b, which must be an indexed batch
@@ -42,11 +48,18 @@ func (s *Store) NewWriter(b *pebble.Batch) *Writer {
 	return &Writer{s: s, b: b, rev: s.mu.rev, compactRev: s.mu.compactRev}
 }
 
-func (w *Writer) begin() *exec {
+func (w *Writer) begin() (*exec, error) {
 	if w.published {
-		panic("mvcc: Writer used after Publish")
+		panic("mvcc: Writer used after Publish or Close")
 	}
-	return &exec{src: w.b, beginRev: w.rev, compactRev: w.compactRev, leaseExists: w.s.opts.LeaseExists, w: w}
+	if w.src == nil {
+		it, err := w.b.NewIter(&pebble.IterOptions{LowerBound: versionsStart, UpperBound: versionsEnd})
+		if err != nil {
+			return nil, fmt.Errorf("open batch iterator: %w", err)
+		}
+		w.src = newSource(it, true)
+	}
+	return &exec{src: w.src, beginRev: w.rev, compactRev: w.compactRev, leaseExists: w.s.opts.LeaseExists, w: w}, nil
 }
 
 // finish ends a request: one that wrote anything takes one main revision.
@@ -55,7 +68,8 @@ func (w *Writer) finish(e *exec) error {
 		return nil
 	}
 	w.rev++
-	if err := w.b.Set(metaRevKey, encodeInt64(w.rev), nil); err != nil {
+	w.scratch = binary.BigEndian.AppendUint64(w.scratch[:0], uint64(w.rev))
+	if err := w.b.Set(metaRevKey, w.scratch, nil); err != nil {
 		return fmt.Errorf("write revision: %w", err)
 	}
 	return nil
@@ -63,11 +77,17 @@ func (w *Writer) finish(e *exec) error {
 
 // Put applies a PutRequest.
 func (w *Writer) Put(req *pb.PutRequest) (*pb.PutResponse, error) {
-	e := w.begin()
-	if _, err := e.checkPut(req); err != nil {
+	e, err := w.begin()
+	if err != nil {
 		return nil, err
 	}
-	resp, err := e.put(req)
+	// Nothing is written between the check and the put: the version the
+	// check read is the one the put replaces.
+	prev, err := e.checkPut(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := e.putOver(req, prev)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +96,10 @@ func (w *Writer) Put(req *pb.PutRequest) (*pb.PutResponse, error) {
 
 // DeleteRange applies a DeleteRangeRequest.
 func (w *Writer) DeleteRange(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	e := w.begin()
+	e, err := w.begin()
+	if err != nil {
+		return nil, err
+	}
 	resp, err := e.deleteRange(req)
 	if err != nil {
 		return nil, err
@@ -87,7 +110,10 @@ func (w *Writer) DeleteRange(req *pb.DeleteRangeRequest) (*pb.DeleteRangeRespons
 // Txn applies a TxnRequest: compares and checks against the state before
 // it, then the taken branches, all at one revision.
 func (w *Writer) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
-	e := w.begin()
+	e, err := w.begin()
+	if err != nil {
+		return nil, err
+	}
 	path, err := compareToPath(e.src, e.beginRev, req)
 	if err != nil {
 		return nil, err
@@ -106,7 +132,7 @@ func (w *Writer) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 // the writer publishes; CompactStep then removes the obsolete versions.
 func (w *Writer) Compact(req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	if w.published {
-		panic("mvcc: Writer used after Publish")
+		panic("mvcc: Writer used after Publish or Close")
 	}
 	rev := req.GetRevision()
 	if rev <= w.compactRev {
@@ -134,11 +160,13 @@ func (w *Writer) Compact(req *pb.CompactionRequest) (*pb.CompactionResponse, err
 func (w *Writer) Events() []*mvccpb.Event { return w.events }
 
 // Publish makes the writer's revisions visible to readers. Call it after
-// the batch committed; the Writer cannot be used afterwards.
+// the batch committed and before the batch is closed; the Writer cannot be
+// used afterwards.
 func (w *Writer) Publish() {
 	if w.published {
-		panic("mvcc: Publish called twice")
+		panic("mvcc: Publish called twice or after Close")
 	}
+	w.closeSource()
 	w.published = true
 	w.s.writerActive = false
 	w.s.mu.Lock()
@@ -152,9 +180,35 @@ func (w *Writer) Publish() {
 	}
 }
 
+// Close discards a Writer that will not publish, because a request or
+// the batch's commit failed: it releases the Writer's iterator, which
+// otherwise stays open (Pebble's DB.Close reports it as leaked), and lets
+// the store take a new Writer. The batch must be discarded too. After
+// Publish, Close does nothing, so callers may defer it.
+func (w *Writer) Close() {
+	if w.published {
+		return
+	}
+	w.closeSource()
+	w.published = true
+	w.s.writerActive = false
+	w.s.compaction.recorded = false
+}
+
+// closeSource closes the Writer's iterator. It only reads, so an error
+// closing it says nothing about the batch: it is dropped.
+func (w *Writer) closeSource() {
+	if w.src != nil {
+		_ = w.src.close()
+		w.src = nil
+	}
+}
+
 func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
-	key := versionKey(kv.Key, revision{kv.ModRevision, sub})
-	if err := w.b.Set(key, encodePut(kv), nil); err != nil {
+	w.scratch = appendRevision(appendPrefix(w.scratch[:0], kv.Key), revision{kv.ModRevision, sub})
+	n := len(w.scratch)
+	w.scratch = appendPut(w.scratch, kv)
+	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
 		return fmt.Errorf("put %q: %w", kv.Key, err)
 	}
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
@@ -162,7 +216,10 @@ func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
 }
 
 func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
-	if err := w.b.Set(versionKey(prev.Key, rev), encodeTombstone(), nil); err != nil {
+	w.scratch = appendRevision(appendPrefix(w.scratch[:0], prev.Key), rev)
+	w.scratch = append(w.scratch, kindTombstone)
+	n := len(w.scratch) - 1
+	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
 		return fmt.Errorf("delete %q: %w", prev.Key, err)
 	}
 	kv := &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main}
@@ -172,21 +229,31 @@ func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
 
 // Range serves a RangeRequest at the published revision. Safe for
 // concurrent use.
-func (s *Store) Range(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (s *Store) Range(req *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
 	v := s.openView()
 	defer v.close()
-	return rangeAt(v.snap, v.rev, v.compactRev, req)
+	src, err := v.source()
+	if err != nil {
+		return nil, err
+	}
+	defer closeSource(src, &err)
+	return rangeAt(src, v.rev, v.compactRev, req)
 }
 
 // ReadTxn serves a read-only TxnRequest (IsReadOnlyTxn) at the published
 // revision. Safe for concurrent use.
-func (s *Store) ReadTxn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+func (s *Store) ReadTxn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
 	if !IsReadOnlyTxn(req) {
 		panic("mvcc: ReadTxn with a txn that is not read-only")
 	}
 	v := s.openView()
 	defer v.close()
-	e := &exec{src: v.snap, beginRev: v.rev, compactRev: v.compactRev}
+	src, err := v.source()
+	if err != nil {
+		return nil, err
+	}
+	defer closeSource(src, &err)
+	e := &exec{src: src, beginRev: v.rev, compactRev: v.compactRev}
 	path, err := compareToPath(e.src, e.beginRev, req)
 	if err != nil {
 		return nil, err

@@ -228,7 +228,6 @@ func (d *Driver) run() {
 			l.tick(time.Now())
 		case r := <-d.requests:
 			l.start(r)
-			l.drain()
 		case m := <-d.inbox:
 			l.step(m)
 		case id := <-d.unreachable:
@@ -239,6 +238,7 @@ func (d *Driver) run() {
 			l.abandon(ErrStopped)
 			return
 		}
+		l.drain()
 		if err := l.process(); err != nil {
 			d.fail(err)
 			l.abandon(ErrStopped)
@@ -277,13 +277,17 @@ func (l *loop) start(r *request) {
 	}
 }
 
-// drain takes every request already queued, up to the batch bound, so they
-// share the next fsync.
+// drain takes every request and peer message already queued, up to the
+// batch bound, so they share the next Process call and its one fsync. (A
+// follower that processed each append message on its own would fsync once
+// per message.)
 func (l *loop) drain() {
 	for range l.d.cfg.MaxRequestsPerBatch {
 		select {
 		case r := <-l.d.requests:
 			l.start(r)
+		case m := <-l.d.inbox:
+			l.step(m)
 		default:
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/cairn-db/cairn/server/driver"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/transport"
+	"github.com/cairn-db/cairn/server/watch"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -31,6 +33,10 @@ type Config struct {
 	AdvertiseClientURLs      []string
 	ListenPeerURLs           []string
 	InitialAdvertisePeerURLs []string
+	// ListenMetricsURLs serve HTTP: /health, and /debug/pprof when
+	// EnablePprof is set (--listen-metrics-urls, --enable-pprof).
+	ListenMetricsURLs []string
+	EnablePprof       bool
 	// InitialCluster is --initial-cluster; empty means this member alone
 	// with its advertised peer URLs.
 	InitialCluster      string
@@ -80,8 +86,11 @@ type Member struct {
 	peerGRPC      *grpc.Server
 	peerListeners []net.Listener
 	transport     *transport.Transport
-	serveWG       sync.WaitGroup
-	stopOnce      sync.Once
+	// hub serves watches from the events the driver hands it.
+	hub         *watch.Hub
+	httpServers []*http.Server
+	serveWG     sync.WaitGroup
+	stopOnce    sync.Once
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
 }
@@ -111,8 +120,18 @@ func Start(cfg Config) (*Member, error) {
 		MemberDir:         m.memberDir(),
 		Logger:            cfg.Logger.With("component", "transport"),
 	})
-	m.driver = driver.Start(m.node, driver.Config{TickInterval: cfg.TickInterval, Logger: cfg.Logger, Send: m.transport.Send})
+	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: cfg.Logger.With("component", "watch")})
+	m.driver = driver.Start(m.node, driver.Config{
+		TickInterval: cfg.TickInterval,
+		Logger:       cfg.Logger,
+		Send:         m.transport.Send,
+		OnEvents:     m.hub.Notify,
+	})
 	if err := m.connectPeers(); err != nil {
+		m.Stop(0)
+		return nil, err
+	}
+	if err := m.serveHTTP(); err != nil {
 		m.Stop(0)
 		return nil, err
 	}
@@ -262,6 +281,7 @@ func (m *Member) serve() {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 	)
 	pb.RegisterKVServer(m.grpc, etcdapi.NewKV(m.driver, m.Identity, m.cfg.Limits))
+	pb.RegisterWatchServer(m.grpc, etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits))
 	pb.RegisterMaintenanceServer(m.grpc, etcdapi.NewMaintenance(m.driver, m.Identity, m.node.DiskSpaceUsage))
 	for _, l := range m.listeners {
 		m.serveWG.Add(1)
@@ -306,9 +326,13 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 		if m.peerGRPC != nil {
 			m.peerGRPC.Stop()
 		}
+		for _, h := range m.httpServers {
+			h.Close()
+		}
 		m.serveWG.Wait()
 		m.transport.Stop()
 		m.driver.Stop()
+		m.hub.Close()
 		err = m.node.Close()
 	})
 	return err

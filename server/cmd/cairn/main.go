@@ -83,6 +83,8 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	catchUp := fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
 	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
 	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
+	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health and, with --enable-pprof, /debug/pprof.")
+	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
 	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
 	if err := fs.Parse(args); err != nil {
@@ -118,6 +120,8 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		InitialClusterToken:      *token,
 		TickInterval:             time.Duration(*heartbeatMs) * time.Millisecond,
 		ElectionTimeout:          time.Duration(*electionMs) * time.Millisecond,
+		ListenMetricsURLs:        splitURLs(*metricsURLs),
+		EnablePprof:              *enablePprof,
 		SnapshotCount:            *snapshotCount,
 		SnapshotCatchUpEntries:   *catchUp,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps)},

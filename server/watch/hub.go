@@ -1,0 +1,503 @@
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/protobuf/proto"
+)
+
+// Store is the history the hub catches watchers up from; *mvcc.Store
+// implements it. Its methods must be safe for concurrent use.
+type Store interface {
+	// Rev is the published revision.
+	Rev() int64
+	// CompactRev is the compacted revision, 0 if none.
+	CompactRev() int64
+	// History returns the events of the etcd range at fromRev..toRev, at
+	// most maxEvents (whole revisions), and the last revision covered; it
+	// fails with rpctypes.ErrGRPCCompacted below the compacted revision.
+	History(key, rangeEnd []byte, fromRev, toRev int64, maxEvents int) ([]*mvccpb.Event, int64, error)
+}
+
+// Config configures a Hub.
+type Config struct {
+	// BufferEventsMax bounds the events queued for one watcher that its
+	// stream has not taken; past it the watcher is caught up from history
+	// instead. Default 1024.
+	BufferEventsMax int
+	// CatchUpEventsMax bounds the events of one history read (whole
+	// revisions, so one large revision may exceed it). Default 1024.
+	CatchUpEventsMax int
+	// CatchUpWatchersMax bounds the watchers one catch-up round reads
+	// history for while the hub's lock is released. Default 512 (etcd's
+	// maxWatchersPerSync).
+	CatchUpWatchersMax int
+	// ResponseBytesMax bounds the events of one catch-up response (whole
+	// revisions, so one large revision may exceed it), so that a client's
+	// default 4 MiB receive limit is not reached. Default 1 MiB.
+	ResponseBytesMax int
+	// ResyncInterval is how often unsynced watchers are retried when
+	// nothing wakes the catch-up goroutine sooner. Default 100 ms (etcd's
+	// watchResyncPeriod).
+	ResyncInterval time.Duration
+	// ProgressNotifyInterval is the period of progress notifications for
+	// watchers with progress_notify. Default 10 min, as etcd.
+	ProgressNotifyInterval time.Duration
+	Logger                 *slog.Logger
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.BufferEventsMax == 0 {
+		c.BufferEventsMax = 1024
+	}
+	if c.CatchUpEventsMax == 0 {
+		c.CatchUpEventsMax = 1024
+	}
+	if c.CatchUpWatchersMax == 0 {
+		c.CatchUpWatchersMax = 512
+	}
+	if c.ResponseBytesMax == 0 {
+		c.ResponseBytesMax = 1 << 20
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 100 * time.Millisecond
+	}
+	if c.ProgressNotifyInterval == 0 {
+		c.ProgressNotifyInterval = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	if c.BufferEventsMax < 1 || c.CatchUpEventsMax < 1 || c.CatchUpWatchersMax < 1 {
+		return fmt.Errorf("watch: bounds must be positive: buffer %d, catch-up events %d, catch-up watchers %d",
+			c.BufferEventsMax, c.CatchUpEventsMax, c.CatchUpWatchersMax)
+	}
+	if c.ResyncInterval < 0 || c.ProgressNotifyInterval < 0 {
+		return fmt.Errorf("watch: negative interval")
+	}
+	return nil
+}
+
+// Hub fans out a member's events to its watchers. See the package
+// documentation.
+type Hub struct {
+	cfg   Config
+	store Store
+
+	mu struct {
+		sync.Mutex
+		// rev is the last revision Notify fanned out. Invariant: every
+		// synced watcher has been queued every matching event at or below
+		// rev, and none below its minRev.
+		rev int64
+		// keyWatchers and rangeWatchers hold the synced watchers, by key
+		// for single-key watchers.
+		keyWatchers   map[string]map[*watcher]struct{}
+		rangeWatchers map[*watcher]struct{}
+		unsynced      map[*watcher]struct{}
+		streams       map[*Stream]struct{}
+		// progressWaiting are streams with a RequestProgress deferred
+		// until all their watchers are synced.
+		progressWaiting map[*Stream]struct{}
+		// batches is Notify's scratch space, reused between calls.
+		batches map[*watcher][]*mvccpb.Event
+	}
+
+	pokec chan struct{} // wakes the catch-up goroutine; capacity 1
+	stopc chan struct{}
+	donec chan struct{}
+	once  sync.Once
+}
+
+// New returns a hub whose watchers start at store's current revision, and
+// starts its catch-up goroutine. Call it before the driver starts, and feed
+// it with Notify; stop it with Close.
+func New(store Store, cfg Config) *Hub {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	h := &Hub{cfg: cfg, store: store, pokec: make(chan struct{}, 1), stopc: make(chan struct{}), donec: make(chan struct{})}
+	h.mu.rev = store.Rev()
+	h.mu.keyWatchers = map[string]map[*watcher]struct{}{}
+	h.mu.rangeWatchers = map[*watcher]struct{}{}
+	h.mu.unsynced = map[*watcher]struct{}{}
+	h.mu.streams = map[*Stream]struct{}{}
+	h.mu.progressWaiting = map[*Stream]struct{}{}
+	h.mu.batches = map[*watcher][]*mvccpb.Event{}
+	go h.run()
+	return h
+}
+
+// Close stops the catch-up goroutine. Streams get no more events.
+func (h *Hub) Close() {
+	h.once.Do(func() { close(h.stopc) })
+	<-h.donec
+}
+
+// Rev is the revision the hub has fanned out.
+func (h *Hub) Rev() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.rev
+}
+
+// Notify fans out the events one Process applied, in revision order. It is
+// the driver's OnEvents callback: it never blocks on a reader (slow
+// watchers are moved to catch-up), and it keeps the event values, which
+// must not change afterwards. Events at or below the hub's revision are
+// ignored.
+func (h *Hub) Notify(evs []*mvccpb.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(evs) > 0 && evs[0].Kv.ModRevision <= h.mu.rev {
+		evs = evs[1:]
+	}
+	if len(evs) == 0 {
+		return
+	}
+	if evs[0].Kv.ModRevision > h.mu.rev+1 {
+		// Revisions were skipped (a snapshot install): only history has them.
+		h.resyncLocked()
+	}
+	firstRev, lastRev := evs[0].Kv.ModRevision, evs[len(evs)-1].Kv.ModRevision
+	batches := h.mu.batches
+	var withoutPrev []*mvccpb.Event // lazily: one copy per event, shared
+	for i, ev := range evs {
+		add := func(w *watcher) {
+			if ev.Kv.ModRevision < w.minRev || w.filtered(ev) {
+				return
+			}
+			if !w.prevKV && ev.PrevKv != nil {
+				if withoutPrev == nil {
+					withoutPrev = make([]*mvccpb.Event, len(evs))
+				}
+				if withoutPrev[i] == nil {
+					withoutPrev[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+				}
+				batches[w] = append(batches[w], withoutPrev[i])
+				return
+			}
+			batches[w] = append(batches[w], ev)
+		}
+		for w := range h.mu.keyWatchers[string(ev.Kv.Key)] {
+			add(w)
+		}
+		for w := range h.mu.rangeWatchers {
+			if w.contains(ev.Kv.Key) {
+				add(w)
+			}
+		}
+	}
+	for w, batch := range batches {
+		h.deliverLocked(w, batch, firstRev, lastRev)
+	}
+	clear(batches)
+	h.mu.rev = lastRev
+	h.answerProgressLocked()
+}
+
+// Resync moves every synced watcher to catch-up and takes the store's
+// revision as the hub's: call it from the goroutine that calls Notify after
+// the store jumped ahead without events (a snapshot install). Notify does
+// it by itself when the next events show the jump.
+func (h *Hub) Resync() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resyncLocked()
+	h.mu.rev = max(h.mu.rev, h.store.Rev())
+}
+
+// resyncLocked moves every synced watcher to catch-up from the revision
+// after the hub's. REQUIRES: h.mu is held.
+func (h *Hub) resyncLocked() {
+	var all []*watcher
+	for _, set := range h.mu.keyWatchers {
+		for w := range set {
+			all = append(all, w)
+		}
+	}
+	for w := range h.mu.rangeWatchers {
+		all = append(all, w)
+	}
+	for _, w := range all {
+		h.removeSyncedLocked(w)
+		w.minRev = max(w.minRev, h.mu.rev+1)
+		h.mu.unsynced[w] = struct{}{}
+	}
+	h.poke()
+}
+
+// deliverLocked queues a live batch for a synced watcher, or moves it to
+// catch-up when its stream is too far behind.
+// REQUIRES: h.mu is held.
+func (h *Hub) deliverLocked(w *watcher, batch []*mvccpb.Event, firstRev, lastRev int64) {
+	if w.pending > 0 && w.pending+len(batch) > h.cfg.BufferEventsMax {
+		h.removeSyncedLocked(w)
+		w.minRev = max(w.minRev, firstRev)
+		h.mu.unsynced[w] = struct{}{}
+		return
+	}
+	w.stream.pushLocked(Response{
+		WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: lastRev}, WatchId: w.id, Events: batch},
+		Fragment:      w.fragment,
+		w:             w,
+	})
+	w.pending += len(batch)
+	w.hadEvents = true
+	w.minRev = lastRev + 1
+}
+
+// addLocked registers a new watcher, synced if it starts after the hub's
+// revision. REQUIRES: h.mu is held.
+func (h *Hub) addLocked(w *watcher) {
+	if w.minRev > h.mu.rev {
+		h.addSyncedLocked(w)
+		return
+	}
+	h.mu.unsynced[w] = struct{}{}
+	h.poke()
+}
+
+// REQUIRES: h.mu is held.
+func (h *Hub) addSyncedLocked(w *watcher) {
+	w.synced = true
+	if w.single() {
+		set := h.mu.keyWatchers[string(w.key)]
+		if set == nil {
+			set = map[*watcher]struct{}{}
+			h.mu.keyWatchers[string(w.key)] = set
+		}
+		set[w] = struct{}{}
+		return
+	}
+	h.mu.rangeWatchers[w] = struct{}{}
+}
+
+// REQUIRES: h.mu is held.
+func (h *Hub) removeSyncedLocked(w *watcher) {
+	w.synced = false
+	if !w.single() {
+		delete(h.mu.rangeWatchers, w)
+		return
+	}
+	set := h.mu.keyWatchers[string(w.key)]
+	delete(set, w)
+	if len(set) == 0 {
+		delete(h.mu.keyWatchers, string(w.key))
+	}
+}
+
+// removeLocked takes a watcher out of the fan-out and catch-up sets.
+// REQUIRES: h.mu is held.
+func (h *Hub) removeLocked(w *watcher) {
+	if w.synced {
+		h.removeSyncedLocked(w)
+	}
+	delete(h.mu.unsynced, w)
+	w.gone = true
+}
+
+func (h *Hub) poke() {
+	select {
+	case h.pokec <- struct{}{}:
+	default:
+	}
+}
+
+// run is the catch-up goroutine; it also sends periodic progress.
+func (h *Hub) run() {
+	defer close(h.donec)
+	resync := time.NewTicker(h.cfg.ResyncInterval)
+	defer resync.Stop()
+	progress := time.NewTicker(h.cfg.ProgressNotifyInterval)
+	defer progress.Stop()
+	for {
+		select {
+		case <-h.pokec:
+		case <-resync.C:
+		case <-progress.C:
+			h.progressTick()
+			continue
+		case <-h.stopc:
+			return
+		}
+		for h.catchUpRound() {
+			select {
+			case <-h.stopc:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// catchUp is one history read for one unsynced watcher.
+type catchUp struct {
+	w       *watcher
+	fromRev int64
+	events  []*mvccpb.Event
+	upTo    int64
+	err     error
+}
+
+// catchUpRound reads history for up to CatchUpWatchersMax unsynced
+// watchers whose stream has taken all their events, and reports whether
+// another round has work right away.
+func (h *Hub) catchUpRound() bool {
+	jobs := h.pickCatchUps()
+	if len(jobs) == 0 {
+		return false
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		j.events, j.upTo, j.err = h.store.History(j.w.key, j.w.historyEnd(), j.fromRev, math.MaxInt64, h.cfg.CatchUpEventsMax)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	more := false
+	for i := range jobs {
+		if h.applyCatchUpLocked(&jobs[i]) {
+			more = true
+		}
+	}
+	h.answerProgressLocked()
+	return more
+}
+
+func (h *Hub) pickCatchUps() []catchUp {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var jobs []catchUp
+	for w := range h.mu.unsynced {
+		if len(jobs) == h.cfg.CatchUpWatchersMax {
+			break
+		}
+		if w.pending == 0 {
+			jobs = append(jobs, catchUp{w: w, fromRev: w.minRev})
+		}
+	}
+	return jobs
+}
+
+// applyCatchUpLocked queues what a history read found, and reports whether
+// the watcher can read again at once.
+// REQUIRES: h.mu is held.
+func (h *Hub) applyCatchUpLocked(j *catchUp) bool {
+	w := j.w
+	if w.gone || w.minRev != j.fromRev {
+		return false
+	}
+	if errors.Is(j.err, rpctypes.ErrGRPCCompacted) {
+		h.removeLocked(w)
+		w.compacted = true
+		w.stream.pushLocked(Response{WatchResponse: &pb.WatchResponse{
+			Header: &pb.ResponseHeader{}, WatchId: w.id, Canceled: true, CompactRevision: h.store.CompactRev(),
+		}})
+		return false
+	}
+	if j.err != nil {
+		h.cfg.Logger.Error("watch catch-up failed; retrying", "watch-id", w.id, "from", j.fromRev, "error", j.err)
+		return false
+	}
+	for evs := w.keep(j.events); len(evs) > 0; {
+		n := responseLength(evs, h.cfg.ResponseBytesMax)
+		w.stream.pushLocked(Response{
+			WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: j.upTo}, WatchId: w.id, Events: evs[:n]},
+			Fragment:      w.fragment,
+			w:             w,
+		})
+		w.pending += n
+		w.hadEvents = true
+		evs = evs[n:]
+	}
+	w.minRev = max(w.minRev, j.upTo+1)
+	if w.minRev > h.mu.rev {
+		delete(h.mu.unsynced, w)
+		h.addSyncedLocked(w)
+		return false
+	}
+	return w.pending == 0
+}
+
+// responseLength is how many of evs (in revision order) go in one response:
+// whole revisions up to maxBytes of events, at least one revision.
+func responseLength(evs []*mvccpb.Event, maxBytes int) int {
+	size, cut := 0, 0
+	for i, ev := range evs {
+		if i > 0 && ev.Kv.ModRevision != evs[i-1].Kv.ModRevision {
+			if size > maxBytes {
+				if cut > 0 {
+					return cut
+				}
+				return i
+			}
+			cut = i
+		}
+		size += proto.Size(ev)
+	}
+	if size > maxBytes && cut > 0 {
+		return cut
+	}
+	return len(evs)
+}
+
+// progressTick sends the periodic progress notifications: to each synced
+// watcher with progress_notify that got no event since the last tick.
+func (h *Hub) progressTick() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.mu.streams {
+		for _, w := range s.state.watchers {
+			if !w.progressNotify || w.gone {
+				continue
+			}
+			if w.hadEvents {
+				w.hadEvents = false
+				continue
+			}
+			if w.synced && h.mu.rev >= w.startRev {
+				s.pushLocked(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.mu.rev}, WatchId: w.id}})
+			}
+		}
+	}
+}
+
+// answerProgressLocked answers the deferred RequestProgress calls whose
+// streams are now all synced. REQUIRES: h.mu is held.
+func (h *Hub) answerProgressLocked() {
+	for s := range h.mu.progressWaiting {
+		if h.progressReadyLocked(s) {
+			delete(h.mu.progressWaiting, s)
+			s.pushProgressLocked(h.mu.rev)
+		}
+	}
+}
+
+// progressReadyLocked reports whether a progress notification at the hub's
+// revision is safe for the stream: every live watcher synced (all its
+// events up to rev are queued) and started (etcd's rule). REQUIRES: h.mu is held.
+func (h *Hub) progressReadyLocked(s *Stream) bool {
+	for _, w := range s.state.watchers {
+		if w.gone {
+			continue
+		}
+		if !w.synced || h.mu.rev < w.startRev {
+			return false
+		}
+	}
+	return true
+}
