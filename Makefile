@@ -19,7 +19,7 @@ export CAIRN_BIN := $(BIN)/cairn
 export ETCD_BIN := $(REF)/etcd
 export ETCDCTL_BIN := $(REF)/etcdctl
 
-.PHONY: all build run test test-unit test-race test-e2e test-sim sim lint ref bench clean
+.PHONY: all build run cluster test test-unit test-race test-e2e test-sim sim lint ref bench bench-tools bench-large bench-smoke bench-etcdtool clean
 
 all: build
 
@@ -32,6 +32,12 @@ build:
 ## run: one cairn node on localhost:2379 with its data in ./default.cairn
 run: build
 	$(BIN)/cairn --name default --data-dir $(DATA_DIR)
+
+## cluster: a local 3-member cluster in the foreground (clients on ports
+## 2379, 22379, 32379), data in ./cluster.cairn; Ctrl-C stops it
+CLUSTER_DIR ?= $(CURDIR)/cluster.cairn
+cluster: build
+	@bash tools/cluster.sh $(BIN)/cairn $(CLUSTER_DIR)
 
 ## ref: the real etcd, etcdctl and etcdutl ($(ETCD_VERSION)) from the module proxy into .ref/bin
 ref:
@@ -59,9 +65,35 @@ DURATION ?= 60s
 sim: build
 	$(BIN)/cairnsim -seeds $(SEEDS) -duration $(DURATION)
 
-## bench: cairn against the real etcd, side by side (tools/bench/compare.sh)
-bench: build ref
-	@for w in put range range-serializable; do tools/bench/compare.sh $$w; done
+## bench: cairn against the real etcd, side by side, 1- and 3-member clusters,
+## every workload; prints the table, rewrites docs/benchmarks.md and
+## docs/bench/{results.json,chart.svg}. QUICK=1: 1 round of 3 s (a few minutes).
+## Knobs: ROUNDS, DURATION (per run), CLIENTS, CONNS, SIZES (1,3), CASES (all).
+## bench-large: N keys (default 1000000) in each system: RSS, disk, read latency.
+## bench-smoke: every cairnctl workload for ~1 s against one cairn and one etcd.
+## bench-etcdtool: etcd's own benchmark tool against both (tools/bench/compare.sh).
+BENCH_BIN := $(BIN)/bench
+BENCH_DURATION := $(if $(filter command line environment,$(origin DURATION)),$(DURATION),$(if $(QUICK),3s,10s))
+BENCH_FLAGS = -etcd $(REF)/etcd -cairn $(BENCH_BIN)/cairn -repo $(CURDIR) \
+	-results $(CURDIR)/docs/bench -doc $(CURDIR)/docs/benchmarks.md \
+	$(if $(QUICK),-quick) -command "make $@ $(strip $(MAKEOVERRIDES))"
+N ?= 1000000
+SIZES ?= 1,3
+# cairn is built into bin/bench/ so a concurrent `make build` cannot swap the
+# binary under a running comparison.
+bench-tools: ref
+	@mkdir -p $(BENCH_BIN)
+	cd server && $(GO) build -o $(BENCH_BIN)/cairn ./cmd/cairn
+	cd client && $(GO) build -o $(BIN)/cairnctl ./cmd/cairnctl && $(GO) build -o $(BIN)/cairnbench ./cmd/cairnbench
+bench: bench-tools
+	$(BIN)/cairnbench compare $(BENCH_FLAGS) -rounds $(or $(ROUNDS),$(if $(QUICK),1,3)) -duration $(BENCH_DURATION) \
+		-clients $(or $(CLIENTS),100) -conns $(or $(CONNS),10) -sizes $(SIZES) $(if $(CASES),-cases $(CASES))
+bench-large: bench-tools
+	$(BIN)/cairnbench large $(BENCH_FLAGS) -n $(N) -duration $(BENCH_DURATION) -clients $(or $(CLIENTS),50)
+bench-smoke: bench-tools
+	@bash tools/bench/smoke.sh $(BIN)/cairnctl $(BENCH_BIN)/cairn $(REF)/etcd
+bench-etcdtool: bench-tools
+	@for w in put range range-serializable; do CAIRN=$(BENCH_BIN)/cairn tools/bench/compare.sh $$w; done
 
 ## lint: gofmt, go vet and staticcheck on every module
 lint:

@@ -76,23 +76,31 @@ func (n *Node) applyEntry(b *pebble.Batch, w *mvcc.Writer, e *raftpb.Entry, out 
 	switch e.GetType() {
 	case raftpb.EntryNormal:
 		if len(e.Data) == 0 {
-			return nil // a new leader's empty entry
+			n.leaderEntryApplied(e) // a new leader's empty entry
+			return nil
 		}
-		return n.applyRequest(w, e.Data, out)
+		return n.applyRequest(b, w, e.Data, out)
 	case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 		cc, err := unmarshalConfChange(e)
 		if err != nil {
 			return err
 		}
-		return n.log.SetConfState(b, n.raw.ApplyConfChange(cc))
+		return n.applyConfChange(b, cc, out)
 	}
 	return fmt.Errorf("unknown entry type %v: %w", e.GetType(), errCorrupt)
 }
 
-func (n *Node) applyRequest(w *mvcc.Writer, data []byte, out *Output) error {
+func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *Output) error {
 	req := &pb.InternalRaftRequest{}
 	if err := unmarshal(data, req); err != nil {
 		return err
+	}
+	if attrs := req.GetClusterMemberAttrSet(); attrs != nil {
+		out.Done = append(out.Done, Completion{ID: req.GetHeader().GetID()})
+		return n.applyMemberAttrs(b, attrs, out)
+	}
+	if isLeaseRequest(req) {
+		return n.applyLease(b, w, req, out)
 	}
 	c := Completion{ID: req.GetHeader().GetID()}
 	c.Response, c.Err = applyToStore(w, req)

@@ -3,9 +3,11 @@ package node
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3"
 )
 
@@ -25,6 +27,9 @@ type Config struct {
 	// only when Dir holds no data yet: the log is bootstrapped with this
 	// configuration. Every founding member must be given the same set.
 	InitialVoters []uint64
+	// InitialMembers, optional, are the founding members' metadata (name,
+	// peer URLs) recorded at bootstrap for MemberList.
+	InitialMembers []*membershippb.Member
 	// Join starts a member added to a running cluster: with no data it does
 	// not bootstrap, and waits for the leader's snapshot.
 	Join bool
@@ -69,6 +74,15 @@ type Config struct {
 	// served from it. Default 64 MiB.
 	MemTableBytes int64
 
+	// TickInterval is the time one Tick stands for (etcd's
+	// --heartbeat-interval); with ElectionTicks it sets the minimum lease
+	// TTL and how much a new leader extends leases. Default 100 ms.
+	TickInterval time.Duration
+	// Clock is the time leases expire by, read only by the leader. Default:
+	// Ticks × TickInterval since the Unix epoch (for single-goroutine
+	// drivers such as tests; the server passes the wall clock).
+	Clock Clock
+
 	// Rand is the source of request IDs. Required.
 	Rand Rand
 	// Logger receives raft's log lines. Default: discards everything but
@@ -109,6 +123,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.HeartbeatTicks == 0 {
 		c.HeartbeatTicks = 1
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
 	}
 	if c.ReadIndexRetryTicks == 0 {
 		c.ReadIndexRetryTicks = c.ElectionTicks

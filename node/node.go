@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cairn-db/cairn/node/lease"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -48,10 +50,18 @@ type Node struct {
 	compactedAtTick uint64
 	// failed is set once storage failed; the member only stops after it.
 	failed error
+	// removed is set once this member's removal is applied.
+	removed bool
+	// installed is set between a snapshot install and its report in Output.
+	installed bool
+	members   memberList
 	// lastSnapshot is the newest checkpoint made for sending, if any.
 	lastSnapshot *raftpb.Snapshot
 
 	status statusCell
+
+	// lessor holds the leases applied so far; see lease.go.
+	lessor *lease.Lessor
 }
 
 // Output is what one Process call asks the driver to do.
@@ -61,6 +71,11 @@ type Output struct {
 	Messages []*raftpb.Message
 	// Done are the requests that completed, in the order they completed.
 	Done []Completion
+	// MembershipChanged says the member list changed (Members).
+	MembershipChanged bool
+	// SnapshotInstalled says the keyspace was replaced by a snapshot's:
+	// watchers must catch up from the store, not from Events.
+	SnapshotInstalled bool
 	// Events are the keyspace changes applied by this Process call, in
 	// revision order, with Kv and PrevKv set: the feed of watches on this
 	// member. Readers of Store already see them.
@@ -164,6 +179,7 @@ func openPebbleAt(cfg Config, name string) (*pebble.DB, error) {
 
 func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	n := &Node{cfg: cfg, db: db, ids: newIDGenerator(cfg.ID, cfg.Rand)}
+	n.members.set(map[uint64]*membershippb.Member{})
 	var err error
 	if n.log, err = raftlog.Open(db); err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
@@ -177,7 +193,12 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.applied, err = loadAppliedIndex(db); err != nil {
 		return nil, err
 	}
-	if n.store, err = mvcc.Open(db, mvcc.Options{}); err != nil {
+	members, err := loadMembers(db)
+	if err != nil {
+		return nil, fmt.Errorf("load members: %w", err)
+	}
+	n.members.set(members)
+	if n.store, err = n.openStore(); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
 	n.view.swap(n.store)
@@ -222,6 +243,9 @@ func (n *Node) bootstrap() error {
 	if err := setAppliedIndex(b, bootstrapIndex); err != nil {
 		return err
 	}
+	if err := n.bootstrapMembers(b); err != nil {
+		return err
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -261,6 +285,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 func (n *Node) Tick() {
 	n.ticks++
 	n.raw.Tick()
+	n.leaseTick()
 }
 
 // Step delivers a message from a peer.
@@ -281,6 +306,9 @@ func (n *Node) Step(m *raftpb.Message) error {
 func (n *Node) Propose(req *pb.InternalRaftRequest) (uint64, error) {
 	id := n.ids.next()
 	req.Header = &pb.RequestHeader{ID: id}
+	if g := req.GetLeaseGrant(); g != nil && g.GetID() == 0 {
+		g.ID = n.newLeaseID()
+	}
 	data, err := proto.Marshal(req)
 	if err != nil {
 		return 0, fmt.Errorf("node: marshal request: %w", err)
@@ -303,7 +331,7 @@ func (n *Node) ReadIndex() uint64 {
 
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
-	return n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
+	return n.removed || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
 		n.reads.hasReleasable(n.applied) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
 		n.compactionDue()
 }
@@ -339,4 +367,18 @@ func (n *Node) ReportSnapshot(id uint64, delivered bool) {
 		status = raft.SnapshotFinish
 	}
 	n.raw.ReportSnapshot(id, status)
+}
+
+// MatchIndexes returns, on the leader, the log index each member has
+// acknowledged; nil on a follower.
+func (n *Node) MatchIndexes() map[uint64]uint64 {
+	st := n.raw.Status()
+	if st.RaftState != raft.StateLeader {
+		return nil
+	}
+	match := make(map[uint64]uint64, len(st.Progress))
+	for id, pr := range st.Progress {
+		match[id] = pr.Match
+	}
+	return match
 }

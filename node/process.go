@@ -22,6 +22,9 @@ func (n *Node) Process() (out Output, err error) {
 	if n.failed != nil {
 		return Output{}, n.failed
 	}
+	if n.removed {
+		return Output{}, ErrRemoved
+	}
 	defer n.recoverStorageFailure(&out, &err)
 	out = Output{Done: n.completed}
 	n.completed = nil
@@ -62,6 +65,10 @@ func (n *Node) handleReady(out *Output) error {
 		return err
 	}
 	out.Messages = rd.Messages
+	if n.installed {
+		out.SnapshotInstalled, out.MembershipChanged = true, true
+		n.installed = false
+	}
 	n.reads.confirm(rd.ReadStates)
 	if err := n.apply(rd.CommittedEntries, out); err != nil {
 		return err
@@ -83,6 +90,7 @@ func (n *Node) persist(rd raft.Ready) error {
 		if err := n.installSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
+		n.installed = true
 	}
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
@@ -224,11 +223,16 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("commit installed snapshot: %w", err)
 	}
-	store, err := mvcc.Open(n.db, mvcc.Options{})
+	store, err := n.openStore()
 	if err != nil {
 		return fmt.Errorf("open installed keyspace: %w", err)
 	}
 	n.store, n.view.store = store, store
+	members, err := loadMembers(n.db)
+	if err != nil {
+		return fmt.Errorf("load installed members: %w", err)
+	}
+	n.members.set(members)
 	n.applied = meta.GetIndex()
 	n.lastSnapshot = nil
 	return nil

@@ -33,8 +33,8 @@ func (w *world) finish() {
 	}
 	w.healAll()
 	w.checkLiveness()
-	w.converge()
 	w.finalRead()
+	w.converge()
 	if w.failed() {
 		return
 	}
@@ -93,9 +93,10 @@ func (w *world) issueOnce(c *client, req lin.Request) *pendingOp {
 	return op
 }
 
-// converge runs until every member has applied everything committed.
+// converge runs until no client operation is in flight and every member
+// has applied everything committed.
 func (w *world) converge() {
-	ok := w.runWhile(convergeBoundMicros, func() bool { return !w.converged() })
+	ok := w.runWhile(convergeBoundMicros, func() bool { return w.inflight > 0 || !w.converged() })
 	if !ok && !w.failed() {
 		w.fail("members did not converge within %ds of healing: %s", convergeBoundMicros/second, w.appliedSummary())
 	}
@@ -107,7 +108,7 @@ func (w *world) converged() bool {
 		return false
 	}
 	commit := leader.node.Status().CommitIndex
-	for _, m := range w.members {
+	for _, m := range w.inCluster() {
 		if !m.up() || m.node.Status().AppliedIndex != commit {
 			return false
 		}
@@ -140,12 +141,13 @@ func (w *world) finalRead() {
 // lowest revision they all reached (a write still in flight may have
 // applied on some members and not yet on others).
 func (w *world) checkConvergence() {
-	rev := w.members[0].node.Store().Rev()
-	for _, m := range w.members {
+	members := w.inCluster()
+	rev := members[0].node.Store().Rev()
+	for _, m := range members {
 		rev = min(rev, m.node.Store().Rev())
 	}
 	var want uint32
-	for i, m := range w.members {
+	for i, m := range members {
 		hash, _, err := m.node.Store().HashKV(rev)
 		if err != nil {
 			w.fail("convergence: HashKV(%d) on %s: %v", rev, m.name(), err)
@@ -154,17 +156,17 @@ func (w *world) checkConvergence() {
 		if i == 0 {
 			want = hash
 		} else if hash != want {
-			w.fail("convergence: %s hash %08x at revision %d, %s has %08x", w.members[0].name(), want, rev, m.name(), hash)
+			w.fail("convergence: %s hash %08x at revision %d, %s has %08x", members[0].name(), want, rev, m.name(), hash)
 		}
 	}
-	w.trace.printf("convergence: %d members at revision %d, hash %08x", len(w.members), rev, want)
+	w.trace.printf("convergence: %d members at revision %d, hash %08x", len(members), rev, want)
 }
 
 // checkAckedWrites requires every acknowledged put to be in every member's
 // history at the revision it was acknowledged with.
 func (w *world) checkAckedWrites() {
 	for _, p := range w.ackedPuts {
-		for _, m := range w.members {
+		for _, m := range w.inCluster() {
 			rr, err := m.node.Store().Range(&pb.RangeRequest{Key: []byte(p.key), Revision: p.revision})
 			if err != nil {
 				w.fail("acknowledged put %s=%s at revision %d: read on %s: %v", p.key, p.value, p.revision, m.name(), err)

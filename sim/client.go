@@ -61,6 +61,7 @@ func (c *client) issue() {
 func (c *client) start(m *member, req linearizability.Request) {
 	op := &pendingOp{c: c, req: req, recorded: true}
 	op.rec = c.w.rec.Invoke(c.id, req)
+	c.w.inflight++
 	c.w.trace.printf("c%d → %s %s", c.id, m.name(), describeRequest(req))
 	var id uint64
 	var err error
@@ -98,6 +99,7 @@ func (op *pendingOp) finish() bool {
 		return false
 	}
 	op.done = true
+	op.c.w.inflight--
 	op.c.schedule()
 	return true
 }

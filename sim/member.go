@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 
@@ -13,11 +14,15 @@ import (
 // member is one simulated cairn member: a real node.Node on a crashable
 // in-memory disk.
 type member struct {
-	w     *world
-	index int
-	id    uint64
-	fs    *vfs.MemFS
-	node  *node.Node // nil while crashed
+	w  *world
+	id uint64
+	// joins is set for members added to the running cluster: they start
+	// empty and wait for a snapshot.
+	joins bool
+	// removed is set once the cluster applied this member's removal.
+	removed bool
+	fs      *vfs.MemFS
+	node    *node.Node // nil while crashed
 	// epoch grows at every crash; events scheduled for an older epoch are
 	// stale and do nothing.
 	epoch int
@@ -40,11 +45,13 @@ func (m *member) name() string { return fmt.Sprintf("n%d", m.id) }
 
 func (m *member) open() error {
 	n, err := node.Open(node.Config{
-		ID:            m.id,
-		InitialVoters: m.w.memberIDs(),
-		FS:            m.fs,
-		Dir:           memberDir,
-		ElectionTicks: electionTicks,
+		ID:             m.id,
+		InitialVoters:  m.w.foundingIDs(),
+		InitialMembers: m.w.foundingMembers(),
+		Join:           m.joins,
+		FS:             m.fs,
+		Dir:            memberDir,
+		ElectionTicks:  electionTicks,
 		// A short log makes members that were down catch up by snapshot.
 		SnapshotCount:          m.w.snapshotCount,
 		SnapshotCatchUpEntries: m.w.snapshotCatchUp,
@@ -93,7 +100,7 @@ func (m *member) crash() {
 // scheduled. Inputs that arrive before it runs ride the same one, as they
 // ride one fsync in the real server.
 func (m *member) kick() {
-	if !m.up() || m.processing || !m.node.HasReady() {
+	if m.removed || !m.up() || m.processing || !m.node.HasReady() {
 		return
 	}
 	m.processing = true
@@ -110,9 +117,16 @@ func (m *member) kick() {
 
 func (m *member) process() {
 	out, err := m.node.Process()
+	if errors.Is(err, node.ErrRemoved) {
+		m.w.retire(m.id)
+		return
+	}
 	if err != nil {
 		m.w.fail("%s: Process failed: %v", m.name(), err)
 		return
+	}
+	if out.MembershipChanged {
+		defer m.w.retireRemoved(m)
 	}
 	m.w.net.send(m, out.Messages)
 	for _, c := range out.Done {

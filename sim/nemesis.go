@@ -22,13 +22,14 @@ const (
 	FaultClockJump      FaultKind = "clock-jump"      // one member's clock jumps ahead
 	FaultSlowDisk       FaultKind = "slow-disk"       // one member's fsyncs take long
 	FaultLeaderTransfer FaultKind = "leader-transfer" // the leader hands over to another member
+	FaultMembership     FaultKind = "membership"      // add a learner, promote it, or remove a voter
 )
 
 // AllFaults lists every fault kind.
 var AllFaults = []FaultKind{
 	FaultCrash, FaultCrashMinority, FaultCrashAll, FaultPartition, FaultIsolateLeader,
 	FaultOneWay, FaultFlapping, FaultLossy, FaultClockSkew, FaultClockJump,
-	FaultSlowDisk, FaultLeaderTransfer,
+	FaultSlowDisk, FaultLeaderTransfer, FaultMembership,
 }
 
 // nemesis schedules faults from the seed, one at a time: a quiet gap, a
@@ -79,7 +80,7 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 		return n.partition([]*member{w.leaderOrAny()})
 	case FaultOneWay:
 		from, to := w.pick(2)[0], w.pick(2)[1]
-		w.net.blocked[from.index][to.index] = true
+		w.net.block(from, to)
 		w.trace.printf("nemesis: drop %s→%s", from.name(), to.name())
 		return w.net.heal
 	case FaultFlapping:
@@ -95,6 +96,8 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 		return n.slowDisk(w.pick(1)[0])
 	case FaultLeaderTransfer:
 		return n.transfer()
+	case FaultMembership:
+		return n.changeMembership()
 	}
 	panic(fmt.Sprintf("sim: unknown fault %q", kind))
 }
@@ -121,7 +124,7 @@ func (n *nemesis) partition(side []*member) func() {
 	for _, a := range w.members {
 		for _, b := range w.members {
 			if slices.Contains(side, a) != slices.Contains(side, b) {
-				w.net.blocked[a.index][b.index] = true
+				w.net.block(a, b)
 			}
 		}
 	}

@@ -15,8 +15,8 @@ import (
 // replayed), which is the guarantee this exception models.
 type network struct {
 	w *world
-	// blocked[from][to] drops every message on that directed link.
-	blocked [][]bool
+	// blocked[{from, to}] drops every message on that directed link.
+	blocked map[[2]uint64]bool
 	// lossPercent and duplicatePercent apply to every message.
 	lossPercent      int
 	duplicatePercent int
@@ -27,21 +27,19 @@ type network struct {
 	tailDelayMicros int64
 }
 
-func newNetwork(w *world, members int) *network {
-	n := &network{w: w, minDelayMicros: 200, maxDelayMicros: 3 * millisecond, tailDelayMicros: 100 * millisecond}
-	n.blocked = make([][]bool, members)
-	for i := range n.blocked {
-		n.blocked[i] = make([]bool, members)
-	}
-	return n
+func newNetwork(w *world) *network {
+	return &network{w: w, blocked: map[[2]uint64]bool{},
+		minDelayMicros: 200, maxDelayMicros: 3 * millisecond, tailDelayMicros: 100 * millisecond}
 }
 
 func (n *network) heal() {
-	for i := range n.blocked {
-		clear(n.blocked[i])
-	}
+	clear(n.blocked)
 	n.lossPercent, n.duplicatePercent = 0, 0
 }
+
+func (n *network) block(from, to *member) { n.blocked[[2]uint64{from.id, to.id}] = true }
+
+func (n *network) isBlocked(from, to *member) bool { return n.blocked[[2]uint64{from.id, to.id}] }
 
 func (n *network) send(from *member, msgs []*raftpb.Message) {
 	for _, m := range msgs {
@@ -55,7 +53,7 @@ func (n *network) send(from *member, msgs []*raftpb.Message) {
 
 func (n *network) transmit(from, to *member, m *raftpb.Message) {
 	rng := n.w.rng
-	if n.blocked[from.index][to.index] || rng.IntN(100) < n.lossPercent {
+	if n.isBlocked(from, to) || rng.IntN(100) < n.lossPercent {
 		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
 		return
 	}
@@ -83,7 +81,7 @@ func (n *network) delay() int64 {
 }
 
 func (n *network) deliver(from, to *member, m *raftpb.Message) {
-	if !to.up() || n.blocked[from.index][to.index] {
+	if !to.up() || n.isBlocked(from, to) {
 		return
 	}
 	n.w.trace.printf("%s→%s %s", from.name(), to.name(), describeMessage(m))

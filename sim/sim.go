@@ -47,9 +47,15 @@ type world struct {
 	rec      *linearizability.Recorder
 	trace    *tracer
 	failures []string
+	// lastID is the highest member ID given out.
+	lastID uint64
+	// removing are members whose removal was proposed.
+	removing map[uint64]bool
 	// snapshotCount is the members' SnapshotCount: small, so logs are
 	// truncated and lagging members get snapshots.
 	snapshotCount, snapshotCatchUp uint64
+	// inflight counts client operations started and not finished.
+	inflight int
 	// acknowledged, unknown and failedOps count client operations by outcome.
 	acknowledged, unknown, failedOps int
 	// ackedPuts are the acknowledged writes of a value to a key, with the
@@ -103,7 +109,8 @@ func newWorld(opts Options) *world {
 	w.opts = opts
 	w.trace = newTracer(func() int64 { return w.sched.nowMicros }, opts.Trace, opts.KeepTrace)
 	w.rec = linearizability.NewRecorder(1, func() int64 { return w.sched.nowMicros })
-	w.net = newNetwork(w, opts.Members)
+	w.net = newNetwork(w)
+	w.removing = map[uint64]bool{}
 	w.workload = workload{rng: w.rng}
 	w.sched.onPanic = func(r any) { w.fail("panic: %v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
@@ -123,8 +130,8 @@ func (w *world) faultKinds() []FaultKind {
 
 func (w *world) startMembers() {
 	for i := range w.opts.Members {
-		m := &member{w: w, index: i, id: uint64(i + 1), fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
-		w.members = append(w.members, m)
+		w.members = append(w.members, w.newMember(uint64(i+1), false))
+		w.lastID = uint64(i + 1)
 	}
 	for _, m := range w.members {
 		w.restart(m)
@@ -133,15 +140,22 @@ func (w *world) startMembers() {
 	}
 }
 
+func (w *world) newMember(id uint64, joins bool) *member {
+	return &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
+}
+
 func (w *world) scheduleTick(m *member, delay int64) {
 	w.sched.after(delay, func() {
+		if m.removed {
+			return
+		}
 		m.tick()
 		w.scheduleTick(m, m.tickMicros)
 	})
 }
 
 func (w *world) restart(m *member) {
-	if m.up() {
+	if m.up() || m.removed {
 		return
 	}
 	if err := m.open(); err != nil {
@@ -188,19 +202,23 @@ func (w *world) fail(format string, args ...any) {
 
 func (w *world) failed() bool { return len(w.failures) > 0 }
 
-func (w *world) memberIDs() []uint64 {
-	ids := make([]uint64, len(w.members))
-	for i, m := range w.members {
-		ids[i] = m.id
+// foundingIDs are the raft IDs of the members the cluster started with.
+func (w *world) foundingIDs() []uint64 {
+	ids := make([]uint64, w.opts.Members)
+	for i := range ids {
+		ids[i] = uint64(i + 1)
 	}
 	return ids
 }
 
+// memberByID finds a current member; removed ones are gone.
 func (w *world) memberByID(id uint64) *member {
-	if id == 0 || id > uint64(len(w.members)) {
-		return nil
+	for _, m := range w.members {
+		if m.id == id {
+			return m
+		}
 	}
-	return w.members[id-1]
+	return nil
 }
 
 func (w *world) randomLiveMember() *member {

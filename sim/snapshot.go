@@ -91,7 +91,7 @@ func (n *network) sendSnapshot(from, to *member, m *raftpb.Message) {
 }
 
 func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, files snapshotFiles) bool {
-	if !to.up() || n.blocked[from.index][to.index] {
+	if !to.up() || n.isBlocked(from, to) {
 		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
 		return false
 	}

@@ -211,6 +211,9 @@ func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
 	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
 		return fmt.Errorf("put %q: %w", kv.Key, err)
 	}
+	if err := w.updateAttachment(kv.Key, prev.GetLease(), kv.Lease); err != nil {
+		return err
+	}
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
 	return nil
 }
@@ -221,6 +224,9 @@ func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
 	n := len(w.scratch) - 1
 	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
 		return fmt.Errorf("delete %q: %w", prev.Key, err)
+	}
+	if err := w.updateAttachment(prev.Key, prev.Lease, 0); err != nil {
+		return err
 	}
 	kv := &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main}
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: kv, PrevKv: prev})

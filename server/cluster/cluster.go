@@ -3,6 +3,7 @@ package cluster
 import (
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -111,4 +112,24 @@ func cmpUint64(a, b uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// MemberIDAt is the ID MemberAdd gives a new member: like MemberID, with
+// the time added, so re-adding the same peer URLs later gets a new ID (raft
+// must never see a removed ID come back).
+func MemberIDAt(peerURLs []string, token string, unixSeconds int64) uint64 {
+	return MemberID(peerURLs, fmt.Sprintf("%s%d", token, unixSeconds))
+}
+
+// CheckPeerURLs validates URLs a client asks to add or update.
+func CheckPeerURLs(urls []string) error {
+	if len(urls) == 0 {
+		return errors.New("no peer URL")
+	}
+	for _, u := range urls {
+		if err := checkURL(u); err != nil {
+			return err
+		}
+	}
+	return nil
 }

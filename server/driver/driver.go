@@ -39,7 +39,13 @@ type Config struct {
 	// revision order, on the loop goroutine; it must not block. Nil drops
 	// them.
 	OnEvents func([]*mvccpb.Event)
-	Logger   *slog.Logger
+	// OnMembershipChanged is called on the loop goroutine after the member
+	// list changed (node.Members); it must not block. Nil ignores it.
+	OnMembershipChanged func()
+	// OnSnapshotInstalled is called on the loop goroutine after the
+	// keyspace was replaced by a snapshot's; it must not block.
+	OnSnapshotInstalled func()
+	Logger              *slog.Logger
 }
 
 func (c *Config) ensureDefaults() {
@@ -60,6 +66,12 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.OnEvents == nil {
 		c.OnEvents = func([]*mvccpb.Event) {}
+	}
+	if c.OnMembershipChanged == nil {
+		c.OnMembershipChanged = func() {}
+	}
+	if c.OnSnapshotInstalled == nil {
+		c.OnSnapshotInstalled = func() {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -85,12 +97,15 @@ type Driver struct {
 	err error
 }
 
-// request is one client request waiting for the loop. write is nil for a
+// request is one client request waiting for the loop: a write, a
+// configuration change, a function to run on the loop, or (all nil) a
 // linearizable read barrier.
 type request struct {
-	write    *pb.InternalRaftRequest
-	deadline time.Time
-	done     chan node.Completion // buffered: the loop never blocks on it
+	write      *pb.InternalRaftRequest
+	confChange *raftpb.ConfChange
+	do         func(*node.Node)
+	deadline   time.Time
+	done       chan node.Completion // buffered: the loop never blocks on it
 }
 
 // ErrStopped is returned to requests when the member is shutting down.
@@ -120,6 +135,20 @@ func (d *Driver) Propose(ctx context.Context, req *pb.InternalRaftRequest) (prot
 		return nil, err
 	}
 	return c.Response, c.Err
+}
+
+// ProposeConfChange replicates a configuration change and returns once it
+// is applied here.
+func (d *Driver) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	_, err := d.submitRequest(ctx, &request{confChange: cc})
+	return err
+}
+
+// Do runs f on the loop goroutine, where the node's single-goroutine
+// methods (TransferLeadership, Progress) may be called, and waits for it.
+func (d *Driver) Do(ctx context.Context, f func(*node.Node)) error {
+	_, err := d.submitRequest(ctx, &request{do: f})
+	return err
 }
 
 // ReadIndex returns once this member has applied every write acknowledged
@@ -164,7 +193,11 @@ func (d *Driver) ReportSnapshot(id uint64, delivered bool) {
 }
 
 func (d *Driver) submit(ctx context.Context, write *pb.InternalRaftRequest) (node.Completion, error) {
-	r := &request{write: write, deadline: time.Now().Add(d.cfg.RequestTimeout), done: make(chan node.Completion, 1)}
+	return d.submitRequest(ctx, &request{write: write})
+}
+
+func (d *Driver) submitRequest(ctx context.Context, r *request) (node.Completion, error) {
+	r.deadline, r.done = time.Now().Add(d.cfg.RequestTimeout), make(chan node.Completion, 1)
 	select {
 	case d.requests <- r:
 	case <-ctx.Done():
@@ -204,6 +237,17 @@ func (d *Driver) Err() error {
 	return d.err
 }
 
+// Abort stops the loop with err as the reason (Err reports it), as a
+// fail-stop does; it does not wait.
+func (d *Driver) Abort(err error) {
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
+	d.mu.Unlock()
+	d.stopOnce.Do(func() { close(d.stopc) })
+}
+
 // Stop ends the loop and waits for it.
 func (d *Driver) Stop() {
 	d.stopOnce.Do(func() { close(d.stopc) })
@@ -214,7 +258,7 @@ func (d *Driver) fail(err error) {
 	d.mu.Lock()
 	d.err = err
 	d.mu.Unlock()
-	d.cfg.Logger.Error("member stopped: storage failure", "error", err)
+	d.cfg.Logger.Error("member stopped", "error", err)
 }
 
 func (d *Driver) run() {
@@ -262,11 +306,16 @@ func newLoop(d *Driver) *loop {
 }
 
 func (l *loop) start(r *request) {
-	if r.write == nil {
+	switch {
+	case r.do != nil:
+		r.do(l.n)
+		r.done <- node.Completion{}
+		return
+	case r.write == nil && r.confChange == nil:
 		l.waiting[l.n.ReadIndex()] = r
 		return
 	}
-	id, err := l.n.Propose(r.write)
+	id, err := l.propose(r)
 	switch {
 	case errors.Is(err, raft.ErrProposalDropped):
 		l.parked = append(l.parked, r)
@@ -275,6 +324,13 @@ func (l *loop) start(r *request) {
 	default:
 		l.waiting[id] = r
 	}
+}
+
+func (l *loop) propose(r *request) (uint64, error) {
+	if r.confChange != nil {
+		return l.n.ProposeConfChange(r.confChange)
+	}
+	return l.n.Propose(r.write)
 }
 
 // drain takes every request and peer message already queued, up to the
@@ -332,8 +388,14 @@ func (l *loop) process() error {
 			return err
 		}
 		l.d.cfg.Send(out.Messages)
+		if out.SnapshotInstalled {
+			l.d.cfg.OnSnapshotInstalled()
+		}
 		if len(out.Events) > 0 {
 			l.d.cfg.OnEvents(out.Events)
+		}
+		if out.MembershipChanged {
+			l.d.cfg.OnMembershipChanged()
 		}
 		l.complete(out.Done)
 	}

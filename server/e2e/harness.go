@@ -93,6 +93,9 @@ type Member struct {
 	PeerURL   string // http://127.0.0.1:Q
 	Extra     []string
 	LogPath   string // stderr of every run, appended
+	// InitialCluster, when set, replaces the single-member --initial-cluster
+	// (name=peer-url pairs, comma-separated), for members of larger clusters.
+	InitialCluster string
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the current process has exited
@@ -139,14 +142,29 @@ func (m *Member) Args() []string {
 		"--advertise-client-urls", m.ClientURL,
 		"--listen-peer-urls", m.PeerURL,
 		"--initial-advertise-peer-urls", m.PeerURL,
-		"--initial-cluster", m.Name + "=" + m.PeerURL,
+		"--initial-cluster", m.initialCluster(),
 		"--log-level", "info",
 	}
 	return append(args, m.Extra...)
 }
 
+func (m *Member) initialCluster() string {
+	if m.InitialCluster != "" {
+		return m.InitialCluster
+	}
+	return m.Name + "=" + m.PeerURL
+}
+
 // Start launches the process and waits until it is ready.
 func (m *Member) Start() {
+	m.t.Helper()
+	m.Launch()
+	m.waitReady()
+}
+
+// Launch starts the process without waiting for it to be ready: members of a
+// new cluster are launched together, since none is ready before a quorum is.
+func (m *Member) Launch() {
 	m.t.Helper()
 	if m.cmd != nil {
 		m.t.Fatalf("%s: Start while running", m.Kind)
@@ -172,7 +190,40 @@ func (m *Member) Start() {
 		logFile.Close()
 		close(exited)
 	}()
+}
+
+// WaitReady waits until the member serves a linearizable Get (see Start).
+func (m *Member) WaitReady() {
+	m.t.Helper()
 	m.waitReady()
+}
+
+// Running reports whether the member's process was started and has not
+// exited (or been killed) since.
+func (m *Member) Running() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// WaitExit waits up to d for the running process to exit by itself, and
+// reports whether it did and its exit error (nil for status 0).
+func (m *Member) WaitExit(d time.Duration) (exited bool, err error) {
+	if m.cmd == nil {
+		return false, nil
+	}
+	select {
+	case <-m.exited:
+		return true, m.waitErr
+	case <-time.After(d):
+		return false, nil
+	}
 }
 
 // waitReady polls with the official client until a Get succeeds, the process

@@ -20,10 +20,15 @@ type Limits struct {
 	// MaxTxnOps bounds the operations in one txn, counted per branch
 	// (--max-txn-ops). Default 128.
 	MaxTxnOps int
+	// QuotaBackendBytes bounds the database's size on disk
+	// (--quota-backend-bytes): beyond it, requests that write keys fail with
+	// "etcdserver: mvcc: database space exceeded" (deletes and compactions,
+	// which free space, still pass). Default 2 GiB.
+	QuotaBackendBytes int64
 }
 
 // DefaultLimits are etcd's defaults.
-var DefaultLimits = Limits{MaxRequestBytes: 1536 * 1024, MaxTxnOps: 128}
+var DefaultLimits = Limits{MaxRequestBytes: 1536 * 1024, MaxTxnOps: 128, QuotaBackendBytes: 2 << 30}
 
 // GRPCOverheadBytes is the slack the gRPC receive limit allows above
 // MaxRequestBytes, as in etcd, so an oversized request reaches the size check
@@ -43,11 +48,18 @@ type KV struct {
 	store  *node.StoreView
 	id     Identity
 	limits Limits
+	// dbSize reports the database's size on disk, for the quota.
+	dbSize func() int64
 }
 
 // NewKV returns the KV service of the member d drives.
 func NewKV(d *driver.Driver, id Identity, limits Limits) *KV {
-	return &KV{d: d, store: d.Node().Store(), id: id, limits: limits}
+	return &KV{d: d, store: d.Node().Store(), id: id, limits: limits, dbSize: d.Node().DiskSpaceUsage}
+}
+
+// overQuota reports whether a write that adds data must be refused.
+func (s *KV) overQuota() bool {
+	return s.limits.QuotaBackendBytes > 0 && s.dbSize() > s.limits.QuotaBackendBytes
 }
 
 // Range implements etcdserverpb.KVServer.
@@ -72,6 +84,9 @@ func (s *KV) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse
 func (s *KV) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := mvcc.CheckPut(req); err != nil {
 		return nil, err
+	}
+	if s.overQuota() {
+		return nil, rpctypes.ErrGRPCNoSpace
 	}
 	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Put: req})
 	if err != nil {
@@ -105,6 +120,9 @@ func (s *KV) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, erro
 	}
 	if mvcc.IsReadOnlyTxn(req) {
 		return s.readTxn(ctx, req)
+	}
+	if s.overQuota() {
+		return nil, rpctypes.ErrGRPCNoSpace
 	}
 	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: req})
 	if err != nil {

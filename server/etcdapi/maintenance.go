@@ -2,6 +2,15 @@ package etcdapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/cairn-db/cairn/node"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/server/driver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -18,12 +27,13 @@ type Maintenance struct {
 	d  *driver.Driver
 	id Identity
 	// dbSize reports the on-disk size of the member's database in bytes.
-	dbSize func() int64
+	dbSize     func() int64
+	quotaBytes int64
 }
 
 // NewMaintenance returns the Maintenance service of the member d drives.
-func NewMaintenance(d *driver.Driver, id Identity, dbSize func() int64) *Maintenance {
-	return &Maintenance{d: d, id: id, dbSize: dbSize}
+func NewMaintenance(d *driver.Driver, id Identity, dbSize func() int64, limits Limits) *Maintenance {
+	return &Maintenance{d: d, id: id, dbSize: dbSize, quotaBytes: limits.QuotaBackendBytes}
 }
 
 // Status implements etcdserverpb.MaintenanceServer.
@@ -45,6 +55,63 @@ func (m *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Stat
 		RaftIndex:        st.CommitIndex,
 		RaftTerm:         st.Term,
 		RaftAppliedIndex: st.AppliedIndex,
-		IsLearner:        false,
+		IsLearner:        m.IsLearner(),
+		DbSizeQuota:      m.quotaBytes,
+		DowngradeInfo:    &pb.DowngradeInfo{},
 	}, nil
+}
+
+// leaderTransferTimeout bounds MoveLeader's wait for the new leader.
+const leaderTransferTimeout = 5 * time.Second
+
+// errLeaderTransferTimeout is etcd's answer when the transfer takes too long.
+var errLeaderTransferTimeout = status.Error(codes.Unavailable, "etcdserver: request timed out, leader transfer took too long")
+
+// MoveLeader implements etcdserverpb.MaintenanceServer: the leader hands
+// leadership to a voting member and answers once it has moved.
+func (m *Maintenance) MoveLeader(ctx context.Context, req *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if !m.d.Node().Status().IsLeader {
+		return nil, rpctypes.ErrGRPCNotLeader
+	}
+	target, ok := m.d.Node().Member(req.GetTargetID())
+	if !ok || target.GetRaftAttributes().GetIsLearner() {
+		return nil, rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if err := m.d.Do(ctx, func(n *node.Node) { n.TransferLeadership(req.GetTargetID()) }); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(leaderTransferTimeout)
+	for m.d.Node().Status().Leader != req.GetTargetID() {
+		if time.Now().After(deadline) {
+			return nil, errLeaderTransferTimeout
+		}
+		select {
+		case <-ctx.Done():
+			return nil, contextError(ctx)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{ClusterId: m.id.ClusterID, MemberId: m.id.MemberID, RaftTerm: m.d.Node().Status().Term}}, nil
+}
+
+func contextError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return rpctypes.ErrGRPCDeadlineExceeded
+	}
+	return rpctypes.ErrGRPCCanceled
+}
+
+func hostOf(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("etcdapi: invalid client URL %q", rawURL)
+	}
+	return u.Host, nil
+}
+
+// IsLearner reports whether this member is a learner; safe for concurrent
+// use.
+func (m *Maintenance) IsLearner() bool {
+	self, ok := m.d.Node().Member(m.id.MemberID)
+	return ok && self.GetRaftAttributes().GetIsLearner()
 }

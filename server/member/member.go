@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/node"
-	"github.com/cairn-db/cairn/server/cluster"
 	"github.com/cairn-db/cairn/server/driver"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cairn-db/cairn/server/watch"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 )
@@ -41,6 +41,9 @@ type Config struct {
 	// with its advertised peer URLs.
 	InitialCluster      string
 	InitialClusterToken string
+	// InitialClusterState is "new" (bootstrap with --initial-cluster) or
+	// "existing" (join a running cluster that already added this member).
+	InitialClusterState string
 	// TickInterval is --heartbeat-interval. Default 100 ms.
 	TickInterval time.Duration
 	// ElectionTimeout is --election-timeout. Default 1 s.
@@ -63,6 +66,9 @@ func (c *Config) ensureDefaults() {
 	if c.Limits.MaxRequestBytes == 0 {
 		c.Limits.MaxRequestBytes = etcdapi.DefaultLimits.MaxRequestBytes
 	}
+	if c.Limits.QuotaBackendBytes == 0 {
+		c.Limits.QuotaBackendBytes = etcdapi.DefaultLimits.QuotaBackendBytes
+	}
 	if c.Limits.MaxTxnOps == 0 {
 		c.Limits.MaxTxnOps = etcdapi.DefaultLimits.MaxTxnOps
 	}
@@ -77,7 +83,6 @@ func (c *Config) ensureDefaults() {
 // Member is a running cairn member.
 type Member struct {
 	cfg       Config
-	cluster   cluster.Cluster
 	node      *node.Node
 	driver    *driver.Driver
 	grpc      *grpc.Server
@@ -91,6 +96,8 @@ type Member struct {
 	httpServers []*http.Server
 	serveWG     sync.WaitGroup
 	stopOnce    sync.Once
+	// leaderLeases forwards followers' keep-alives to the leader.
+	leaderLeases *leaderLeases
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
 }
@@ -99,35 +106,25 @@ type Member struct {
 // member listens; the log line "ready to serve client requests" follows.
 func Start(cfg Config) (*Member, error) {
 	cfg.ensureDefaults()
-	self, c, err := resolveCluster(cfg)
+	m := &Member{cfg: cfg}
+	st, err := m.resolveStart()
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{cfg: cfg, cluster: c, Identity: etcdapi.Identity{ClusterID: c.ID, MemberID: self.ID}}
-	if err := m.openNode(c); err != nil {
+	m.Identity = etcdapi.Identity{ClusterID: st.ClusterID, MemberID: st.MemberID}
+	if err := m.openNode(st); err != nil {
 		return nil, err
+	}
+	if err := m.saveIdentity(st.identity); err != nil {
+		m.node.Close()
+		return nil, fmt.Errorf("record member identity: %w", err)
 	}
 	if err := m.listen(); err != nil {
 		m.node.Close()
 		return nil, err
 	}
-	m.transport = transport.New(transport.Config{
-		ClusterID:         c.ID,
-		MemberID:          self.ID,
-		Deliver:           func(msg *raftpb.Message) { m.driver.Step(msg) },
-		ReportUnreachable: func(id uint64) { m.driver.ReportUnreachable(id) },
-		ReportSnapshot:    func(id uint64, ok bool) { m.driver.ReportSnapshot(id, ok) },
-		MemberDir:         m.memberDir(),
-		Logger:            cfg.Logger.With("component", "transport"),
-	})
-	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: cfg.Logger.With("component", "watch")})
-	m.driver = driver.Start(m.node, driver.Config{
-		TickInterval: cfg.TickInterval,
-		Logger:       cfg.Logger,
-		Send:         m.transport.Send,
-		OnEvents:     m.hub.Notify,
-	})
-	if err := m.connectPeers(); err != nil {
+	m.startLoop()
+	if err := m.connectPeers(st.peers); err != nil {
 		m.Stop(0)
 		return nil, err
 	}
@@ -136,22 +133,51 @@ func Start(cfg Config) (*Member, error) {
 		return nil, err
 	}
 	m.serve()
+	go m.publishAttributes()
 	return m, nil
 }
 
-// connectPeers starts the streams to the other founding members and serves
-// theirs.
-func (m *Member) connectPeers() error {
-	for _, peer := range m.cluster.Members {
-		if peer.ID == m.Identity.MemberID {
+// startLoop starts the transport, the watch hub and the driver loop that
+// feeds them.
+func (m *Member) startLoop() {
+	m.transport = transport.New(transport.Config{
+		ClusterID:         m.Identity.ClusterID,
+		MemberID:          m.Identity.MemberID,
+		Deliver:           func(msg *raftpb.Message) { m.driver.Step(msg) },
+		ReportUnreachable: func(id uint64) { m.driver.ReportUnreachable(id) },
+		ReportSnapshot:    func(id uint64, ok bool) { m.driver.ReportSnapshot(id, ok) },
+		Members:           m.node.Members,
+		OnRemoved:         func() { m.driver.Abort(node.ErrRemoved) },
+		MemberDir:         m.memberDir(),
+		Logger:            m.cfg.Logger.With("component", "transport"),
+	})
+	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: m.cfg.Logger.With("component", "watch")})
+	m.driver = driver.Start(m.node, driver.Config{
+		TickInterval:        m.cfg.TickInterval,
+		Logger:              m.cfg.Logger,
+		Send:                m.transport.Send,
+		OnEvents:            m.hub.Notify,
+		OnMembershipChanged: m.syncPeers,
+		OnSnapshotInstalled: m.hub.Resync,
+	})
+}
+
+// connectPeers starts streams to the members known before the node knows
+// its members itself (a joining member's), then to the node's, and serves
+// the peers' streams.
+func (m *Member) connectPeers(known []*membershippb.Member) error {
+	for _, peer := range append(known, m.node.Members()...) {
+		if peer.GetID() == m.Identity.MemberID {
 			continue
 		}
-		if err := m.transport.AddPeer(peer.ID, peer.PeerURLs); err != nil {
+		if err := m.transport.AddPeer(peer.GetID(), peer.GetRaftAttributes().GetPeerUrls()); err != nil {
 			return err
 		}
 	}
+	m.transport.SetMembers(m.node.Members())
 	m.peerGRPC = grpc.NewServer(m.transport.ServerOptions()...)
 	m.transport.Register(m.peerGRPC)
+	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewLease(m.driver, m.Identity, nil)) // the leader serves followers' forwards
 	for _, l := range m.peerListeners {
 		m.serveWG.Add(1)
 		go func() {
@@ -164,20 +190,29 @@ func (m *Member) connectPeers() error {
 	return nil
 }
 
-func resolveCluster(cfg Config) (cluster.Member, cluster.Cluster, error) {
-	initial := cfg.InitialCluster
-	if initial == "" {
-		initial = joinNamed(cfg.Name, cfg.InitialAdvertisePeerURLs)
+// syncPeers makes the transport talk to exactly the node's members. It runs
+// on the driver's loop goroutine and must not block: adding and removing
+// peers only starts and stops their goroutines.
+func (m *Member) syncPeers() {
+	members := m.node.Members()
+	m.transport.SetMembers(members)
+	if len(members) == 0 {
+		return // a joining member before its snapshot: keep the peers it asked
 	}
-	c, err := cluster.Parse(initial, cfg.InitialClusterToken)
-	if err != nil {
-		return cluster.Member{}, cluster.Cluster{}, err
+	known := map[uint64]bool{}
+	for _, peer := range members {
+		known[peer.GetID()] = true
+		if peer.GetID() != m.Identity.MemberID {
+			if err := m.transport.AddPeer(peer.GetID(), peer.GetRaftAttributes().GetPeerUrls()); err != nil {
+				m.cfg.Logger.Error("cannot reach new member", "member", fmt.Sprintf("%x", peer.GetID()), "error", err)
+			}
+		}
 	}
-	self, ok := c.Find(cfg.Name)
-	if !ok {
-		return cluster.Member{}, cluster.Cluster{}, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
+	for _, id := range m.transport.Peers() {
+		if !known[id] {
+			go m.transport.RemovePeer(id)
+		}
 	}
-	return self, c, nil
 }
 
 func joinNamed(name string, urls []string) string {
@@ -191,17 +226,25 @@ func joinNamed(name string, urls []string) string {
 	return s
 }
 
-func (m *Member) openNode(c cluster.Cluster) error {
+func (m *Member) openNode(st start) error {
 	electionTicks := int(m.cfg.ElectionTimeout / m.cfg.TickInterval)
+	var voters []uint64
+	for _, f := range st.founding {
+		voters = append(voters, f.GetID())
+	}
 	n, err := node.Open(node.Config{
 		ID:                     m.Identity.MemberID,
-		InitialVoters:          c.IDs(),
+		InitialVoters:          voters,
+		InitialMembers:         st.founding,
+		Join:                   st.join,
 		Dir:                    m.memberDir(),
 		ElectionTicks:          electionTicks,
 		SnapshotCount:          m.cfg.SnapshotCount,
 		SnapshotCatchUpEntries: m.cfg.SnapshotCatchUpEntries,
 		Rand:                   newRand(),
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
+		TickInterval:           m.cfg.TickInterval,
+		Clock:                  wallClock{},
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)
@@ -227,9 +270,6 @@ func (m *Member) listen() error {
 	var err error
 	if m.listeners, err = listenAll("--listen-client-urls", m.cfg.ListenClientURLs); err != nil {
 		return err
-	}
-	if len(m.cluster.Members) == 1 {
-		return nil // a lone member needs no peer listener
 	}
 	if m.peerListeners, err = listenAll("--listen-peer-urls", m.cfg.ListenPeerURLs); err != nil {
 		m.closeListeners()
@@ -275,14 +315,20 @@ func (m *Member) closeListeners() {
 }
 
 func (m *Member) serve() {
+	maintenance := etcdapi.NewMaintenance(m.driver, m.Identity, m.node.DiskSpaceUsage, m.cfg.Limits)
 	m.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(m.cfg.Limits.MaxRequestBytes+etcdapi.GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
+		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
 	)
 	pb.RegisterKVServer(m.grpc, etcdapi.NewKV(m.driver, m.Identity, m.cfg.Limits))
 	pb.RegisterWatchServer(m.grpc, etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits))
-	pb.RegisterMaintenanceServer(m.grpc, etcdapi.NewMaintenance(m.driver, m.Identity, m.node.DiskSpaceUsage))
+	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken))
+	pb.RegisterMaintenanceServer(m.grpc, maintenance)
+	m.leaderLeases = newLeaderLeases(m)
+	pb.RegisterLeaseServer(m.grpc, etcdapi.NewLease(m.driver, m.Identity, m.leaderLeases.client))
 	for _, l := range m.listeners {
 		m.serveWG.Add(1)
 		go func() {
@@ -331,6 +377,9 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 		}
 		m.serveWG.Wait()
 		m.transport.Stop()
+		if m.leaderLeases != nil {
+			m.leaderLeases.close()
+		}
 		m.driver.Stop()
 		m.hub.Close()
 		err = m.node.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -65,7 +66,24 @@ func startMember(t *testing.T, dir string, limits etcdapi.Limits) (*Member, *cli
 			t.Errorf("stop: %v", err)
 		}
 	})
+	waitPublished(t, m)
 	return m, c
+}
+
+// waitPublished waits until the member has published its name through
+// raft, so tests that count raft entries start from a quiet log.
+func waitPublished(t *testing.T, m *Member) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m.published(&membershippb.Attributes{Name: m.cfg.Name, ClientUrls: m.cfg.AdvertiseClientURLs}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("member did not publish its attributes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func ctxT(t *testing.T) context.Context {

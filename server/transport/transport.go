@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +42,12 @@ type Config struct {
 	// ReportSnapshot tells the local member whether a snapshot it sent
 	// arrived.
 	ReportSnapshot func(id uint64, delivered bool)
+	// Members lists the cluster's members: for members joining it, and to
+	// refuse members that were removed.
+	Members func() []*membershippb.Member
+	// OnRemoved is called when a peer says this member was removed from
+	// the cluster; the member must stop.
+	OnRemoved func()
 	// MemberDir is the node's directory: snapshots to send are read from it
 	// and received ones staged in it.
 	MemberDir string
@@ -60,6 +68,8 @@ type Transport struct {
 	mu sync.Mutex
 	// peers is guarded by mu.
 	peers map[uint64]*peer
+	// memberSet is the current members' IDs (SetMembers).
+	memberSet atomic.Pointer[map[uint64]bool]
 }
 
 // New returns a transport with no peers.
@@ -72,6 +82,12 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Members == nil {
+		cfg.Members = func() []*membershippb.Member { return nil }
+	}
+	if cfg.OnRemoved == nil {
+		cfg.OnRemoved = func() {}
 	}
 	return &Transport{cfg: cfg, peers: map[uint64]*peer{}}
 }
@@ -105,6 +121,17 @@ func dialTarget(raw string) (string, error) {
 		return "", fmt.Errorf("transport: peer URL scheme %q is not supported yet (only http): %s", u.Scheme, raw)
 	}
 	return u.Host, nil
+}
+
+// Peers returns the IDs of the members messages are sent to.
+func (t *Transport) Peers() []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]uint64, 0, len(t.peers))
+	for id := range t.peers {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // RemovePeer stops sending to member id.
@@ -153,6 +180,7 @@ func (t *Transport) Register(s *grpc.Server) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "cairn.peer.v1.Raft",
 		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Members", Handler: t.membersHandler}},
 		Streams: []grpc.StreamDesc{{
 			StreamName:    "Send",
 			Handler:       func(_ any, stream grpc.ServerStream) error { return t.receive(stream) },
@@ -186,6 +214,9 @@ func (t *Transport) receive(stream grpc.ServerStream) error {
 			}
 			return err
 		}
+		if !t.isMember(from) {
+			return ErrMemberRemoved
+		}
 		if m.GetFrom() != from || m.GetTo() != t.cfg.MemberID {
 			return status.Errorf(codes.InvalidArgument, "message from %x to %x on a stream from member %x to %x", m.GetFrom(), m.GetTo(), from, t.cfg.MemberID)
 		}
@@ -206,7 +237,32 @@ func (t *Transport) checkPeer(ctx context.Context) (uint64, error) {
 			"remote-cluster-id", fmt.Sprintf("%x", cluster), "remote-member-id", fmt.Sprintf("%x", from))
 		return 0, ErrClusterIDMismatch
 	}
+	if !t.isMember(from) {
+		t.cfg.Logger.Warn("refused a removed member", "remote-member-id", fmt.Sprintf("%x", from))
+		return 0, ErrMemberRemoved
+	}
 	return from, nil
+}
+
+// ErrMemberRemoved is returned to a member that is no longer in the
+// cluster; it stops when it gets it.
+var ErrMemberRemoved = status.Error(codes.FailedPrecondition, "etcdserver: the member has been permanently removed from the cluster")
+
+// isMember reports whether id is in the member list (an empty list, before
+// a joining member's first snapshot, knows nobody and refuses nobody).
+func (t *Transport) isMember(id uint64) bool {
+	set := t.memberSet.Load()
+	return set == nil || len(*set) == 0 || (*set)[id]
+}
+
+// SetMembers tells the transport who the members are; messages from
+// anyone else are refused.
+func (t *Transport) SetMembers(members []*membershippb.Member) {
+	set := make(map[uint64]bool, len(members))
+	for _, m := range members {
+		set[m.GetID()] = true
+	}
+	t.memberSet.Store(&set)
 }
 
 func parseID(values []string) (uint64, error) {
@@ -257,7 +313,13 @@ func (p *peer) run() {
 	defer close(p.done)
 	backoff := 50 * time.Millisecond
 	for p.ctx.Err() == nil {
-		if err := p.stream(); err != nil && p.ctx.Err() == nil {
+		err := p.stream()
+		if status.Convert(err).Message() == status.Convert(ErrMemberRemoved).Message() {
+			p.t.cfg.Logger.Error("a peer says this member was removed from the cluster", "peer", fmt.Sprintf("%x", p.id))
+			p.t.cfg.OnRemoved()
+			return
+		}
+		if err != nil && p.ctx.Err() == nil {
 			p.t.cfg.Logger.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "error", err)
 			p.t.cfg.ReportUnreachable(p.id)
 			select {

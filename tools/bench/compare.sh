@@ -10,7 +10,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REF=$ROOT/.ref/bin
-CAIRN=$ROOT/bin/cairn
+CAIRN=${CAIRN:-$ROOT/bin/cairn}
 WORKLOAD=${1:-put}
 ROUNDS=${ROUNDS:-3}
 TOTAL=${TOTAL:-30000}

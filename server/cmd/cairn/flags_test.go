@@ -35,7 +35,7 @@ func TestParseFlagsEtcdCommandLine(t *testing.T) {
 		"--initial-cluster", "infra1=http://127.0.0.1:2380,infra2=http://127.0.0.1:22380",
 		"--initial-cluster-token", "tok", "--initial-cluster-state", "existing",
 		"--heartbeat-interval", "50", "--election-timeout", "250",
-		"--max-request-bytes", "4096", "--max-txn-ops", "7", "--log-level", "debug",
+		"--max-request-bytes", "4096", "--max-txn-ops", "7", "--quota-backend-bytes", "1048576", "--log-level", "debug",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestParseFlagsEtcdCommandLine(t *testing.T) {
 		t.Fatalf("client URLs %q", cfg.ListenClientURLs)
 	}
 	if cfg.TickInterval != 50*time.Millisecond || cfg.ElectionTimeout != 250*time.Millisecond ||
-		cfg.Limits != (etcdapi.Limits{MaxRequestBytes: 4096, MaxTxnOps: 7}) || level != slog.LevelDebug {
+		cfg.Limits != (etcdapi.Limits{MaxRequestBytes: 4096, MaxTxnOps: 7, QuotaBackendBytes: 1 << 20}) || level != slog.LevelDebug {
 		t.Fatalf("parsed: %+v level %v", cfg, level)
 	}
 	cfg, _, _, err = parseFlags([]string{"--name", "n2"})

@@ -22,6 +22,9 @@ const version = "0.1.0"
 // shutdownGracePeriod bounds how long SIGTERM waits for in-flight requests.
 const shutdownGracePeriod = 5 * time.Second
 
+// failedGracePeriod bounds the wait for in-flight requests after a failure.
+const failedGracePeriod = time.Second
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -61,7 +64,9 @@ func waitForStop(m *member.Member, logger *slog.Logger) int {
 		return 0
 	case <-m.Done():
 		logger.Error("member failed; stopping", "error", fmt.Sprint(m.Err()))
-		m.Stop(0)
+		// A short grace lets answers already computed reach their clients
+		// (the MemberRemove that removed this member, say).
+		m.Stop(failedGracePeriod)
 		return 1
 	}
 }
@@ -82,6 +87,7 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	snapshotCount := fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot.")
 	catchUp := fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
 	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
+	quota := fs.Int64("quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded.")
 	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
 	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health and, with --enable-pprof, /debug/pprof.")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
@@ -118,13 +124,14 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		InitialAdvertisePeerURLs: splitURLs(*advertisePeer),
 		InitialCluster:           *initialCluster,
 		InitialClusterToken:      *token,
+		InitialClusterState:      *state,
 		TickInterval:             time.Duration(*heartbeatMs) * time.Millisecond,
 		ElectionTimeout:          time.Duration(*electionMs) * time.Millisecond,
 		ListenMetricsURLs:        splitURLs(*metricsURLs),
 		EnablePprof:              *enablePprof,
 		SnapshotCount:            *snapshotCount,
 		SnapshotCatchUpEntries:   *catchUp,
-		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps)},
+		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps), QuotaBackendBytes: *quota},
 	}, level, *showVersion, nil
 }
 

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairn-db/cairn/client/bench/compare"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// common are the flags every subcommand takes.
+type common struct {
+	etcd, cairn, repo, results, doc, command, workDir string
+	quick                                             bool
+	port                                              int
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.etcd, "etcd", ".ref/bin/etcd", "the reference etcd binary")
+	fs.StringVar(&c.cairn, "cairn", "bin/cairn", "the cairn binary")
+	fs.StringVar(&c.repo, "repo", ".", "the repository root (for git describe)")
+	fs.StringVar(&c.results, "results", "docs/bench", "directory of the JSON results and the chart")
+	fs.StringVar(&c.doc, "doc", "docs/benchmarks.md", "the markdown file to rewrite")
+	fs.StringVar(&c.command, "command", "", "the command to print in the doc (default: this command line)")
+	fs.StringVar(&c.workDir, "workdir", "", "data directories and server logs (default: a fresh temporary directory, removed after)")
+	fs.BoolVar(&c.quick, "quick", false, "label the results as a QUICK (short, noisy) run")
+	fs.IntVar(&c.port, "port", 24000, "first loopback port to use")
+}
+
+func (c *common) systems(etcdExtra ...string) (compare.System, compare.System) {
+	return compare.System{Name: "etcd", Bin: c.etcd, ExtraFlags: etcdExtra}, compare.System{Name: "cairn", Bin: c.cairn}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: cairnbench compare|large|render [flags]")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flag.NewFlagSet("cairnbench "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	switch args[0] {
+	case "compare":
+		return runCompare(ctx, fs, &c, args[1:], stdout, stderr)
+	case "large":
+		return runLarge(ctx, fs, &c, args[1:], stdout, stderr)
+	case "render":
+		if fs.Parse(args[1:]) != nil {
+			return 2
+		}
+		return render(&c, stderr)
+	}
+	fmt.Fprintf(stderr, "cairnbench: unknown command %q\n", args[0])
+	return 2
+}
+
+func (c *common) command0(args []string) string {
+	if c.command != "" {
+		return c.command
+	}
+	return "cairnbench " + strings.Join(args, " ")
+}
+
+// workdir returns the directory for server data and a cleanup.
+func (c *common) workdir() (string, func(), error) {
+	if c.workDir != "" {
+		return c.workDir, func() {}, os.MkdirAll(c.workDir, 0o755)
+	}
+	d, err := os.MkdirTemp("", "cairnbench-")
+	return d, func() { os.RemoveAll(d) }, err
+}
+
+func runCompare(ctx context.Context, fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
+	cfg := compare.Config{}
+	sizes := fs.String("sizes", "1,3", "cluster sizes")
+	cases := fs.String("cases", "", "comma-separated cases (default all)")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds per case and system")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "load per run")
+	fs.IntVar(&cfg.Clients, "clients", 100, "concurrent clients")
+	fs.IntVar(&cfg.Conns, "conns", 10, "connections")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "cairnbench: -sizes %q\n", *sizes)
+			return 2
+		}
+		cfg.Sizes = append(cfg.Sizes, n)
+	}
+	if *cases != "" {
+		cfg.Cases = strings.Split(*cases, ",")
+	}
+	dir, cleanup, err := c.workdir()
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	defer cleanup()
+	cfg.Etcd, cfg.Cairn = c.systems()
+	cfg.BasePort, cfg.WorkDir, cfg.Quick, cfg.Progress = c.port, dir, c.quick, stderr
+	runs, err := compare.Compare(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench: stopped:", err)
+		return 1
+	}
+	rows := compare.Summarize(runs)
+	cfg.EnsureDefaults()
+	rep := compare.Report{
+		Date: compare.Now(), Command: c.command0(append([]string{"compare"}, args...)), Quick: c.quick,
+		Machine: compare.DescribeMachine(c.etcd, c.repo), Rounds: cfg.Rounds, Duration: cfg.Duration.String(),
+		Clients: cfg.Clients, Conns: cfg.Conns, Rows: rows, Runs: runs,
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, compare.Table(rows))
+	if f := compare.Failures(rows); f != "" {
+		fmt.Fprint(stdout, "\n¹ no figure, no ratio:\n"+f)
+	}
+	if err := compare.SaveJSON(filepath.Join(c.results, "results.json"), rep); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	if code := render(c, stderr); code != 0 {
+		return code
+	}
+	if compare.AnyInvalid(rows) {
+		fmt.Fprintln(stderr, "cairnbench: some cases have no figure because a run failed; see the table")
+		return 1
+	}
+	return 0
+}
+
+func runLarge(ctx context.Context, fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
+	cfg := compare.LargeConfig{}
+	fs.IntVar(&cfg.N, "n", 1000000, "keys to load")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "each read measurement")
+	fs.IntVar(&cfg.Clients, "clients", 50, "concurrent clients of the reads")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	dir, cleanup, err := c.workdir()
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	defer cleanup()
+	// etcd's default 2 GiB backend quota would stop a 10-million-key load.
+	cfg.Etcd, cfg.Cairn = c.systems("--quota-backend-bytes", strconv.FormatInt(16<<30, 10))
+	cfg.BasePort, cfg.WorkDir, cfg.Quick, cfg.Progress = c.port, dir, c.quick, stderr
+	runs := compare.Large(ctx, cfg)
+	rep := compare.LargeReport{Date: compare.Now(), Command: c.command0(append([]string{"large"}, args...)), Quick: c.quick,
+		Machine: compare.DescribeMachine(c.etcd, c.repo), Runs: runs}
+	fmt.Fprint(stdout, compare.LargeTable(runs))
+	if err := compare.SaveJSON(filepath.Join(c.results, "large.json"), rep); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	if code := render(c, stderr); code != 0 {
+		return code
+	}
+	for _, r := range runs {
+		if r.Failure != "" {
+			fmt.Fprintf(stderr, "cairnbench: %s failed: %s\n", r.System, r.Failure)
+			return 1
+		}
+	}
+	return 0
+}
+
+// render rewrites the doc and the chart from the saved JSON.
+func render(c *common, stderr io.Writer) int {
+	var main *compare.Report
+	var large *compare.LargeReport
+	var m compare.Report
+	var l compare.LargeReport
+	if ok, err := compare.LoadJSON(filepath.Join(c.results, "results.json"), &m); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	} else if ok {
+		main = &m
+	}
+	if ok, err := compare.LoadJSON(filepath.Join(c.results, "large.json"), &l); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	} else if ok {
+		large = &l
+	}
+	chartRel := "bench/chart.svg"
+	if main != nil {
+		title := fmt.Sprintf("cairn vs etcd, %s", main.Date)
+		if main.Quick {
+			title += " (QUICK run: noisy)"
+		}
+		if err := os.WriteFile(filepath.Join(c.results, "chart.svg"), []byte(compare.Chart(title, main.Rows)), 0o644); err != nil {
+			fmt.Fprintln(stderr, "cairnbench:", err)
+			return 1
+		}
+		if rel, err := filepath.Rel(filepath.Dir(c.doc), filepath.Join(c.results, "chart.svg")); err == nil {
+			chartRel = rel
+		}
+	}
+	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(main, large, chartRel)), 0o644); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "cairnbench: wrote %s\n", c.doc)
+	return 0
+}

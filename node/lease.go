@@ -1,0 +1,248 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairn-db/cairn/node/lease"
+	"github.com/cairn-db/cairn/node/mvcc"
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Clock tells the node the time, for lease expiry. The production driver
+// passes the wall clock, the simulator its virtual time. Now must be safe
+// for concurrent use when the lease view (Node.Leases) is used from other
+// goroutines than the driver's.
+type Clock interface {
+	Now() time.Time
+}
+
+// tickEpoch is where the default clock starts: without a Clock, time is
+// Ticks × TickInterval after it.
+var tickEpoch = time.Unix(0, 0).UTC()
+
+// A lease record: "ll" + ID (8 bytes BE, sign bit flipped) → granted TTL in
+// seconds (8 bytes BE). Written in the apply batch that grants or revokes
+// the lease. Expiry times are never stored: only the leader tracks them, in
+// memory. The keys attached to a lease are in the keyspace (package mvcc,
+// prefix "kl").
+var leaseRecordPrefix = []byte("ll")
+
+func leaseRecordKey(id int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), leaseRecordPrefix...), uint64(id)^(1<<63))
+}
+
+// now is the node's time for leases.
+func (n *Node) now() time.Time {
+	if n.cfg.Clock != nil {
+		return n.cfg.Clock.Now()
+	}
+	return tickEpoch.Add(time.Duration(n.ticks) * n.cfg.TickInterval)
+}
+
+// electionTimeout is the election timeout in time, as etcd's
+// --election-timeout: ElectionTicks × TickInterval.
+func (n *Node) electionTimeout() time.Duration {
+	return time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+}
+
+// openStore opens the keyspace of n.db and recovers the leases stored with
+// it (at Open and after a snapshot install).
+func (n *Node) openStore() (*mvcc.Store, error) {
+	if n.lessor == nil {
+		n.lessor = lease.New(lease.Config{
+			MinTTLSeconds: lease.MinTTLSeconds(n.cfg.ElectionTicks, n.cfg.TickInterval),
+		})
+	}
+	if err := n.recoverLeases(); err != nil {
+		return nil, err
+	}
+	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists})
+}
+
+func (n *Node) recoverLeases() (err error) {
+	n.lessor.Reset()
+	upper := append([]byte(nil), leaseRecordPrefix...)
+	upper[len(upper)-1]++
+	it, err := n.db.NewIter(&pebble.IterOptions{LowerBound: leaseRecordPrefix, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("recover leases: %w", err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("recover leases: %w", cerr)
+		}
+	}()
+	for valid := it.First(); valid; valid = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(leaseRecordPrefix)+8 || len(v) != 8 {
+			return fmt.Errorf("lease record %x = %x: %w", k, v, errCorrupt)
+		}
+		id := int64(binary.BigEndian.Uint64(k[len(leaseRecordPrefix):]) ^ (1 << 63))
+		n.lessor.Recover(id, int64(binary.BigEndian.Uint64(v)))
+	}
+	return it.Error()
+}
+
+// isLeaseRequest reports whether applyLease applies req.
+func isLeaseRequest(req *pb.InternalRaftRequest) bool {
+	return req.LeaseGrant != nil || req.LeaseRevoke != nil
+}
+
+// applyLease applies a LeaseGrant or LeaseRevoke and records its
+// completion. Its error is a failure of the member, not of the request.
+func (n *Node) applyLease(b *pebble.Batch, w *mvcc.Writer, req *pb.InternalRaftRequest, out *Output) error {
+	c := Completion{ID: req.GetHeader().GetID()}
+	var err error
+	if g := req.GetLeaseGrant(); g != nil {
+		c.Response, c.Err, err = n.applyLeaseGrant(b, w, g)
+	} else {
+		c.Response, c.Err, err = n.applyLeaseRevoke(b, w, req.GetLeaseRevoke())
+	}
+	if err != nil {
+		return err
+	}
+	out.Done = append(out.Done, c)
+	return nil
+}
+
+func (n *Node) applyLeaseGrant(b *pebble.Batch, w *mvcc.Writer, g *pb.LeaseGrantRequest) (proto.Message, error, error) {
+	ttl, err := n.lessor.Grant(g.GetID(), g.GetTTL(), n.now())
+	if err != nil {
+		return nil, leaseError(err), nil
+	}
+	if err := b.Set(leaseRecordKey(g.GetID()), binary.BigEndian.AppendUint64(nil, uint64(ttl)), nil); err != nil {
+		return nil, nil, fmt.Errorf("record lease %x: %w", g.GetID(), err)
+	}
+	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}, ID: g.GetID(), TTL: ttl}, nil, nil
+}
+
+// applyLeaseRevoke deletes every key attached to the lease at one revision,
+// then the lease.
+func (n *Node) applyLeaseRevoke(b *pebble.Batch, w *mvcc.Writer, r *pb.LeaseRevokeRequest) (proto.Message, error, error) {
+	if !n.lessor.Exists(r.GetID()) {
+		return nil, rpctypes.ErrGRPCLeaseNotFound, nil
+	}
+	if _, err := w.RevokeLease(r.GetID()); err != nil {
+		return nil, nil, fmt.Errorf("revoke lease %x: %w", r.GetID(), err)
+	}
+	if err := b.Delete(leaseRecordKey(r.GetID()), nil); err != nil {
+		return nil, nil, fmt.Errorf("revoke lease %x: %w", r.GetID(), err)
+	}
+	if err := n.lessor.Revoke(r.GetID()); err != nil {
+		panic(fmt.Sprintf("node: lease %x existed and then did not: %v", r.GetID(), err))
+	}
+	return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}}, nil, nil
+}
+
+// leaseError is the rpctypes error a client sees for a lessor error.
+func leaseError(err error) error {
+	switch {
+	case errors.Is(err, lease.ErrNotFound):
+		return rpctypes.ErrGRPCLeaseNotFound
+	case errors.Is(err, lease.ErrExists):
+		return rpctypes.ErrGRPCLeaseExist
+	case errors.Is(err, lease.ErrTTLTooLarge):
+		return rpctypes.ErrGRPCLeaseTTLTooLarge
+	}
+	return err
+}
+
+// newLeaseID picks the ID of a lease granted without one: positive, like
+// etcd's, and unique like request IDs.
+func (n *Node) newLeaseID() int64 {
+	for {
+		if id := int64(n.ids.next() & (1<<63 - 1)); id != 0 {
+			return id
+		}
+	}
+}
+
+// leaderEntryApplied runs when a leader's empty entry is applied. If it is
+// this member's, of its current term, every entry of earlier terms is
+// applied, so every lease is known: the lessor becomes primary, giving each
+// lease its full TTL plus an election timeout, as etcd's Promote does.
+func (n *Node) leaderEntryApplied(e *raftpb.Entry) {
+	st := n.raw.BasicStatus()
+	if st.RaftState == raft.StateLeader && e.GetTerm() == st.GetTerm() {
+		n.lessor.Promote(n.now(), n.electionTimeout())
+	}
+}
+
+// leaseTick runs on every Tick: a member that no longer leads stops
+// tracking expiries; the leader proposes the revocation of leases that
+// expired, a bounded number per tick.
+func (n *Node) leaseTick() {
+	if !n.lessor.IsPrimary() {
+		return
+	}
+	if n.raw.BasicStatus().RaftState != raft.StateLeader {
+		n.lessor.Demote()
+		return
+	}
+	for _, id := range n.lessor.Expired(n.now()) {
+		// A dropped proposal is retried: Expired reports the lease again
+		// after its retry interval.
+		_, _ = n.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+	}
+}
+
+// LeaseView is the member's leases as client goroutines see them. Its
+// methods are safe for concurrent use.
+type LeaseView struct{ n *Node }
+
+// Leases returns the member's lease view.
+func (n *Node) Leases() LeaseView { return LeaseView{n} }
+
+// ErrNotLeader is returned by LeaseView methods that only the leader
+// serves; the caller forwards the request to the leader.
+var ErrNotLeader = errors.New("node: not the leader")
+
+// Renew restarts the lease's TTL, as a keep-alive, and returns its granted
+// TTL; rpctypes.ErrGRPCLeaseNotFound if it does not exist or has expired.
+// The caller must have confirmed leadership (a ReadIndex) just before, so
+// that a deposed leader does not renew, and every grant acknowledged before
+// is applied.
+func (v LeaseView) Renew(id int64) (int64, error) {
+	if !v.n.status.load().IsLeader {
+		return 0, ErrNotLeader
+	}
+	ttl, err := v.n.lessor.Renew(id, v.n.now())
+	if errors.Is(err, lease.ErrNotPrimary) {
+		return 0, ErrNotLeader
+	}
+	return ttl, leaseError(err)
+}
+
+// TimeToLive returns a lease's granted TTL and the seconds it has left,
+// with the same requirements as Renew.
+func (v LeaseView) TimeToLive(id int64) (granted, remaining int64, err error) {
+	if !v.n.status.load().IsLeader {
+		return 0, 0, ErrNotLeader
+	}
+	granted, remaining, err = v.n.lessor.TimeToLive(id, v.n.now())
+	if errors.Is(err, lease.ErrNotPrimary) {
+		return 0, 0, ErrNotLeader
+	}
+	return granted, remaining, leaseError(err)
+}
+
+// List returns every lease this member has applied.
+func (v LeaseView) List() []lease.Lease { return v.n.lessor.Leases() }
+
+// MinTTLSeconds is the smallest TTL a lease is granted.
+func (v LeaseView) MinTTLSeconds() int64 { return v.n.lessor.MinTTLSeconds() }
+
+// Keys returns the keys attached to a lease, in key order.
+func (v *StoreView) LeaseKeys(id int64) ([][]byte, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.store.LeaseKeys(id)
+}

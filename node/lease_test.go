@@ -1,0 +1,272 @@
+package node
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+func grantReq(id, ttl int64) *pb.InternalRaftRequest {
+	return &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: id, TTL: ttl}}
+}
+
+func revokeReq(id int64) *pb.InternalRaftRequest {
+	return &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
+}
+
+func leasePut(key string, id int64) *pb.InternalRaftRequest {
+	return &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte("v"), Lease: id}}
+}
+
+// grant grants a lease through node id and returns its ID and TTL.
+func (h *harness) grant(id uint64, leaseID, ttl int64) (int64, int64) {
+	h.t.Helper()
+	r := h.write(id, grantReq(leaseID, ttl)).Response.(*pb.LeaseGrantResponse)
+	return r.ID, r.TTL
+}
+
+// fail proposes req on node id and returns the error it completes with.
+func (h *harness) fail(id uint64, req *pb.InternalRaftRequest) error {
+	h.t.Helper()
+	rid := h.propose(id, req)
+	h.settle()
+	return h.mustComplete(id, rid).Err
+}
+
+func (h *harness) leaseKeys(id uint64, leaseID int64) []string {
+	h.t.Helper()
+	keys, err := h.node(id).Store().LeaseKeys(leaseID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, k := range keys {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+func TestLeaseGrantAttachRevoke(t *testing.T) {
+	h := newHarness(t, []uint64{1}, nil)
+	id, ttl := h.grant(1, 0, 1)
+	if id <= 0 || ttl != 2 {
+		t.Fatalf("grant without ID: ID %d, TTL %d; want a positive ID and the minimum TTL 2", id, ttl)
+	}
+	other, _ := h.grant(1, 77, 100)
+	if other != 77 {
+		t.Fatalf("grant with ID 77 got ID %d", other)
+	}
+	h.write(1, leasePut("a", id))
+	h.write(1, leasePut("b", id))
+	h.write(1, &pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("c"), Lease: id}}},
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("d"), Lease: id}}},
+	}}})
+	h.write(1, leasePut("b", other))                                                              // moved to the other lease
+	h.write(1, putReq("c", "no lease"))                                                           // detached
+	h.write(1, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("d"), IgnoreLease: true}}) // stays
+	h.write(1, leasePut("e", id))
+	h.write(1, &pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("e")}}) // detached
+	if got := h.leaseKeys(1, id); !slices.Equal(got, []string{"a", "d"}) {
+		t.Fatalf("keys of lease %x: %q, want [a d]", id, got)
+	}
+	if got := h.leaseKeys(1, other); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("keys of lease 77: %q, want [b]", got)
+	}
+	before := h.node(1).Store().Rev()
+	resp := h.write(1, revokeReq(id)).Response.(*pb.LeaseRevokeResponse)
+	if resp.GetHeader().GetRevision() != before+1 || h.node(1).Store().Rev() != before+1 {
+		t.Fatalf("revoke: header revision %d, store at %d; want both %d (one revision)", resp.GetHeader().GetRevision(), h.node(1).Store().Rev(), before+1)
+	}
+	for key, want := range map[string]bool{"a": false, "b": true, "c": true, "d": false, "e": false} {
+		if _, found := h.get(1, key); found != want {
+			t.Errorf("after revoke, key %q present = %v, want %v", key, found, want)
+		}
+	}
+	if got := h.leaseKeys(1, id); len(got) != 0 {
+		t.Fatalf("revoked lease still has keys %q", got)
+	}
+	if err := h.fail(1, leasePut("x", id)); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+		t.Fatalf("put with a revoked lease: %v", err)
+	}
+	// A revoke of a lease without keys takes no revision.
+	rev := h.node(1).Store().Rev()
+	h.write(1, leasePut("b", 0))
+	h.write(1, revokeReq(other))
+	if got := h.node(1).Store().Rev(); got != rev+1 {
+		t.Fatalf("revoke of a lease without keys moved the revision to %d, want %d", got, rev+1)
+	}
+}
+
+func TestLeaseErrors(t *testing.T) {
+	h := newHarness(t, []uint64{1}, nil)
+	h.grant(1, 5, 10)
+	for _, c := range []struct {
+		req  *pb.InternalRaftRequest
+		want error
+	}{
+		{grantReq(5, 10), rpctypes.ErrGRPCLeaseExist},
+		{grantReq(6, 9_000_000_001), rpctypes.ErrGRPCLeaseTTLTooLarge},
+		{revokeReq(6), rpctypes.ErrGRPCLeaseNotFound},
+		{leasePut("k", 6), rpctypes.ErrGRPCLeaseNotFound},
+	} {
+		if err := h.fail(1, c.req); !errors.Is(err, c.want) {
+			t.Errorf("%v: %v, want %v", c.req, err, c.want)
+		}
+	}
+}
+
+func TestLeasesSurviveRestartAndCrash(t *testing.T) {
+	h := newHarness(t, []uint64{1}, nil)
+	h.grant(1, 10, 60)
+	h.grant(1, 11, 60)
+	h.write(1, leasePut("a", 10))
+	h.write(1, revokeReq(11))
+	h.restart(1)
+	h.leader()
+	if got := h.node(1).Leases().List(); len(got) != 1 || got[0].ID != 10 || got[0].TTLSeconds != 60 {
+		t.Fatalf("leases after restart: %+v", got)
+	}
+	if err := h.fail(1, leasePut("b", 11)); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+		t.Fatalf("revoked lease came back after restart: %v", err)
+	}
+	h.write(1, leasePut("b", 10))
+	h.crash(1)
+	h.open(1)
+	h.leader()
+	if got := h.leaseKeys(1, 10); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("keys after crash: %q", got)
+	}
+}
+
+// ticksFor is the ticks of the default clock (100 ms each) in s seconds.
+func ticksFor(s int) int { return s * 10 }
+
+func TestLeaseExpiresOnlyAfterTTL(t *testing.T) {
+	h := newHarness(t, []uint64{1}, nil)
+	id, _ := h.grant(1, 0, 5)
+	h.write(1, leasePut("a", id))
+	for range ticksFor(5) - 1 {
+		h.tick()
+	}
+	if _, found := h.get(1, "a"); !found {
+		t.Fatal("key deleted before the lease's TTL")
+	}
+	for range 2 {
+		h.tick()
+	}
+	if _, found := h.get(1, "a"); found {
+		t.Fatal("key not deleted after the lease's TTL")
+	}
+	if h.node(1).Leases().List() != nil && len(h.node(1).Leases().List()) != 0 {
+		t.Fatal("expired lease not revoked")
+	}
+}
+
+func TestKeepAliveDefersExpiry(t *testing.T) {
+	h := newHarness(t, []uint64{1}, nil)
+	id, _ := h.grant(1, 0, 3)
+	h.write(1, leasePut("a", id))
+	for i := range ticksFor(20) {
+		if i%10 == 0 {
+			if ttl, err := h.node(1).Leases().Renew(id); err != nil || ttl != 3 {
+				t.Fatalf("renew: %d, %v", ttl, err)
+			}
+		}
+		h.tick()
+	}
+	if _, found := h.get(1, "a"); !found {
+		t.Fatal("key of a kept-alive lease deleted")
+	}
+	g, rem, err := h.node(1).Leases().TimeToLive(id)
+	if err != nil || g != 3 || rem < 1 || rem > 3 {
+		t.Fatalf("TimeToLive = %d, %d, %v", g, rem, err)
+	}
+	for range ticksFor(3) + 1 {
+		h.tick()
+	}
+	if _, err := h.node(1).Leases().Renew(id); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+		t.Fatalf("renew after expiry: %v, want lease not found", err)
+	}
+	if _, found := h.get(1, "a"); found {
+		t.Fatal("key not deleted after keep-alives stopped")
+	}
+}
+
+func TestLeaseAcrossLeaderChange(t *testing.T) {
+	ids := []uint64{1, 2, 3}
+	h := newHarness(t, ids, nil)
+	lead := h.leader()
+	id, _ := h.grant(lead, 0, 4)
+	h.write(lead, leasePut("a", id))
+	for _, m := range ids {
+		if m != lead {
+			if _, err := h.node(m).Leases().Renew(id); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("renew on follower %d: %v", m, err)
+			}
+		}
+	}
+	// Most of the TTL passes, then the leader is cut off.
+	for range ticksFor(3) {
+		h.tick()
+	}
+	h.drop = func(m *raftpb.Message) bool { return m.GetFrom() == lead || m.GetTo() == lead }
+	next := uint64(0)
+	for range maxTicks {
+		h.tick()
+		for _, m := range ids {
+			if m != lead && h.node(m).Status().IsLeader && h.node(m).Leases().List() != nil {
+				next = m
+			}
+		}
+		if next != 0 && h.node(next).lessor.IsPrimary() {
+			break
+		}
+	}
+	if next == 0 {
+		t.Fatal("no new leader")
+	}
+	// The new leader gives the lease its full TTL again: it must survive
+	// 4 s from now even though 3 s of it passed under the old leader.
+	for range ticksFor(4) - 1 {
+		h.tick()
+		for _, m := range ids {
+			if m == lead {
+				continue
+			}
+			if _, found := h.get(m, "a"); !found {
+				t.Fatalf("member %d: key deleted before a full TTL under the new leader", m)
+			}
+		}
+	}
+	// Keep-alives now go to the new leader; without them it expires.
+	if _, err := h.node(next).Leases().Renew(id); err != nil {
+		t.Fatalf("renew on the new leader: %v", err)
+	}
+	for range ticksFor(4) + 2*10 + 2 {
+		h.tick()
+	}
+	for _, m := range ids {
+		if m == lead {
+			continue
+		}
+		if _, found := h.get(m, "a"); found {
+			t.Fatalf("member %d: key of an expired lease still present", m)
+		}
+	}
+	// The old leader rejoins and converges: the key is gone there too.
+	h.drop = nil
+	for range 50 {
+		h.tick()
+	}
+	if _, found := h.get(lead, "a"); found {
+		t.Fatal("old leader kept the key of a revoked lease")
+	}
+	if h.node(lead).lessor.IsPrimary() {
+		t.Fatal("deposed leader's lessor is still primary")
+	}
+}
