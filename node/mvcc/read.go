@@ -185,11 +185,29 @@ func scanIter(it *pebble.Iterator, lower []byte, atRev int64, visit func(*entry)
 		if kindOf(k, v) == kindPut && !visit(&entry{versionKey: it.Key(), value: v}) {
 			return nil
 		}
-		seek = seek[:n]
-		seek[n-1] = afterVersions
-		valid = it.SeekGE(seek)
+		valid = nextKey(it, seek[:n])
 	}
 	return it.Error()
+}
+
+// nextsBeforeSeek is how many older versions of a key a scan steps over
+// with Next before it seeks past them: most keys have few versions, and a
+// Next is several times cheaper than a seek.
+const nextsBeforeSeek = 4
+
+// nextKey moves it to the first version of the key after the one whose
+// version prefix is prefix. It may overwrite prefix (with the seek key).
+func nextKey(it *pebble.Iterator, prefix []byte) bool {
+	for range nextsBeforeSeek {
+		if !it.Next() {
+			return false
+		}
+		if !hasVersionPrefix(it.Key(), prefix) {
+			return true
+		}
+	}
+	prefix[len(prefix)-1] = afterVersions
+	return it.SeekGE(prefix)
 }
 
 // rangeAt serves a RangeRequest from src, a view whose current revision is
