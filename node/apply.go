@@ -154,3 +154,9 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 type fatalStorageError struct{ msg string }
 
 func (e fatalStorageError) Error() string { return "storage failed: " + e.msg }
+
+func (e fatalStorageError) Unwrap() error { return ErrStorageFailed }
+
+// ErrStorageFailed is wrapped by the error Process returns when the disk
+// failed under Pebble (a write or sync of its log); the member must stop.
+var ErrStorageFailed = errors.New("node: storage failed")

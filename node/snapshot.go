@@ -110,9 +110,12 @@ func removeStale(fs vfs.FS, dir, live string) error {
 
 // makeSnapshot is the raft log's snapshot source: a checkpoint of the
 // database at the applied index. The newest checkpoint is reused while the
-// log still holds every entry after it.
+// log still holds every entry after it and the configuration has not
+// changed since (raft refuses a snapshot whose configuration does not
+// include its recipient, such as a learner added after it was made).
 func (n *Node) makeSnapshot() (*raftpb.Snapshot, error) {
-	if s := n.lastSnapshot; s != nil && s.GetMetadata().GetIndex() >= n.log.TruncatedIndex() {
+	if s := n.lastSnapshot; s != nil && s.GetMetadata().GetIndex() >= n.log.TruncatedIndex() &&
+		proto.Equal(s.GetMetadata().GetConfState(), n.log.ConfState()) {
 		return s, nil
 	}
 	index := n.applied

@@ -48,6 +48,7 @@ func (w *world) healAll() {
 	w.net.heal()
 	for _, m := range w.members {
 		m.tickMicros, m.diskMicros = tickMicros, defaultDiskMicros
+		m.diskFailing.Off()
 		w.restart(m)
 	}
 }

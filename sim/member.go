@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3"
 )
 
@@ -22,7 +24,11 @@ type member struct {
 	// removed is set once the cluster applied this member's removal.
 	removed bool
 	fs      *vfs.MemFS
-	node    *node.Node // nil while crashed
+	// diskFailing, when on, fails every sync of the member's write-ahead
+	// log (the nemesis's disk-error fault). Only syncs: a sync is what a
+	// commit waits for, so the failure surfaces at a deterministic point.
+	diskFailing errorfs.Toggle
+	node        *node.Node // nil while crashed
 	// epoch grows at every crash; events scheduled for an older epoch are
 	// stale and do nothing.
 	epoch int
@@ -49,7 +55,7 @@ func (m *member) open() error {
 		InitialVoters:  m.w.foundingIDs(),
 		InitialMembers: m.w.foundingMembers(),
 		Join:           m.joins,
-		FS:             m.fs,
+		FS:             errorfs.Wrap(m.fs, &m.diskFailing),
 		Dir:            memberDir,
 		ElectionTicks:  electionTicks,
 		// A short log makes members that were down catch up by snapshot.
@@ -121,6 +127,11 @@ func (m *member) process() {
 		m.w.retire(m.id)
 		return
 	}
+	if errors.Is(err, node.ErrStorageFailed) {
+		m.w.trace.printf("%s fail-stop: %v", m.name(), err)
+		m.crash()
+		return
+	}
 	if err != nil {
 		m.w.fail("%s: Process failed: %v", m.name(), err)
 		return
@@ -183,3 +194,19 @@ func (r *raftTrace) Panicf(f string, v ...any) {
 }
 
 var _ raft.Logger = (*raftTrace)(nil)
+
+// walSyncFails is the disk-error fault's injector: it fails syncs of
+// Pebble's write-ahead log files.
+type walSyncFails struct{}
+
+func (walSyncFails) String() string { return "wal-sync-fails" }
+
+func (walSyncFails) MaybeError(op errorfs.Op) error {
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		if strings.HasSuffix(op.Path, ".log") {
+			return errorfs.ErrInjected
+		}
+	}
+	return nil
+}

@@ -23,13 +23,14 @@ const (
 	FaultSlowDisk       FaultKind = "slow-disk"       // one member's fsyncs take long
 	FaultLeaderTransfer FaultKind = "leader-transfer" // the leader hands over to another member
 	FaultMembership     FaultKind = "membership"      // add a learner, promote it, or remove a voter
+	FaultDiskError      FaultKind = "disk-error"      // one member's log syncs fail: it must stop, then restart
 )
 
 // AllFaults lists every fault kind.
 var AllFaults = []FaultKind{
 	FaultCrash, FaultCrashMinority, FaultCrashAll, FaultPartition, FaultIsolateLeader,
 	FaultOneWay, FaultFlapping, FaultLossy, FaultClockSkew, FaultClockJump,
-	FaultSlowDisk, FaultLeaderTransfer, FaultMembership,
+	FaultSlowDisk, FaultLeaderTransfer, FaultMembership, FaultDiskError,
 }
 
 // nemesis schedules faults from the seed, one at a time: a quiet gap, a
@@ -98,6 +99,8 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 		return n.transfer()
 	case FaultMembership:
 		return n.changeMembership()
+	case FaultDiskError:
+		return n.diskError(w.pick(1)[0])
 	}
 	panic(fmt.Sprintf("sim: unknown fault %q", kind))
 }
@@ -172,6 +175,18 @@ func (n *nemesis) slowDisk(m *member) func() {
 	m.diskMicros = 20*millisecond + n.w.rng.Int64N(200*millisecond)
 	n.w.trace.printf("nemesis: %s fsync takes %dms", m.name(), m.diskMicros/millisecond)
 	return func() { m.diskMicros = defaultDiskMicros }
+}
+
+// diskError makes a member's log syncs fail. The member must stop at the
+// first failed sync (fail-stop, nothing acknowledged from doubtful state);
+// healing restores the disk and restarts it.
+func (n *nemesis) diskError(m *member) func() {
+	n.w.trace.printf("nemesis: %s log syncs fail", m.name())
+	m.diskFailing.On()
+	return func() {
+		m.diskFailing.Off()
+		n.w.restart(m)
+	}
 }
 
 func (n *nemesis) transfer() func() {

@@ -141,7 +141,9 @@ func (w *world) startMembers() {
 }
 
 func (w *world) newMember(id uint64, joins bool) *member {
-	return &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
+	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
+	m.diskFailing.Injector = walSyncFails{}
+	return m
 }
 
 func (w *world) scheduleTick(m *member, delay int64) {
