@@ -71,7 +71,9 @@ type Config struct {
 	// keyspace and log kept in memory. Default 128 MiB.
 	CacheBytes int64
 	// MemTableBytes is the size of one Pebble memtable; recent writes are
-	// served from it. Default 64 MiB.
+	// served from it. Each memtable has a write-ahead log file of about its
+	// size, and Pebble keeps a few for reuse, so this also sets a member's
+	// fixed disk overhead (roughly 6 × MemTableBytes). Default 16 MiB.
 	MemTableBytes int64
 
 	// TickInterval is the time one Tick stands for (etcd's
@@ -149,7 +151,7 @@ func (c *Config) EnsureDefaults() {
 		c.CacheBytes = 128 << 20
 	}
 	if c.MemTableBytes == 0 {
-		c.MemTableBytes = 64 << 20
+		c.MemTableBytes = 16 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = quietLogger{}

@@ -30,7 +30,8 @@ type readQueue struct {
 
 func (q *readQueue) add(id uint64) { q.unsent = append(q.unsent, id) }
 
-func (q *readQueue) hasUnsent() bool { return len(q.unsent) > 0 }
+// hasUnsent reports whether reads wait for a round that can start now.
+func (q *readQueue) hasUnsent() bool { return len(q.unsent) > 0 && len(q.sent) == 0 }
 
 func (q *readQueue) hasReleasable(applied uint64) bool {
 	return len(q.confirmed) > 0 && q.confirmed[0].index <= applied
@@ -51,7 +52,9 @@ func (q *readQueue) resendDue(now uint64, retryTicks int) bool {
 // that raft has not confirmed within retryTicks: raft drops read requests
 // silently when it knows no leader.
 func (q *readQueue) send(rn *raft.RawNode, now uint64, retryTicks int) {
-	if len(q.unsent) > 0 {
+	// One round at a time: reads that arrive while a round is out wait for
+	// the next, so a burst of reads costs one quorum round, not one each.
+	if len(q.unsent) > 0 && len(q.sent) == 0 {
 		q.nextCtx++
 		q.sent = append(q.sent, &readBatch{ctx: q.nextCtx, ids: q.unsent, sentAtTick: now})
 		q.unsent = nil
