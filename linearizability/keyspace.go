@@ -1,6 +1,7 @@
 package linearizability
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -213,11 +214,11 @@ func compareKeyValue(kv KeyValue, c Compare) bool {
 	case CompareValue:
 		order = strings.Compare(kv.Value, c.Value)
 	case CompareVersion:
-		order = compareInt(kv.Version, c.Version)
+		order = cmp.Compare(kv.Version, c.Version)
 	case CompareCreateRevision:
-		order = compareInt(kv.CreateRevision, c.CreateRevision)
+		order = cmp.Compare(kv.CreateRevision, c.CreateRevision)
 	case CompareModRevision:
-		order = compareInt(kv.ModRevision, c.ModRevision)
+		order = cmp.Compare(kv.ModRevision, c.ModRevision)
 	default:
 		panic(fmt.Sprintf("linearizability: compare with invalid target %d", c.Target))
 	}
@@ -232,16 +233,6 @@ func compareKeyValue(kv KeyValue, c Compare) bool {
 		return order > 0
 	}
 	panic(fmt.Sprintf("linearizability: compare with invalid result %d", c.Result))
-}
-
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // FNV-1a, inlined so hashing a state allocates nothing.

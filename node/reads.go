@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"encoding/binary"
 	"slices"
 
@@ -93,19 +94,9 @@ func (q *readQueue) confirm(states []raft.ReadState) {
 
 func (q *readQueue) insertConfirmed(b *readBatch) {
 	i, _ := slices.BinarySearchFunc(q.confirmed, b.index, func(c *readBatch, index uint64) int {
-		return compareUint64(c.index, index)
+		return cmp.Compare(c.index, index)
 	})
 	q.confirmed = slices.Insert(q.confirmed, i, b)
-}
-
-func compareUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // release completes the reads whose index has been applied.

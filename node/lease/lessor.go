@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"math"
@@ -205,7 +206,7 @@ func (le *Lessor) Leases() []Lease {
 		if c := a.expiry.Compare(b.expiry); c != 0 {
 			return c
 		}
-		return compareInt64(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	out := make([]Lease, len(ls))
 	for i, l := range ls {
@@ -349,14 +350,4 @@ func (q *dueQueue) Pop() any {
 	it := old[len(old)-1]
 	*q = old[:len(old)-1]
 	return it
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -47,7 +48,7 @@ func Parse(initialCluster, token string) (Cluster, error) {
 	for _, name := range names {
 		c.Members = append(c.Members, Member{ID: MemberID(urlsByName[name], token), Name: name, PeerURLs: urlsByName[name]})
 	}
-	slices.SortFunc(c.Members, func(a, b Member) int { return cmpUint64(a.ID, b.ID) })
+	slices.SortFunc(c.Members, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
 	c.ID = clusterID(c.Members)
 	return c, nil
 }
@@ -102,16 +103,6 @@ func (c Cluster) IDs() []uint64 {
 		ids[i] = m.ID
 	}
 	return ids
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // MemberIDAt is the ID MemberAdd gives a new member: like MemberID, with
