@@ -9,9 +9,10 @@
 //	cd server && CAIRN_BIN=... ETCD_BIN=... ETCDCTL_BIN=... go test -count=1 -tags e2e ./e2e/...
 //
 // A missing binary skips a test on a workstation and fails it when CI=true.
-// Each test starts its own single-member processes on free loopback ports with
-// data in t.TempDir(), and kills them when it ends; on failure the tail of
-// each process's stderr log is printed.
+// Each test starts its own processes (single members, or 3-member clusters
+// for the cluster tests) on free loopback ports with data in t.TempDir(),
+// and kills them when it ends; on failure the tail of each process's stderr
+// log is printed.
 //
 // The tests:
 //   - interop_client_test.go: the official Go client against cairn, asserting
@@ -27,4 +28,14 @@
 //     tests) to check the harness itself.
 //   - crash_test.go: SIGKILL under concurrent load; every acknowledged write
 //     must survive the restart.
+//   - watch_client_test.go: watches through the official client and etcdctl,
+//     events and control responses compared with etcd's.
+//   - lease_diff_test.go: lease responses, errors and expiry compared with
+//     etcd's; etcdctl lease commands.
+//   - cluster_*_test.go: 3-member clusters: SIGKILL of the leader under load
+//     (no acknowledged write lost, the member catches up), a learner added to a
+//     long history catches up by snapshot and is promoted, member removal,
+//     MoveLeader, a cluster ID mismatch, membership changes read back through
+//     every member, and etcdctl's member and endpoint commands side by side
+//     with a real etcd cluster.
 package e2e
