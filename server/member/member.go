@@ -21,6 +21,9 @@ import (
 	"github.com/cairn-db/cairn/server/watch"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 )
@@ -98,6 +101,9 @@ type Member struct {
 	stopOnce    sync.Once
 	// leaderLeases forwards followers' keep-alives to the leader.
 	leaderLeases *leaderLeases
+	// loopback is the in-process client of this member's own services that
+	// the Lock and Election services run on; closed after grpc stops.
+	loopback *clientv3.Client
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
 }
@@ -323,12 +329,18 @@ func (m *Member) serve() {
 		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
 		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
 	)
-	pb.RegisterKVServer(m.grpc, etcdapi.NewKV(m.driver, m.Identity, m.cfg.Limits))
-	pb.RegisterWatchServer(m.grpc, etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits))
+	kv := etcdapi.NewKV(m.driver, m.Identity, m.cfg.Limits)
+	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
+	pb.RegisterKVServer(m.grpc, kv)
+	pb.RegisterWatchServer(m.grpc, watchService)
 	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken))
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
 	m.leaderLeases = newLeaderLeases(m)
-	pb.RegisterLeaseServer(m.grpc, etcdapi.NewLease(m.driver, m.Identity, m.leaderLeases.client))
+	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderLeases.client)
+	pb.RegisterLeaseServer(m.grpc, lease)
+	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)
+	v3lockpb.RegisterLockServer(m.grpc, etcdapi.NewLock(m.loopback))
+	v3electionpb.RegisterElectionServer(m.grpc, etcdapi.NewElection(m.loopback))
 	for _, l := range m.listeners {
 		m.serveWG.Add(1)
 		go func() {
@@ -368,6 +380,9 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 				m.grpc.Stop()
 			}
 			<-stopped
+		}
+		if m.loopback != nil {
+			m.loopback.Close()
 		}
 		if m.peerGRPC != nil {
 			m.peerGRPC.Stop()
