@@ -40,6 +40,7 @@ func (w *world) finish() {
 	}
 	w.checkConvergence()
 	w.checkAckedWrites()
+	w.checkLeasesAndWatches()
 	w.checkLinearizable()
 }
 

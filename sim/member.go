@@ -41,6 +41,9 @@ type member struct {
 	diskMicros int64
 	// waiting maps request IDs on this member to client operations.
 	waiting map[uint64]*pendingOp
+	// callbacks maps request IDs on this member to the lease workload's
+	// requests (ops.go).
+	callbacks map[uint64]completionCallback
 	// lastLeader is the leader this member last reported, for the trace.
 	lastLeader uint64
 }
@@ -71,6 +74,7 @@ func (m *member) open() error {
 	}
 	m.node = n
 	m.waiting = map[uint64]*pendingOp{}
+	m.callbacks = map[uint64]completionCallback{}
 	return nil
 }
 
@@ -99,6 +103,12 @@ func (m *member) crash() {
 		m.waiting[id].unknown()
 	}
 	m.waiting = nil
+	callbacks := m.callbacks
+	m.callbacks = nil
+	for _, id := range sortedKeys(callbacks) {
+		callbacks[id](m, nil)
+	}
+	m.w.detachWatchers(m)
 	m.lastLeader = 0
 }
 
@@ -140,10 +150,15 @@ func (m *member) process() {
 		defer m.w.retireRemoved(m)
 	}
 	m.w.net.send(m, out.Messages)
+	m.w.feedWatchers(m, out)
 	for _, c := range out.Done {
 		if op, ok := m.waiting[c.ID]; ok {
 			delete(m.waiting, c.ID)
 			op.complete(m, c)
+		}
+		if cb, ok := m.callbacks[c.ID]; ok {
+			delete(m.callbacks, c.ID)
+			cb(m, &c)
 		}
 	}
 	m.traceLeader()

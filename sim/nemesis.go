@@ -158,13 +158,15 @@ func (n *nemesis) skew(m *member) func() {
 	percent := int64(50 + n.w.rng.IntN(101)) // 50% to 150% of the normal rate
 	m.tickMicros = tickMicros * 100 / percent
 	n.w.trace.printf("nemesis: %s ticks every %dms", m.name(), m.tickMicros/millisecond)
-	return func() { m.tickMicros = tickMicros }
+	healed := n.w.noteClockFault(float64(percent) / 100)
+	return func() { m.tickMicros = tickMicros; healed() }
 }
 
 // jump makes a member's clock leap ahead by a burst of ticks.
 func (n *nemesis) jump(m *member) func() {
 	ticks := 1 + n.w.rng.IntN(3*electionTicks)
 	n.w.trace.printf("nemesis: %s clock jumps %d ticks", m.name(), ticks)
+	n.w.noteClockFault(0)
 	for range ticks {
 		m.tick()
 	}

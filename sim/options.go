@@ -28,6 +28,14 @@ type Options struct {
 	Trace io.Writer
 	// KeepTrace keeps the whole trace in Result.Trace.
 	KeepTrace bool
+
+	// Planted bugs of the simulator's own clients, for tests that prove the
+	// watch and lease checks can fail: a watcher loses one event; a watcher
+	// does not catch up after its member installed a snapshot; lease
+	// keep-alives are answered by whichever member gets them (a follower
+	// "renews" without the leader); the lock holder writes the fenced key
+	// without the fence, and goes on writing after it let its lease go.
+	plantDropWatchEvent, plantNoSnapshotCatchUp, plantFollowerKeepAlive, plantUnfencedLock bool
 }
 
 // Virtual time constants, in microseconds.

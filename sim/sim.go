@@ -62,6 +62,14 @@ type world struct {
 	// revision they were acknowledged at: each must be in every member's
 	// history at the end.
 	ackedPuts []ackedPut
+	// watchers are the simulated watches (watch.go).
+	watchers []*watcher
+	// leases are the lease workload's leases by ID, and in grant order
+	// (lease.go); clockFaults the skews and jumps the lease checks allow
+	// for.
+	leases      map[int64]*simLease
+	leaseOrder  []*simLease
+	clockFaults []clockFault
 }
 
 type ackedPut struct {
@@ -83,6 +91,8 @@ func run(opts Options) *Result {
 	w.trace.printf("run %s", w.opts)
 	w.startMembers()
 	w.startClients()
+	w.startWatchers()
+	w.startLeaseClients()
 	(&nemesis{w: w, kinds: w.faultKinds()}).start()
 	w.runUntil(w.opts.DurationMicros)
 	w.finish()

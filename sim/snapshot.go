@@ -101,6 +101,7 @@ func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, files sna
 		return false
 	}
 	m.Snapshot.Data = []byte(rel)
+	n.w.watchSnapshotInstall(to)
 	n.deliver(from, to, m)
 	return true
 }
