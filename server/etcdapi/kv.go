@@ -3,6 +3,8 @@ package etcdapi
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/node/mvcc"
@@ -48,18 +50,41 @@ type KV struct {
 	store  *node.StoreView
 	id     Identity
 	limits Limits
-	// dbSize reports the database's size on disk, for the quota.
-	dbSize func() int64
+	// dbSize reports the database's size on disk, for the quota; reading
+	// Pebble's metrics is expensive, so the size is sampled at most every
+	// dbSizeSampleInterval.
+	dbSize dbSizeSampler
+}
+
+// dbSizeSampleInterval bounds how stale the quota check's size may be.
+const dbSizeSampleInterval = time.Second
+
+// dbSizeSampler caches a size function's value for dbSizeSampleInterval.
+type dbSizeSampler struct {
+	read func() int64
+	// sampledAtNanos and bytes are the last sample; a race between two
+	// refreshes only wastes one read.
+	sampledAtNanos atomic.Int64
+	bytes          atomic.Int64
+}
+
+func (s *dbSizeSampler) get() int64 {
+	now := time.Now().UnixNano()
+	if now-s.sampledAtNanos.Load() > int64(dbSizeSampleInterval) {
+		s.bytes.Store(s.read())
+		s.sampledAtNanos.Store(now)
+	}
+	return s.bytes.Load()
 }
 
 // NewKV returns the KV service of the member d drives.
 func NewKV(d *driver.Driver, id Identity, limits Limits) *KV {
-	return &KV{d: d, store: d.Node().Store(), id: id, limits: limits, dbSize: d.Node().DiskSpaceUsage}
+	return &KV{d: d, store: d.Node().Store(), id: id, limits: limits, dbSize: dbSizeSampler{read: d.Node().DiskSpaceUsage}}
 }
 
 // overQuota reports whether a write that adds data must be refused.
 func (s *KV) overQuota() bool {
-	return s.limits.QuotaBackendBytes > 0 && s.dbSize() > s.limits.QuotaBackendBytes
+	return s.limits.QuotaBackendBytes > 0 && s.dbSize.get() > s.limits.QuotaBackendBytes
 }
 
 // Range implements etcdserverpb.KVServer.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/cairn-db/cairn/node"
@@ -110,8 +111,7 @@ func hostOf(rawURL string) (string, error) {
 }
 
 // IsLearner reports whether this member is a learner; safe for concurrent
-// use.
+// use, and cheap: every request asks it (the learner interceptor).
 func (m *Maintenance) IsLearner() bool {
-	self, ok := m.d.Node().Member(m.id.MemberID)
-	return ok && self.GetRaftAttributes().GetIsLearner()
+	return slices.Contains(m.d.Node().Status().Learners, m.id.MemberID)
 }
