@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +59,12 @@ func lockElectionTranscript(t *testing.T, m *Member) string {
 	ctx := ctxTimeout(t, 60*time.Second)
 	var out []string
 	record := func(what string, resp proto.Message, err error) {
+		if status.Code(err) == codes.DeadlineExceeded {
+			// The client's own deadline: how gRPC words it depends on
+			// whether the deadline or the stream reset is seen first.
+			out = append(out, fmt.Sprintf("%s: deadline exceeded", what))
+			return
+		}
 		if err != nil {
 			out = append(out, fmt.Sprintf("%s: error %v", what, err))
 			return
