@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sort"
 	"sync"
 	"time"
 
@@ -40,6 +41,11 @@ type Config struct {
 	// history for while the hub's lock is released. Default 512 (etcd's
 	// maxWatchersPerSync).
 	CatchUpWatchersMax int
+	// RecentEventsMax bounds the most recent events the hub keeps in
+	// memory (whole revisions), so that watchers which fell behind by less
+	// are caught up from memory, shared among them, instead of each reading
+	// history from the store. Default 16384.
+	RecentEventsMax int
 	// ResponseBytesMax bounds the events of one catch-up response (whole
 	// revisions, so one large revision may exceed it), so that a client's
 	// default 4 MiB receive limit is not reached. Default 1 MiB.
@@ -67,6 +73,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ResponseBytesMax == 0 {
 		c.ResponseBytesMax = 1 << 20
+	}
+	if c.RecentEventsMax == 0 {
+		c.RecentEventsMax = 16384
 	}
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = 100 * time.Millisecond
@@ -114,6 +123,11 @@ type Hub struct {
 		progressWaiting map[*Stream]struct{}
 		// batches is Notify's scratch space, reused between calls.
 		batches map[*watcher][]*mvccpb.Event
+		// recent are the latest events fanned out, in revision order.
+		// Invariant: when recentFrom > 0, recent holds every event with a
+		// revision in [recentFrom, rev].
+		recent     []*mvccpb.Event
+		recentFrom int64
 	}
 
 	pokec chan struct{} // wakes the catch-up goroutine; capacity 1
@@ -207,7 +221,56 @@ func (h *Hub) Notify(evs []*mvccpb.Event) {
 	}
 	clear(batches)
 	h.mu.rev = lastRev
+	h.rememberLocked(evs)
 	h.answerProgressLocked()
+}
+
+// rememberLocked adds events (following the hub's revision without a gap)
+// to the recent ones, dropping the oldest revisions beyond
+// RecentEventsMax. REQUIRES: h.mu is held.
+func (h *Hub) rememberLocked(evs []*mvccpb.Event) {
+	if h.mu.recentFrom == 0 {
+		h.mu.recentFrom = evs[0].Kv.ModRevision
+	}
+	h.mu.recent = append(h.mu.recent, evs...)
+	if len(h.mu.recent) <= 2*h.cfg.RecentEventsMax {
+		return
+	}
+	cut := len(h.mu.recent) - h.cfg.RecentEventsMax
+	for cut < len(h.mu.recent) && h.mu.recent[cut].Kv.ModRevision == h.mu.recent[cut-1].Kv.ModRevision {
+		cut++
+	}
+	h.mu.recent = append([]*mvccpb.Event(nil), h.mu.recent[cut:]...)
+	if len(h.mu.recent) == 0 {
+		h.mu.recentFrom = 0
+		return
+	}
+	h.mu.recentFrom = h.mu.recent[0].Kv.ModRevision
+}
+
+// fromRecentLocked serves a catch-up from the recent events when they
+// cover its start: the watcher's events from fromRev, at most
+// CatchUpEventsMax (whole revisions), as copies it may change, and the
+// revision they reach. REQUIRES: h.mu is held.
+func (h *Hub) fromRecentLocked(w *watcher, fromRev int64) ([]*mvccpb.Event, int64, bool) {
+	// At or below the compacted revision, history decides (it cancels
+	// the watch, or serves etcd's partial revision).
+	if h.mu.recentFrom == 0 || fromRev < h.mu.recentFrom || fromRev <= h.store.CompactRev() {
+		return nil, 0, false
+	}
+	recent := h.mu.recent
+	i := sort.Search(len(recent), func(i int) bool { return recent[i].Kv.ModRevision >= fromRev })
+	var out []*mvccpb.Event
+	for ; i < len(recent); i++ {
+		ev := recent[i]
+		if len(out) >= h.cfg.CatchUpEventsMax && ev.Kv.ModRevision != out[len(out)-1].Kv.ModRevision {
+			return out, out[len(out)-1].Kv.ModRevision, true
+		}
+		if w.contains(ev.Kv.Key) {
+			out = append(out, &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: ev.PrevKv})
+		}
+	}
+	return out, h.mu.rev, true
 }
 
 // Resync moves every synced watcher to catch-up and takes the store's
@@ -238,6 +301,8 @@ func (h *Hub) resyncLocked() {
 		w.minRev = max(w.minRev, h.mu.rev+1)
 		h.mu.unsynced[w] = struct{}{}
 	}
+	// The revisions skipped are in no event the hub saw.
+	h.mu.recent, h.mu.recentFrom = nil, 0
 	h.poke()
 }
 
@@ -352,6 +417,8 @@ type catchUp struct {
 	events  []*mvccpb.Event
 	upTo    int64
 	err     error
+	// fromMemory says events came from the hub's recent events.
+	fromMemory bool
 }
 
 // catchUpRound reads history for up to CatchUpWatchersMax unsynced
@@ -364,6 +431,9 @@ func (h *Hub) catchUpRound() bool {
 	}
 	for i := range jobs {
 		j := &jobs[i]
+		if j.fromMemory {
+			continue
+		}
 		j.events, j.upTo, j.err = h.store.History(j.w.key, j.w.historyEnd(), j.fromRev, math.MaxInt64, h.cfg.CatchUpEventsMax)
 	}
 	h.mu.Lock()
@@ -387,7 +457,9 @@ func (h *Hub) pickCatchUps() []catchUp {
 			break
 		}
 		if w.pending == 0 {
-			jobs = append(jobs, catchUp{w: w, fromRev: w.minRev})
+			j := catchUp{w: w, fromRev: w.minRev}
+			j.events, j.upTo, j.fromMemory = h.fromRecentLocked(w, w.minRev)
+			jobs = append(jobs, j)
 		}
 	}
 	return jobs

@@ -243,47 +243,56 @@ func randomWatch(rng *rand.Rand, rev int64) *pb.WatchCreateRequest {
 // up over and over): every watcher gets exactly the reference's events,
 // ordered, whole revisions, no gap, no duplicate, prev_kv as asked.
 func TestHubMatchesReference(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			e := newEnv(t, Config{BufferEventsMax: 3, CatchUpEventsMax: 2, ResyncInterval: time.Millisecond})
-			rng := rand.New(rand.NewPCG(seed, 99))
-			clients := []*client{newClient(t, e.hub), newClient(t, e.hub), newClient(t, e.hub)}
-			type watch struct {
-				c        *client
-				s        spec
-				startRev int64
+	// Catch-ups come from the recent events when they cover the start (a
+	// large RecentEventsMax), from history when they don't (a tiny one),
+	// and from both across the boundary.
+	for _, recentMax := range []int{1 << 14, 4} {
+		for seed := range uint64(4) {
+			t.Run(fmt.Sprintf("recent%d/%d", recentMax, seed), func(t *testing.T) {
+				testHubMatchesReference(t, seed, recentMax)
+			})
+		}
+	}
+}
+
+func testHubMatchesReference(t *testing.T, seed uint64, recentMax int) {
+	e := newEnv(t, Config{BufferEventsMax: 3, CatchUpEventsMax: 2, RecentEventsMax: recentMax, ResyncInterval: time.Millisecond})
+	rng := rand.New(rand.NewPCG(seed, 99))
+	clients := []*client{newClient(t, e.hub), newClient(t, e.hub), newClient(t, e.hub)}
+	type watch struct {
+		c        *client
+		s        spec
+		startRev int64
+	}
+	var watches []watch
+	for i := range 300 {
+		switch r := rng.IntN(10); {
+		case r < 5:
+			e.put(testKeys[rng.IntN(len(testKeys))], fmt.Sprint(i))
+		case r < 6:
+			e.del("a", "b")
+		case r < 7:
+			c := clients[rng.IntN(len(clients))]
+			req := randomWatch(rng, e.store.Rev())
+			resp := c.create(req)
+			start := req.StartRevision
+			if start == 0 {
+				start = resp.Header.Revision + 1
 			}
-			var watches []watch
-			for i := range 300 {
-				switch r := rng.IntN(10); {
-				case r < 5:
-					e.put(testKeys[rng.IntN(len(testKeys))], fmt.Sprint(i))
-				case r < 6:
-					e.del("a", "b")
-				case r < 7:
-					c := clients[rng.IntN(len(clients))]
-					req := randomWatch(rng, e.store.Rev())
-					resp := c.create(req)
-					start := req.StartRevision
-					if start == 0 {
-						start = resp.Header.Revision + 1
-					}
-					watches = append(watches, watch{c: c, s: spec{req: req, id: resp.WatchId}, startRev: start})
-				default:
-					clients[rng.IntN(len(clients))].take()
-				}
-			}
-			final := e.store.Rev()
-			for _, w := range watches {
-				want := w.s.expected(e.all, w.startRev)
-				w.c.drainUntil(fmt.Sprintf("watch %d: %d events", w.s.id, len(want)), func() bool {
-					return len(w.c.events[w.s.id]) >= len(want)
-				})
-				if got := w.c.events[w.s.id]; !sameEvents(got, want) {
-					t.Fatalf("watch %d %v (start %d, rev %d):\ngot  %s\nwant %s", w.s.id, w.s.req, w.startRev, final, eventsString(got), eventsString(want))
-				}
-			}
+			watches = append(watches, watch{c: c, s: spec{req: req, id: resp.WatchId}, startRev: start})
+		default:
+			clients[rng.IntN(len(clients))].take()
+		}
+	}
+	final := e.store.Rev()
+	for _, w := range watches {
+		want := w.s.expected(e.all, w.startRev)
+		w.c.drainUntil(fmt.Sprintf("watch %d: %d events", w.s.id, len(want)), func() bool {
+			return len(w.c.events[w.s.id]) >= len(want)
 		})
+		if got := w.c.events[w.s.id]; !sameEvents(got, want) {
+			t.Fatalf("watch %d %v (start %d, rev %d):\ngot  %s\nwant %s", w.s.id, w.s.req, w.startRev, final, eventsString(got), eventsString(want))
+		}
 	}
 }
 
