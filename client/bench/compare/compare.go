@@ -28,6 +28,7 @@ var Cases = []Case{
 	{"scan-l", "range", "linearizable scan of 100 keys from a random one of 10,000", func(o *workload.Options) { o.Scan = true }},
 	{"txn-cas", "txn", "Kubernetes CAS: If(mod_revision == cached) Then(Put) Else(Get), 10,000 keys", func(o *workload.Options) {}},
 	{"watch", "watch", "100 watchers of one key, clients put to it; events/s and put-to-event latency", func(o *workload.Options) { o.Watchers = 100 }},
+	{"watch-1000", "watch", "1,000 watchers of one key, clients put to it: fan-out throughput", func(o *workload.Options) { o.Watchers = 1000 }},
 	{"lease", "lease", "Grant + KeepAliveOnce + Revoke per operation", func(o *workload.Options) {}},
 	{"k8s", "k8s", "mix over 5,000 objects in 10 namespaces: 50% get, 35% CAS update, 14% namespace list, 1% full list (pages of 100), 10 prefix watchers", func(o *workload.Options) { o.KeyCount = 5000 }},
 }
