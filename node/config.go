@@ -12,7 +12,7 @@ import (
 )
 
 // Rand is the node's only source of randomness. The production driver
-// passes a generator seeded from crypto/rand; the simulator one seeded from
+// passes a generator seeded by the operating system; the simulator one seeded from
 // its run's seed.
 type Rand interface {
 	Uint64() uint64

@@ -16,8 +16,8 @@
 // Pebble uses (vfs.FS), the random source for request IDs, and the logger.
 // The node starts no goroutine, reads no wall clock and draws no global
 // randomness. (Pebble runs background goroutines of its own; raft draws its
-// election jitter from crypto/rand, which a simulator must replace for the
-// duration of a run.)
+// election jitter from Go's process-wide cryptographic random source, which
+// a simulator must replace for the duration of a run.)
 //
 // # Concurrency
 //
