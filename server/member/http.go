@@ -29,6 +29,7 @@ func (m *Member) serveHTTP() error {
 	for _, l := range ls {
 		srv := &http.Server{Handler: mux}
 		m.httpServers = append(m.httpServers, srv)
+		m.httpListeners = append(m.httpListeners, l)
 		go srv.Serve(l)
 	}
 	return nil

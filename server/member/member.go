@@ -97,8 +97,10 @@ type Member struct {
 	// hub serves watches from the events the driver hands it.
 	hub         *watch.Hub
 	httpServers []*http.Server
-	serveWG     sync.WaitGroup
-	stopOnce    sync.Once
+	// httpListeners are the listeners of httpServers, in the same order.
+	httpListeners []net.Listener
+	serveWG       sync.WaitGroup
+	stopOnce      sync.Once
 	// leaderLeases forwards followers' keep-alives to the leader.
 	leaderLeases *leaderLeases
 	// loopback is the in-process client of this member's own services that
