@@ -353,9 +353,6 @@ func (n *Node) DiskSpaceUsage() int64 {
 // has no effect on a follower.
 func (n *Node) TransferLeadership(to uint64) { n.raw.TransferLeader(to) }
 
-// Campaign makes this member start an election at once.
-func (n *Node) Campaign() error { return n.raw.Campaign() }
-
 // ReportUnreachable tells raft that a message to member id could not be
 // delivered, so it probes the member instead of streaming to it.
 func (n *Node) ReportUnreachable(id uint64) { n.raw.ReportUnreachable(id) }
