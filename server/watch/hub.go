@@ -248,29 +248,36 @@ func (h *Hub) rememberLocked(evs []*mvccpb.Event) {
 	h.mu.recentFrom = h.mu.recent[0].Kv.ModRevision
 }
 
-// fromRecentLocked serves a catch-up from the recent events when they
-// cover its start: the watcher's events from fromRev, at most
-// CatchUpEventsMax (whole revisions), as copies it may change, and the
-// revision they reach. REQUIRES: h.mu is held.
-func (h *Hub) fromRecentLocked(w *watcher, fromRev int64) ([]*mvccpb.Event, int64, bool) {
-	// At or below the compacted revision, history decides (it cancels
-	// the watch, or serves etcd's partial revision).
-	if h.mu.recentFrom == 0 || fromRev < h.mu.recentFrom || fromRev <= h.store.CompactRev() {
+// recentView is the hub's recent events as one catch-up round reads them
+// without the hub's lock: Notify only appends beyond len(events) or
+// replaces the slice, so these elements never change.
+type recentView struct {
+	events []*mvccpb.Event
+	// from and rev bound the revisions events holds completely.
+	from, rev int64
+}
+
+// fromRecent serves a catch-up from the recent events when they cover its
+// start: the watcher's events from fromRev, at most maxEvents (whole
+// revisions), as copies it may change, and the revision they reach. At or
+// below the compacted revision, history decides (it cancels the watch, or
+// serves etcd's partial revision).
+func (v recentView) fromRecent(w *watcher, fromRev, compactRev int64, maxEvents int) ([]*mvccpb.Event, int64, bool) {
+	if v.from == 0 || fromRev < v.from || fromRev <= compactRev {
 		return nil, 0, false
 	}
-	recent := h.mu.recent
-	i := sort.Search(len(recent), func(i int) bool { return recent[i].Kv.ModRevision >= fromRev })
+	i := sort.Search(len(v.events), func(i int) bool { return v.events[i].Kv.ModRevision >= fromRev })
 	var out []*mvccpb.Event
-	for ; i < len(recent); i++ {
-		ev := recent[i]
-		if len(out) >= h.cfg.CatchUpEventsMax && ev.Kv.ModRevision != out[len(out)-1].Kv.ModRevision {
+	for ; i < len(v.events); i++ {
+		ev := v.events[i]
+		if len(out) >= maxEvents && ev.Kv.ModRevision != out[len(out)-1].Kv.ModRevision {
 			return out, out[len(out)-1].Kv.ModRevision, true
 		}
 		if w.contains(ev.Kv.Key) {
 			out = append(out, &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: ev.PrevKv})
 		}
 	}
-	return out, h.mu.rev, true
+	return out, v.rev, true
 }
 
 // Resync moves every synced watcher to catch-up and takes the store's
@@ -429,9 +436,10 @@ func (h *Hub) catchUpRound() bool {
 	if len(jobs) == 0 {
 		return false
 	}
+	recent, compactRev := h.recentView(), h.store.CompactRev()
 	for i := range jobs {
 		j := &jobs[i]
-		if j.fromMemory {
+		if j.events, j.upTo, j.fromMemory = recent.fromRecent(j.w, j.fromRev, compactRev, h.cfg.CatchUpEventsMax); j.fromMemory {
 			continue
 		}
 		j.events, j.upTo, j.err = h.store.History(j.w.key, j.w.historyEnd(), j.fromRev, math.MaxInt64, h.cfg.CatchUpEventsMax)
@@ -448,6 +456,12 @@ func (h *Hub) catchUpRound() bool {
 	return more
 }
 
+func (h *Hub) recentView() recentView {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return recentView{events: h.mu.recent, from: h.mu.recentFrom, rev: h.mu.rev}
+}
+
 func (h *Hub) pickCatchUps() []catchUp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -457,9 +471,7 @@ func (h *Hub) pickCatchUps() []catchUp {
 			break
 		}
 		if w.pending == 0 {
-			j := catchUp{w: w, fromRev: w.minRev}
-			j.events, j.upTo, j.fromMemory = h.fromRecentLocked(w, w.minRev)
-			jobs = append(jobs, j)
+			jobs = append(jobs, catchUp{w: w, fromRev: w.minRev})
 		}
 	}
 	return jobs
