@@ -204,11 +204,24 @@ func TestEtcdctlLease(t *testing.T) {
 
 var ctlRemaining = regexp.MustCompile(`remaining\((\d+)s\)`)
 
+// ctlAttachedKeys matches etcdctl's list of a lease's keys, which etcd
+// prints in map order (different from run to run): it is compared sorted.
+var ctlAttachedKeys = regexp.MustCompile(`attached keys\(\[([^\]]*)\]\)`)
+
+func sortAttachedKeys(s string) string {
+	return ctlAttachedKeys.ReplaceAllStringFunc(s, func(m string) string {
+		keys := strings.Fields(ctlAttachedKeys.FindStringSubmatch(m)[1])
+		sort.Strings(keys)
+		return "attached keys([" + strings.Join(keys, " ") + "])"
+	})
+}
+
 func normalizeLeaseCtl(r ctlResult, id string) ctlResult {
 	r = normalizeCtl(r)
 	r.stdout = strings.ReplaceAll(r.stdout, id, "ID")
 	r.stderr = strings.ReplaceAll(r.stderr, id, "ID")
 	r.stdout = ctlLeaseID.ReplaceAllString(r.stdout, "OTHERID")
+	r.stdout = sortAttachedKeys(r.stdout)
 	r.stdout = ctlRemaining.ReplaceAllStringFunc(r.stdout, func(s string) string {
 		var n int
 		fmt.Sscanf(s, "remaining(%ds)", &n)
