@@ -44,6 +44,14 @@ func (v *StoreView) HashKV(rev int64) (uint32, int64, error) {
 	return v.store.HashKV(rev)
 }
 
+// VerifyKeyIndex checks the keyspace's derived key index against its
+// versions; it reads everything, for tests and the simulator's final checks.
+func (v *StoreView) VerifyKeyIndex() error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.store.VerifyKeyIndex()
+}
+
 // Rev is the latest applied revision.
 func (v *StoreView) Rev() int64 {
 	v.mu.RLock()

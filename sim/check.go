@@ -150,6 +150,10 @@ func (w *world) checkConvergence() {
 	}
 	var want uint32
 	for i, m := range members {
+		// The key index is derived state that HashKV does not cover.
+		if err := m.node.Store().VerifyKeyIndex(); err != nil {
+			w.fail("convergence: %s: %v", m.name(), err)
+		}
 		hash, _, err := m.node.Store().HashKV(rev)
 		if err != nil {
 			w.fail("convergence: HashKV(%d) on %s: %v", rev, m.name(), err)

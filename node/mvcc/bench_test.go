@@ -230,3 +230,19 @@ func BenchmarkWriterDeleteRange(b *testing.B) {
 	}
 	bs.commit()
 }
+
+// BenchmarkRangeCountAll reads a page of 100 keys from a random key to the
+// end of the keyspace: the count covers half the store on average, as the
+// `scan-l` workload of `make bench` does.
+func BenchmarkRangeCountAll(b *testing.B) {
+	bs := newBenchStore(b)
+	rng := rand.New(rand.NewPCG(13, 14))
+	b.ReportAllocs()
+	for b.Loop() {
+		from := rng.IntN(benchKeys - 100)
+		resp, err := bs.s.Range(&pb.RangeRequest{Key: benchKey(from), RangeEnd: []byte("key0"), Limit: 100})
+		if err != nil || len(resp.Kvs) != 100 || resp.Count != int64(benchKeys-from) {
+			b.Fatal(len(resp.Kvs), resp.Count, err)
+		}
+	}
+}

@@ -84,7 +84,12 @@ func compactKeys(it *pebble.Iterator, b *pebble.Batch, cursor []byte, target int
 // compactKey deletes the versions of one key that a compaction at target
 // makes obsolete: all below the newest at or below target, and that one
 // too if it is a tombstone.
+//
+// it is positioned at the key's newest version. When that one is a
+// tombstone at or below target, the key goes entirely, with its key index
+// entry.
 func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int64) error {
+	newest := decodeRevision(it.Key()[len(prefix):])
 	valid := it.SeekGE(seekAtOrBelow(prefix, target))
 	if !valid || !hasVersionPrefix(it.Key(), prefix) {
 		return it.Error()
@@ -96,6 +101,11 @@ func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int6
 	if len(v) > 0 && v[0] == kindTombstone {
 		if err := b.Delete(it.Key(), nil); err != nil {
 			return err
+		}
+		if newest.main <= target {
+			if err := b.Delete(indexKeyOfPrefix(prefix), nil); err != nil {
+				return err
+			}
 		}
 	}
 	for it.Next() && hasVersionPrefix(it.Key(), prefix) {

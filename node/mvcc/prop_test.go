@@ -197,6 +197,9 @@ func runActions(acts []action, bug string) error {
 		if r.s.Rev() != r.m.rev || r.s.CompactRev() != max(r.m.compactRev, 0) {
 			return fmt.Errorf("action %d: store at rev %d/compacted %d, model %d/%d", i, r.s.Rev(), r.s.CompactRev(), r.m.rev, r.m.compactRev)
 		}
+		if err := r.s.VerifyKeyIndex(); err != nil {
+			return fmt.Errorf("action %d (%v): %w", i, a, err)
+		}
 	}
 	return r.finalChecks()
 }
@@ -399,10 +402,13 @@ func (r *runner) checkPhysical() error {
 		}
 	}
 	got, err := countVersions(r.db)
-	if err != nil || got == want {
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("after compaction at %d: %d versions stored, want %d", r.m.compactRev, got, want)
+	if got != want {
+		return fmt.Errorf("after compaction at %d: %d versions stored, want %d", r.m.compactRev, got, want)
+	}
+	return r.s.VerifyKeyIndex()
 }
 
 func countVersions(db *pebble.DB) (int, error) {

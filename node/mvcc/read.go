@@ -235,21 +235,31 @@ func rangeAt(src *source, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.Ra
 
 // collectRange returns the keys that the range has to look at and the
 // number of keys in the range. Like etcd, it keeps only limit+1 keys when
-// neither sorting nor filtering needs them all.
+// neither sorting nor filtering needs them all; then, or for count_only,
+// the key index counts the rest without reading their versions.
 func collectRange(src *source, rev int64, r *pb.RangeRequest) ([]*mvccpb.KeyValue, int64, error) {
 	keep := r.GetLimit()
 	if !isDefaultOrdering(r.GetSortTarget(), r.GetSortOrder()) || hasRevisionFilters(r) || keep < 0 {
 		keep = 0
 	}
+	if r.GetCountOnly() && len(r.GetRangeEnd()) > 0 {
+		count, err := countKeys(src, r.GetKey(), r.GetRangeEnd(), rev)
+		return nil, count, err
+	}
 	var kvs []*mvccpb.KeyValue
-	count := int64(0)
+	count, cut := int64(0), false
 	err := scanRange(src, r.GetKey(), r.GetRangeEnd(), rev, func(e *entry) bool {
 		count++
-		if !r.GetCountOnly() && (keep == 0 || int64(len(kvs)) <= keep) {
+		if !r.GetCountOnly() {
 			kvs = append(kvs, e.kv())
 		}
-		return true
+		cut = keep > 0 && int64(len(kvs)) > keep
+		return !cut
 	})
+	if err != nil || !cut {
+		return kvs, count, err
+	}
+	count, err = countKeys(src, r.GetKey(), r.GetRangeEnd(), rev)
 	return kvs, count, err
 }
 

@@ -73,6 +73,9 @@ func Open(db *pebble.DB, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open mvcc: inconsistent meta: rev %d, compacted %d", rev, compactRev)
 	}
 	s.mu.rev, s.mu.compactRev = rev, compactRev
+	if err := s.ensureKeyIndex(); err != nil {
+		return nil, fmt.Errorf("open mvcc: %w", err)
+	}
 	if err := s.recoverCompaction(); err != nil {
 		return nil, fmt.Errorf("open mvcc: %w", err)
 	}

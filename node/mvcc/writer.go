@@ -214,6 +214,11 @@ func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
 	if err := w.updateAttachment(kv.Key, prev.GetLease(), kv.Lease); err != nil {
 		return err
 	}
+	if prev == nil {
+		if err := w.setKeyState(kv.Key, keyState{created: kv.CreateRevision}); err != nil {
+			return err
+		}
+	}
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
 	return nil
 }
@@ -226,6 +231,9 @@ func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
 		return fmt.Errorf("delete %q: %w", prev.Key, err)
 	}
 	if err := w.updateAttachment(prev.Key, prev.Lease, 0); err != nil {
+		return err
+	}
+	if err := w.setKeyState(prev.Key, keyState{created: prev.CreateRevision, deleted: rev.main}); err != nil {
 		return err
 	}
 	kv := &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main}
