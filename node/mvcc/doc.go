@@ -42,8 +42,14 @@
 //	"kv" escape(userKey) 0x00 0x01 ^main(8 bytes BE) ^sub(8 bytes BE)
 //	    one version of a key: 'p' + mvccpb.KeyValue (without the key) for a
 //	    put, 't' for a tombstone.
+//	"ki" escape(userKey) 0x00 0x01
+//	    the key index: the create revision of the key's newest incarnation
+//	    and, once deleted, the deleting revision (keyindex.go). A range's
+//	    count reads it instead of every version.
+//	"kl" lease attachments (lease.go).
 //	"kmrev"      current revision (8 bytes BE); absent means 1.
 //	"kmcompact"  compacted revision (8 bytes BE); absent means never.
+//	"kmkeyindex" present once the key index is complete.
 //	"kmcursor"   present while a compaction's physical removal is pending:
 //	    the key prefix where CompactStep continues (empty: from the start).
 //
@@ -56,7 +62,8 @@
 // version at or below rev" is one SeekGE to prefix + ^rev, and moving to
 // the next user key is one SeekGE to the prefix with its last byte 0x02.
 // No key index is held in memory: data sets larger than RAM work, and
-// reads cost one seek per key visited.
+// reads cost one seek per key visited, plus, for a count beyond a range's
+// limit, one small key index entry per key counted.
 //
 // The current revision is stored explicitly because compaction may remove
 // every version that mentions it.
