@@ -36,7 +36,16 @@ func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error)
 		return false, fmt.Errorf("compact step: %w", err)
 	}
 	defer closeIter(it, &err)
-	cursor, err := compactKeys(it, b, s.compaction.cursor, s.compaction.target, maxKeys)
+	chunks, err := s.db.NewIter(&pebble.IterOptions{LowerBound: firstChunkKey, UpperBound: keyChunksEnd})
+	if err != nil {
+		return false, fmt.Errorf("compact step: %w", err)
+	}
+	defer closeIter(chunks, &err)
+	m := &chunkMerger{chunkBits: s.chunkBits, b: b, it: chunks}
+	cursor, err := compactKeys(it, b, m, s.compaction.cursor, s.compaction.target, maxKeys)
+	if err == nil {
+		err = m.flush()
+	}
 	if err != nil {
 		return false, fmt.Errorf("compact step: %w", err)
 	}
@@ -62,11 +71,17 @@ func (s *Store) saveCursor(b *pebble.Batch, cursor []byte) (bool, error) {
 
 // compactKeys visits up to maxKeys user keys from cursor and deletes their
 // obsolete versions into b. It returns the next cursor, nil at the end.
-func compactKeys(it *pebble.Iterator, b *pebble.Batch, cursor []byte, target int64, maxKeys int) ([]byte, error) {
+func compactKeys(it *pebble.Iterator, b *pebble.Batch, m *chunkMerger, cursor []byte, target int64, maxKeys int) ([]byte, error) {
 	valid := it.SeekGE(cursor)
 	for n := 0; valid && n < maxKeys; n++ {
 		_, prefix, _ := decodeVersionKey(it.Key())
-		if err := compactKey(it, b, prefix, target); err != nil {
+		removed, err := compactKey(it, b, prefix, target)
+		if err == nil && removed {
+			err = m.removed(indexKeyOfPrefix(prefix))
+		} else if err == nil {
+			err = m.survived(indexKeyOfPrefix(prefix))
+		}
+		if err != nil {
 			return nil, err
 		}
 		valid = it.SeekGE(nextKeyBound(prefix))
@@ -88,30 +103,31 @@ func compactKeys(it *pebble.Iterator, b *pebble.Batch, cursor []byte, target int
 // it is positioned at the key's newest version. When that one is a
 // tombstone at or below target, the key goes entirely, with its key index
 // entry.
-func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int64) error {
+func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int64) (removed bool, err error) {
 	newest := decodeRevision(it.Key()[len(prefix):])
 	valid := it.SeekGE(seekAtOrBelow(prefix, target))
 	if !valid || !hasVersionPrefix(it.Key(), prefix) {
-		return it.Error()
+		return false, it.Error()
 	}
 	v, err := it.ValueAndErr()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(v) > 0 && v[0] == kindTombstone {
 		if err := b.Delete(it.Key(), nil); err != nil {
-			return err
+			return false, err
 		}
 		if newest.main <= target {
+			removed = true
 			if err := b.Delete(indexKeyOfPrefix(prefix), nil); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	for it.Next() && hasVersionPrefix(it.Key(), prefix) {
 		if err := b.Delete(it.Key(), nil); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return it.Error()
+	return removed, it.Error()
 }

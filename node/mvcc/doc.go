@@ -46,10 +46,13 @@
 //	    the key index: the create revision of the key's newest incarnation
 //	    and, once deleted, the deleting revision (keyindex.go). A range's
 //	    count reads it instead of every version.
+//	"kc" escape(boundary) 0x00 0x01
+//	    key index chunks: runs of about 64 index entries with the number of
+//	    their keys that exist now (keychunks.go), so a count adds up chunks.
 //	"kl" lease attachments (lease.go).
 //	"kmrev"      current revision (8 bytes BE); absent means 1.
 //	"kmcompact"  compacted revision (8 bytes BE); absent means never.
-//	"kmkeyindex" present once the key index is complete.
+//	"kmkeyindex" present once the key index and its chunks are complete.
 //	"kmcursor"   present while a compaction's physical removal is pending:
 //	    the key prefix where CompactStep continues (empty: from the start).
 //
@@ -62,8 +65,9 @@
 // version at or below rev" is one SeekGE to prefix + ^rev, and moving to
 // the next user key is one SeekGE to the prefix with its last byte 0x02.
 // No key index is held in memory: data sets larger than RAM work, and
-// reads cost one seek per key visited, plus, for a count beyond a range's
-// limit, one small key index entry per key counted.
+// reads cost one seek per key visited; a count beyond a range's limit
+// reads one chunk entry per ~64 keys, and index entries at its ends and
+// where keys changed after the read's revision.
 //
 // The current revision is stored explicitly because compaction may remove
 // every version that mentions it.

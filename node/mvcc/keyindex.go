@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // The key index: one small entry per user key, saying when the key's latest
@@ -126,57 +127,149 @@ func (w *Writer) setKeyState(userKey []byte, st keyState) error {
 const maxUnknownKeys = 1024
 
 // countKeys returns the number of keys existing at atRev in the etcd range
-// [key, rangeEnd), rangeEnd non-empty, from the key index.
+// [key, rangeEnd), rangeEnd non-empty, from the key index and its chunks.
 func countKeys(src *source, key, rangeEnd []byte, atRev int64) (int64, error) {
-	count, unknown, ok, err := countFromIndex(src, key, rangeEnd, atRev)
-	if err != nil {
+	lower := appendIndexKey(nil, key)
+	upper := keyIndexEnd
+	if !isGteRange(rangeEnd) {
+		upper = appendIndexKey(nil, rangeEnd)
+	}
+	c := &counter{src: src, atRev: atRev}
+	if err := c.countRange(lower, upper); err != nil {
 		return 0, fmt.Errorf("count %q: %w", key, err)
 	}
-	if !ok {
+	if c.overflow {
 		return countByVersions(src, key, rangeEnd, atRev)
 	}
-	for _, k := range unknown {
+	for _, k := range c.unknown {
 		kv, err := getLatest(src, k, atRev)
 		if err != nil {
 			return 0, err
 		}
 		if kv != nil {
-			count++
+			c.count++
 		}
 	}
-	return count, nil
+	return c.count, nil
 }
 
-// countFromIndex counts the keys the index knows to exist at atRev and
-// returns those it cannot tell about; ok is false when there are more of
-// those than maxUnknownKeys.
-func countFromIndex(src *source, key, rangeEnd []byte, atRev int64) (count int64, unknown [][]byte, ok bool, err error) {
-	buf := appendIndexKey(src.scratch(), key)
-	n := len(buf)
-	upper := keyIndexEnd
-	if !isGteRange(rangeEnd) {
-		buf = appendIndexKey(buf, rangeEnd)
-		upper = buf[n:]
+// counter adds up, at one revision, what the key index and its chunks know
+// about a range of keys, and lists the keys they cannot tell about.
+type counter struct {
+	src     *source
+	atRev   int64
+	count   int64
+	unknown [][]byte
+	// overflow is set when unknown would pass maxUnknownKeys: the caller
+	// walks the versions instead.
+	overflow bool
+}
+
+// maxDirtyChunks bounds the chunks a count walks entry by entry because
+// they changed after the read's revision. Beyond it (a read far in the
+// past) the count walks the rest of the range's entries instead: the list
+// would otherwise grow with the range.
+const maxDirtyChunks = 256
+
+// countRange counts the index entries in [lower, upper): those before the
+// first chunk boundary one by one, then whole chunks where their count
+// holds at the read's revision, and the rest one by one.
+func (c *counter) countRange(lower, upper []byte) error {
+	first, err := c.walk(lower, upper, false)
+	if err != nil || first == nil || c.overflow {
+		return err
 	}
-	src.keep(buf)
-	it := src.acquire(buf[:n], upper)
-	defer src.release()
+	dirty, err := c.addChunks(first, upper)
+	if err != nil {
+		return err
+	}
+	if dirty == nil { // too many changed chunks
+		_, err := c.walk(first, upper, true)
+		return err
+	}
+	for _, d := range dirty {
+		if _, err := c.walk(d, upper, true); err != nil || c.overflow {
+			return err
+		}
+	}
+	return nil
+}
+
+// walk counts the index entries from lower up to upper or the next chunk
+// boundary, whose key it returns (nil at upper). The entry at lower itself
+// may be a boundary: it is counted when inChunk says the walk covers that
+// chunk, and ends the walk otherwise.
+func (c *counter) walk(lower, upper []byte, inChunk bool) (boundary []byte, err error) {
+	it := c.src.acquire(lower, upper)
+	defer c.src.release()
 	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if isBoundary(k, c.src.chunkBits) && !(inChunk && bytes.Equal(k, lower)) {
+			return bytes.Clone(k), nil
+		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return 0, nil, false, err
+			return nil, err
 		}
-		switch decodeKeyState(it.Key(), v).at(atRev) {
-		case keyLive:
-			count++
-		case keyUnknown:
-			if len(unknown) == maxUnknownKeys {
-				return 0, nil, false, it.Error()
-			}
-			unknown = append(unknown, userKeyOfIndexKey(it.Key()))
+		c.add(k, decodeKeyState(k, v))
+		if c.overflow {
+			return nil, nil
 		}
 	}
-	return count, unknown, true, it.Error()
+	return nil, it.Error()
+}
+
+func (c *counter) add(k []byte, st keyState) {
+	switch st.at(c.atRev) {
+	case keyLive:
+		c.count++
+	case keyUnknown:
+		if len(c.unknown) == maxUnknownKeys {
+			c.overflow = true
+			return
+		}
+		c.unknown = append(c.unknown, userKeyOfIndexKey(k))
+	}
+}
+
+// addChunks counts the whole chunks from the boundary first whose next
+// boundary is below upper and whose count holds at the read's revision. It
+// returns the index keys of the chunks left to walk: the changed ones and
+// the last, which upper may cut. nil means more than maxDirtyChunks
+// changed, and nothing was counted: walk everything from first.
+func (c *counter) addChunks(first, upper []byte) ([][]byte, error) {
+	chunkUpper := keyChunksEnd
+	if !bytes.Equal(upper, keyIndexEnd) {
+		chunkUpper = chunkKeyOf(upper)
+	}
+	it := c.src.acquire(chunkKeyOf(first), chunkUpper)
+	defer c.src.release()
+	var dirty [][]byte
+	var prevKey []byte // the chunk key before the current one, whole; reused
+	var prev keyChunk
+	sum := int64(0)
+	for valid := it.First(); valid; valid = it.Next() {
+		if prevKey != nil && prev.rev <= c.atRev {
+			sum += prev.live
+		} else if prevKey != nil {
+			if dirty = append(dirty, indexKeyOfChunk(prevKey)); len(dirty) > maxDirtyChunks {
+				return nil, it.Error()
+			}
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		prevKey, prev = append(prevKey[:0], it.Key()...), decodeChunk(it.Key(), v)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if prevKey == nil {
+		return nil, fmt.Errorf("mvcc: boundary %q has no key chunk: corrupt key index", first)
+	}
+	c.count += sum
+	return append(dirty, indexKeyOfChunk(prevKey)), nil
 }
 
 // countByVersions counts the keys existing at atRev by walking their
@@ -190,10 +283,11 @@ func countByVersions(src *source, key, rangeEnd []byte, atRev int64) (int64, err
 	return count, err
 }
 
-// ensureKeyIndex builds the key index of a store written before it existed,
-// in batches of keyIndexBuildBatch keys, and marks it complete. A crash
-// part-way leaves no mark, and the next Open builds it again: entries are
-// derived from the versions alone, so rewriting them is harmless.
+// ensureKeyIndex builds the key index and its chunks for a store written
+// before they existed, in batches of keyIndexBuildBatch keys, and marks
+// them complete. A crash part-way leaves no mark, and the next Open builds
+// them again: both derive from the versions alone, so rewriting them is
+// harmless.
 func (s *Store) ensureKeyIndex() (err error) {
 	_, found, err := getCopy(s.db, metaKeyIndexKey)
 	if err != nil || found {
@@ -206,28 +300,72 @@ func (s *Store) ensureKeyIndex() (err error) {
 	defer closeIter(it, &err)
 	b := s.db.NewBatch()
 	defer func() { _ = b.Close() }()
-	for valid := it.First(); valid; valid = it.SeekGE(nextKeyBound(it.Key()[:len(it.Key())-revisionBytes])) {
-		st, err := stateFromVersions(it)
-		if err != nil {
-			return fmt.Errorf("build key index: %w", err)
-		}
-		if err := b.Set(indexKeyOfPrefix(it.Key()[:len(it.Key())-revisionBytes]), encodeKeyState(nil, st), nil); err != nil {
-			return fmt.Errorf("build key index: %w", err)
-		}
-		if b.Count() >= keyIndexBuildBatch {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return fmt.Errorf("build key index: %w", err)
-			}
-			b.Reset()
-		}
-	}
-	if err := it.Error(); err != nil {
+	if err := s.buildKeyIndex(it, b); err != nil {
 		return fmt.Errorf("build key index: %w", err)
 	}
 	if err := b.Set(metaKeyIndexKey, nil, nil); err != nil {
 		return fmt.Errorf("build key index: %w", err)
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// buildKeyIndex writes the index entry of every key and the chunks, into
+// b, committing it every keyIndexBuildBatch entries.
+func (s *Store) buildKeyIndex(it *pebble.Iterator, b *pebble.Batch) error {
+	var chunk chunkBuilder
+	for valid := it.First(); valid; valid = it.SeekGE(nextKeyBound(it.Key()[:len(it.Key())-revisionBytes])) {
+		st, err := stateFromVersions(it)
+		if err != nil {
+			return err
+		}
+		indexKey := indexKeyOfPrefix(it.Key()[:len(it.Key())-revisionBytes])
+		if err := b.Set(indexKey, encodeKeyState(nil, st), nil); err != nil {
+			return err
+		}
+		if err := chunk.add(b, indexKey, st, s.chunkBits); err != nil {
+			return err
+		}
+		if b.Count() >= keyIndexBuildBatch {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return chunk.flush(b)
+}
+
+// chunkBuilder derives the chunks from the key index entries in key order.
+type chunkBuilder struct {
+	key []byte // the current chunk's key; nil before the first entry
+	c   keyChunk
+}
+
+func (cb *chunkBuilder) add(b *pebble.Batch, indexKey []byte, st keyState, chunkBits int) error {
+	if cb.key == nil {
+		cb.key = firstChunkKey
+	}
+	if isBoundary(indexKey, chunkBits) {
+		if err := cb.flush(b); err != nil {
+			return err
+		}
+		cb.key, cb.c = chunkKeyOf(indexKey), keyChunk{}
+	}
+	if st.deleted == 0 {
+		cb.c.live++
+	}
+	cb.c.rev = max(cb.c.rev, st.created, st.deleted)
+	return nil
+}
+
+func (cb *chunkBuilder) flush(b *pebble.Batch) error {
+	if cb.key == nil {
+		return nil
+	}
+	return b.Set(cb.key, encodeChunk(cb.c), nil)
 }
 
 // keyIndexBuildBatch bounds the entries of one batch when building the
@@ -292,7 +430,77 @@ func (s *Store) VerifyKeyIndex() (err error) {
 		return fmt.Errorf("verify key index: %w", err)
 	}
 	defer closeIter(index, &err)
-	return verifyKeyIndex(versions, index)
+	if err := verifyKeyIndex(versions, index); err != nil {
+		return err
+	}
+	chunks, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: firstChunkKey, UpperBound: keyChunksEnd})
+	if err != nil {
+		return fmt.Errorf("verify key index: %w", err)
+	}
+	defer closeIter(chunks, &err)
+	return verifyKeyChunks(index, chunks, v.chunkBits)
+}
+
+// verifyKeyChunks derives the chunks from the index entries and compares
+// them with the stored ones: the same boundaries and live counts, and a
+// revision no older than any entry's.
+func verifyKeyChunks(index, chunks *pebble.Iterator, chunkBits int) error {
+	validChunk := chunks.First()
+	var want chunkBuilder
+	check := func() error {
+		if want.key == nil {
+			return nil
+		}
+		if !validChunk || !bytes.Equal(chunks.Key(), want.key) {
+			return fmt.Errorf("key index chunk %q missing", want.key)
+		}
+		v, err := chunks.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if got := decodeChunk(chunks.Key(), v); got.live != want.c.live || got.rev < want.c.rev {
+			return fmt.Errorf("key index chunk %q says %+v, its entries %+v", want.key, got, want.c)
+		}
+		validChunk = chunks.Next()
+		return nil
+	}
+	for valid := index.First(); valid; valid = index.Next() {
+		v, err := index.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		k := index.Key()
+		if want.key == nil {
+			want.key = firstChunkKey
+		}
+		if isBoundary(k, chunkBits) {
+			if err := check(); err != nil {
+				return err
+			}
+			want.key, want.c = chunkKeyOf(k), keyChunk{}
+		}
+		st := decodeKeyState(k, v)
+		want.c.live += int64(boolToInt(st.deleted == 0))
+		want.c.rev = max(want.c.rev, st.created, st.deleted)
+	}
+	if err := check(); err != nil {
+		return err
+	}
+	// The first chunk outlives the keys: an empty one may remain.
+	if want.key == nil && validChunk && bytes.Equal(chunks.Key(), firstChunkKey) {
+		validChunk = chunks.Next()
+	}
+	if validChunk {
+		return fmt.Errorf("key index chunk %q without a boundary entry", chunks.Key())
+	}
+	return errors.Join(index.Error(), chunks.Error())
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func verifyKeyIndex(versions, index *pebble.Iterator) error {
@@ -319,4 +527,27 @@ func verifyKeyIndex(versions, index *pebble.Iterator) error {
 		return fmt.Errorf("key index entry %q without versions", index.Key())
 	}
 	return errors.Join(versions.Error(), index.Error())
+}
+
+// indexCreated records in the key index and its chunks that userKey, which
+// did not exist, exists from rev.
+func (w *Writer) indexCreated(userKey []byte, rev int64) error {
+	indexKey := appendIndexKey(nil, userKey)
+	_, had, err := getCopy(w.b, indexKey)
+	if err != nil {
+		return err
+	}
+	if err := w.keyCreated(indexKey, !had, rev); err != nil {
+		return err
+	}
+	return w.setKeyState(userKey, keyState{created: rev})
+}
+
+// indexDeleted records in the key index and its chunks that the key of
+// prev, its live version, is deleted at rev.
+func (w *Writer) indexDeleted(prev *mvccpb.KeyValue, rev int64) error {
+	if err := w.keyDeleted(appendIndexKey(nil, prev.Key), rev); err != nil {
+		return err
+	}
+	return w.setKeyState(prev.Key, keyState{created: prev.CreateRevision, deleted: rev})
 }

@@ -147,3 +147,122 @@ func TestVerifyKeyIndexCatchesCorruption(t *testing.T) {
 		})
 	}
 }
+
+// boundaryKeys returns n user keys "c<i>" in order, each a chunk boundary
+// or not as asked, for tests that need a given chunk layout.
+func boundaryKeys(t *testing.T, chunkBits int, want ...bool) []string {
+	t.Helper()
+	var keys []string
+	for i := 0; len(keys) < len(want) && i < 10000; i++ {
+		k := fmt.Sprintf("c%04d", i)
+		if isBoundary(appendIndexKey(nil, []byte(k)), chunkBits) == want[len(keys)] {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) < len(want) {
+		t.Fatal("no keys with the chunk layout wanted")
+	}
+	return keys
+}
+
+// compactAll compacts at the current revision and finishes the removal,
+// a few keys per step.
+func (h *harness) compactAll() {
+	h.t.Helper()
+	h.write(func(w *Writer) {
+		if _, err := w.Compact(&pb.CompactionRequest{Revision: h.s.Rev()}); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	for h.s.CompactPending() {
+		b := h.db.NewBatch()
+		if _, err := h.s.CompactStep(b, 2); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+// TestKeyChunksMergeOnCompaction removes boundary keys whose chunks hold
+// live keys: their counts move to the chunk before.
+func TestKeyChunksMergeOnCompaction(t *testing.T) {
+	const bits = 2
+	h := newHarnessWith(t, Options{chunkBits: bits})
+	// a (no boundary) | b1 (boundary) b2 | b3 (boundary) b4 | b5 (boundary) b6
+	keys := boundaryKeys(t, bits, false, true, false, true, false, true, false)
+	for _, k := range keys {
+		h.put(k, "v")
+	}
+	h.del(keys[1], "")
+	h.del(keys[3], "")
+	h.put(keys[6], "update")
+	h.compactAll()
+	if err := h.s.VerifyKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from string
+		rev  int64
+		want int64
+	}{{keys[0], 0, 5}, {keys[2], 0, 4}, {keys[5], 0, 2}} {
+		resp := h.get(&pb.RangeRequest{Key: []byte(tc.from), RangeEnd: []byte("d"), Limit: 1, Revision: tc.rev})
+		if resp.Count != tc.want {
+			t.Errorf("from %s at %d: count %d, want %d", tc.from, tc.rev, resp.Count, tc.want)
+		}
+	}
+	// A removed boundary comes back: it starts its chunk again.
+	h.put(keys[3], "again")
+	if err := h.s.VerifyKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if resp := h.get(&pb.RangeRequest{Key: []byte("c"), RangeEnd: []byte("d"), CountOnly: true}); resp.Count != 6 {
+		t.Errorf("count %d after the boundary came back, want 6", resp.Count)
+	}
+}
+
+// TestKeyChunksDirty reads at a revision older than some chunks' latest
+// change: those chunks are walked, the others added up.
+func TestKeyChunksDirty(t *testing.T) {
+	const bits = 1
+	h := newHarnessWith(t, Options{chunkBits: bits})
+	for i := range 200 {
+		h.put(fmt.Sprintf("k%03d", i), "v")
+	}
+	mid := h.s.Rev()
+	for i := 0; i < 200; i += 7 {
+		h.del(fmt.Sprintf("k%03d", i), "")
+	}
+	for i := 200; i < 230; i++ {
+		h.put(fmt.Sprintf("k%03d", i), "v")
+	}
+	if err := h.s.VerifyKeyIndex(); err != nil {
+		t.Fatal(err)
+	}
+	model := func(rev int64, from int) int64 {
+		n := int64(0)
+		for i := from; i < 230; i++ {
+			created := int64(i + 2)
+			if i >= 200 {
+				created = mid + 29 + int64(i-199)
+			}
+			deleted := int64(0)
+			if i < 200 && i%7 == 0 {
+				deleted = mid + 1 + int64(i/7)
+			}
+			if created <= rev && (deleted == 0 || deleted > rev) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, rev := range []int64{mid - 50, mid, mid + 10, h.s.Rev()} {
+		for _, from := range []int{0, 1, 77, 150, 229} {
+			resp := h.get(&pb.RangeRequest{Key: fmt.Appendf(nil, "k%03d", from), RangeEnd: []byte("l"), Limit: 2, Revision: rev})
+			if want := model(rev, from); resp.Count != want {
+				t.Errorf("from k%03d at %d: count %d, want %d", from, rev, resp.Count, want)
+			}
+		}
+	}
+}

@@ -175,7 +175,9 @@ func newRunner(bug string) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }})
+	// Chunks of about two keys: the few keys of a history split and merge
+	// chunks often.
+	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1})
 	if err != nil {
 		return nil, err
 	}

@@ -29,9 +29,13 @@ type source struct {
 	// stay unchanged until the next call returns.
 	keys [2][]byte
 	next int
+	// chunkBits is the store's key chunk size (keychunks.go).
+	chunkBits int
 }
 
-func newSource(it *pebble.Iterator, batch bool) *source { return &source{it: it, batch: batch} }
+func newSource(it *pebble.Iterator, batch bool, chunkBits int) *source {
+	return &source{it: it, batch: batch, chunkBits: chunkBits}
+}
 
 // scratch returns an empty buffer for the bounds and seek keys of one read;
 // keep returns it, grown, for reuse.

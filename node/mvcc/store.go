@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,11 @@ type Options struct {
 	// exists: every Put with a non-zero lease fails with
 	// rpctypes.ErrGRPCLeaseNotFound.
 	LeaseExists func(id int64) bool
+
+	// chunkBits sets the key chunk size to about 2^chunkBits keys; 0 means
+	// defaultChunkBits. Every store of one cluster must use the same, so
+	// only tests change it, to make chunks of a few keys.
+	chunkBits int
 }
 
 // noCompaction is the compacted revision of a store that was never
@@ -26,6 +32,8 @@ const noCompaction = -1
 type Store struct {
 	db   *pebble.DB
 	opts Options
+	// chunkBits is opts.chunkBits or its default.
+	chunkBits int
 
 	// mu guards the published state. Readers hold it shared while they take
 	// their Pebble snapshot, so that the snapshot and the revisions they read
@@ -60,7 +68,7 @@ func Open(db *pebble.DB, opts Options) (*Store, error) {
 	if db == nil {
 		panic("mvcc: Open with nil db")
 	}
-	s := &Store{db: db, opts: opts}
+	s := &Store{db: db, opts: opts, chunkBits: cmp.Or(opts.chunkBits, defaultChunkBits)}
 	rev, err := readMeta(db, metaRevKey, "rev", 1)
 	if err != nil {
 		return nil, fmt.Errorf("open mvcc: %w", err)
@@ -142,6 +150,7 @@ type readView struct {
 	snap       *pebble.Snapshot
 	rev        int64
 	compactRev int64
+	chunkBits  int
 }
 
 // openView takes a snapshot together with the published revisions. Every
@@ -151,7 +160,7 @@ type readView struct {
 func (s *Store) openView() readView {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return readView{snap: s.db.NewSnapshot(), rev: s.mu.rev, compactRev: s.mu.compactRev}
+	return readView{snap: s.db.NewSnapshot(), rev: s.mu.rev, compactRev: s.mu.compactRev, chunkBits: s.chunkBits}
 }
 
 // source opens one iterator over the view for the reads of a request.
@@ -160,7 +169,7 @@ func (v readView) source() (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot iterator: %w", err)
 	}
-	return newSource(it, false), nil
+	return newSource(it, false, v.chunkBits), nil
 }
 
 // closeSource closes src and reports its error into *err unless one is

@@ -19,13 +19,21 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
+	return newHarnessWith(t, Options{})
+}
+
+// newHarnessWith opens a store with opts; lease 7 exists unless opts says.
+func newHarnessWith(t *testing.T, opts Options) *harness {
 	t.Helper()
 	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return id == 7 }})
+	if opts.LeaseExists == nil {
+		opts.LeaseExists = func(id int64) bool { return id == 7 }
+	}
+	s, err := Open(db, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

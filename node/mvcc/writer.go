@@ -57,7 +57,7 @@ func (w *Writer) begin() (*exec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open batch iterator: %w", err)
 		}
-		w.src = newSource(it, true)
+		w.src = newSource(it, true, w.s.chunkBits)
 	}
 	return &exec{src: w.src, beginRev: w.rev, compactRev: w.compactRev, leaseExists: w.s.opts.LeaseExists, w: w}, nil
 }
@@ -215,7 +215,7 @@ func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
 		return err
 	}
 	if prev == nil {
-		if err := w.setKeyState(kv.Key, keyState{created: kv.CreateRevision}); err != nil {
+		if err := w.indexCreated(kv.Key, kv.CreateRevision); err != nil {
 			return err
 		}
 	}
@@ -233,7 +233,7 @@ func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
 	if err := w.updateAttachment(prev.Key, prev.Lease, 0); err != nil {
 		return err
 	}
-	if err := w.setKeyState(prev.Key, keyState{created: prev.CreateRevision, deleted: rev.main}); err != nil {
+	if err := w.indexDeleted(prev, rev.main); err != nil {
 		return err
 	}
 	kv := &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main}
