@@ -19,7 +19,7 @@ export CAIRN_BIN := $(BIN)/cairn
 export ETCD_BIN := $(REF)/etcd
 export ETCDCTL_BIN := $(REF)/etcdctl
 
-.PHONY: all build run cluster test test-unit test-race test-e2e test-sim sim lint ref bench bench-tools bench-large bench-smoke bench-etcdtool clean
+.PHONY: all build run cluster test test-unit test-race test-e2e test-sim sim lint ref bench bench-tools bench-large bench-smoke bench-etcdtool bench-micro clean
 
 all: build
 
@@ -72,6 +72,9 @@ sim: build
 ## bench-large: N keys (default 1000000) in each system: RSS, disk, read latency.
 ## bench-smoke: every cairnctl workload for ~1 s against one cairn and one etcd.
 ## bench-etcdtool: etcd's own benchmark tool against both (tools/bench/compare.sh).
+## bench-micro: Go micro-benchmarks of the hot paths (raft log, MVCC, watch
+## fan-out, the node's Process), plain `go test -bench` output for benchstat;
+## knobs BENCHTIME (default 1s) and COUNT (default 1). docs/microbenchmarks.md.
 BENCH_BIN := $(BIN)/bench
 BENCH_DURATION := $(if $(filter command line environment,$(origin DURATION)),$(DURATION),$(if $(QUICK),3s,10s))
 BENCH_FLAGS = -etcd $(REF)/etcd -cairn $(BENCH_BIN)/cairn -repo $(CURDIR) \
@@ -94,6 +97,12 @@ bench-smoke: bench-tools
 	@bash tools/bench/smoke.sh $(BIN)/cairnctl $(BENCH_BIN)/cairn $(REF)/etcd
 bench-etcdtool: bench-tools
 	@for w in put range range-serializable; do CAIRN=$(BENCH_BIN)/cairn tools/bench/compare.sh $$w; done
+BENCHTIME ?= 1s
+COUNT ?= 1
+MICRO_FLAGS = -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT)
+bench-micro:
+	@cd node && $(GO) test $(MICRO_FLAGS) ./mvcc/ ./raftlog/ .
+	@cd server && $(GO) test $(MICRO_FLAGS) ./watch/
 
 ## lint: gofmt, go vet and staticcheck on every module
 lint:
