@@ -31,12 +31,15 @@ var ErrStopped = errors.New("node: stopped")
 
 // Node is one cairn member. See the package documentation for its contract.
 type Node struct {
-	cfg   Config
-	db    *pebble.DB
-	log   *raftlog.Storage
-	store *mvcc.Store
-	view  StoreView
-	raw   *raft.RawNode
+	cfg Config
+	db  *pebble.DB
+	log *raftlog.Storage
+	// raftLog is the log as raft reads it: log, with its most recent
+	// entries also kept in memory (recent.go).
+	raftLog raftLog
+	store   *mvcc.Store
+	view    StoreView
+	raw     *raft.RawNode
 
 	ids       idGenerator
 	ticks     uint64
@@ -185,6 +188,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
+	n.raftLog.Storage = n.log
 	if n.log.IsEmpty() && !cfg.Join {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
@@ -215,7 +219,7 @@ func (n *Node) raftConfig() *raft.Config {
 		ID:              n.cfg.ID,
 		ElectionTick:    n.cfg.ElectionTicks,
 		HeartbeatTick:   n.cfg.HeartbeatTicks,
-		Storage:         n.log,
+		Storage:         &n.raftLog,
 		Applied:         n.applied,
 		MaxSizePerMsg:   n.cfg.MaxSizePerMsgBytes,
 		MaxInflightMsgs: n.cfg.MaxInflightMsgs,

@@ -90,6 +90,7 @@ func (n *Node) persist(rd raft.Ready) error {
 		if err := n.installSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
+		n.raftLog.forget()
 		n.installed = true
 	}
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
@@ -108,6 +109,7 @@ func (n *Node) persist(rd raft.Ready) error {
 	if err := b.Commit(n.syncOption(rd.MustSync)); err != nil {
 		return fmt.Errorf("persist raft log: %w", err)
 	}
+	n.raftLog.appended(rd.Entries)
 	return nil
 }
 

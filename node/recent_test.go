@@ -1,0 +1,79 @@
+package node
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cairn-db/cairn/node/raftlog"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestRaftLogEntriesMatchStorage appends, overwrites and truncates a log
+// at random and checks that every Entries call served from memory returns
+// what the Pebble log returns.
+func TestRaftLogEntriesMatchStorage(t *testing.T) {
+	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := raftlog.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &raftLog{Storage: s}
+	rng := rand.New(rand.NewPCG(1, 2))
+	commit := func(fn func(b *pebble.Batch) error) {
+		b := db.NewBatch()
+		defer b.Close()
+		if err := fn(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	term := uint64(1)
+	for step := range 2000 {
+		last, _ := s.LastIndex()
+		first, _ := s.FirstIndex()
+		switch op := rng.IntN(10); {
+		case op < 6: // append, sometimes over the tail
+			from := last + 1
+			if op == 0 && last >= first {
+				from = first + rng.Uint64N(last-first+1)
+				term++
+			}
+			ents := make([]*raftpb.Entry, 1+rng.IntN(40))
+			for i := range ents {
+				ents[i] = &raftpb.Entry{Index: proto.Uint64(from + uint64(i)), Term: proto.Uint64(term),
+					Type: raftpb.EntryType_EntryNormal.Enum(), Data: make([]byte, rng.IntN(3000))}
+			}
+			commit(func(b *pebble.Batch) error { return s.Append(b, ents) })
+			l.appended(ents)
+		case op < 7 && last > first+10: // truncate
+			to := first + rng.Uint64N(last-first-5)
+			commit(func(b *pebble.Batch) error { return s.Truncate(b, to) })
+		default: // read
+			if last < first {
+				continue
+			}
+			lo := first + rng.Uint64N(last-first+1)
+			hi := lo + 1 + rng.Uint64N(last-lo+1)
+			maxSize := rng.Uint64N(20000)
+			got, gotErr := l.Entries(lo, hi, maxSize)
+			want, wantErr := s.Entries(lo, hi, maxSize)
+			if (gotErr == nil) != (wantErr == nil) || len(got) != len(want) {
+				t.Fatalf("step %d: Entries(%d, %d, %d): %d entries (%v), storage %d (%v)", step, lo, hi, maxSize, len(got), gotErr, len(want), wantErr)
+			}
+			for i := range got {
+				if !proto.Equal(got[i], want[i]) {
+					t.Fatalf("step %d: Entries(%d, %d, %d)[%d] = %v, storage %v", step, lo, hi, maxSize, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
