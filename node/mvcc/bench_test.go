@@ -136,6 +136,21 @@ func BenchmarkWriterPut(b *testing.B) {
 		}
 		bs.commit()
 	})
+	// create puts keys that do not exist yet, at random among the existing
+	// ones: the key index and its chunks are written.
+	b.Run("create", func(b *testing.B) {
+		bs := newBenchStore(b)
+		rng := rand.New(rand.NewPCG(5, 6))
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := bs.writer().Put(&pb.PutRequest{Key: fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()), Value: bs.value})
+			if err != nil || resp.Header.Revision == 0 {
+				b.Fatal(resp, err)
+			}
+			bs.done()
+		}
+		bs.commit()
+	})
 }
 
 func BenchmarkRange(b *testing.B) {

@@ -36,7 +36,7 @@ func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error)
 		return false, fmt.Errorf("compact step: %w", err)
 	}
 	defer closeIter(it, &err)
-	chunks, err := s.db.NewIter(&pebble.IterOptions{LowerBound: firstChunkKey, UpperBound: keyChunksEnd})
+	chunks, err := s.db.NewIter(&pebble.IterOptions{LowerBound: keyChunksStart, UpperBound: keyChunksEnd})
 	if err != nil {
 		return false, fmt.Errorf("compact step: %w", err)
 	}

@@ -46,9 +46,10 @@
 //	    the key index: the create revision of the key's newest incarnation
 //	    and, once deleted, the deleting revision (keyindex.go). A range's
 //	    count reads it instead of every version.
-//	"kc" escape(boundary) 0x00 0x01
+//	"kc" escape(boundary) 0x00 0x01, and "kd"
 //	    key index chunks: runs of about 64 index entries with the number of
-//	    their keys that exist now (keychunks.go), so a count adds up chunks.
+//	    their keys that exist now, each under the boundary that ends it, the
+//	    last under "kd" (keychunks.go), so a count adds up chunks.
 //	"kl" lease attachments (lease.go).
 //	"kmrev"      current revision (8 bytes BE); absent means 1.
 //	"kmcompact"  compacted revision (8 bytes BE); absent means never.

@@ -16,20 +16,24 @@ import (
 // few hundred index entries instead of a million.
 //
 //	"kc" escape(boundary) 0x00 0x01 -> live(8 bytes BE) rev(8 bytes BE)
+//	"kd"                            -> the same, for the last chunk
 //
 // Chunk boundaries come from the keys themselves: an index entry whose
-// encoded key hashes to zero in its low chunkBits bits starts a chunk, as
-// does the empty key, which no etcd key can be (the first chunk, created
-// with the first key). So boundaries do not move when other keys come and
-// go, and a replica or a rebuild finds the same chunks. A chunk spans the
-// index entries from its boundary to the next one; live is how many of them
-// exist at the newest revision, rev the newest revision at which that
-// number or the chunk's span changed.
+// encoded key hashes to zero in its low chunkBits bits starts a chunk. So
+// boundaries do not move when other keys come and go, and a replica or a
+// rebuild finds the same chunks. A chunk spans the index entries from one
+// boundary (or the start) up to the next boundary, and is stored under that
+// next boundary's key, or under "kd" for the last one: the chunk holding a
+// key is then the first chunk key above it, found by a forward seek, which
+// in Pebble costs the same however often the chunk was rewritten (a reverse
+// seek steps back over every rewrite still in the memtable). live is how
+// many of the chunk's entries exist at the newest revision, rev the newest
+// revision at which that number or the chunk's span changed.
 //
-// Invariants: "kc" B exists exactly for the empty key and every boundary B
-// with a key index entry; live counts the chunk's entries without a
-// deletion; rev is at least every created and deleted revision in the
-// chunk.
+// Invariants: "kc" B exists exactly for every boundary B with a key index
+// entry, and "kd" once any entry was written; live counts the chunk's
+// entries without a deletion; rev is at least every created and deleted
+// revision in the chunk.
 //
 // A read at revision R may use a chunk's live count only when rev <= R:
 // nothing in the chunk changed after R, so what exists now existed at R.
@@ -40,11 +44,14 @@ const prefixKeyChunk = 'c'
 // defaultChunkBits sets the expected chunk length, 2^chunkBits entries.
 const defaultChunkBits = 6
 
-// keyChunksEnd is an exclusive upper bound of the chunks.
-var keyChunksEnd = []byte{prefixAll, prefixKeyChunk + 1}
+// lastChunkKey is the key of the last chunk, after every boundary's.
+var lastChunkKey = []byte{prefixAll, prefixKeyChunk + 1}
 
-// firstChunkKey is the chunk key of the empty key, the first boundary.
-var firstChunkKey = []byte{prefixAll, prefixKeyChunk, escapeByte, terminatorByte}
+// keyChunksStart and keyChunksEnd bound the chunk keys.
+var (
+	keyChunksStart = []byte{prefixAll, prefixKeyChunk}
+	keyChunksEnd   = []byte{prefixAll, prefixKeyChunk + 1, 0}
+)
 
 var chunkHashTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -90,13 +97,12 @@ func indexKeyOfChunk(k []byte) []byte {
 	return c
 }
 
-// findChunk returns the chunk holding the key index key k: the greatest
-// chunk key at or below k's. found is false in an empty index.
+// findChunk returns the chunk holding the key index key k: the first chunk
+// key above k's own. found is false in an empty index.
 func findChunk(src *source, k []byte) (key []byte, c keyChunk, found bool, err error) {
-	upper := append(chunkKeyOf(k), 0) // just above k's own chunk key
-	it := src.acquire(firstChunkKey, upper)
+	it := src.acquire(append(chunkKeyOf(k), 0), keyChunksEnd)
 	defer src.release()
-	if !it.Last() {
+	if !it.First() {
 		return nil, keyChunk{}, false, it.Error()
 	}
 	v, err := it.ValueAndErr()
@@ -107,27 +113,35 @@ func findChunk(src *source, k []byte) (key []byte, c keyChunk, found bool, err e
 }
 
 // keyCreated updates the chunks for a key that now exists at rev. indexKey
-// is its key index key; isNew is set when it had no index entry before, so
-// that a boundary key starts its chunk now.
-func (w *Writer) keyCreated(indexKey []byte, isNew bool, rev int64) error {
+// is its key index key. A boundary key without an index entry before
+// splits its chunk: the entries before it stay, under its own chunk key.
+func (w *Writer) keyCreated(indexKey []byte, rev int64) error {
 	key, c, found, err := findChunk(w.src, indexKey)
 	if err != nil {
 		return err
 	}
 	if !found {
-		key, c = firstChunkKey, keyChunk{}
+		key, c = lastChunkKey, keyChunk{}
 	}
-	if !isNew || !isBoundary(indexKey, w.s.chunkBits) {
+	split := false
+	if isBoundary(indexKey, w.s.chunkBits) {
+		_, had, err := getCopy(w.b, indexKey)
+		if err != nil {
+			return err
+		}
+		split = !had
+	}
+	if !split {
 		return w.setChunk(key, keyChunk{live: c.live + 1, rev: rev})
 	}
 	moved, err := liveUntilBoundary(w.src, indexKey)
 	if err != nil {
 		return err
 	}
-	if err := w.setChunk(key, keyChunk{live: c.live - moved, rev: rev}); err != nil {
+	if err := w.setChunk(key, keyChunk{live: moved + 1, rev: rev}); err != nil {
 		return err
 	}
-	return w.setChunk(chunkKeyOf(indexKey), keyChunk{live: moved + 1, rev: rev})
+	return w.setChunk(chunkKeyOf(indexKey), keyChunk{live: c.live - moved, rev: rev})
 }
 
 // keyDeleted updates the chunks for a key deleted at rev.
@@ -167,33 +181,19 @@ func liveUntilBoundary(src *source, k []byte) (int64, error) {
 	return live, it.Error()
 }
 
-// chunkMerger folds the chunks of boundary keys that compaction removes
-// into the chunk before them, across one CompactStep. Keys come in order,
-// so the chunk before a removed boundary is the last surviving boundary
-// seen in this step or, before the first, the one in the database; merges
-// accumulate in into and are written when a later boundary survives or the
-// step ends.
+// chunkMerger folds the chunk ending at each boundary key that compaction
+// removes into the chunk after it, across one CompactStep. Keys come in
+// order, so the removed chunks' counts are carried forward to the next
+// surviving boundary seen in this step or, at the step's end, to the next
+// chunk in the database.
 type chunkMerger struct {
 	chunkBits int
 	b         *pebble.Batch
 	it        *pebble.Iterator // over the committed chunks
-	into      []byte           // the chunk key merged into; nil: none yet
-	c         keyChunk
-	// dirty is set when c differs from what the database holds.
-	dirty bool
-}
-
-// survived notes a key whose index entry stays: a boundary ends the run of
-// merges before it.
-func (m *chunkMerger) survived(indexKey []byte) error {
-	if !isBoundary(indexKey, m.chunkBits) {
-		return nil
-	}
-	if err := m.flush(); err != nil {
-		return err
-	}
-	m.into = nil
-	return nil
+	// carry is what removed chunks hand on; lastRemoved is the chunk key
+	// of the last of them, nil when nothing is carried.
+	carry       keyChunk
+	lastRemoved []byte
 }
 
 // removed notes a key whose index entry compaction deletes.
@@ -202,58 +202,62 @@ func (m *chunkMerger) removed(indexKey []byte) error {
 		return nil
 	}
 	key := chunkKeyOf(indexKey)
-	gone, err := m.read(key, false)
+	gone, err := m.read(key)
 	if err != nil {
 		return err
 	}
-	if m.into == nil {
-		if m.into, err = m.readBefore(key); err != nil {
-			return err
-		}
-	}
-	m.c = keyChunk{live: m.c.live + gone.live, rev: max(m.c.rev, gone.rev)}
-	m.dirty = true
+	m.carry = keyChunk{live: m.carry.live + gone.live, rev: max(m.carry.rev, gone.rev)}
+	m.lastRemoved = key
 	if err := m.b.Delete(key, nil); err != nil {
 		return fmt.Errorf("merge key chunk %q: %w", key, err)
 	}
 	return nil
 }
 
-// readBefore loads the committed chunk before key into m.c.
-func (m *chunkMerger) readBefore(key []byte) ([]byte, error) {
-	m.it.SetBounds(firstChunkKey, key)
-	if !m.it.Last() {
-		return nil, fmt.Errorf("mvcc: no key chunk before %q: corrupt key index", key)
+// survived notes a key whose index entry stays: a boundary's chunk takes
+// what is carried.
+func (m *chunkMerger) survived(indexKey []byte) error {
+	if m.lastRemoved == nil || !isBoundary(indexKey, m.chunkBits) {
+		return nil
 	}
-	into := bytes.Clone(m.it.Key())
-	c, err := m.read(into, true)
-	m.c = c
-	return into, err
+	return m.handOn(chunkKeyOf(indexKey))
 }
 
-// read returns the committed chunk at key; positioned says the iterator
-// is on it already.
-func (m *chunkMerger) read(key []byte, positioned bool) (keyChunk, error) {
-	if !positioned {
-		m.it.SetBounds(key, append(bytes.Clone(key), 0))
-		if !m.it.First() {
-			return keyChunk{}, fmt.Errorf("mvcc: boundary %q has no key chunk: corrupt key index (%v)", key, m.it.Error())
-		}
+// flush hands what is carried to the chunk after the last removed one,
+// at the end of a step.
+func (m *chunkMerger) flush() error {
+	if m.lastRemoved == nil {
+		return nil
+	}
+	m.it.SetBounds(append(bytes.Clone(m.lastRemoved), 0), keyChunksEnd)
+	if !m.it.First() {
+		return fmt.Errorf("mvcc: no key chunk after %q: corrupt key index (%v)", m.lastRemoved, m.it.Error())
+	}
+	return m.handOn(bytes.Clone(m.it.Key()))
+}
+
+func (m *chunkMerger) handOn(key []byte) error {
+	c, err := m.read(key)
+	if err != nil {
+		return err
+	}
+	c = keyChunk{live: c.live + m.carry.live, rev: max(c.rev, m.carry.rev)}
+	m.carry, m.lastRemoved = keyChunk{}, nil
+	if err := m.b.Set(key, encodeChunk(c), nil); err != nil {
+		return fmt.Errorf("merge key chunk %q: %w", key, err)
+	}
+	return nil
+}
+
+// read returns the committed chunk at key.
+func (m *chunkMerger) read(key []byte) (keyChunk, error) {
+	m.it.SetBounds(key, append(bytes.Clone(key), 0))
+	if !m.it.First() {
+		return keyChunk{}, fmt.Errorf("mvcc: boundary %q has no key chunk: corrupt key index (%v)", key, m.it.Error())
 	}
 	v, err := m.it.ValueAndErr()
 	if err != nil {
 		return keyChunk{}, err
 	}
 	return decodeChunk(key, v), nil
-}
-
-func (m *chunkMerger) flush() error {
-	if !m.dirty {
-		return nil
-	}
-	m.dirty = false
-	if err := m.b.Set(m.into, encodeChunk(m.c), nil); err != nil {
-		return fmt.Errorf("merge key chunk %q: %w", m.into, err)
-	}
-	return nil
 }

@@ -179,11 +179,11 @@ func (c *counter) countRange(lower, upper []byte) error {
 	if err != nil || first == nil || c.overflow {
 		return err
 	}
-	dirty, err := c.addChunks(first, upper)
+	dirty, ok, err := c.addChunks(first, upper)
 	if err != nil {
 		return err
 	}
-	if dirty == nil { // too many changed chunks
+	if !ok { // too many changed chunks
 		_, err := c.walk(first, upper, true)
 		return err
 	}
@@ -232,44 +232,53 @@ func (c *counter) add(k []byte, st keyState) {
 	}
 }
 
-// addChunks counts the whole chunks from the boundary first whose next
-// boundary is below upper and whose count holds at the read's revision. It
-// returns the index keys of the chunks left to walk: the changed ones and
-// the last, which upper may cut. nil means more than maxDirtyChunks
-// changed, and nothing was counted: walk everything from first.
-func (c *counter) addChunks(first, upper []byte) ([][]byte, error) {
-	chunkUpper := keyChunksEnd
+// addChunks counts the whole chunks from the boundary first to upper whose
+// count holds at the read's revision. A chunk is stored under the boundary
+// that ends it, so those are the chunk keys above first's up to upper's.
+// It returns the index keys where the chunks left to walk start: the
+// changed ones, and the part before upper that no whole chunk covers. ok
+// is false when more than maxDirtyChunks changed; then nothing was counted:
+// walk everything from first.
+func (c *counter) addChunks(first, upper []byte) (dirty [][]byte, ok bool, err error) {
+	chunkUpper := keyChunksEnd // the last chunk is whole too
 	if !bytes.Equal(upper, keyIndexEnd) {
-		chunkUpper = chunkKeyOf(upper)
+		chunkUpper = append(chunkKeyOf(upper), 0)
 	}
-	it := c.src.acquire(chunkKeyOf(first), chunkUpper)
+	it := c.src.acquire(append(chunkKeyOf(first), 0), chunkUpper)
 	defer c.src.release()
-	var dirty [][]byte
-	var prevKey []byte // the chunk key before the current one, whole; reused
-	var prev keyChunk
-	sum := int64(0)
-	for valid := it.First(); valid; valid = it.Next() {
-		if prevKey != nil && prev.rev <= c.atRev {
-			sum += prev.live
-		} else if prevKey != nil {
-			if dirty = append(dirty, indexKeyOfChunk(prevKey)); len(dirty) > maxDirtyChunks {
-				return nil, it.Error()
-			}
+	// The current chunk starts at first, then at the boundary of the
+	// previous chunk key, kept in prev (reused: most chunks are whole).
+	var prev []byte
+	start := func() []byte {
+		if prev == nil {
+			return first
 		}
+		return indexKeyOfChunk(prev)
+	}
+	sum, ended := int64(0), false
+	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		prevKey, prev = append(prevKey[:0], it.Key()...), decodeChunk(it.Key(), v)
+		if ch := decodeChunk(it.Key(), v); ch.rev <= c.atRev {
+			sum += ch.live
+		} else if dirty = append(dirty, start()); len(dirty) > maxDirtyChunks {
+			return nil, false, it.Error()
+		}
+		if ended = bytes.Equal(it.Key(), lastChunkKey); ended {
+			break
+		}
+		prev = append(prev[:0], it.Key()...)
 	}
 	if err := it.Error(); err != nil {
-		return nil, err
-	}
-	if prevKey == nil {
-		return nil, fmt.Errorf("mvcc: boundary %q has no key chunk: corrupt key index", first)
+		return nil, false, err
 	}
 	c.count += sum
-	return append(dirty, indexKeyOfChunk(prevKey)), nil
+	if rest := start(); !ended && !bytes.Equal(rest, upper) {
+		dirty = append(dirty, rest)
+	}
+	return dirty, true, nil
 }
 
 // countByVersions counts the keys existing at atRev by walking their
@@ -322,8 +331,10 @@ func (s *Store) buildKeyIndex(it *pebble.Iterator, b *pebble.Batch) error {
 		if err := b.Set(indexKey, encodeKeyState(nil, st), nil); err != nil {
 			return err
 		}
-		if err := chunk.add(b, indexKey, st, s.chunkBits); err != nil {
-			return err
+		if ended, c := chunk.add(indexKey, st, s.chunkBits); ended != nil {
+			if err := b.Set(ended, encodeChunk(c), nil); err != nil {
+				return err
+			}
 		}
 		if b.Count() >= keyIndexBuildBatch {
 			if err := b.Commit(pebble.NoSync); err != nil {
@@ -335,37 +346,39 @@ func (s *Store) buildKeyIndex(it *pebble.Iterator, b *pebble.Batch) error {
 	if err := it.Error(); err != nil {
 		return err
 	}
-	return chunk.flush(b)
+	if key, c := chunk.last(); key != nil {
+		return b.Set(key, encodeChunk(c), nil)
+	}
+	return nil
 }
 
 // chunkBuilder derives the chunks from the key index entries in key order.
 type chunkBuilder struct {
-	key []byte // the current chunk's key; nil before the first entry
-	c   keyChunk
+	c       keyChunk
+	entries bool // whether an entry was added
 }
 
-func (cb *chunkBuilder) add(b *pebble.Batch, indexKey []byte, st keyState, chunkBits int) error {
-	if cb.key == nil {
-		cb.key = firstChunkKey
-	}
+// add adds the entry at indexKey; at a boundary, the chunk before it ends
+// and is returned with its key.
+func (cb *chunkBuilder) add(indexKey []byte, st keyState, chunkBits int) (ended []byte, c keyChunk) {
 	if isBoundary(indexKey, chunkBits) {
-		if err := cb.flush(b); err != nil {
-			return err
-		}
-		cb.key, cb.c = chunkKeyOf(indexKey), keyChunk{}
+		ended, c = chunkKeyOf(indexKey), cb.c
+		cb.c = keyChunk{}
 	}
+	cb.entries = true
 	if st.deleted == 0 {
 		cb.c.live++
 	}
 	cb.c.rev = max(cb.c.rev, st.created, st.deleted)
-	return nil
+	return ended, c
 }
 
-func (cb *chunkBuilder) flush(b *pebble.Batch) error {
-	if cb.key == nil {
-		return nil
+// last returns the last chunk, if there was any entry.
+func (cb *chunkBuilder) last() (key []byte, c keyChunk) {
+	if !cb.entries {
+		return nil, keyChunk{}
 	}
-	return b.Set(cb.key, encodeChunk(cb.c), nil)
+	return lastChunkKey, cb.c
 }
 
 // keyIndexBuildBatch bounds the entries of one batch when building the
@@ -433,7 +446,7 @@ func (s *Store) VerifyKeyIndex() (err error) {
 	if err := verifyKeyIndex(versions, index); err != nil {
 		return err
 	}
-	chunks, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: firstChunkKey, UpperBound: keyChunksEnd})
+	chunks, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: keyChunksStart, UpperBound: keyChunksEnd})
 	if err != nil {
 		return fmt.Errorf("verify key index: %w", err)
 	}
@@ -442,65 +455,50 @@ func (s *Store) VerifyKeyIndex() (err error) {
 }
 
 // verifyKeyChunks derives the chunks from the index entries and compares
-// them with the stored ones: the same boundaries and live counts, and a
-// revision no older than any entry's.
+// them with the stored ones: the same keys and live counts, and a revision
+// no older than any entry's.
 func verifyKeyChunks(index, chunks *pebble.Iterator, chunkBits int) error {
 	validChunk := chunks.First()
-	var want chunkBuilder
-	check := func() error {
-		if want.key == nil {
-			return nil
-		}
-		if !validChunk || !bytes.Equal(chunks.Key(), want.key) {
-			return fmt.Errorf("key index chunk %q missing", want.key)
+	check := func(key []byte, want keyChunk) error {
+		if !validChunk || !bytes.Equal(chunks.Key(), key) {
+			return fmt.Errorf("key index chunk %q missing", key)
 		}
 		v, err := chunks.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		if got := decodeChunk(chunks.Key(), v); got.live != want.c.live || got.rev < want.c.rev {
-			return fmt.Errorf("key index chunk %q says %+v, its entries %+v", want.key, got, want.c)
+		if got := decodeChunk(chunks.Key(), v); got.live != want.live || got.rev < want.rev {
+			return fmt.Errorf("key index chunk %q says %+v, its entries %+v", key, got, want)
 		}
 		validChunk = chunks.Next()
 		return nil
 	}
+	var cb chunkBuilder
 	for valid := index.First(); valid; valid = index.Next() {
 		v, err := index.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		k := index.Key()
-		if want.key == nil {
-			want.key = firstChunkKey
-		}
-		if isBoundary(k, chunkBits) {
-			if err := check(); err != nil {
+		if ended, c := cb.add(index.Key(), decodeKeyState(index.Key(), v), chunkBits); ended != nil {
+			if err := check(ended, c); err != nil {
 				return err
 			}
-			want.key, want.c = chunkKeyOf(k), keyChunk{}
 		}
-		st := decodeKeyState(k, v)
-		want.c.live += int64(boolToInt(st.deleted == 0))
-		want.c.rev = max(want.c.rev, st.created, st.deleted)
 	}
-	if err := check(); err != nil {
-		return err
-	}
-	// The first chunk outlives the keys: an empty one may remain.
-	if want.key == nil && validChunk && bytes.Equal(chunks.Key(), firstChunkKey) {
-		validChunk = chunks.Next()
+	if key, c := cb.last(); key != nil {
+		if err := check(key, c); err != nil {
+			return err
+		}
+	} else if validChunk && bytes.Equal(chunks.Key(), lastChunkKey) {
+		// The last chunk outlives the keys: an empty one may remain.
+		if err := check(lastChunkKey, keyChunk{}); err != nil {
+			return err
+		}
 	}
 	if validChunk {
 		return fmt.Errorf("key index chunk %q without a boundary entry", chunks.Key())
 	}
 	return errors.Join(index.Error(), chunks.Error())
-}
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func verifyKeyIndex(versions, index *pebble.Iterator) error {
@@ -532,12 +530,7 @@ func verifyKeyIndex(versions, index *pebble.Iterator) error {
 // indexCreated records in the key index and its chunks that userKey, which
 // did not exist, exists from rev.
 func (w *Writer) indexCreated(userKey []byte, rev int64) error {
-	indexKey := appendIndexKey(nil, userKey)
-	_, had, err := getCopy(w.b, indexKey)
-	if err != nil {
-		return err
-	}
-	if err := w.keyCreated(indexKey, !had, rev); err != nil {
+	if err := w.keyCreated(appendIndexKey(nil, userKey), rev); err != nil {
 		return err
 	}
 	return w.setKeyState(userKey, keyState{created: rev})

@@ -71,7 +71,8 @@ func TestKeyIndexManyUnknownKeys(t *testing.T) {
 // TestKeyIndexBuiltOnOpen removes the index of a store, as a store written
 // before the index existed has none, and checks Open rebuilds it.
 func TestKeyIndexBuiltOnOpen(t *testing.T) {
-	h := newHarness(t)
+	const bits = 2 // chunks of about 4 keys
+	h := newHarnessWith(t, Options{chunkBits: bits})
 	for i := range 25 {
 		h.put(fmt.Sprintf("k%02d", i), "v")
 	}
@@ -98,13 +99,16 @@ func TestKeyIndexBuiltOnOpen(t *testing.T) {
 	if err := h.db.DeleteRange([]byte{prefixAll, prefixKeyIndex}, keyIndexEnd, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.db.DeleteRange(keyChunksStart, keyChunksEnd, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.db.Delete(metaKeyIndexKey, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.s.VerifyKeyIndex(); err == nil {
 		t.Fatal("VerifyKeyIndex passed on a store without its index")
 	}
-	s, err := Open(h.db, Options{})
+	s, err := Open(h.db, Options{chunkBits: bits})
 	if err != nil {
 		t.Fatal(err)
 	}
