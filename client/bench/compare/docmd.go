@@ -81,8 +81,11 @@ recorded, and the cluster is killed. Which system goes first alternates between
 rounds and cases, so drift hits both. Figures are medians over rounds. A run
 with any failed operation gives **no figure and no ratio** (the table says
 why); a workload the server answers with ` + "`Unimplemented`" + ` is shown as
-"not supported". For watch, the rate is events delivered per second and the
-latency is from the put's send to the event's arrival at the watcher.
+"not supported". For watch, the rate is events delivered per second, from the
+first put until the last event arrives (the load stops after the duration;
+watchers then get up to 30 s to catch up, and an event still missing then is
+an error), and the latency is from the put's send to the event's arrival at
+the watcher.
 
 ## Running it
 
@@ -126,18 +129,18 @@ its default 2 GiB quota does not stop the load).
 
 ## Go micro-benchmarks
 
-The MVCC hot paths have ` + "`go test`" + ` benchmarks in node/mvcc/bench_test.go. To see a
-change's effect, run them before and after, many times, and compare with
-benchstat:
+The hot paths inside one process — MVCC put, range and count, raft log
+append and reads, the node's whole Process pipeline, watch fan-out and
+catch-up — have ` + "`go test`" + ` benchmarks: ` + "`make bench-micro`" + ` runs them all, and
+[microbenchmarks.md](microbenchmarks.md) says what each measures and how to
+compare a change with benchstat:
 
 ` + "```sh" + `
-go install golang.org/x/perf/cmd/benchstat@latest
-cd node && go test -run '^$' -bench . -count 10 ./mvcc/ > /tmp/old.txt
+make bench-micro BENCHTIME=2s COUNT=10 > /tmp/old.txt
 # ... change the code ...
-cd node && go test -run '^$' -bench . -count 10 ./mvcc/ > /tmp/new.txt
-benchstat /tmp/old.txt /tmp/new.txt
+make bench-micro BENCHTIME=2s COUNT=10 > /tmp/new.txt
+go run golang.org/x/perf/cmd/benchstat@latest /tmp/old.txt /tmp/new.txt
 ` + "```" + `
 
-The load generator's own histogram has one (` + "`cd client && go test -bench . ./bench/hist/`" + `).
-Raft log append and watch fan-out have no micro-benchmark yet.
+The load generator's own histogram has one too (` + "`cd client && go test -bench . ./bench/hist/`" + `).
 `
