@@ -129,6 +129,9 @@ const maxUnknownKeys = 1024
 // countKeys returns the number of keys existing at atRev in the etcd range
 // [key, rangeEnd), rangeEnd non-empty, from the key index and its chunks.
 func countKeys(src *source, key, rangeEnd []byte, atRev int64) (int64, error) {
+	if !isGteRange(rangeEnd) && bytes.Compare(rangeEnd, key) <= 0 {
+		return 0, nil // an empty range, as scanRange has it
+	}
 	lower := appendIndexKey(nil, key)
 	upper := keyIndexEnd
 	if !isGteRange(rangeEnd) {

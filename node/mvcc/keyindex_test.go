@@ -270,3 +270,16 @@ func TestKeyChunksDirty(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIndexCountEmptyRange: a count_only range whose end is not above
+// its key is empty, as in etcd.
+func TestKeyIndexCountEmptyRange(t *testing.T) {
+	h := newHarness(t)
+	h.put("a", "1")
+	h.put("b", "1")
+	for _, end := range []string{"a", "b"} {
+		if resp := h.get(&pb.RangeRequest{Key: []byte("b"), RangeEnd: []byte(end), CountOnly: true}); resp.Count != 0 {
+			t.Errorf("count_only [b, %s): %d, want 0", end, resp.Count)
+		}
+	}
+}
