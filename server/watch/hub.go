@@ -128,6 +128,10 @@ type Hub struct {
 		// revision in [recentFrom, rev].
 		recent     []*mvccpb.Event
 		recentFrom int64
+		// recentWithoutPrev[i] is recent[i] without its PrevKv, shared by
+		// every catch-up of a watcher without prev_kv (recent[i] itself
+		// when it has none). Invariant: len(recentWithoutPrev) == len(recent).
+		recentWithoutPrev []*mvccpb.Event
 	}
 
 	pokec chan struct{} // wakes the catch-up goroutine; capacity 1
@@ -221,18 +225,28 @@ func (h *Hub) Notify(evs []*mvccpb.Event) {
 	}
 	clear(batches)
 	h.mu.rev = lastRev
-	h.rememberLocked(evs)
+	h.rememberLocked(evs, withoutPrev)
 	h.answerProgressLocked()
 }
 
 // rememberLocked adds events (following the hub's revision without a gap)
 // to the recent ones, dropping the oldest revisions beyond
 // RecentEventsMax. REQUIRES: h.mu is held.
-func (h *Hub) rememberLocked(evs []*mvccpb.Event) {
+func (h *Hub) rememberLocked(evs, withoutPrev []*mvccpb.Event) {
 	if h.mu.recentFrom == 0 {
 		h.mu.recentFrom = evs[0].Kv.ModRevision
 	}
 	h.mu.recent = append(h.mu.recent, evs...)
+	for i, ev := range evs {
+		switch {
+		case ev.PrevKv == nil:
+		case withoutPrev != nil && withoutPrev[i] != nil:
+			ev = withoutPrev[i] // made for a synced watcher already
+		default:
+			ev = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+		}
+		h.mu.recentWithoutPrev = append(h.mu.recentWithoutPrev, ev)
+	}
 	if len(h.mu.recent) <= 2*h.cfg.RecentEventsMax {
 		return
 	}
@@ -241,6 +255,7 @@ func (h *Hub) rememberLocked(evs []*mvccpb.Event) {
 		cut++
 	}
 	h.mu.recent = append([]*mvccpb.Event(nil), h.mu.recent[cut:]...)
+	h.mu.recentWithoutPrev = append([]*mvccpb.Event(nil), h.mu.recentWithoutPrev[cut:]...)
 	if len(h.mu.recent) == 0 {
 		h.mu.recentFrom = 0
 		return
@@ -252,16 +267,18 @@ func (h *Hub) rememberLocked(evs []*mvccpb.Event) {
 // without the hub's lock: Notify only appends beyond len(events) or
 // replaces the slice, so these elements never change.
 type recentView struct {
-	events []*mvccpb.Event
+	events, withoutPrev []*mvccpb.Event
 	// from and rev bound the revisions events holds completely.
 	from, rev int64
 }
 
 // fromRecent serves a catch-up from the recent events when they cover its
 // start: the watcher's events from fromRev, at most maxEvents (whole
-// revisions), as copies it may change, and the revision they reach. At or
-// below the compacted revision, history decides (it cancels the watch, or
-// serves etcd's partial revision).
+// revisions), and the revision they reach. The events are shared with the
+// hub and every other watcher (with PrevKv or without, as the watcher
+// asked): nobody may change them. At or below the compacted revision,
+// history decides (it cancels the watch, or serves etcd's partial
+// revision).
 func (v recentView) fromRecent(w *watcher, fromRev, compactRev int64, maxEvents int) ([]*mvccpb.Event, int64, bool) {
 	if v.from == 0 || fromRev < v.from || fromRev <= compactRev {
 		return nil, 0, false
@@ -273,9 +290,13 @@ func (v recentView) fromRecent(w *watcher, fromRev, compactRev int64, maxEvents 
 		if len(out) >= maxEvents && ev.Kv.ModRevision != out[len(out)-1].Kv.ModRevision {
 			return out, out[len(out)-1].Kv.ModRevision, true
 		}
-		if w.contains(ev.Kv.Key) {
-			out = append(out, &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: ev.PrevKv})
+		if !w.contains(ev.Kv.Key) {
+			continue
 		}
+		if !w.prevKV {
+			ev = v.withoutPrev[i]
+		}
+		out = append(out, ev)
 	}
 	return out, v.rev, true
 }
@@ -309,7 +330,7 @@ func (h *Hub) resyncLocked() {
 		h.mu.unsynced[w] = struct{}{}
 	}
 	// The revisions skipped are in no event the hub saw.
-	h.mu.recent, h.mu.recentFrom = nil, 0
+	h.mu.recent, h.mu.recentWithoutPrev, h.mu.recentFrom = nil, nil, 0
 	h.poke()
 }
 
@@ -459,7 +480,7 @@ func (h *Hub) catchUpRound() bool {
 func (h *Hub) recentView() recentView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return recentView{events: h.mu.recent, from: h.mu.recentFrom, rev: h.mu.rev}
+	return recentView{events: h.mu.recent, withoutPrev: h.mu.recentWithoutPrev, from: h.mu.recentFrom, rev: h.mu.rev}
 }
 
 func (h *Hub) pickCatchUps() []catchUp {

@@ -290,16 +290,18 @@ func (w *watcher) filtered(ev *mvccpb.Event) bool {
 	return (w.noPut && ev.Type == mvccpb.Event_PUT) || (w.noDelete && ev.Type == mvccpb.Event_DELETE)
 }
 
-// keep filters events read from history, which belong to this watcher
-// alone, and drops PrevKv unless asked for.
+// keep filters a catch-up's events and drops PrevKv unless asked for.
+// Events read from history belong to this watcher alone and may be
+// changed; those from the recent events are shared and come without
+// PrevKv already when the watcher does not want it.
 func (w *watcher) keep(evs []*mvccpb.Event) []*mvccpb.Event {
 	out := evs[:0]
 	for _, ev := range evs {
 		if w.filtered(ev) {
 			continue
 		}
-		if !w.prevKV {
-			ev.PrevKv = nil
+		if !w.prevKV && ev.PrevKv != nil {
+			ev.PrevKv = nil // only events read from history: shared ones have none
 		}
 		out = append(out, ev)
 	}
