@@ -12,8 +12,6 @@ import (
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,9 +19,10 @@ import (
 // through raft as configuration changes that carry the member's metadata.
 type Cluster struct {
 	pb.UnimplementedClusterServer
-	d     *driver.Driver
-	id    Identity
-	token string
+	d      *driver.Driver
+	id     Identity
+	token  string
+	leader LeaderConn
 }
 
 // maxLearners is how many learners a cluster may have at once, as in etcd.
@@ -34,9 +33,12 @@ const maxLearners = 1
 const learnerReadyPercent = 0.9
 
 // NewCluster returns the Cluster service of the member d drives; token is
-// the cluster token new member IDs are derived from.
-func NewCluster(d *driver.Driver, id Identity, token string) *Cluster {
-	return &Cluster{d: d, id: id, token: token}
+// the cluster token new member IDs are derived from. leader may be nil: a
+// follower then answers a promotion with "etcdserver: not leader" (as the
+// service that serves forwarded promotions on the peer port must, so a
+// forward is never forwarded again).
+func NewCluster(d *driver.Driver, id Identity, token string, leader LeaderConn) *Cluster {
+	return &Cluster{d: d, id: id, token: token, leader: leader}
 }
 
 func (c *Cluster) header() *pb.ResponseHeader {
@@ -195,7 +197,7 @@ func (c *Cluster) MemberPromote(ctx context.Context, req *pb.MemberPromoteReques
 	}
 	st := c.d.Node().Status()
 	if !st.IsLeader {
-		return c.forwardPromote(ctx, st.Leader, req)
+		return c.forwardPromote(ctx, req)
 	}
 	if err := c.checkLearnerReady(ctx, m.GetID()); err != nil {
 		return nil, err
@@ -220,19 +222,13 @@ func (c *Cluster) checkLearnerReady(ctx context.Context, id uint64) error {
 	return nil
 }
 
-func (c *Cluster) forwardPromote(ctx context.Context, leader uint64, req *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	l, ok := c.d.Node().Member(leader)
-	if !ok || len(l.GetMemberAttributes().GetClientUrls()) == 0 {
-		return nil, rpctypes.ErrGRPCNoLeader
+func (c *Cluster) forwardPromote(ctx context.Context, req *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if c.leader == nil {
+		return nil, rpctypes.ErrGRPCNotLeader
 	}
-	target, err := hostOf(l.GetMemberAttributes().GetClientUrls()[0])
+	conn, err := c.leader(ctx)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
 	return pb.NewClusterClient(conn).MemberPromote(ctx, req)
 }

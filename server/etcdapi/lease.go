@@ -10,13 +10,14 @@ import (
 	"github.com/cairn-db/cairn/server/driver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 )
 
-// LeaderLease returns a Lease client of the current leader, for a follower
-// to forward what only the leader serves (keep-alives and time-to-live), as
-// etcd forwards them over its peer URLs. It fails with
-// rpctypes.ErrGRPCNoLeader when no leader is known.
-type LeaderLease func(ctx context.Context) (pb.LeaseClient, error)
+// LeaderConn returns a connection to the current leader's peer port, for a
+// follower to forward what only the leader serves (lease keep-alives and
+// time-to-live, learner promotion), as etcd forwards them over its peer
+// URLs. It fails with rpctypes.ErrGRPCNoLeader when no leader is known.
+type LeaderConn func(ctx context.Context) (*grpc.ClientConn, error)
 
 // Bounds of lease requests that wait for the leader.
 const (
@@ -36,14 +37,14 @@ type Lease struct {
 	pb.UnimplementedLeaseServer
 	d      *driver.Driver
 	id     Identity
-	leader LeaderLease
+	leader LeaderConn
 }
 
 // NewLease returns the Lease service of the member d drives. leader may be
 // nil: a follower then answers keep-alives with "etcdserver: not leader"
 // (as the service that serves forwarded requests on the peer port must, so
 // a forward is never forwarded again).
-func NewLease(d *driver.Driver, id Identity, leader LeaderLease) *Lease {
+func NewLease(d *driver.Driver, id Identity, leader LeaderConn) *Lease {
 	return &Lease{d: d, id: id, leader: leader}
 }
 
@@ -230,11 +231,11 @@ func (s *Lease) attempt(ctx context.Context, local func(context.Context) error, 
 	case s.leader == nil:
 		return rpctypes.ErrGRPCNotLeader
 	}
-	c, err := s.leader(ctx)
+	conn, err := s.leader(ctx)
 	if err != nil {
 		return err
 	}
-	return forward(ctx, c)
+	return forward(ctx, pb.NewLeaseClient(conn))
 }
 
 // retryable reports whether a lease request should try the leader again.

@@ -3,8 +3,6 @@ package etcdapi
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/url"
 	"slices"
 	"time"
 
@@ -100,14 +98,6 @@ func contextError(ctx context.Context) error {
 		return rpctypes.ErrGRPCDeadlineExceeded
 	}
 	return rpctypes.ErrGRPCCanceled
-}
-
-func hostOf(rawURL string) (string, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("etcdapi: invalid client URL %q", rawURL)
-	}
-	return u.Host, nil
 }
 
 // IsLearner reports whether this member is a learner; safe for concurrent

@@ -101,8 +101,9 @@ type Member struct {
 	httpListeners []net.Listener
 	serveWG       sync.WaitGroup
 	stopOnce      sync.Once
-	// leaderLeases forwards followers' keep-alives to the leader.
-	leaderLeases *leaderLeases
+	// leaderConns forwards followers' keep-alives and promotions to the
+	// leader.
+	leaderConns *leaderConns
 	// loopback is the in-process client of this member's own services that
 	// the Lock and Election services run on; closed after grpc stops.
 	loopback *clientv3.Client
@@ -185,7 +186,9 @@ func (m *Member) connectPeers(known []*membershippb.Member) error {
 	m.transport.SetMembers(m.node.Members())
 	m.peerGRPC = grpc.NewServer(m.transport.ServerOptions()...)
 	m.transport.Register(m.peerGRPC)
-	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewLease(m.driver, m.Identity, nil)) // the leader serves followers' forwards
+	// The leader serves followers' forwards.
+	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewLease(m.driver, m.Identity, nil))
+	pb.RegisterClusterServer(m.peerGRPC, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken, nil))
 	for _, l := range m.peerListeners {
 		m.serveWG.Add(1)
 		go func() {
@@ -345,10 +348,10 @@ func (m *Member) serve() {
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
 	pb.RegisterKVServer(m.grpc, kv)
 	pb.RegisterWatchServer(m.grpc, watchService)
-	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken))
+	m.leaderConns = newLeaderConns(m)
+	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken, m.leaderConns.conn))
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
-	m.leaderLeases = newLeaderLeases(m)
-	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderLeases.client)
+	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn)
 	pb.RegisterLeaseServer(m.grpc, lease)
 	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)
 	v3lockpb.RegisterLockServer(m.grpc, etcdapi.NewLock(m.loopback))
@@ -404,8 +407,8 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 		}
 		m.serveWG.Wait()
 		m.transport.Stop()
-		if m.leaderLeases != nil {
-			m.leaderLeases.close()
+		if m.leaderConns != nil {
+			m.leaderConns.close()
 		}
 		m.driver.Stop()
 		m.hub.Close()

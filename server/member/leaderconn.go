@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -17,22 +16,23 @@ type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now() }
 
-// leaderLeases hands followers a Lease client of the current leader, served
-// on the leader's peer URLs (as etcd serves lease renewals to its peers).
-// Connections are kept per peer URL and closed with the member.
-type leaderLeases struct {
+// leaderConns hands followers a connection to the current leader's peer
+// port, where the leader serves forwarded lease renewals and promotions (as
+// etcd serves them to its peers). Connections are kept per peer URL host
+// and closed with the member.
+type leaderConns struct {
 	m  *Member
 	mu sync.Mutex
 	// conns by peer URL host; guarded by mu.
 	conns map[string]*grpc.ClientConn
 }
 
-func newLeaderLeases(m *Member) *leaderLeases {
-	return &leaderLeases{m: m, conns: map[string]*grpc.ClientConn{}}
+func newLeaderConns(m *Member) *leaderConns {
+	return &leaderConns{m: m, conns: map[string]*grpc.ClientConn{}}
 }
 
-// client implements etcdapi.LeaderLease.
-func (l *leaderLeases) client(context.Context) (pb.LeaseClient, error) {
+// conn implements etcdapi.LeaderConn.
+func (l *leaderConns) conn(context.Context) (*grpc.ClientConn, error) {
 	lead := l.m.node.Status().Leader
 	if lead == 0 {
 		return nil, rpctypes.ErrGRPCNoLeader
@@ -48,17 +48,17 @@ func (l *leaderLeases) client(context.Context) (pb.LeaseClient, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if c, ok := l.conns[u.Host]; ok {
-		return pb.NewLeaseClient(c), nil
+		return c, nil
 	}
 	c, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	l.conns[u.Host] = c
-	return pb.NewLeaseClient(c), nil
+	return c, nil
 }
 
-func (l *leaderLeases) close() {
+func (l *leaderConns) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for host, c := range l.conns {
