@@ -115,16 +115,3 @@ func Value(size int) []byte {
 	}
 	return v
 }
-
-// PrefixEnd returns the range end that covers every key with prefix p, as
-// clientv3.GetPrefixRangeEnd does.
-func PrefixEnd(p string) string {
-	end := []byte(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return string(end[:i+1])
-		}
-	}
-	return "\x00"
-}

@@ -84,7 +84,7 @@ func TestRandomIsDeterministicAndInRange(t *testing.T) {
 	}
 }
 
-func TestParseOrderAndPrefixEnd(t *testing.T) {
+func TestParseOrderAndValue(t *testing.T) {
 	for in, want := range map[string]Order{"seq": Sequential, "sequential": Sequential, "random": Random, "rand": Random} {
 		if got, err := ParseOrder(in); err != nil || got != want {
 			t.Errorf("ParseOrder(%q) = %v, %v", in, got, err)
@@ -92,12 +92,6 @@ func TestParseOrderAndPrefixEnd(t *testing.T) {
 	}
 	if _, err := ParseOrder("zigzag"); err == nil {
 		t.Error("ParseOrder accepted zigzag")
-	}
-	cases := map[string]string{"a/": "a0", "a\xff": "b", "\xff\xff": "\x00"}
-	for in, want := range cases {
-		if got := PrefixEnd(in); got != want {
-			t.Errorf("PrefixEnd(%q) = %q, want %q", in, got, want)
-		}
 	}
 	if len(Value(300)) != 300 {
 		t.Error("Value size")

@@ -124,7 +124,7 @@ func (w *k8sWorkload) do(ctx context.Context, cli *clientv3.Client, kind k8sKind
 // paginated list does: the first page fixes the revision, each next page
 // continues after the last key at that revision.
 func (w *k8sWorkload) list(ctx context.Context, cli *clientv3.Client, prefix string) error {
-	end := keys.PrefixEnd(prefix)
+	end := clientv3.GetPrefixRangeEnd(prefix)
 	from := prefix
 	var rev int64
 	for page := 0; ; page++ {

@@ -43,7 +43,7 @@ func (w *rangeWorkload) setup(ctx context.Context, clis []*clientv3.Client) erro
 func (w *rangeWorkload) op(i int, cli *clientv3.Client) load.Op {
 	sp := w.o.space()
 	gen := keys.NewGenerator(sp, keys.Random, i, w.o.Load.Clients, w.o.Seed)
-	end := keys.PrefixEnd(w.o.Prefix)
+	end := clientv3.GetPrefixRangeEnd(w.o.Prefix)
 	var opts []clientv3.OpOption
 	if w.o.Scan {
 		opts = readOpts(w.o, clientv3.WithRange(end), clientv3.WithLimit(int64(w.o.Limit)))
