@@ -139,21 +139,7 @@ func TestLeaseDifferential(t *testing.T) {
 	subject := StartMember(t, subjectKind(t))
 	want := leaseTranscript(t, etcd)
 	got := leaseTranscript(t, subject)
-	if got != want {
-		wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-		for i := range max(len(wl), len(gl)) {
-			var w, g string
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if w != g {
-				t.Errorf("line %d:\n  etcd:  %s\n  %s: %s", i, w, subject.Kind, g)
-			}
-		}
-	}
+	compareLines(t, subject.Kind, want, got)
 	t.Logf("etcd transcript:\n%s", want)
 }
 
