@@ -77,9 +77,9 @@ func compactKeys(it *pebble.Iterator, b *pebble.Batch, m *chunkMerger, cursor []
 		_, prefix, _ := decodeVersionKey(it.Key())
 		removed, err := compactKey(it, b, prefix, target)
 		if err == nil && removed {
-			err = m.removed(indexKeyOfPrefix(prefix))
+			err = m.removed(indexKeyOf(prefix))
 		} else if err == nil {
-			err = m.survived(indexKeyOfPrefix(prefix))
+			err = m.survived(indexKeyOf(prefix))
 		}
 		if err != nil {
 			return nil, err
@@ -119,7 +119,7 @@ func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int6
 		}
 		if newest.main <= target {
 			removed = true
-			if err := b.Delete(indexKeyOfPrefix(prefix), nil); err != nil {
+			if err := b.Delete(indexKeyOf(prefix), nil); err != nil {
 				return false, err
 			}
 		}

@@ -78,23 +78,12 @@ func decodeChunk(k, v []byte) keyChunk {
 
 // chunkKeyOf returns the chunk key whose boundary is the key of the given
 // key index (or version prefix) key: the same body under "kc".
-func chunkKeyOf(k []byte) []byte {
-	c := append([]byte(nil), k...)
-	c[1] = prefixKeyChunk
-	return c
-}
+func chunkKeyOf(k []byte) []byte { return rekey(k, prefixKeyChunk) }
 
 // isBoundary reports whether the key index (or chunk) key k starts a
 // chunk, with chunks of about 2^chunkBits entries.
 func isBoundary(k []byte, chunkBits int) bool {
 	return crc32.Checksum(k[2:], chunkHashTable)&(1<<chunkBits-1) == 0
-}
-
-// indexKeyOfChunk returns the key index key of a chunk's boundary.
-func indexKeyOfChunk(k []byte) []byte {
-	c := append([]byte(nil), k...)
-	c[1] = prefixKeyIndex
-	return c
 }
 
 // findChunk returns the chunk holding the key index key k: the first chunk

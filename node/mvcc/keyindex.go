@@ -94,12 +94,16 @@ func appendIndexKey(dst, userKey []byte) []byte {
 	return dst
 }
 
-// indexKeyOfPrefix returns the key index key of the user key whose version
-// prefix is given.
-func indexKeyOfPrefix(prefix []byte) []byte {
-	k := append([]byte(nil), prefix...)
-	k[1] = prefixKeyIndex
-	return k
+// indexKeyOf returns the key index key with the body of k: the user key's
+// whose version prefix k is, or the boundary's whose chunk key k is.
+func indexKeyOf(k []byte) []byte { return rekey(k, prefixKeyIndex) }
+
+// rekey returns a copy of the key k (a version prefix, key index or chunk
+// key: "k", a kind byte, a body) with the kind byte set to kind.
+func rekey(k []byte, kind byte) []byte {
+	c := bytes.Clone(k)
+	c[1] = kind
+	return c
 }
 
 // userKeyOfIndexKey decodes the user key of a key index key.
@@ -256,7 +260,7 @@ func (c *counter) addChunks(first, upper []byte) (dirty [][]byte, ok bool, err e
 		if prev == nil {
 			return first
 		}
-		return indexKeyOfChunk(prev)
+		return indexKeyOf(prev)
 	}
 	sum, ended := int64(0), false
 	for valid := it.First(); valid; valid = it.Next() {
@@ -330,7 +334,7 @@ func (s *Store) buildKeyIndex(it *pebble.Iterator, b *pebble.Batch) error {
 		if err != nil {
 			return err
 		}
-		indexKey := indexKeyOfPrefix(it.Key()[:len(it.Key())-revisionBytes])
+		indexKey := indexKeyOf(it.Key()[:len(it.Key())-revisionBytes])
 		if err := b.Set(indexKey, encodeKeyState(nil, st), nil); err != nil {
 			return err
 		}
@@ -512,7 +516,7 @@ func verifyKeyIndex(versions, index *pebble.Iterator) error {
 		if err != nil {
 			return err
 		}
-		if !validIndex || !bytes.Equal(index.Key(), indexKeyOfPrefix(prefix)) {
+		if !validIndex || !bytes.Equal(index.Key(), indexKeyOf(prefix)) {
 			return fmt.Errorf("key %q has versions but no key index entry", decodeUserKey(versions.Key()))
 		}
 		v, err := index.ValueAndErr()
