@@ -154,7 +154,7 @@ func (w *world) checkRevokedKeysGone(members []*member) {
 	var want []int64
 	for i, m := range members {
 		var ids []int64
-		for _, l := range m.node.Leases().List() {
+		for _, l := range m.node.Leases() {
 			ids = append(ids, l.ID)
 		}
 		slices.Sort(ids)
