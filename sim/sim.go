@@ -2,7 +2,6 @@ package sim
 
 import (
 	"cmp"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -23,13 +22,15 @@ type Result struct {
 	TraceLines int
 	Trace      string // kept only with Options.KeepTrace
 	// Failures are the checks that failed, empty when the run passed.
-	Failures []string
+	Failures Failures
 	// Ops counts client operations by outcome.
 	OpsAcknowledged, OpsUnknown, OpsFailed int
 	SimulatedMicros                        int64
 	WallTime                               time.Duration
 	// Recorder holds the client history, for reports.
 	Recorder *linearizability.Recorder
+	// Usage is what the run used of its Limits.
+	Usage Usage
 }
 
 // Passed reports whether every check passed.
@@ -46,7 +47,8 @@ type world struct {
 	workload workload
 	rec      *linearizability.Recorder
 	trace    *tracer
-	failures []string
+	limits   *limiter
+	failures Failures
 	// lastID is the highest member ID given out.
 	lastID uint64
 	// removing are members whose removal was proposed.
@@ -88,14 +90,8 @@ func Run(opts Options) *Result {
 func run(opts Options) *Result {
 	start := time.Now()
 	w := newWorld(opts)
-	w.trace.printf("run %s", w.opts)
-	w.startMembers()
-	w.startClients()
-	w.startWatchers()
-	w.startLeaseClients()
-	(&nemesis{w: w, kinds: w.faultKinds()}).start()
-	w.runUntil(w.opts.DurationMicros)
-	w.finish()
+	w.outsideEvents(w.simulate)
+	w.outsideEvents(w.close)
 	res := &Result{
 		Options:         w.opts,
 		TraceHash:       w.trace.sum(),
@@ -104,25 +100,49 @@ func run(opts Options) *Result {
 		SimulatedMicros: w.sched.nowMicros,
 		WallTime:        time.Since(start),
 		Recorder:        w.rec,
+		Usage:           w.limits.finish(),
 	}
 	if w.trace.kept != nil {
 		res.Trace = w.trace.kept.String()
 	}
 	res.OpsAcknowledged, res.OpsUnknown, res.OpsFailed = w.acknowledged, w.unknown, w.failedOps
-	w.close()
 	return res
+}
+
+func (w *world) simulate() {
+	w.trace.printf("run %s", w.opts)
+	w.startMembers()
+	w.startClients()
+	w.startWatchers()
+	w.startLeaseClients()
+	(&nemesis{w: w, kinds: w.faultKinds()}).start()
+	w.runUntil(w.opts.DurationMicros)
+	w.finish()
+}
+
+// outsideEvents runs f, which runs no scheduled event of its own (the
+// checks, closing the members), and records a panic in it as the run's
+// failure, as the scheduler does for events.
+func (w *world) outsideEvents(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.failAs(FailPanic, "%v (outside an event)", r)
+		}
+	}()
+	f()
 }
 
 func newWorld(opts Options) *world {
 	w := &world{}
 	w.rng = opts.resolve()
 	w.opts = opts
+	w.limits = newLimiter(opts.Limits)
 	w.trace = newTracer(func() int64 { return w.sched.nowMicros }, opts.Trace, opts.KeepTrace)
 	w.rec = linearizability.NewRecorder(1, func() int64 { return w.sched.nowMicros })
 	w.net = newNetwork(w)
 	w.removing = map[uint64]bool{}
 	w.workload = workload{rng: w.rng}
-	w.sched.onPanic = func(r any) { w.fail("panic: %v", r) }
+	w.sched.onPanic = func(r any) { w.failAs(FailPanic, "%v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)
 	return w
@@ -186,8 +206,20 @@ func (w *world) startClients() {
 	}
 }
 
+// step runs the next event due by untilMicros, if any, and holds the run
+// to its limits: the first one exceeded fails it.
+func (w *world) step(untilMicros int64) bool {
+	if !w.sched.step(untilMicros) {
+		return false
+	}
+	if exceeded := w.limits.afterEvent(len(w.sched.queue), w.net.inFlight); exceeded != "" {
+		w.failAs(FailLimit, "%s (sim.Limits)", exceeded)
+	}
+	return true
+}
+
 func (w *world) runUntil(untilMicros int64) {
-	for !w.failed() && w.sched.step(untilMicros) {
+	for !w.failed() && w.step(untilMicros) {
 	}
 	if w.sched.nowMicros < untilMicros {
 		w.sched.nowMicros = untilMicros
@@ -199,17 +231,11 @@ func (w *world) runUntil(untilMicros int64) {
 func (w *world) runWhile(boundMicros int64, cond func() bool) bool {
 	deadline := w.sched.nowMicros + boundMicros
 	for cond() {
-		if w.failed() || !w.sched.step(deadline) {
+		if w.failed() || !w.step(deadline) {
 			return !cond()
 		}
 	}
 	return true
-}
-
-func (w *world) fail(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	w.trace.printf("FAIL %s", msg)
-	w.failures = append(w.failures, msg)
 }
 
 func (w *world) failed() bool { return len(w.failures) > 0 }
