@@ -122,7 +122,7 @@ func (l *limiter) sampleHeapAndWallTime() string {
 	l.usage.WallTime = time.Since(l.start)
 	switch {
 	case heap > l.limits.HeapBytesMax:
-		return fmt.Sprintf("heap in use: %d MiB, more than %d MiB", heap>>20, l.limits.HeapBytesMax>>20)
+		return fmt.Sprintf("heap in use: %.1f MiB, more than %.1f MiB", float64(heap)/(1<<20), float64(l.limits.HeapBytesMax)/(1<<20))
 	case l.usage.WallTime > l.limits.WallTimeMax:
 		return fmt.Sprintf("wall time: %v, more than %v", l.usage.WallTime.Round(time.Millisecond), l.limits.WallTimeMax)
 	}

@@ -1,0 +1,50 @@
+package sim
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// A run that exceeds one of its limits stops and fails with that limit
+// named; each limit is exceeded here on purpose.
+func TestRunStopsAtItsLimits(t *testing.T) {
+	cases := []struct {
+		name   string
+		limits Limits
+		says   string
+	}{
+		{"events", Limits{EventsMax: 1000}, "events executed: more than 1000"},
+		{"queued-events", Limits{QueuedEventsMax: 3}, "events queued"},
+		{"messages-in-flight", Limits{MessagesInFlightMax: 1}, "messages in flight"},
+		{"heap", Limits{HeapBytesMax: 1}, "heap in use"},
+		{"wall-time", Limits{WallTimeMax: time.Nanosecond}, "wall time"},
+	}
+	healthy := Run(Options{Seed: 3, DurationMicros: 10 * second})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Run(Options{Seed: 3, DurationMicros: 10 * second, Limits: tc.limits})
+			if !res.FailedWith(FailLimit) || len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Message, tc.says) {
+				t.Fatalf("want one %s failure saying %q, got %v", FailLimit, tc.says, res.Failures)
+			}
+			// The run stopped at the limit instead of finishing.
+			if res.Usage.Events >= healthy.Usage.Events/2 {
+				t.Fatalf("the run went on after failing: %d events, %d in the whole run", res.Usage.Events, healthy.Usage.Events)
+			}
+			t.Logf("%v after %d events", res.Failures, res.Usage.Events)
+		})
+	}
+}
+
+// A healthy run stays far below the default limits, and reports what it
+// used.
+func TestUsageIsReported(t *testing.T) {
+	res := Run(Options{Seed: 3, DurationMicros: 10 * second})
+	u := res.Usage
+	if !res.Passed() || u.Events == 0 || u.QueuedEventsPeak == 0 || u.MessagesInFlightPeak == 0 || u.HeapBytesPeak == 0 || u.WallTime == 0 {
+		t.Fatalf("failures %v, usage %+v", res.Failures, u)
+	}
+	if u.Events > DefaultEventsMax/10 || u.QueuedEventsPeak > DefaultQueuedEventsMax/10 || u.MessagesInFlightPeak > DefaultMessagesInFlightMax/10 {
+		t.Fatalf("a 10 s run came within 10x of the default limits: %+v", u)
+	}
+}
