@@ -190,14 +190,27 @@ func (w *world) checkAckedWrites() {
 }
 
 func (w *world) checkLinearizable() {
+	start := time.Now()
 	result, _ := w.rec.Check(linearizabilityTimeout)
+	w.limits.usage.LinearizabilityCheck = time.Since(start)
+	if f := linearizabilityFailure(result, linearizabilityTimeout, len(w.rec.Operations())); f != nil {
+		w.failAs(f.Kind, "%s", f.Message)
+		return
+	}
+	w.trace.printf("linearizability: ok")
+}
+
+// linearizabilityFailure turns porcupine's verdict into the run's failure,
+// nil for a proof of linearizability. A search that timed out proved
+// nothing: it fails with its own kind, never passes.
+func linearizabilityFailure(result lin.Result, timeout time.Duration, ops int) *Failure {
 	switch result {
 	case lin.ResultOK:
-		w.trace.printf("linearizability: ok")
+		return nil
 	case lin.ResultTimeout:
-		w.failAs(FailLinearizabilityTimeout, "linearizability check timed out after %v (history of %d ops)",
-			linearizabilityTimeout, len(w.rec.Operations()))
-	default:
-		w.failAs(FailLinearizability, "%s", result)
+		return &Failure{FailLinearizabilityTimeout, fmt.Sprintf("linearizability check timed out after %v (history of %d ops)", timeout, ops)}
+	case lin.ResultIllegal:
+		return &Failure{FailLinearizability, "the history is not linearizable (history.txt and linearization.html show where)"}
 	}
+	return &Failure{FailLinearizability, fmt.Sprintf("unexpected verdict %v", result)}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	lin "github.com/cairn-db/cairn/linearizability"
 )
 
 // A run that exceeds one of its limits stops and fails with that limit
@@ -46,5 +48,20 @@ func TestUsageIsReported(t *testing.T) {
 	}
 	if u.Events > DefaultEventsMax/10 || u.QueuedEventsPeak > DefaultQueuedEventsMax/10 || u.MessagesInFlightPeak > DefaultMessagesInFlightMax/10 {
 		t.Fatalf("a 10 s run came within 10x of the default limits: %+v", u)
+	}
+}
+
+// Porcupine's verdicts map to failures: a timeout is a failure of its own
+// kind, never a pass.
+func TestLinearizabilityVerdicts(t *testing.T) {
+	if f := linearizabilityFailure(lin.ResultOK, time.Minute, 10); f != nil {
+		t.Fatalf("ok gave %v", f)
+	}
+	if f := linearizabilityFailure(lin.ResultIllegal, time.Minute, 10); f == nil || f.Kind != FailLinearizability {
+		t.Fatalf("illegal gave %v", f)
+	}
+	f := linearizabilityFailure(lin.ResultTimeout, time.Minute, 1234)
+	if f == nil || f.Kind != FailLinearizabilityTimeout || f.Message != "linearizability check timed out after 1m0s (history of 1234 ops)" {
+		t.Fatalf("timeout gave %v", f)
 	}
 }

@@ -311,7 +311,7 @@ func summarize(f flags, results []workerLine, wall time.Duration) int {
 // with the seed that reached it: what the limits' margins are measured
 // against.
 func peaks(results []workerLine) string {
-	var events, queued, inFlight, heap, wall workerLine
+	var events, queued, inFlight, heap, wall, check workerLine
 	for _, r := range results {
 		u := r.Usage
 		if u.Events > events.Usage.Events {
@@ -329,9 +329,12 @@ func peaks(results []workerLine) string {
 		if u.WallTime > wall.Usage.WallTime {
 			wall = r
 		}
+		if u.LinearizabilityCheck > check.Usage.LinearizabilityCheck {
+			check = r
+		}
 	}
-	return fmt.Sprintf("peaks: events %d (seed %d), queued events %d (seed %d), messages in flight %d (seed %d), heap in use %d MiB (seed %d), wall time %v (seed %d)",
+	return fmt.Sprintf("peaks: events %d (seed %d), queued events %d (seed %d), messages in flight %d (seed %d), heap in use %d MiB (seed %d), wall time %v (seed %d), linearizability check %v (seed %d)",
 		events.Usage.Events, events.Seed, queued.Usage.QueuedEventsPeak, queued.Seed,
 		inFlight.Usage.MessagesInFlightPeak, inFlight.Seed, heap.Usage.HeapBytesPeak>>20, heap.Seed,
-		wall.Usage.WallTime.Round(time.Millisecond), wall.Seed)
+		wall.Usage.WallTime.Round(time.Millisecond), wall.Seed, check.Usage.LinearizabilityCheck.Round(time.Millisecond), check.Seed)
 }
