@@ -10,10 +10,12 @@ import (
 // the bound, instead of running for minutes or eating the machine (one ran
 // a single seed for over 300 s at 8.5 GB in a message storm). A zero field
 // takes its default; the defaults are far above what healthy seeds reach
-// (docs/simulation.md has the measured peaks).
+// (docs/simulation.md has the measured peaks). Totals scale with the run's
+// virtual time: its duration plus what the end-of-run checks may take.
 type Limits struct {
 	// EventsMax bounds the virtual events executed (message deliveries,
-	// ticks, Process calls, client steps). Default DefaultEventsMax.
+	// ticks, Process calls, client steps). Default
+	// DefaultEventsPerVirtualSecondMax per virtual second of the run.
 	EventsMax int64
 	// QueuedEventsMax bounds the events waiting in the scheduler's queue at
 	// once: every message in flight and every timer. Default
@@ -26,32 +28,47 @@ type Limits struct {
 	// swept objects, runtime/metrics /memory/classes/heap/objects:bytes),
 	// sampled every limitSampleEvents events. Default DefaultHeapBytesMax.
 	HeapBytesMax uint64
-	// WallTimeMax bounds the wall-clock time of the simulation (checked
-	// with the heap; the linearizability search has its own guard).
-	// Default DefaultWallTimeMax. The only wall-clock bound a run has: a
-	// healthy seed never comes near it, so it never decides a verdict.
+	// WallTimeMax bounds the wall-clock time of the simulation, checked
+	// with the heap (the linearizability search has its own guard).
+	// Default DefaultWallTimePerVirtualSecondMax per virtual second of the
+	// run: a run may not be slower than real time, where healthy ones are
+	// 50 to 150 times faster. It is the only wall-clock bound of a run, and
+	// never decides a healthy seed's verdict.
 	WallTimeMax time.Duration
 }
 
-// Default limits: about ten times the peaks of a 200-seed sweep of 60
+// Default limits, each far above the peaks of a 200-seed sweep of 60
 // virtual seconds (docs/simulation.md).
 const (
-	DefaultEventsMax           = 20_000_000
-	DefaultQueuedEventsMax     = 200_000
-	DefaultMessagesInFlightMax = 100_000
-	DefaultHeapBytesMax        = 4 << 30
-	DefaultWallTimeMax         = 2 * time.Minute
+	DefaultEventsPerVirtualSecondMax   = 20_000
+	DefaultQueuedEventsMax             = 10_000
+	DefaultMessagesInFlightMax         = 2_000
+	DefaultHeapBytesMax                = 1 << 30
+	DefaultWallTimePerVirtualSecondMax = time.Second
 )
+
+// checksBoundMicros bounds the virtual time the end-of-run checks take
+// after the run's duration: liveness, the final read, convergence.
+const checksBoundMicros = livenessBoundMicros + requestTimeoutMicros + convergeBoundMicros
 
 // limitSampleEvents is how often, in events, the run samples its heap and
 // wall time: reading runtime/metrics costs about a microsecond, an event
 // tens.
 const limitSampleEvents = 4096
 
-// ensureDefaults fills zero fields with the defaults.
-func (l *Limits) ensureDefaults() {
+// WithDefaults returns the limits a run of durationMicros applies: l with
+// its zero fields set to the defaults.
+func (l Limits) WithDefaults(durationMicros int64) Limits {
+	l.ensureDefaults(durationMicros)
+	return l
+}
+
+// ensureDefaults fills zero fields with the defaults for a run of
+// durationMicros.
+func (l *Limits) ensureDefaults(durationMicros int64) {
+	virtualSeconds := (durationMicros + checksBoundMicros + second - 1) / second
 	if l.EventsMax == 0 {
-		l.EventsMax = DefaultEventsMax
+		l.EventsMax = DefaultEventsPerVirtualSecondMax * virtualSeconds
 	}
 	if l.QueuedEventsMax == 0 {
 		l.QueuedEventsMax = DefaultQueuedEventsMax
@@ -63,7 +80,7 @@ func (l *Limits) ensureDefaults() {
 		l.HeapBytesMax = DefaultHeapBytesMax
 	}
 	if l.WallTimeMax == 0 {
-		l.WallTimeMax = DefaultWallTimeMax
+		l.WallTimeMax = DefaultWallTimePerVirtualSecondMax * time.Duration(virtualSeconds)
 	}
 }
 
@@ -91,8 +108,8 @@ type limiter struct {
 
 const heapInUseMetric = "/memory/classes/heap/objects:bytes"
 
-func newLimiter(limits Limits) *limiter {
-	limits.ensureDefaults()
+func newLimiter(limits Limits, durationMicros int64) *limiter {
+	limits.ensureDefaults(durationMicros)
 	return &limiter{limits: limits, start: time.Now(), sample: []metrics.Sample{{Name: heapInUseMetric}}}
 }
 

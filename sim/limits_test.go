@@ -46,7 +46,9 @@ func TestUsageIsReported(t *testing.T) {
 	if !res.Passed() || u.Events == 0 || u.QueuedEventsPeak == 0 || u.MessagesInFlightPeak == 0 || u.HeapBytesPeak == 0 || u.WallTime == 0 {
 		t.Fatalf("failures %v, usage %+v", res.Failures, u)
 	}
-	if u.Events > DefaultEventsMax/10 || u.QueuedEventsPeak > DefaultQueuedEventsMax/10 || u.MessagesInFlightPeak > DefaultMessagesInFlightMax/10 {
+	limits := Limits{}.WithDefaults(10 * second)
+	if u.Events > limits.EventsMax/10 || u.QueuedEventsPeak > limits.QueuedEventsMax/10 ||
+		u.MessagesInFlightPeak > limits.MessagesInFlightMax/10 || u.HeapBytesPeak > limits.HeapBytesMax/10 {
 		t.Fatalf("a 10 s run came within 10x of the default limits: %+v", u)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-db/cairn/linearizability"
@@ -72,6 +73,9 @@ type world struct {
 	leases      map[int64]*simLease
 	leaseOrder  []*simLease
 	clockFaults []clockFault
+	// walRotationSyncsSpared counts injected disk errors held back while
+	// Pebble rotated its log; Pebble's goroutines may count too.
+	walRotationSyncsSpared atomic.Int64
 }
 
 type ackedPut struct {
@@ -136,7 +140,7 @@ func newWorld(opts Options) *world {
 	w := &world{}
 	w.rng = opts.resolve()
 	w.opts = opts
-	w.limits = newLimiter(opts.Limits)
+	w.limits = newLimiter(opts.Limits, opts.DurationMicros)
 	w.trace = newTracer(func() int64 { return w.sched.nowMicros }, opts.Trace, opts.KeepTrace)
 	w.rec = linearizability.NewRecorder(1, func() int64 { return w.sched.nowMicros })
 	w.net = newNetwork(w)
@@ -172,7 +176,7 @@ func (w *world) startMembers() {
 
 func (w *world) newMember(id uint64, joins bool) *member {
 	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
-	m.diskFailing.Injector = walSyncFails{}
+	m.diskFailing.Injector = spareWALRotation{Injector: walSyncFails{}, spared: &w.walRotationSyncsSpared}
 	return m
 }
 
@@ -304,10 +308,13 @@ func (w *world) leaderOrAny() *member {
 	return w.pick(1)[0]
 }
 
+// close closes every member that is up, each within closeWallMax.
 func (w *world) close() {
 	for _, m := range w.members {
 		if m.up() {
-			m.node.Close()
+			if !closeWithin(m.node, closeWallMax) {
+				w.failAs(FailLimit, "closing %s did not finish within %v; its database was abandoned", m.name(), closeWallMax)
+			}
 			m.node = nil
 		}
 	}

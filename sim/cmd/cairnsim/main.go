@@ -63,11 +63,11 @@ func parseFlags() flags {
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of a single run to this file")
-	flag.Int64Var(&f.limits.EventsMax, "events-max", 0, fmt.Sprintf("fail a run that executes more virtual events (0: %d)", sim.DefaultEventsMax))
+	flag.Int64Var(&f.limits.EventsMax, "events-max", 0, fmt.Sprintf("fail a run that executes more virtual events (0: %d per virtual second of the run and its checks)", sim.DefaultEventsPerVirtualSecondMax))
 	flag.IntVar(&f.limits.QueuedEventsMax, "queued-events-max", 0, fmt.Sprintf("fail a run with more events queued at once (0: %d)", sim.DefaultQueuedEventsMax))
 	flag.IntVar(&f.limits.MessagesInFlightMax, "messages-in-flight-max", 0, fmt.Sprintf("fail a run with more raft messages in flight at once (0: %d)", sim.DefaultMessagesInFlightMax))
 	flag.Uint64Var(&f.limits.HeapBytesMax, "heap-bytes-max", 0, fmt.Sprintf("fail a run whose process has more heap in use (0: %d)", uint64(sim.DefaultHeapBytesMax)))
-	flag.DurationVar(&f.limits.WallTimeMax, "wall-time-max", 0, fmt.Sprintf("fail a run that simulates for longer in wall time (0: %v)", sim.DefaultWallTimeMax))
+	flag.DurationVar(&f.limits.WallTimeMax, "wall-time-max", 0, fmt.Sprintf("fail a run that simulates for longer in wall time (0: %v per virtual second of the run and its checks)", sim.DefaultWallTimePerVirtualSecondMax))
 	flag.DurationVar(&f.workerKillAfter, "worker-kill-after", 0, "kill a sweep's worker still on one seed after this wall time (0: the run's wall-time-max plus 90s)")
 	flag.Parse()
 	return f

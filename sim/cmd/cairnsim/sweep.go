@@ -107,11 +107,7 @@ func (f flags) killAfter() time.Duration {
 	if f.workerKillAfter > 0 {
 		return f.workerKillAfter
 	}
-	wall := f.limits.WallTimeMax
-	if wall == 0 {
-		wall = sim.DefaultWallTimeMax
-	}
-	return wall + killGraceAfterWallTime
+	return f.limits.WithDefaults(f.duration.Microseconds()).WallTimeMax + killGraceAfterWallTime
 }
 
 // runWorkerProcess runs one worker on seeds. It returns the results of the
@@ -333,8 +329,8 @@ func peaks(results []workerLine) string {
 			check = r
 		}
 	}
-	return fmt.Sprintf("peaks: events %d (seed %d), queued events %d (seed %d), messages in flight %d (seed %d), heap in use %d MiB (seed %d), wall time %v (seed %d), linearizability check %v (seed %d)",
-		events.Usage.Events, events.Seed, queued.Usage.QueuedEventsPeak, queued.Seed,
+	return fmt.Sprintf("peaks: events %d (seed %d, %.0f virtual s), queued events %d (seed %d), messages in flight %d (seed %d), heap in use %d MiB (seed %d), wall time %v (seed %d), linearizability check %v (seed %d)",
+		events.Usage.Events, events.Seed, float64(events.SimulatedMicros)/1e6, queued.Usage.QueuedEventsPeak, queued.Seed,
 		inFlight.Usage.MessagesInFlightPeak, inFlight.Seed, heap.Usage.HeapBytesPeak>>20, heap.Seed,
 		wall.Usage.WallTime.Round(time.Millisecond), wall.Seed, check.Usage.LinearizabilityCheck.Round(time.Millisecond), check.Seed)
 }
