@@ -45,17 +45,18 @@ func sweep(f flags) int {
 		return 2
 	}
 	start := time.Now()
-	results := runWorkers(self, f, lo, hi)
-	return summarize(f, results, time.Since(start))
+	results, workerRSSBytes := runWorkers(self, f, lo, hi)
+	return summarize(f, results, workerRSSBytes, time.Since(start))
 }
 
 // runWorkers runs seeds lo..hi on f.workers worker slots, each taking every
 // f.workers-th seed. It returns one result per seed, whatever happens to
-// the workers.
-func runWorkers(self string, f flags, lo, hi uint64) []workerLine {
+// the workers, and the largest peak resident memory of a worker.
+func runWorkers(self string, f flags, lo, hi uint64) ([]workerLine, int64) {
 	workers := max(f.workers, 1)
 	var mu sync.Mutex
 	var results []workerLine
+	var peakRSSBytes int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		var seeds []uint64
@@ -63,22 +64,26 @@ func runWorkers(self string, f flags, lo, hi uint64) []workerLine {
 			seeds = append(seeds, s)
 		}
 		wg.Go(func() {
-			rs := runSlot(self, f, seeds)
+			rs, rss := runSlot(self, f, seeds)
 			mu.Lock()
 			defer mu.Unlock()
 			results = append(results, rs...)
+			peakRSSBytes = max(peakRSSBytes, rss)
 		})
 	}
 	wg.Wait()
-	return results
+	return results, peakRSSBytes
 }
 
 // runSlot runs seeds in worker processes, one after another: when a worker
 // dies, the seed it was on fails and a new worker takes the seeds after it.
-func runSlot(self string, f flags, seeds []uint64) []workerLine {
+// It also returns the largest peak resident memory of its workers.
+func runSlot(self string, f flags, seeds []uint64) ([]workerLine, int64) {
 	var results []workerLine
+	var peakRSSBytes int64
 	for len(seeds) > 0 {
-		done, died := runWorkerProcess(self, f, seeds)
+		done, died, rss := runWorkerProcess(self, f, seeds)
+		peakRSSBytes = max(peakRSSBytes, rss)
 		results = append(results, done...)
 		seeds = seeds[len(done):]
 		if died != nil {
@@ -86,7 +91,7 @@ func runSlot(self string, f flags, seeds []uint64) []workerLine {
 			seeds = seeds[1:]
 		}
 	}
-	return results
+	return results, peakRSSBytes
 }
 
 func workerArgs(f flags) []string {
@@ -112,8 +117,9 @@ func (f flags) killAfter() time.Duration {
 
 // runWorkerProcess runs one worker on seeds. It returns the results of the
 // seeds the worker finished, in order, and, if it stopped before the last,
-// the failure of the seed it stopped on.
-func runWorkerProcess(self string, f flags, seeds []uint64) ([]workerLine, *workerLine) {
+// the failure of the seed it stopped on, and the worker's peak resident
+// memory.
+func runWorkerProcess(self string, f flags, seeds []uint64) ([]workerLine, *workerLine, int64) {
 	var input strings.Builder
 	for _, s := range seeds {
 		fmt.Fprintln(&input, s)
@@ -127,23 +133,36 @@ func runWorkerProcess(self string, f flags, seeds []uint64) ([]workerLine, *work
 		err = cmd.Start()
 	}
 	if err != nil {
-		return nil, &workerLine{Seed: seeds[0], Failures: sim.Failures{{Kind: sim.FailWorkerCrash, Message: "start worker: " + err.Error()}}}
+		return nil, &workerLine{Seed: seeds[0], Failures: sim.Failures{{Kind: sim.FailWorkerCrash, Message: "start worker: " + err.Error()}}}, 0
 	}
 	lines := make(chan workerLine)
 	go readWorkerLines(stdout, lines)
 	results, running, killed := collect(cmd, lines, f.killAfter())
 	waitErr := cmd.Wait()
+	rss := peakRSSBytes(cmd.ProcessState)
 	if len(results) == len(seeds) {
 		if waitErr != nil {
 			fmt.Fprintf(os.Stderr, "cairnsim: worker exited with %v after its last seed\n%s", waitErr, stderr.String())
 		}
-		return results, nil
+		return results, nil, rss
 	}
 	seed := seeds[len(results)]
 	if running != nil {
 		seed = *running
 	}
-	return results, diedOn(f, seed, killed, waitErr, stderr.String())
+	return results, diedOn(f, seed, killed, waitErr, stderr.String()), rss
+}
+
+// peakRSSBytes is an exited process's peak resident memory (Linux reports
+// ru_maxrss in KiB), 0 where the system does not say.
+func peakRSSBytes(state *os.ProcessState) int64 {
+	if state == nil {
+		return 0
+	}
+	if usage, ok := state.SysUsage().(*syscall.Rusage); ok {
+		return usage.Maxrss << 10
+	}
+	return 0
 }
 
 // collect reads a worker's lines until its output ends. A worker on one
@@ -284,7 +303,7 @@ func (b *headTail) String() string {
 
 // summarize prints every failed seed with its reproducing command, the
 // peaks of what the runs used of their limits, and the summary line.
-func summarize(f flags, results []workerLine, wall time.Duration) int {
+func summarize(f flags, results []workerLine, workerRSSBytes int64, wall time.Duration) int {
 	var simulated int64
 	failed := 0
 	for _, r := range results {
@@ -294,7 +313,7 @@ func summarize(f flags, results []workerLine, wall time.Duration) int {
 			fmt.Printf("seed %d FAILED: %s\n  reproduce: %s\n", r.Seed, r.Failures, reproduce(f, r.Seed))
 		}
 	}
-	fmt.Println(peaks(results))
+	fmt.Printf("%s, worker peak RSS %d MiB\n", peaks(results), workerRSSBytes>>20)
 	fmt.Printf("%d seeds, %d failed, %.1f seeds/s on %d workers, simulated/wall time %.0fx\n",
 		len(results), failed, float64(len(results))/wall.Seconds(), f.workers, float64(simulated)/float64(max(wall.Microseconds(), 1)))
 	if failed > 0 {
