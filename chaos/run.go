@@ -167,7 +167,7 @@ func Run(cfg Config) (*Result, error) {
 		return nil, err
 	}
 	r := &runner{cfg: cfg}
-	r.reportDir = filepath.Join(cfg.ReportRoot, fmt.Sprintf("%s-%dm-seed%d-%s", cfg.Target, cfg.Members, cfg.Seed, time.Now().UTC().Format("20060102T150405")))
+	r.reportDir = filepath.Join(cfg.ReportRoot, fmt.Sprintf("%s-%dm-seed%d-%s", cfg.Target, cfg.Members, cfg.Seed, time.Now().UTC().Format("20060102T150405.000")))
 	if err := os.MkdirAll(r.reportDir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: report dir: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cairn-db/cairn/server/watch"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,6 +58,11 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	Limits                 etcdapi.Limits
 	Logger                 *slog.Logger
+	// FS and Knobs reach the node as they are (nil FS: the OS). Production
+	// leaves them zero; only a cairn built with the chaosfailpoints tag
+	// sets them, for the chaos self-tests (cmd/cairn/failpoints.go).
+	FS    vfs.FS
+	Knobs node.TestingKnobs
 }
 
 func (c *Config) ensureDefaults() {
@@ -256,6 +262,8 @@ func (m *Member) openNode(st start) error {
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
 		Clock:                  wallClock{},
+		FS:                     m.cfg.FS,
+		Knobs:                  m.cfg.Knobs,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)

@@ -30,6 +30,7 @@ func run(args []string) int {
 	opsPerSecond := fs.Int("ops-per-second", 0, "workload rate, all clients together (default 150)")
 	checkTimeout := fs.Duration("check-timeout", 0, "bound of porcupine's search (default 3m)")
 	quiet := fs.Bool("quiet", false, "print only the summary line")
+	failpoints := fs.String("failpoints", "", "planted bugs for a cairn built with -tags chaosfailpoints ($CAIRN_FAILPOINTS of its members): read-without-read-index, ack-before-durable")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,6 +50,9 @@ func run(args []string) int {
 	default:
 		fmt.Fprintf(os.Stderr, "cairnchaos: -target %q is not cairn or etcd\n", *target)
 		return 2
+	}
+	if *failpoints != "" {
+		cfg.Env = append(cfg.Env, "CAIRN_FAILPOINTS="+*failpoints)
 	}
 	if *faults != "" {
 		cfg.Faults = strings.Split(*faults, ",")
