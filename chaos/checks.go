@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,7 +103,9 @@ func (r *runner) check() *Result {
 	res.Linearizability = verdict
 	res.Checks = append(res.Checks, Check{Name: "linearizability", OK: verdict == lin.ResultOK, Detail: linearizabilityDetail(verdict)})
 	res.Checks = append(res.Checks, r.checkSerializable(verdict, info))
-	res.Checks = append(res.Checks, r.checkLostWrites())
+	history := r.readStoreHistory()
+	res.Checks = append(res.Checks, r.checkLostWrites(history))
+	res.Checks = append(res.Checks, r.checkWatches(history))
 	res.Checks = append(res.Checks, r.checkConvergence())
 	res.Checks = append(res.Checks, liveness, recovery)
 	exits := r.c.UnexpectedExits()
@@ -201,24 +204,63 @@ type eventKey struct {
 	key      string
 }
 
-// checkLostWrites looks for every acknowledged change in the store's own
-// history.
-func (r *runner) checkLostWrites() Check {
-	check := Check{Name: "lost-writes"}
+// storeHistoryRead is the store's own history, read once for the checks
+// that need it.
+type storeHistoryRead struct {
+	events  map[eventKey]*mvccpb.Event
+	current int64
+	// err says why the history could not be read.
+	err error
+}
+
+func (r *runner) readStoreHistory() storeHistoryRead {
 	m := r.firstServing()
 	if m == nil {
-		check.Detail = "no member serving"
-		return check
+		return storeHistoryRead{err: errors.New("no member serving")}
 	}
 	events, current, err := storeHistory(m)
 	if err != nil {
-		check.Detail = fmt.Sprintf("read history from %s: %v", m.Name, err)
+		err = fmt.Errorf("read history from %s: %w", m.Name, err)
+	}
+	return storeHistoryRead{events: events, current: current, err: err}
+}
+
+// committed returns the history as the linearizability package's events,
+// in revision order.
+func (h storeHistoryRead) committed() []lin.Event {
+	keys := make([]eventKey, 0, len(h.events))
+	for k := range h.events {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b eventKey) int {
+		if a.revision != b.revision {
+			return cmp.Compare(a.revision, b.revision)
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	out := make([]lin.Event, len(keys))
+	for i, k := range keys {
+		e := h.events[k]
+		out[i] = lin.Event{Revision: k.revision, Key: k.key, Type: lin.EventPut, Value: string(e.Kv.Value)}
+		if e.Type == mvccpb.DELETE {
+			out[i].Type, out[i].Value = lin.EventDelete, ""
+		}
+	}
+	return out
+}
+
+// checkLostWrites looks for every acknowledged change in the store's own
+// history.
+func (r *runner) checkLostWrites(history storeHistoryRead) Check {
+	check := Check{Name: "lost-writes"}
+	if history.err != nil {
+		check.Detail = history.err.Error()
 		return check
 	}
 	writes := r.w.AckedWrites()
 	var problems []string
 	for _, w := range writes {
-		e := events[eventKey{w.Revision, w.Key}]
+		e := history.events[eventKey{w.Revision, w.Key}]
 		switch {
 		case e == nil:
 			problems = append(problems, fmt.Sprintf("%q@%d missing", w.Key, w.Revision))
@@ -229,9 +271,56 @@ func (r *runner) checkLostWrites() Check {
 		}
 	}
 	check.OK = len(problems) == 0
-	check.Detail = fmt.Sprintf("%d acked writes found in %d revisions", len(writes), current-startRevision)
+	check.Detail = fmt.Sprintf("%d acked writes found in %d revisions", len(writes), history.current-startRevision)
 	if !check.OK {
 		check.Detail = fmt.Sprintf("%d of %d acked writes lost: %s", len(problems), len(writes), firstFew(problems))
+	}
+	return check
+}
+
+// checkWatches waits for every watcher to reach the store's current
+// revision, stops them, and checks what each received against the store's
+// history: ordered, no gaps, no duplicates, atomic revisions, correct
+// prev_kv, across every resumption.
+func (r *runner) checkWatches(history storeHistoryRead) Check {
+	check := Check{Name: "watch"}
+	if history.err != nil {
+		r.stopWatchers()
+		check.Detail = history.err.Error()
+		return check
+	}
+	deadline := time.Now().Add(catchUpTimeout)
+	for _, w := range r.watchers {
+		for w.LastRevision() < history.current && w.Stopped() == "" && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	r.stopWatchers()
+	committed := history.committed()
+	var problems []string
+	events, restarts := 0, 0
+	for _, w := range r.watchers {
+		received := w.Received()
+		events += len(received)
+		restarts += w.Restarts()
+		if why := w.Stopped(); why != "" {
+			problems = append(problems, fmt.Sprintf("watcher of %s gave up: %s", w.Endpoint(), why))
+			continue
+		}
+		if last := w.LastRevision(); last < history.current {
+			problems = append(problems, fmt.Sprintf("watcher of %s reached revision %d, not %d, within %v", w.Endpoint(), last, history.current, catchUpTimeout))
+			continue
+		}
+		request := lin.WatchRequest{Key: workload.KeyPrefix, End: lin.PrefixEnd(workload.KeyPrefix),
+			StartRevision: w.StartRevision(), PrevKV: true, CompleteRevision: history.current}
+		if err := lin.CheckWatch(committed, request, received); err != nil {
+			problems = append(problems, fmt.Sprintf("watcher of %s: %v", w.Endpoint(), err))
+		}
+	}
+	check.OK = len(problems) == 0
+	check.Detail = fmt.Sprintf("%d watchers, %d events, %d resumptions", len(r.watchers), events, restarts)
+	if !check.OK {
+		check.Detail = firstFew(problems)
 	}
 	return check
 }

@@ -29,6 +29,7 @@ const (
 	FaultReset           = "reset-connections"
 	FaultBlackholeClient = "blackhole-client"
 	FaultMoveLeader      = "move-leader"
+	FaultReplaceMember   = "replace-member"
 )
 
 // AllFaults lists every fault a schedule draws from by default.
@@ -37,6 +38,7 @@ var AllFaults = []string{
 	FaultPauseOne, FaultPauseLeader,
 	FaultPartitionOne, FaultPartitionLeader, FaultPartitionOneWay,
 	FaultLatency, FaultBandwidth, FaultReset, FaultBlackholeClient, FaultMoveLeader,
+	FaultReplaceMember,
 }
 
 const (
@@ -91,6 +93,7 @@ var injectors = map[string]injector{
 	FaultReset:           (*scheduler).reset,
 	FaultBlackholeClient: (*scheduler).blackholeClient,
 	FaultMoveLeader:      (*scheduler).moveLeader,
+	FaultReplaceMember:   (*scheduler).replaceMember,
 }
 
 // CheckFaults rejects unknown fault names.
@@ -280,4 +283,17 @@ func healAll(c *cluster.Cluster) error {
 		errs = append(errs, c.LaunchAndWait(down))
 	}
 	return errors.Join(errs...)
+}
+
+// replaceMember removes a member, wipes it and adds it back as a new
+// member, under load. A single-member cluster cannot do without its member.
+func (s *scheduler) replaceMember() (injection, error) {
+	m := s.randomMembers(1)[0]
+	if len(s.c.Members) < 3 {
+		return injection{detail: "too few members to replace one"}, nil
+	}
+	if err := s.c.Replace(m); err != nil {
+		return injection{detail: "replace " + m.Name}, err
+	}
+	return injection{detail: "remove, wipe and re-add " + m.Name}, nil
 }

@@ -133,12 +133,17 @@ func (e TimelineEntry) String() string {
 
 // runner is the state of one run.
 type runner struct {
-	cfg       Config
-	c         *cluster.Cluster
-	w         *workload.Workload
-	recorder  *lin.Recorder
-	start     time.Time
-	reportDir string
+	cfg Config
+	c   *cluster.Cluster
+	w   *workload.Workload
+	// watchers watch every key through each member's client proxy; they
+	// run until the checks have seen them catch up.
+	watchers     []*workload.Watcher
+	stopWatching context.CancelFunc
+	watchersDone sync.WaitGroup
+	recorder     *lin.Recorder
+	start        time.Time
+	reportDir    string
 
 	mu struct {
 		sync.Mutex
@@ -199,6 +204,8 @@ func Run(cfg Config) (*Result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	workloadDone := make(chan error, 1)
 	go func() { workloadDone <- r.w.Run(ctx) }()
+	r.startWatchers()
+	defer r.stopWatchers()
 	r.injectFaults()
 	if err := healAll(r.c); err != nil {
 		r.recoveryFailure("final heal: %v", err)
@@ -296,4 +303,31 @@ func (r *runner) recoveryFailure(format string, args ...any) {
 	r.mu.Lock()
 	r.mu.recoveryFailures = append(r.mu.recoveryFailures, fmt.Sprintf(format, args...))
 	r.mu.Unlock()
+}
+
+// startWatchers starts one resuming watcher per member, from the first
+// revision the workload can create.
+func (r *runner) startWatchers() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopWatching = cancel
+	for _, url := range r.c.ClientURLs() {
+		w := workload.NewWatcher(url, startRevision+1)
+		r.watchers = append(r.watchers, w)
+		r.watchersDone.Add(1)
+		go func() {
+			defer r.watchersDone.Done()
+			if err := w.Run(ctx); err != nil {
+				r.recoveryFailure("watcher of %s: %v", w.Endpoint(), err)
+			}
+		}()
+	}
+}
+
+// stopWatchers ends every watcher and waits for them; it may be called
+// more than once.
+func (r *runner) stopWatchers() {
+	if r.stopWatching != nil {
+		r.stopWatching()
+	}
+	r.watchersDone.Wait()
 }

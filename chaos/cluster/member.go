@@ -39,6 +39,9 @@ type Member struct {
 		expectExit bool
 		paused     bool
 		starts     int
+		// joined is set once the member was re-added to a running
+		// cluster: it then starts with --initial-cluster-state existing.
+		joined bool
 	}
 }
 
@@ -49,8 +52,14 @@ func (m *Member) ClientURL() string { return "http://" + m.ClientProxy.Addr() }
 // proxy: for the harness's probes.
 func (m *Member) DirectClientURL() string { return "http://" + m.ClientAddr }
 
-func (m *Member) args() []string {
+// args is the member's command line.
+// REQUIRES: m.mu is held.
+func (m *Member) argsLocked() []string {
 	cfg := m.cluster.cfg
+	state := "new"
+	if m.mu.joined {
+		state = "existing"
+	}
 	args := []string{
 		"--name", m.Name,
 		"--data-dir", m.DataDir,
@@ -59,7 +68,7 @@ func (m *Member) args() []string {
 		"--listen-peer-urls", "http://" + m.PeerAddr,
 		"--initial-advertise-peer-urls", "http://" + m.PeerProxy.Addr(),
 		"--initial-cluster", m.cluster.initialCluster(),
-		"--initial-cluster-state", "new",
+		"--initial-cluster-state", state,
 		"--initial-cluster-token", cfg.Token,
 		"--heartbeat-interval", strconv.FormatInt(cfg.HeartbeatInterval.Milliseconds(), 10),
 		"--election-timeout", strconv.FormatInt(cfg.ElectionTimeout.Milliseconds(), 10),
@@ -82,7 +91,7 @@ func (m *Member) Launch() error {
 	}
 	m.mu.starts++
 	cfg := m.cluster.cfg
-	cmd := exec.Command(cfg.Bin, m.args()...)
+	cmd := exec.Command(cfg.Bin, m.argsLocked()...)
 	fmt.Fprintf(logFile, "=== start #%d at %s: %s\n", m.mu.starts, time.Now().UTC().Format(time.RFC3339Nano), cmd.String())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), cfg.Env...)
@@ -169,6 +178,18 @@ func (m *Member) signal(sig syscall.Signal, expectExit bool) (chan struct{}, err
 		m.mu.paused = false
 	}
 	return m.mu.exited, nil
+}
+
+// expectExit marks the running process's coming exit as the harness's
+// doing (a removed member stops by itself) and returns its exit channel.
+func (m *Member) expectExit() chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.cmd == nil {
+		return nil
+	}
+	m.mu.expectExit = true
+	return m.mu.exited
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
