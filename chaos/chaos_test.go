@@ -42,8 +42,9 @@ func TestCheckFaults(t *testing.T) {
 			t.Errorf("fault %s has no injector", name)
 		}
 	}
-	if len(injectors) != len(AllFaults) {
-		t.Errorf("%d injectors for %d faults", len(injectors), len(AllFaults))
+	// disk-full is the one fault outside AllFaults (it needs tmpfs disks).
+	if len(injectors) != len(AllFaults)+1 || injectors[FaultDiskFull] == nil {
+		t.Errorf("%d injectors for %d faults and disk-full", len(injectors), len(AllFaults))
 	}
 	if err := CheckFaults([]string{FaultKillOne, "kill-everything"}); err == nil || !strings.Contains(err.Error(), "kill-everything") {
 		t.Fatalf("unknown fault accepted: %v", err)

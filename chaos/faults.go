@@ -30,6 +30,9 @@ const (
 	FaultBlackholeClient = "blackhole-client"
 	FaultMoveLeader      = "move-leader"
 	FaultReplaceMember   = "replace-member"
+	// FaultDiskFull is not in AllFaults: it needs every member's data on a
+	// small tmpfs of its own, which ignores fsync.
+	FaultDiskFull = "disk-full"
 )
 
 // AllFaults lists every fault a schedule draws from by default.
@@ -94,13 +97,14 @@ var injectors = map[string]injector{
 	FaultBlackholeClient: (*scheduler).blackholeClient,
 	FaultMoveLeader:      (*scheduler).moveLeader,
 	FaultReplaceMember:   (*scheduler).replaceMember,
+	FaultDiskFull:        (*scheduler).diskFull,
 }
 
 // CheckFaults rejects unknown fault names.
 func CheckFaults(names []string) error {
 	for _, name := range names {
 		if injectors[name] == nil {
-			return fmt.Errorf("unknown fault %q (known: %s)", name, strings.Join(AllFaults, ", "))
+			return fmt.Errorf("unknown fault %q (known: %s, %s)", name, strings.Join(AllFaults, ", "), FaultDiskFull)
 		}
 	}
 	return nil
@@ -296,4 +300,22 @@ func (s *scheduler) replaceMember() (injection, error) {
 		return injection{detail: "replace " + m.Name}, err
 	}
 	return injection{detail: "remove, wipe and re-add " + m.Name}, nil
+}
+
+// diskFull fills one member's disk; the member may stop on it (fail-stop),
+// which the heal undoes by freeing the disk and restarting it.
+func (s *scheduler) diskFull() (injection, error) {
+	m := s.randomMembers(1)[0]
+	filled, err := m.FillDisk()
+	inj := injection{detail: fmt.Sprintf("fill the disk of %s (%d MiB of ballast)", m.Name, filled>>20), hold: s.hold()}
+	inj.heal = func() error {
+		if err := m.FreeDisk(); err != nil {
+			return err
+		}
+		if !m.Running() {
+			return s.c.LaunchAndWait([]*cluster.Member{m})
+		}
+		return nil
+	}
+	return inj, err
 }

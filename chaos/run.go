@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,6 +164,11 @@ type runner struct {
 // startRevision is the revision of a fresh etcd or cairn store.
 const startRevision = 1
 
+// diskBytes is the size of each member's disk in runs with disk-full
+// faults: room for etcd's 64 MiB preallocated WAL segments and cairn's
+// Pebble WAL and memtables, with space to spare.
+const diskBytes = 256 << 20
+
 // Run performs one chaos run and returns its result. An error means the run
 // could not be performed at all (no binary, no cluster); a run that found a
 // violation returns a Result that did not pass.
@@ -182,7 +188,11 @@ func Run(cfg Config) (*Result, error) {
 	}
 	defer os.RemoveAll(workDir)
 	cfg.Logf("chaos: starting %d %s members in %s", cfg.Members, cfg.Target, workDir)
-	r.c, err = cluster.Start(cluster.Config{Kind: cfg.Target, Bin: cfg.Bin, Members: cfg.Members, Dir: workDir, Env: cfg.Env, Seed: cfg.Seed})
+	clusterCfg := cluster.Config{Kind: cfg.Target, Bin: cfg.Bin, Members: cfg.Members, Dir: workDir, Env: cfg.Env, Seed: cfg.Seed}
+	if slices.Contains(cfg.Faults, FaultDiskFull) {
+		clusterCfg.DiskBytes = diskBytes
+	}
+	r.c, err = cluster.Start(clusterCfg)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: start cluster: %w", err)
 	}

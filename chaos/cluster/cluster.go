@@ -69,6 +69,11 @@ type Config struct {
 	// ReadyTimeout bounds each wait for readiness. Default
 	// DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// DiskBytes, when > 0, gives every member a disk of its own: a tmpfs
+	// of this size mounted under Dir (Linux, root), which Member.FillDisk
+	// can fill. tmpfs ignores fsync, so leave it 0 unless disk-full faults
+	// are wanted.
+	DiskBytes int64
 }
 
 func (c *Config) ensureDefaults() {
@@ -109,6 +114,8 @@ type Cluster struct {
 	Network *proxy.Network
 	// Members are the members, in name order m1, m2, ...
 	Members []*Member
+	// mounts are the members' disks, unmounted by Stop.
+	mounts []string
 
 	mu struct {
 		sync.Mutex
@@ -160,6 +167,14 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 		LogPath:    filepath.Join(c.cfg.Dir, name+".log"),
 		ClientAddr: "127.0.0.1:" + strconv.Itoa(clientPort),
 		PeerAddr:   "127.0.0.1:" + strconv.Itoa(peerPort),
+	}
+	if c.cfg.DiskBytes > 0 {
+		m.diskDir = filepath.Join(c.cfg.Dir, name+".disk")
+		if err := mountDisk(m.diskDir, c.cfg.DiskBytes); err != nil {
+			return nil, err
+		}
+		c.mounts = append(c.mounts, m.diskDir)
+		m.DataDir = filepath.Join(m.diskDir, "data")
 	}
 	if m.ClientProxy, err = c.Network.Listen(name, proxy.ClientPort, m.ClientAddr); err != nil {
 		return nil, err
@@ -262,6 +277,10 @@ func (c *Cluster) Stop() {
 	}
 	wg.Wait()
 	c.Network.Close()
+	for _, dir := range c.mounts {
+		_ = unmountDisk(dir) // falls back to a lazy unmount; nothing left to do on error
+	}
+	c.mounts = nil
 }
 
 // Leader returns the member every running, unpaused member names as

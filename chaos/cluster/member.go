@@ -21,6 +21,9 @@ type Member struct {
 	DataDir string
 	// LogPath collects stdout and stderr of every run.
 	LogPath string
+	// diskDir is the mount of the member's own disk, holding DataDir, when
+	// Config.DiskBytes is set; "" otherwise.
+	diskDir string
 	// ClientAddr and PeerAddr are the host:port the process listens on.
 	ClientAddr string
 	PeerAddr   string
