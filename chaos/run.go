@@ -161,6 +161,29 @@ type runner struct {
 	}
 }
 
+// clusterStartAttempts bounds the attempts to start the cluster: a port
+// picked free can be taken by another process before the member binds it.
+const clusterStartAttempts = 3
+
+// startCluster starts a cluster in a fresh subdirectory of cfg.Dir, trying
+// again with new ports if an attempt fails.
+func startCluster(cfg cluster.Config) (*cluster.Cluster, error) {
+	base := cfg.Dir
+	var errs []error
+	for attempt := 1; attempt <= clusterStartAttempts; attempt++ {
+		cfg.Dir = filepath.Join(base, fmt.Sprintf("attempt%d", attempt))
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		c, err := cluster.Start(cfg)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
 // startRevision is the revision of a fresh etcd or cairn store.
 const startRevision = 1
 
@@ -192,7 +215,7 @@ func Run(cfg Config) (*Result, error) {
 	if slices.Contains(cfg.Faults, FaultDiskFull) {
 		clusterCfg.DiskBytes = diskBytes
 	}
-	r.c, err = cluster.Start(clusterCfg)
+	r.c, err = startCluster(clusterCfg)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: start cluster: %w", err)
 	}
