@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-db/cairn/chaos/proxy"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -29,8 +30,8 @@ type Member struct {
 	PeerAddr   string
 	// ClientProxy and PeerProxy stand in front of them; their addresses
 	// are the member's advertised URLs.
-	ClientProxy interface{ Addr() string }
-	PeerProxy   interface{ Addr() string }
+	ClientProxy *proxy.Proxy
+	PeerProxy   *proxy.Proxy
 
 	mu struct {
 		sync.Mutex
