@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cairn-db/cairn/server/watch"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,6 +58,11 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	Limits                 etcdapi.Limits
 	Logger                 *slog.Logger
+	// FS and Knobs reach the node as they are (nil FS: the OS). Production
+	// leaves them zero; only a cairn built with the chaosfailpoints tag
+	// sets them, for the chaos self-tests (cmd/cairn/failpoints.go).
+	FS    vfs.FS
+	Knobs node.TestingKnobs
 }
 
 func (c *Config) ensureDefaults() {
@@ -259,6 +265,8 @@ func (m *Member) openNode(st start) error {
 		Limits:                 m.cfg.Limits,
 		ClusterID:              m.Identity.ClusterID,
 		ClusterToken:           m.cfg.InitialClusterToken,
+		FS:                     m.cfg.FS,
+		Knobs:                  m.cfg.Knobs,
 		// A write waits for a leader as long as the driver waits for it.
 		RequestTimeoutTicks: int(requestTimeout / m.cfg.TickInterval),
 	})
