@@ -128,6 +128,12 @@ type TestingKnobs struct {
 	// SkipAppliedIndex stops writing the applied index with the state it
 	// produces, so a restart re-applies entries.
 	SkipAppliedIndex bool
+	// ReadBeforeApplied releases a linearizable read once its ReadIndex is
+	// confirmed, without waiting for this member to apply up to it.
+	ReadBeforeApplied bool
+	// KeepAliveWithoutReadIndex renews a lease on a member that believes
+	// it leads at once, without the ReadIndex that confirms it still does.
+	KeepAliveWithoutReadIndex bool
 }
 
 // EnsureDefaults fills zero fields with their defaults.
