@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cairn-db/cairn/server/watch"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,6 +58,8 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	Limits                 etcdapi.Limits
 	Logger                 *slog.Logger
+	// FS is the filesystem DataDir is on. Default vfs.Default.
+	FS vfs.FS
 }
 
 func (c *Config) ensureDefaults() {
@@ -80,6 +83,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 }
 
@@ -158,6 +164,7 @@ func (m *Member) startLoop() {
 		Members:           m.node.Members,
 		OnRemoved:         func() { m.driver.Abort(node.ErrRemoved) },
 		MemberDir:         m.memberDir(),
+		FS:                m.cfg.FS,
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: m.cfg.Logger.With("component", "watch")})
@@ -248,6 +255,7 @@ func (m *Member) openNode(st start) error {
 		InitialVoters:          voters,
 		InitialMembers:         st.founding,
 		Join:                   st.join,
+		FS:                     m.cfg.FS,
 		Dir:                    m.memberDir(),
 		ElectionTicks:          electionTicks,
 		SnapshotCount:          m.cfg.SnapshotCount,
