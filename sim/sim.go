@@ -30,6 +30,10 @@ type Result struct {
 	WallTime                               time.Duration
 	// Recorder holds the client history, for reports.
 	Recorder *linearizability.Recorder
+	// CrashPointsArmed and CrashPointsFired count the crash points armed
+	// and those that crashed a member, by snapshot phase (create, stage,
+	// install).
+	CrashPointsArmed, CrashPointsFired [3]int
 }
 
 // Passed reports whether every check passed.
@@ -70,6 +74,9 @@ type world struct {
 	leases      map[int64]*simLease
 	leaseOrder  []*simLease
 	clockFaults []clockFault
+	// crashPointsArmed and crashPointsFired count crash points by phase
+	// (crashpoint.go).
+	crashPointsArmed, crashPointsFired [len(phaseNames)]int
 }
 
 type ackedPut struct {
@@ -109,6 +116,7 @@ func run(opts Options) *Result {
 		res.Trace = w.trace.kept.String()
 	}
 	res.OpsAcknowledged, res.OpsUnknown, res.OpsFailed = w.acknowledged, w.unknown, w.failedOps
+	res.CrashPointsArmed, res.CrashPointsFired = w.crashPointsArmed, w.crashPointsFired
 	w.close()
 	return res
 }
@@ -153,6 +161,7 @@ func (w *world) startMembers() {
 func (w *world) newMember(id uint64, joins bool) *member {
 	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
 	m.diskFailing.Injector = walSyncFails{}
+	m.crashPoint = newCrashPoint(func() *vfs.MemFS { return m.fs })
 	return m
 }
 

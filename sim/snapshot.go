@@ -1,88 +1,70 @@
 package sim
 
 import (
+	"errors"
 	"io"
-	"sort"
+	"slices"
 
 	"github.com/cairn-db/cairn/node"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// snapshotFiles is a snapshot's checkpoint in flight: file name to bytes,
-// read from the sender's disk when the message is sent, as the real
-// transport streams it.
-type snapshotFiles map[string][]byte
+// A snapshot crosses the simulated network the way the server's transport
+// carries it, through the same core code: the sender's node.SnapshotReader
+// reads the checkpoint's chunks when the message is sent, and the
+// receiver's node.SnapshotStager writes them at delivery, with the same
+// syncs, before the MsgSnap reaches the node.
 
-func readSnapshot(fs vfs.FS, dir string) (snapshotFiles, error) {
-	names, err := fs.List(dir)
+// readSnapshot reads every chunk of the checkpoint m names, copied: they
+// are in flight until delivery.
+func readSnapshot(from *member, m *raftpb.Message) ([]node.SnapshotChunk, error) {
+	r, err := node.OpenSnapshot(from.disk, memberDir, m.GetSnapshot())
 	if err != nil {
 		return nil, err
 	}
-	files := snapshotFiles{}
-	for _, name := range names {
-		f, err := fs.Open(fs.PathJoin(dir, name))
+	defer r.Close()
+	var chunks []node.SnapshotChunk
+	for {
+		c, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return chunks, nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		b, err := io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		files[name] = b
+		c.Data = slices.Clone(c.Data)
+		chunks = append(chunks, c)
 	}
-	return files, nil
 }
 
-// stage writes the files durably into the receiver's incoming directory
-// and returns the snapshot's name there.
-func (files snapshotFiles) stage(fs vfs.FS, memberDir string, index uint64) (string, error) {
-	rel := node.IncomingSnapshotPath(index)
-	dir := fs.PathJoin(memberDir, rel)
-	if err := fs.RemoveAll(dir); err != nil {
-		return "", err
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if err := writeSynced(fs, fs.PathJoin(dir, name), files[name]); err != nil {
-			return "", err
-		}
-	}
-	return rel, nil
-}
-
-func writeSynced(fs vfs.FS, name string, b []byte) error {
-	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+// stageSnapshot writes the chunks on the receiver and returns what the
+// MsgSnap's Snapshot.Data must say.
+func stageSnapshot(to *member, index uint64, chunks []node.SnapshotChunk) ([]byte, error) {
+	st, err := node.StageSnapshot(to.disk, memberDir, index)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		return err
+	for _, c := range chunks {
+		if err := st.Add(c); err != nil {
+			st.Abort()
+			return nil, err
+		}
 	}
-	return f.Sync()
+	return st.Finish()
 }
 
-// sendSnapshot carries a MsgSnap with its checkpoint: the files are read
+// sendSnapshot carries a MsgSnap with its checkpoint: the chunks are read
 // now, staged on the receiver at delivery, and the sender learns whether
 // the snapshot arrived.
 func (n *network) sendSnapshot(from, to *member, m *raftpb.Message) {
-	files, err := readSnapshot(from.fs, from.fs.PathJoin(memberDir, string(m.GetSnapshot().GetData())))
+	chunks, err := readSnapshot(from, m)
 	if err != nil {
 		n.w.fail("%s: read snapshot %q: %v", from.name(), m.GetSnapshot().GetData(), err)
 		return
 	}
 	epoch := from.epoch
 	n.w.sched.after(n.delay(), func() {
-		delivered := n.deliverSnapshot(from, to, m, files)
+		delivered := n.deliverSnapshot(from, to, m, chunks)
 		if from.up() && from.epoch == epoch {
 			from.node.ReportSnapshot(to.id, delivered)
 			from.kick()
@@ -90,17 +72,20 @@ func (n *network) sendSnapshot(from, to *member, m *raftpb.Message) {
 	})
 }
 
-func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, files snapshotFiles) bool {
+func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, chunks []node.SnapshotChunk) bool {
 	if !to.up() || n.isBlocked(from, to) {
 		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
 		return false
 	}
-	rel, err := files.stage(to.fs, memberDir, m.GetSnapshot().GetMetadata().GetIndex())
+	data, err := stageSnapshot(to, m.GetSnapshot().GetMetadata().GetIndex(), chunks)
+	if to.crashIfCrashPointFired() {
+		return false // the stream broke with the receiver
+	}
 	if err != nil {
 		n.w.fail("%s: stage snapshot: %v", to.name(), err)
 		return false
 	}
-	m.Snapshot.Data = []byte(rel)
+	m.Snapshot.Data = data
 	n.w.watchSnapshotInstall(to)
 	n.deliver(from, to, m)
 	return true

@@ -55,7 +55,7 @@ func parseFlags() flags {
 	flag.IntVar(&f.workers, "workers", runtime.NumCPU(), "worker processes for a sweep")
 	flag.DurationVar(&f.duration, "duration", 60*time.Second, "virtual time of client load and faults per run")
 	flag.BoolVar(&f.noFaults, "no-faults", false, "turn the nemesis off")
-	flag.StringVar(&f.bug, "plant", "", "plant a bug: ack-before-durable, read-without-readindex or skip-applied-index")
+	flag.StringVar(&f.bug, "plant", "", "plant a bug: "+sim.PlantedBugNames())
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of a single run to this file")
@@ -65,7 +65,7 @@ func parseFlags() flags {
 
 func run() int {
 	f := parseFlags()
-	knobs, err := plantedBug(f.bug)
+	knobs, err := sim.PlantedBug(f.bug)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairnsim:", err)
 		return 2
@@ -86,20 +86,6 @@ func faultNames() string {
 		names[i] = string(k)
 	}
 	return strings.Join(names, ",")
-}
-
-func plantedBug(name string) (node.TestingKnobs, error) {
-	switch name {
-	case "":
-		return node.TestingKnobs{}, nil
-	case "ack-before-durable":
-		return node.TestingKnobs{AckBeforeDurable: true}, nil
-	case "read-without-readindex":
-		return node.TestingKnobs{ReadWithoutReadIndex: true}, nil
-	case "skip-applied-index":
-		return node.TestingKnobs{SkipAppliedIndex: true}, nil
-	}
-	return node.TestingKnobs{}, fmt.Errorf("unknown planted bug %q", name)
 }
 
 func options(f flags, seed uint64, knobs node.TestingKnobs) sim.Options {
@@ -215,6 +201,10 @@ type workerResult struct {
 	TraceHash       string   `json:"trace_hash"`
 	SimulatedMicros int64    `json:"simulated_us"`
 	WallMicros      int64    `json:"wall_us"`
+	// CrashPointsArmed and CrashPointsFired count snapshot crash points by
+	// phase (create, stage, install).
+	CrashPointsArmed [3]int `json:"crash_points_armed"`
+	CrashPointsFired [3]int `json:"crash_points_fired"`
 }
 
 // worker runs seeds read from stdin, one per line, and prints one JSON
@@ -231,7 +221,8 @@ func worker(f flags, knobs node.TestingKnobs) int {
 		}
 		res := sim.Run(options(f, seed, knobs))
 		enc.Encode(workerResult{Seed: seed, Failures: res.Failures, TraceHash: res.TraceHash,
-			SimulatedMicros: res.SimulatedMicros, WallMicros: res.WallTime.Microseconds()})
+			SimulatedMicros: res.SimulatedMicros, WallMicros: res.WallTime.Microseconds(),
+			CrashPointsArmed: res.CrashPointsArmed, CrashPointsFired: res.CrashPointsFired})
 	}
 	return 0
 }
@@ -313,9 +304,14 @@ func runWorker(self string, f flags, first, hi, stride uint64) ([]workerResult, 
 
 func summarize(f flags, results []workerResult, wall time.Duration) int {
 	var simulated int64
+	var armed, fired [3]int
 	failed := 0
 	for _, r := range results {
 		simulated += r.SimulatedMicros
+		for i := range armed {
+			armed[i] += r.CrashPointsArmed[i]
+			fired[i] += r.CrashPointsFired[i]
+		}
 		if len(r.Failures) > 0 {
 			failed++
 			fmt.Printf("seed %d FAILED: %s\n  reproduce: %s\n", r.Seed, strings.Join(r.Failures, "; "), reproduce(f, r.Seed))
@@ -323,6 +319,8 @@ func summarize(f flags, results []workerResult, wall time.Duration) int {
 	}
 	fmt.Printf("%d seeds, %d failed, %.1f seeds/s on %d workers, simulated/wall time %.0fx\n",
 		len(results), failed, float64(len(results))/wall.Seconds(), f.workers, float64(simulated)/float64(wall.Microseconds()))
+	fmt.Printf("snapshot crash points (armed/fired): create %d/%d, stage %d/%d, install %d/%d\n",
+		armed[0], fired[0], armed[1], fired[1], armed[2], fired[2])
 	_ = lin.ResultOK
 	if failed > 0 {
 		return 1
