@@ -210,7 +210,16 @@ func (s *SnapshotStager) syncFile() error {
 
 // Finish makes the staged snapshot durable and complete and returns what
 // the MsgSnap's Snapshot.Data must say before it is handed to the node.
+// On an error it drops what it staged.
 func (s *SnapshotStager) Finish() ([]byte, error) {
+	data, err := s.finish()
+	if err != nil {
+		s.Abort()
+	}
+	return data, err
+}
+
+func (s *SnapshotStager) finish() ([]byte, error) {
 	if err := s.syncFile(); err != nil {
 		return nil, err
 	}

@@ -243,11 +243,14 @@ func (m *member) crashIfCrashPointFired() bool {
 // armCrashPoint arms a member's crash point for a phase at a step drawn
 // from the seed, until the end of the run's faults.
 func (w *world) armCrashPoint(m *member, phase snapshotPhase) {
+	if w.sched.nowMicros >= w.opts.DurationMicros {
+		return
+	}
 	steps := w.rng.IntN(phaseStepsMax[phase] + 1)
 	w.crashPointsArmed[phase]++
 	w.trace.printf("crash point: %s armed to crash after %d steps of snapshot %s", m.name(), steps, phase)
 	m.crashPoint.arm(phase, steps)
-	w.sched.after(max(0, w.opts.DurationMicros-w.sched.nowMicros), m.crashPoint.disarm)
+	w.sched.after(w.opts.DurationMicros-w.sched.nowMicros, m.crashPoint.disarm)
 }
 
 // checkRecovery compares the raft state a member restarted with after a

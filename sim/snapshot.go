@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -80,6 +81,13 @@ func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, chunks []
 	data, err := stageSnapshot(to, m.GetSnapshot().GetMetadata().GetIndex(), chunks)
 	if to.crashIfCrashPointFired() {
 		return false // the stream broke with the receiver
+	}
+	if errors.Is(err, errorfs.ErrInjected) {
+		// The disk-error fault failed a sync of a staged log file: the
+		// stream fails, as the server's would, and the member stops at
+		// its own next log sync.
+		n.w.trace.printf("%s: staging the snapshot failed: %v", to.name(), err)
+		return false
 	}
 	if err != nil {
 		n.w.fail("%s: stage snapshot: %v", to.name(), err)
