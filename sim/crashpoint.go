@@ -75,9 +75,9 @@ type crashPoint struct {
 	image *vfs.MemFS
 	where string
 
-	// installing is the index of the last snapshot install the member
-	// started since it started (the rename of incoming/<index>), what the
-	// recovery check needs to know.
+	// installing is the index of a snapshot install the member started
+	// (the rename of incoming/<index>) in a Process that has not returned:
+	// what the recovery check needs to know if it crashes meanwhile.
 	installing uint64
 }
 
@@ -197,8 +197,8 @@ func (c *crashPoint) fired() (image *vfs.MemFS, phase snapshotPhase, steps int, 
 	return image, c.phase, c.steps, where
 }
 
-// startedInstall returns the index of the install the member last started,
-// and forgets it (the member is starting again).
+// startedInstall returns the index of the install the member started in
+// the Process under way, and forgets it.
 func (c *crashPoint) startedInstall() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -268,9 +268,11 @@ func (m *member) checkRecovery() {
 }
 
 // noteDurable records the raft state the member holds after a Process: a
-// crash from here on must keep its term and vote.
+// crash from here on must keep its term, vote and log. An install the
+// Process started is complete.
 func (m *member) noteDurable() {
 	m.durable, m.durableKnown = m.node.RaftState(), true
+	m.crashPoint.startedInstall()
 }
 
 // snapshotCrash is the nemesis's snapshot-crash fault: a member crashes,
