@@ -128,6 +128,12 @@ func (n *Node) makeSnapshot() (*raftpb.Snapshot, error) {
 	if err := n.cfg.FS.RemoveAll(abs); err != nil {
 		return nil, err
 	}
+	// Flushed first, the checkpoint is hard links to tables and a short
+	// write-ahead log, instead of a copy of up to a memtable's worth of
+	// log that the receiver would replay and flush when it opens it.
+	if err := n.db.Flush(); err != nil {
+		return nil, fmt.Errorf("flush for snapshot at %d: %w", index, err)
+	}
 	if err := n.db.Checkpoint(abs, pebble.WithFlushedWAL()); err != nil {
 		return nil, fmt.Errorf("checkpoint for snapshot at %d: %w", index, err)
 	}

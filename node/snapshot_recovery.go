@@ -41,27 +41,30 @@ func (n *Node) RaftState() RaftState {
 
 // CheckRecovery reports what is wrong with after, the raft state a member
 // restarted with after a crash, given before, the state it held when its
-// last Process before the crash returned, and installing, the index of a
-// snapshot whose install the crash interrupted (0: none).
+// last Process before the crash returned; installed, the index of the
+// last snapshot install the member started before the crash (0: none);
+// and interrupted, whether the crash came before the Process installing
+// it returned.
 //
 // Term, Vote and the log's entries are synced by every Process that
 // changes them, so they must survive any crash as they were: the same
 // term and vote, and a log reaching at least as far. An interrupted
 // install may leave instead the installed database, with the same term
-// and vote and a log that starts afresh after the snapshot, never one
-// holding the snapshot's state with a log from before it (the sender's).
-// The applied state may be older after a crash: it is written without a
-// sync.
-func CheckRecovery(before, after RaftState, installing uint64) error {
+// and vote and a log that starts afresh after the snapshot. A member
+// holding an installed snapshot's state must never hold a log from before
+// it: that is the sender's log, which the checkpoint carried. The applied
+// state may be older after a crash: it is written without a sync.
+func CheckRecovery(before, after RaftState, installed uint64, interrupted bool) error {
 	if after.Term != before.Term || after.Vote != before.Vote {
 		return fmt.Errorf("restarted at term %d with vote %x, but had made term %d with vote %x durable",
 			after.Term, after.Vote, before.Term, before.Vote)
 	}
-	if installing != 0 && after.Applied >= installing {
-		if after.FirstIndex <= installing {
-			return fmt.Errorf("restarted with the snapshot at %d applied (%d) but a raft log from %d to %d: the database was made live before it held this member's raft state",
-				installing, after.Applied, after.FirstIndex, after.LastIndex)
-		}
+	holdsSnapshot := installed != 0 && after.Applied >= installed
+	if holdsSnapshot && after.FirstIndex <= installed {
+		return fmt.Errorf("restarted with the snapshot at %d applied (%d) but a raft log from %d to %d: the database was made live before it held this member's raft state",
+			installed, after.Applied, after.FirstIndex, after.LastIndex)
+	}
+	if holdsSnapshot && interrupted {
 		return nil
 	}
 	if after.LastIndex < before.LastIndex {

@@ -135,7 +135,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	before := h.node(follower).RaftState()
 	h.crash(follower)
 	h.open(follower)
-	if err := CheckRecovery(before, h.node(follower).RaftState(), 0); err != nil {
+	if err := CheckRecovery(before, h.node(follower).RaftState(), st.FirstIndex-1, false); err != nil {
 		t.Fatalf("crash after the install: %v", err)
 	}
 	if !h.caughtUp(leader, follower) {
@@ -396,7 +396,7 @@ func crashInSnapshotTransfer(t *testing.T, after int, knobs TestingKnobs) (*step
 	m.fs, m.cfg.FS = crasher.image, crasher.image
 	h.drop = nil
 	h.open(follower)
-	if err := CheckRecovery(before, h.node(follower).RaftState(), crasher.index); err != nil {
+	if err := CheckRecovery(before, h.node(follower).RaftState(), crasher.index, true); err != nil {
 		return crasher, err
 	}
 	if !h.caughtUp(leader, follower) {
@@ -494,7 +494,7 @@ func crashInSnapshotCreation(t *testing.T, after int) (*stepCrasher, error) {
 	m.fs, m.cfg.FS = c.image, c.image
 	h.drop = nil
 	h.open(id)
-	if err := CheckRecovery(before[id], h.node(id).RaftState(), 0); err != nil {
+	if err := CheckRecovery(before[id], h.node(id).RaftState(), 0, false); err != nil {
 		return c, err
 	}
 	leader := h.leader()

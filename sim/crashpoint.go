@@ -16,16 +16,14 @@ import (
 // the node: the node runs its production code, and the filesystem takes
 // the disk as a crash would leave it just before a chosen operation.
 //
-// A step is an operation that changes what the member's directory holds
-// after a crash: a create, link, recursive removal, rename, directory
-// creation or sync. Inside a database directory only two kinds count: a
-// write-ahead-log sync (what makes data durable) and removing the
-// database; Pebble's other files there (its manifest, markers, options,
-// tables) matter only once CURRENT names the database, and a crash among
-// them while it does not is the same crash as before the first of them.
-// Plain removals are not counted: Pebble deletes obsolete files from a
-// goroutine of its own, and counting them would make the step a crash
-// lands on depend on goroutine timing. Every counted step runs on the
+// A step is a sync, of a file or a directory: a simulated crash keeps
+// exactly what was synced, so two crash points with no sync between them
+// leave the same disk, and only syncs tell crash points apart (a create,
+// rename or removal is kept by the next sync of its directory). Inside a
+// database directory only write-ahead-log syncs count: Pebble's other
+// files there (its manifest, markers, options, tables) matter only once
+// CURRENT names the database, and their syncs while it does not are the
+// same crash as before the first of them. Every counted sync runs on the
 // simulator's goroutine or one it waits for (a commit waits for its WAL
 // sync), so the count is deterministic.
 
@@ -43,15 +41,15 @@ var phaseNames = [...]string{"create", "stage", "install"}
 func (p snapshotPhase) String() string { return phaseNames[p] }
 
 // phaseStepsMax bounds the step a crash point is armed for, per phase:
-// about the steps the phase takes in the simulator, so most crash points
-// land inside it and the rest just after. Making a checkpoint of the five
-// files a simulated database has takes about 14 steps, staging it 14
-// (each file created and synced, the directory synced and renamed), and
-// installing it 11: the rename into place, closing the old database (a
-// WAL sync), opening the new one (directory syncs), this member's raft
-// state committed (a WAL sync), CURRENT written, synced, renamed and its
-// directory synced, the old database removed.
-var phaseStepsMax = [...]int{phaseCreate: 16, phaseStage: 16, phaseInstall: 12}
+// about the syncs the phase takes in the simulator, so most crash points
+// land inside it and the rest just after. Making a checkpoint takes about
+// 12 (the flush and WAL syncs, the checkpoint's files and directory),
+// staging one about 7 (each of its six files or so, then the directory),
+// and installing it 7: closing the old database (a WAL sync), opening the
+// new one (syncs of the member's directory), this member's raft state
+// committed (a WAL sync), CURRENT.tmp synced, the member's directory
+// synced after the rename, and the next WAL sync after the install.
+var phaseStepsMax = [...]int{phaseCreate: 12, phaseStage: 8, phaseInstall: 8}
 
 // crashPoint is one member's crash-point injector. MaybeError is called
 // by Pebble's goroutines too: mu guards everything.
@@ -75,10 +73,12 @@ type crashPoint struct {
 	image *vfs.MemFS
 	where string
 
-	// installing is the index of a snapshot install the member started
-	// (the rename of incoming/<index>) in a Process that has not returned:
-	// what the recovery check needs to know if it crashes meanwhile.
-	installing uint64
+	// installed is the index of the last snapshot install the member
+	// started in this life (the rename of incoming/<index>), and
+	// installDone says the Process that started it returned: what the
+	// recovery check needs to know if it crashes.
+	installed   uint64
+	installDone bool
 }
 
 var _ errorfs.Injector = (*crashPoint)(nil)
@@ -96,7 +96,7 @@ func (c *crashPoint) MaybeError(op errorfs.Op) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.startsInstall(op) {
-		c.installing = indexOf(strings.TrimPrefix(op.Path, c.incomingDir))
+		c.installed, c.installDone = indexOf(strings.TrimPrefix(op.Path, c.incomingDir)), false
 	}
 	if !c.armed || c.image != nil {
 		return nil
@@ -139,11 +139,8 @@ func indexOf(name string) uint64 {
 }
 
 func (c *crashPoint) isStep(op errorfs.Op) bool {
-	sync := false
 	switch op.Kind {
 	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-		sync = true
-	case errorfs.OpCreate, errorfs.OpLink, errorfs.OpRemoveAll, errorfs.OpRename, errorfs.OpMkdirAll:
 	default:
 		return false
 	}
@@ -151,11 +148,8 @@ func (c *crashPoint) isStep(op errorfs.Op) bool {
 	if !ok || !strings.HasPrefix(name, databasePrefix) {
 		return true
 	}
-	database, file, inside := strings.Cut(name, "/")
-	if !inside {
-		return op.Kind == errorfs.OpRemoveAll && (database == databasePrefix || strings.HasPrefix(database, databasePrefix+"-"))
-	}
-	return sync && strings.HasSuffix(file, ".log")
+	_, file, inside := strings.Cut(name, "/")
+	return inside && strings.HasSuffix(file, ".log")
 }
 
 // databasePrefix starts the names of a member's database directories
@@ -163,9 +157,7 @@ func (c *crashPoint) isStep(op errorfs.Op) bool {
 const databasePrefix = "db"
 
 var opNames = map[errorfs.OpKind]string{
-	errorfs.OpCreate: "create", errorfs.OpLink: "link", errorfs.OpRemoveAll: "remove-all",
-	errorfs.OpRename: "rename", errorfs.OpMkdirAll: "mkdir", errorfs.OpFileSync: "sync",
-	errorfs.OpFileSyncData: "sync-data", errorfs.OpFileSyncTo: "sync-to",
+	errorfs.OpFileSync: "sync", errorfs.OpFileSyncData: "sync-data", errorfs.OpFileSyncTo: "sync-to",
 }
 
 func describeOp(op errorfs.Op) string { return opNames[op.Kind] + " " + op.Path }
@@ -197,14 +189,22 @@ func (c *crashPoint) fired() (image *vfs.MemFS, phase snapshotPhase, steps int, 
 	return image, c.phase, c.steps, where
 }
 
-// startedInstall returns the index of the install the member started in
-// the Process under way, and forgets it.
-func (c *crashPoint) startedInstall() uint64 {
+// lastInstall returns the index of the last install the member started
+// in the life that ended, and whether a crash interrupted it; the member
+// is starting again, so it forgets both.
+func (c *crashPoint) lastInstall() (index uint64, interrupted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	index := c.installing
-	c.installing = 0
-	return index
+	index, interrupted = c.installed, !c.installDone
+	c.installed, c.installDone = 0, false
+	return index, interrupted
+}
+
+// processReturned marks an install under way as complete.
+func (c *crashPoint) processReturned() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.installDone = true
 }
 
 // crashPointRestartMicros bounds how long a member crashed by a crash
@@ -257,10 +257,10 @@ func (w *world) armCrashPoint(m *member, phase snapshotPhase) {
 // crash with what it held before (node.CheckRecovery): the crash
 // recovery check.
 func (m *member) checkRecovery() {
-	installing := m.crashPoint.startedInstall()
+	installed, interrupted := m.crashPoint.lastInstall()
 	after := m.node.RaftState()
 	if m.durableKnown {
-		if err := node.CheckRecovery(m.durable, after, installing); err != nil {
+		if err := node.CheckRecovery(m.durable, after, installed, interrupted); err != nil {
 			m.w.fail("crash recovery: %s %v", m.name(), err)
 		}
 	}
@@ -272,7 +272,7 @@ func (m *member) checkRecovery() {
 // Process started is complete.
 func (m *member) noteDurable() {
 	m.durable, m.durableKnown = m.node.RaftState(), true
-	m.crashPoint.startedInstall()
+	m.crashPoint.processReturned()
 }
 
 // snapshotCrash is the nemesis's snapshot-crash fault: a member crashes,

@@ -31,7 +31,10 @@ func TestCrashPointsAreDeterministic(t *testing.T) {
 // snapshot-crash faults, and by the crash recovery check: a crash inside
 // the install restarts the member with the sender's raft log.
 func TestPlantedInstallBugsAreFoundByCrashPoints(t *testing.T) {
-	const seedsMax = 60
+	const (
+		seedsMax       = 60
+		durationMicros = 10 * second
+	)
 	for _, name := range []string{"switch-before-raft-state", "unsynced-install-state"} {
 		t.Run(name, func(t *testing.T) {
 			knobs, err := PlantedBug(name)
@@ -39,14 +42,14 @@ func TestPlantedInstallBugsAreFoundByCrashPoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			for seed := uint64(1); seed <= seedsMax; seed++ {
-				res := Run(Options{Seed: seed, DurationMicros: shortRunMicros, Knobs: knobs, Faults: []FaultKind{FaultSnapshotCrash}})
+				res := Run(Options{Seed: seed, DurationMicros: durationMicros, Knobs: knobs, Faults: []FaultKind{FaultSnapshotCrash}})
 				if res.Passed() {
 					continue
 				}
 				if !strings.HasPrefix(res.Failures[0], "crash recovery:") {
 					t.Fatalf("seed %d failed, but not the crash recovery check first: %v", seed, res.Failures)
 				}
-				t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 20s -faults snapshot-crash -plant %s)",
+				t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 10s -faults snapshot-crash -plant %s)",
 					seed, res.Failures[0], seed, name)
 				return
 			}
