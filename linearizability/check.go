@@ -11,7 +11,9 @@ import (
 type Result int
 
 // Check verdicts. ResultTimeout means the search ran out of time without
-// deciding; callers should treat it as "not proven" and report it, not pass.
+// deciding: the history is neither proven nor refuted. Callers must report
+// it as a failure of its own (the timeout is a guard against a search that
+// blows up, never a way to pass), with the timeout and the history's size.
 const (
 	ResultOK Result = iota + 1
 	ResultIllegal
@@ -43,6 +45,9 @@ func resultOf(r porcupine.CheckResult) Result {
 // Check decides whether history, as recorded (Inputs are Request, Outputs are
 // Response), is linearizable against an etcd store that starts empty at
 // startRevision. It first applies Prepare. A timeout of 0 means none.
+// The model is never partitioned by key: every response carries the
+// store-wide revision, which ties operations on different keys together
+// (TestRevisionsTieKeysTogether shows a history each key alone would pass).
 // The returned info feeds porcupine.Visualize with the model NewModel
 // builds from the same prepared history; WriteReport does both.
 func Check(startRevision int64, history []porcupine.Operation, timeout time.Duration) (Result, porcupine.LinearizationInfo) {

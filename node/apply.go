@@ -91,9 +91,12 @@ func (n *Node) applyEntry(b *pebble.Batch, w *mvcc.Writer, e *raftpb.Entry, out 
 }
 
 func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *Output) error {
-	req := &pb.InternalRaftRequest{}
-	if err := unmarshal(data, req); err != nil {
-		return err
+	req := n.proposals.take(data)
+	if req == nil {
+		req = &pb.InternalRaftRequest{}
+		if err := unmarshal(data, req); err != nil {
+			return err
+		}
 	}
 	if attrs := req.GetClusterMemberAttrSet(); attrs != nil {
 		out.Done = append(out.Done, Completion{ID: req.GetHeader().GetID()})
@@ -104,6 +107,9 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 	}
 	c := Completion{ID: req.GetHeader().GetID()}
 	c.Response, c.Err = applyToStore(w, req)
+	if c.Err == nil {
+		n.completeHeader(c.Response)
+	}
 	if req.GetCompaction().GetPhysical() && c.Err == nil {
 		n.physical = append(n.physical, c)
 		return nil

@@ -62,6 +62,21 @@ type Config struct {
 	// member slightly behind catches up from the log rather than a
 	// snapshot. Default 5000.
 	SnapshotCatchUpEntries uint64
+	// RequestTimeoutTicks is how long a write that raft dropped for want of
+	// a leader keeps being proposed again, once a tick, before it fails
+	// with "etcdserver: request timed out": like etcd, a write waits for a
+	// leader rather than failing at once. Default 70 (7 s at 100 ms ticks,
+	// etcd's request timeout plus two election timeouts).
+	RequestTimeoutTicks int
+
+	// Limits are the request limits the member enforces.
+	Limits Limits
+	// ClusterID names the cluster in every response header.
+	ClusterID uint64
+	// ClusterToken is the cluster's --initial-cluster-token, from which
+	// the member API derives a new member's ID.
+	ClusterToken string
+
 	// MaxCompactKeysPerTick bounds the keys whose old versions are removed
 	// per tick while a compaction is pending, so compaction never stops the
 	// world. Default 10000.
@@ -153,6 +168,10 @@ func (c *Config) EnsureDefaults() {
 	if c.SnapshotCatchUpEntries == 0 {
 		c.SnapshotCatchUpEntries = 5000
 	}
+	if c.RequestTimeoutTicks == 0 {
+		c.RequestTimeoutTicks = 70
+	}
+	c.Limits.ensureDefaults()
 	if c.MaxCompactKeysPerTick == 0 {
 		c.MaxCompactKeysPerTick = 10000
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"slices"
 	"testing"
 
@@ -218,14 +219,31 @@ func (h *harness) allKnow(leader uint64) bool {
 	return true
 }
 
-// propose starts req on node id; it fails the test if raft refuses it.
+// propose starts the write req on node id.
 func (h *harness) propose(id uint64, req *pb.InternalRaftRequest) uint64 {
 	h.t.Helper()
-	rid, err := h.node(id).Propose(req)
+	return h.node(id).Start(Request{Put: req.Put, DeleteRange: req.DeleteRange, Txn: req.Txn,
+		Compaction: req.Compaction, LeaseGrant: req.LeaseGrant, LeaseRevoke: req.LeaseRevoke})
+}
+
+// serve starts req on node id, settles, and returns its result; the
+// request must have completed.
+func (h *harness) serve(id uint64, req Request) (proto.Message, error) {
+	h.t.Helper()
+	rid := h.node(id).Start(req)
+	h.settle()
+	return h.mustComplete(id, rid).Result()
+}
+
+// renew sends a keep-alive for lease to node id and returns the TTL it
+// answered; a lease it does not know answers TTL 0.
+func (h *harness) renew(id uint64, lease int64) (int64, error) {
+	h.t.Helper()
+	resp, err := h.serve(id, Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: lease}})
 	if err != nil {
-		h.t.Fatalf("node %d: Propose: %v", id, err)
+		return 0, err
 	}
-	return rid
+	return resp.(*pb.LeaseKeepAliveResponse).GetTTL(), nil
 }
 
 // completion returns request rid's completion on node id, if it completed.

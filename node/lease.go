@@ -109,6 +109,9 @@ func (n *Node) applyLease(b *pebble.Batch, w *mvcc.Writer, req *pb.InternalRaftR
 	if err != nil {
 		return err
 	}
+	if c.Err == nil {
+		n.completeHeader(c.Response)
+	}
 	out.Done = append(out.Done, c)
 	return nil
 }
@@ -188,59 +191,93 @@ func (n *Node) leaseTick() {
 		return
 	}
 	for _, id := range n.lessor.Expired(n.now()) {
-		// A dropped proposal is retried: Expired reports the lease again
-		// after its retry interval.
-		_, _ = n.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+		// Expired reports the lease again after its retry interval, so a
+		// revocation that never applies is asked again (a duplicate finds
+		// the lease gone and is harmless). The completion has no waiter;
+		// drivers drop it.
+		n.Start(Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 	}
 }
 
-// LeaseView is the member's leases as client goroutines see them. Its
-// methods are safe for concurrent use.
-type LeaseView struct{ n *Node }
-
-// Leases returns the member's lease view.
-func (n *Node) Leases() LeaseView { return LeaseView{n} }
-
-// ErrNotLeader is returned by LeaseView methods that only the leader
-// serves; the caller forwards the request to the leader.
-var ErrNotLeader = errors.New("node: not the leader")
-
-// Renew restarts the lease's TTL, as a keep-alive, and returns its granted
-// TTL; rpctypes.ErrGRPCLeaseNotFound if it does not exist or has expired.
-// The caller must have confirmed leadership (a ReadIndex) just before, so
-// that a deposed leader does not renew, and every grant acknowledged before
-// is applied.
-func (v LeaseView) Renew(id int64) (int64, error) {
-	if !v.n.status.load().IsLeader {
-		return 0, ErrNotLeader
+// keepAlive renews a lease, as a keep-alive, on the leader after its
+// barrier confirmed leadership: a deposed leader never renews, and every
+// grant acknowledged before is applied. An unknown or expired lease gets
+// TTL 0, as etcd answers. The header is this moment's, so its revision is
+// never after a revocation the renewal did not see.
+func (n *Node) keepAlive(r *pb.LeaseKeepAliveRequest) (proto.Message, error) {
+	if !n.isLeader() {
+		return nil, ErrNotLeader
 	}
-	ttl, err := v.n.lessor.Renew(id, v.n.now())
-	if errors.Is(err, lease.ErrNotPrimary) {
-		return 0, ErrNotLeader
+	resp := &pb.LeaseKeepAliveResponse{Header: n.header(n.store.Rev()), ID: r.GetID()}
+	ttl, err := n.lessor.Renew(r.GetID(), n.now())
+	switch {
+	case errors.Is(err, lease.ErrNotPrimary):
+		// Elected, but the lessor is not promoted yet (its first entry is
+		// not applied): the driver asks again.
+		return nil, ErrNotLeader
+	case errors.Is(err, lease.ErrNotFound):
+		ttl = 0
+	case err != nil:
+		return nil, leaseError(err)
 	}
-	return ttl, leaseError(err)
+	resp.TTL = ttl
+	return resp, nil
 }
 
-// TimeToLive returns a lease's granted TTL and the seconds it has left,
-// with the same requirements as Renew.
-func (v LeaseView) TimeToLive(id int64) (granted, remaining int64, err error) {
-	if !v.n.status.load().IsLeader {
-		return 0, 0, ErrNotLeader
+// timeToLive answers a lease's granted and remaining TTL on the leader,
+// with the same barrier as keepAlive. An unknown lease is not an error:
+// TTL -1, as etcd answers.
+func (n *Node) timeToLive(r *pb.LeaseTimeToLiveRequest) (proto.Message, error) {
+	if !n.isLeader() {
+		return nil, ErrNotLeader
 	}
-	granted, remaining, err = v.n.lessor.TimeToLive(id, v.n.now())
-	if errors.Is(err, lease.ErrNotPrimary) {
-		return 0, 0, ErrNotLeader
+	resp := &pb.LeaseTimeToLiveResponse{Header: n.header(n.store.Rev()), ID: r.GetID()}
+	granted, remaining, err := n.lessor.TimeToLive(r.GetID(), n.now())
+	switch {
+	case errors.Is(err, lease.ErrNotPrimary):
+		return nil, ErrNotLeader
+	case errors.Is(err, lease.ErrNotFound):
+		resp.TTL = -1
+		return resp, nil
+	case err != nil:
+		return nil, leaseError(err)
 	}
-	return granted, remaining, leaseError(err)
+	resp.TTL, resp.GrantedTTL = remaining, granted
+	if r.GetKeys() {
+		if resp.Keys, err = n.store.LeaseKeys(r.GetID()); err != nil {
+			return nil, fmt.Errorf("keys of lease %x: %w", r.GetID(), err)
+		}
+	}
+	return resp, nil
 }
 
-// List returns every lease this member has applied.
-func (v LeaseView) List() []lease.Lease { return v.n.lessor.Leases() }
+// startLeaderRead starts a request only the leader serves: a follower
+// completes it with ErrNotLeader at once (the driver forwards it); the
+// leader serves it after a ReadIndex barrier.
+func (n *Node) startLeaderRead(id uint64, req Request) {
+	if !n.isLeader() {
+		n.completed = append(n.completed, Completion{ID: id, Err: ErrNotLeader})
+		return
+	}
+	n.startBarrier(id, req)
+}
 
-// MinTTLSeconds is the smallest TTL a lease is granted.
-func (v LeaseView) MinTTLSeconds() int64 { return v.n.lessor.MinTTLSeconds() }
+// leaseLeases lists every lease this member has applied, as etcd does
+// (from the member's own state, without a barrier).
+func (n *Node) leaseLeases() *pb.LeaseLeasesResponse {
+	ls := n.lessor.Leases()
+	resp := &pb.LeaseLeasesResponse{Header: n.header(n.store.Rev()), Leases: make([]*pb.LeaseStatus, len(ls))}
+	for i, l := range ls {
+		resp.Leases[i] = &pb.LeaseStatus{ID: l.ID}
+	}
+	return resp
+}
 
-// Keys returns the keys attached to a lease, in key order.
+// Leases returns the leases this member has applied, for the simulator's
+// end-of-run checks; call it only from the driver's goroutine.
+func (n *Node) Leases() []lease.Lease { return n.lessor.Leases() }
+
+// LeaseKeys returns the keys attached to a lease, in key order.
 func (v *StoreView) LeaseKeys(id int64) ([][]byte, error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

@@ -128,7 +128,7 @@ func TestLeasesSurviveRestartAndCrash(t *testing.T) {
 	h.write(1, revokeReq(11))
 	h.restart(1)
 	h.leader()
-	if got := h.node(1).Leases().List(); len(got) != 1 || got[0].ID != 10 || got[0].TTLSeconds != 60 {
+	if got := h.node(1).Leases(); len(got) != 1 || got[0].ID != 10 || got[0].TTLSeconds != 60 {
 		t.Fatalf("leases after restart: %+v", got)
 	}
 	if err := h.fail(1, leasePut("b", 11)); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
@@ -162,7 +162,7 @@ func TestLeaseExpiresOnlyAfterTTL(t *testing.T) {
 	if _, found := h.get(1, "a"); found {
 		t.Fatal("key not deleted after the lease's TTL")
 	}
-	if h.node(1).Leases().List() != nil && len(h.node(1).Leases().List()) != 0 {
+	if h.node(1).Leases() != nil && len(h.node(1).Leases()) != 0 {
 		t.Fatal("expired lease not revoked")
 	}
 }
@@ -173,7 +173,7 @@ func TestKeepAliveDefersExpiry(t *testing.T) {
 	h.write(1, leasePut("a", id))
 	for i := range ticksFor(20) {
 		if i%10 == 0 {
-			if ttl, err := h.node(1).Leases().Renew(id); err != nil || ttl != 3 {
+			if ttl, err := h.renew(1, id); err != nil || ttl != 3 {
 				t.Fatalf("renew: %d, %v", ttl, err)
 			}
 		}
@@ -182,15 +182,15 @@ func TestKeepAliveDefersExpiry(t *testing.T) {
 	if _, found := h.get(1, "a"); !found {
 		t.Fatal("key of a kept-alive lease deleted")
 	}
-	g, rem, err := h.node(1).Leases().TimeToLive(id)
-	if err != nil || g != 3 || rem < 1 || rem > 3 {
-		t.Fatalf("TimeToLive = %d, %d, %v", g, rem, err)
+	resp, err := h.serve(1, Request{LeaseTimeToLive: &pb.LeaseTimeToLiveRequest{ID: id}})
+	if ttl, _ := resp.(*pb.LeaseTimeToLiveResponse); err != nil || ttl.GetGrantedTTL() != 3 || ttl.GetTTL() < 1 || ttl.GetTTL() > 3 {
+		t.Fatalf("TimeToLive = %v, %v", resp, err)
 	}
 	for range ticksFor(3) + 1 {
 		h.tick()
 	}
-	if _, err := h.node(1).Leases().Renew(id); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
-		t.Fatalf("renew after expiry: %v, want lease not found", err)
+	if ttl, err := h.renew(1, id); err != nil || ttl != 0 {
+		t.Fatalf("renew after expiry: %d, %v; want TTL 0 (lease not found)", ttl, err)
 	}
 	if _, found := h.get(1, "a"); found {
 		t.Fatal("key not deleted after keep-alives stopped")
@@ -205,7 +205,7 @@ func TestLeaseAcrossLeaderChange(t *testing.T) {
 	h.write(lead, leasePut("a", id))
 	for _, m := range ids {
 		if m != lead {
-			if _, err := h.node(m).Leases().Renew(id); !errors.Is(err, ErrNotLeader) {
+			if _, err := h.renew(m, id); !errors.Is(err, ErrNotLeader) {
 				t.Fatalf("renew on follower %d: %v", m, err)
 			}
 		}
@@ -219,7 +219,7 @@ func TestLeaseAcrossLeaderChange(t *testing.T) {
 	for range maxTicks {
 		h.tick()
 		for _, m := range ids {
-			if m != lead && h.node(m).Status().IsLeader && h.node(m).Leases().List() != nil {
+			if m != lead && h.node(m).Status().IsLeader && h.node(m).Leases() != nil {
 				next = m
 			}
 		}
@@ -244,7 +244,7 @@ func TestLeaseAcrossLeaderChange(t *testing.T) {
 		}
 	}
 	// Keep-alives now go to the new leader; without them it expires.
-	if _, err := h.node(next).Leases().Renew(id); err != nil {
+	if ttl, err := h.renew(next, id); err != nil || ttl == 0 {
 		t.Fatalf("renew on the new leader: %v", err)
 	}
 	for range ticksFor(4) + 2*10 + 2 {

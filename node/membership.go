@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -27,11 +28,12 @@ func memberKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64(slices.Clone(memberPrefix), id)
 }
 
-// memberList is the member metadata as of the applied index.
+// memberList is the member metadata as of the applied index. The driver's
+// loop writes it; any goroutine reads it. Each change publishes a new map
+// (changes are rare), so a reader never waits and never sees one half
+// written; published maps and their members are never modified.
 type memberList struct {
-	mu sync.Mutex
-	// byID is guarded by mu; the node's goroutine writes, any reads.
-	byID map[uint64]*membershippb.Member
+	p atomic.Pointer[map[uint64]*membershippb.Member]
 }
 
 func loadMembers(db *pebble.DB) (map[uint64]*membershippb.Member, error) {
@@ -52,18 +54,22 @@ func loadMembers(db *pebble.DB) (map[uint64]*membershippb.Member, error) {
 }
 
 func (l *memberList) set(members map[uint64]*membershippb.Member) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.byID = members
+	l.p.Store(&members)
+}
+
+func (l *memberList) current() map[uint64]*membershippb.Member {
+	if m := l.p.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 // list returns copies, sorted by ID.
 func (l *memberList) list() []*membershippb.Member {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]*membershippb.Member, 0, len(l.byID))
-	for _, id := range sortedIDs(l.byID) {
-		out = append(out, proto.Clone(l.byID[id]).(*membershippb.Member))
+	byID := l.current()
+	out := make([]*membershippb.Member, 0, len(byID))
+	for _, id := range sortedIDs(byID) {
+		out = append(out, proto.Clone(byID[id]).(*membershippb.Member))
 	}
 	return out
 }
@@ -79,9 +85,7 @@ func sortedIDs(m map[uint64]*membershippb.Member) []uint64 {
 
 // get returns a copy of one member.
 func (l *memberList) get(id uint64) (*membershippb.Member, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	m, ok := l.byID[id]
+	m, ok := l.current()[id]
 	if !ok {
 		return nil, false
 	}
@@ -97,9 +101,12 @@ func (l *memberList) put(b *pebble.Batch, m *membershippb.Member) error {
 	if err := b.Set(memberKey(m.GetID()), v, nil); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.byID[m.GetID()] = proto.Clone(m).(*membershippb.Member)
+	next := maps.Clone(l.current())
+	if next == nil {
+		next = map[uint64]*membershippb.Member{}
+	}
+	next[m.GetID()] = proto.Clone(m).(*membershippb.Member)
+	l.set(next)
 	return nil
 }
 
@@ -107,9 +114,9 @@ func (l *memberList) remove(b *pebble.Batch, id uint64) error {
 	if err := b.Delete(memberKey(id), nil); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.byID, id)
+	next := maps.Clone(l.current())
+	delete(next, id)
+	l.set(next)
 	return nil
 }
 
@@ -119,15 +126,6 @@ func (n *Node) Members() []*membershippb.Member { return n.members.list() }
 
 // Member returns one member; safe for concurrent use.
 func (n *Node) Member(id uint64) (*membershippb.Member, bool) { return n.members.get(id) }
-
-// ProposeConfChange starts a configuration change and returns its ID; it
-// completes (with a nil Response) when applied. cc.Context should carry the
-// marshalled membershippb.Member for adds, promotions and updates.
-func (n *Node) ProposeConfChange(cc *raftpb.ConfChange) (uint64, error) {
-	id := n.ids.next()
-	cc.Id = proto.Uint64(id)
-	return id, n.raw.ProposeConfChange(cc)
-}
 
 // applyConfChange applies a configuration change to raft, the stored
 // ConfState and the member list, all in b.
@@ -143,7 +141,7 @@ func (n *Node) applyConfChange(b *pebble.Batch, cc raftpb.ConfChangeI, out *Outp
 	}
 	out.MembershipChanged = true
 	if v1, ok := cc.(*raftpb.ConfChange); ok && v1.GetId() != 0 {
-		out.Done = append(out.Done, Completion{ID: v1.GetId()})
+		n.memberChangeApplied(v1.GetId(), out)
 	}
 	return nil
 }

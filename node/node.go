@@ -10,7 +10,6 @@ import (
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3"
@@ -41,10 +40,25 @@ type Node struct {
 	view    StoreView
 	raw     *raft.RawNode
 
-	ids       idGenerator
-	ticks     uint64
-	reads     readQueue
-	completed []Completion // completions produced outside Process (knobs)
+	ids   idGenerator
+	ticks uint64
+	reads readQueue
+	// completed are completions produced outside Process (by Start and
+	// Tick), handed out by the next Process.
+	completed []Completion
+	// parked are writes raft dropped for want of a leader (request.go).
+	parked []parkedProposal
+	// proposals are this leader's own proposals, decoded (proposals.go).
+	proposals proposalCache
+	// memberChanges are the member API's changes proposed here, by request
+	// ID, until they apply (memberapi.go).
+	memberChanges map[uint64]pendingMemberChange
+	// transfers are MoveLeader requests waiting for their target to lead
+	// (moveleader.go).
+	transfers []leaderTransfer
+	// dbSizeBytes is the database's size on disk as last sampled, for the
+	// quota.
+	dbSizeBytes int64
 	// physical holds completions of physical compactions, released when the
 	// store has removed every obsolete version.
 	physical []Completion
@@ -85,16 +99,18 @@ type Output struct {
 	Events []*mvccpb.Event
 }
 
-// Completion reports the end of one request started by Propose or
-// ReadIndex.
+// Completion reports the end of one request started by Start. Read its
+// outcome with Result.
 type Completion struct {
 	ID uint64
-	// Response is the result of a write: *PutResponse,
-	// *DeleteRangeResponse, *TxnResponse or *CompactionResponse. It is nil
-	// for a read: the read may now be served from Store.
+	// Response is etcd's response to the request, header complete; nil for
+	// a keyspace read, which Result serves.
 	Response proto.Message
-	// Err is the request's failure, an rpctypes error a client may see.
+	// Err is the request's failure, an rpctypes error a client may see (or
+	// ErrNotLeader, for the driver to forward).
 	Err error
+	// read is set for a keyspace read that may now be served.
+	read *deferredRead
 }
 
 // Open opens (or creates and bootstraps) the member's database in cfg.Dir.
@@ -206,6 +222,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
 	n.view.swap(n.store)
+	n.dbSizeBytes = n.DiskSpaceUsage()
 	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -290,6 +307,10 @@ func (n *Node) Tick() {
 	n.ticks++
 	n.raw.Tick()
 	n.leaseTick()
+	n.retryParked()
+	n.expireMemberChanges()
+	n.finishTransfers()
+	n.sampleDBSize()
 }
 
 // Step delivers a message from a peer.
@@ -304,33 +325,42 @@ func (n *Node) Step(m *raftpb.Message) error {
 	return err
 }
 
-// Propose starts a write request and returns its ID; the result arrives as a
-// Completion with that ID. req.Header.ID is overwritten. ErrProposalDropped
-// from raft (no leader known) is returned as is.
-func (n *Node) Propose(req *pb.InternalRaftRequest) (uint64, error) {
+// readIndex starts a bare linearizable barrier and returns its ID. When it
+// completes, every write acknowledged before it was started has been
+// applied on this member. Requests take their barriers through Start; the
+// tests use this one to probe the barrier alone.
+func (n *Node) readIndex() uint64 {
 	id := n.ids.next()
-	req.Header = &pb.RequestHeader{ID: id}
-	if g := req.GetLeaseGrant(); g != nil && g.GetID() == 0 {
-		g.ID = n.newLeaseID()
-	}
-	data, err := proto.Marshal(req)
-	if err != nil {
-		return 0, fmt.Errorf("node: marshal request: %w", err)
-	}
-	return id, n.raw.Propose(data)
+	n.startBarrier(id, Request{})
+	return id
 }
 
-// ReadIndex starts a linearizable read barrier and returns its ID. When it
-// completes, every write acknowledged before ReadIndex was called has been
-// applied on this member, and the read may be served from Store.
-func (n *Node) ReadIndex() uint64 {
-	id := n.ids.next()
+// startBarrier queues a request behind a ReadIndex round.
+func (n *Node) startBarrier(id uint64, req Request) {
 	if n.cfg.Knobs.ReadWithoutReadIndex {
-		n.completed = append(n.completed, Completion{ID: id})
-		return id
+		n.finishRead(pendingRead{id: id, req: req})
+		return
 	}
-	n.reads.add(id)
-	return id
+	n.reads.add(pendingRead{id: id, req: req})
+}
+
+// finishRead completes a request whose barrier is behind it: a keyspace
+// read is released to be served by Completion.Result; a lease request is
+// served here, on the loop, where the lessor lives.
+func (n *Node) finishRead(r pendingRead) {
+	c := Completion{ID: r.id}
+	switch {
+	case r.req.isRead():
+		c.read = &deferredRead{n: n, req: r.req}
+	case r.req.LeaseKeepAlive != nil:
+		c.Response, c.Err = n.keepAlive(r.req.LeaseKeepAlive)
+	case r.req.LeaseTimeToLive != nil:
+		c.Response, c.Err = n.timeToLive(r.req.LeaseTimeToLive)
+	case r.req.MemberList != nil || r.req.isMemberChange():
+		n.finishMemberRequest(r.id, r.req)
+		return
+	}
+	n.completed = append(n.completed, c)
 }
 
 // HasReady reports whether Process has work to do.
@@ -353,10 +383,6 @@ func (n *Node) DiskSpaceUsage() int64 {
 	return int64(n.db.Metrics().DiskSpaceUsage())
 }
 
-// TransferLeadership asks the leader to hand leadership to member to; it
-// has no effect on a follower.
-func (n *Node) TransferLeadership(to uint64) { n.raw.TransferLeader(to) }
-
 // ReportUnreachable tells raft that a message to member id could not be
 // delivered, so it probes the member instead of streaming to it.
 func (n *Node) ReportUnreachable(id uint64) { n.raw.ReportUnreachable(id) }
@@ -368,18 +394,4 @@ func (n *Node) ReportSnapshot(id uint64, delivered bool) {
 		status = raft.SnapshotFinish
 	}
 	n.raw.ReportSnapshot(id, status)
-}
-
-// MatchIndexes returns, on the leader, the log index each member has
-// acknowledged; nil on a follower.
-func (n *Node) MatchIndexes() map[uint64]uint64 {
-	st := n.raw.Status()
-	if st.RaftState != raft.StateLeader {
-		return nil
-	}
-	match := make(map[uint64]uint64, len(st.Progress))
-	for id, pr := range st.Progress {
-		match[id] = pr.Match
-	}
-	return match
 }

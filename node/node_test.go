@@ -138,7 +138,7 @@ func TestUnknownRequestFailsOnlyItself(t *testing.T) {
 func TestReadIndexAfterWrite(t *testing.T) {
 	h := newHarness(t, one, nil)
 	w := h.write(1, putReq("a", "1"))
-	r := h.node(1).ReadIndex()
+	r := h.node(1).readIndex()
 	h.settle()
 	rd := h.mustComplete(1, r)
 	if rd.Err != nil || rd.Response != nil {
@@ -156,7 +156,7 @@ func TestReadsShareOneRound(t *testing.T) {
 	before := n.reads.nextCtx
 	var rids []uint64
 	for range 100 {
-		rids = append(rids, n.ReadIndex())
+		rids = append(rids, n.readIndex())
 	}
 	h.settle()
 	for _, rid := range rids {
@@ -190,7 +190,7 @@ func TestReadIndexOnLaggingFollower(t *testing.T) {
 	if rev := h.node(follower).Store().Rev(); rev != 1 {
 		t.Fatalf("follower applied the write although appends were dropped: revision %d", rev)
 	}
-	r := h.node(follower).ReadIndex()
+	r := h.node(follower).readIndex()
 	for range 5 {
 		h.tick()
 	}
@@ -350,7 +350,7 @@ func TestThreeNodeCluster(t *testing.T) {
 			t.Fatalf("node %d status %+v", id, st)
 		}
 	}
-	r := h.node(follower).ReadIndex()
+	r := h.node(follower).readIndex()
 	h.settle()
 	if d := h.mustComplete(follower, r); d.Err != nil || d.rev != 3 {
 		t.Fatalf("follower read: %+v", d)
@@ -439,7 +439,7 @@ func TestKnobReadWithoutReadIndex(t *testing.T) {
 			}
 			h.drop = func(m *raftpb.Message) bool { return m.GetTo() == follower || m.GetFrom() == follower }
 			h.put(leader, "a", "1")
-			r := h.node(follower).ReadIndex()
+			r := h.node(follower).readIndex()
 			for range 5 {
 				h.tick()
 			}
@@ -525,7 +525,7 @@ func TestReadBeforeLeaderIsRetried(t *testing.T) {
 	}
 	h.open(1) // no Process yet: the node campaigns but does not lead
 	n := h.node(1)
-	r := n.ReadIndex()
+	r := n.readIndex()
 	h.settle()
 	if !n.Status().IsLeader {
 		t.Fatal("restarted single node does not lead")

@@ -34,7 +34,11 @@ func (n *Node) Process() (out Output, err error) {
 			return Output{}, err
 		}
 	}
-	out.Done = n.reads.release(n.applied, out.Done)
+	for _, r := range n.reads.release(n.applied) {
+		n.finishRead(r)
+	}
+	out.Done = append(out.Done, n.completed...)
+	n.completed = nil
 	if n.compactionDue() {
 		if err := n.compactStep(&out); err != nil {
 			return Output{}, err
@@ -78,6 +82,10 @@ func (n *Node) handleReady(out *Output) error {
 	}
 	if rd.SoftState != nil {
 		n.status.setSoft(rd.SoftState)
+		if rd.SoftState.RaftState != raft.StateLeader {
+			n.proposals.forget()
+		}
+		n.finishTransfers()
 	}
 	n.raw.Advance(rd)
 	return nil

@@ -90,9 +90,7 @@ func (bn *benchNode) process() int {
 // putBatch proposes k puts and processes until all k are applied.
 func (bn *benchNode) putBatch(k int) {
 	for range k {
-		if _, err := bn.n.Propose(bn.reqs[bn.next]); err != nil {
-			bn.b.Fatal(err)
-		}
+		bn.n.Start(Request{Put: bn.reqs[bn.next].Put})
 		bn.next = (bn.next + 1) % len(bn.reqs)
 	}
 	if done := bn.process(); done != k {

@@ -12,7 +12,7 @@ import (
 // round: every read queued between two Process calls rides the same one.
 type readBatch struct {
 	ctx        uint64
-	ids        []uint64
+	reads      []pendingRead
 	sentAtTick uint64
 	// index is the commit index raft confirmed; valid once confirmed.
 	index     uint64
@@ -23,13 +23,21 @@ type readBatch struct {
 // Invariant: every batch in sent is unconfirmed; every batch in confirmed
 // has confirmed set, and confirmed is ordered by index.
 type readQueue struct {
-	unsent    []uint64
+	unsent    []pendingRead
 	sent      []*readBatch
 	confirmed []*readBatch
 	nextCtx   uint64
 }
 
-func (q *readQueue) add(id uint64) { q.unsent = append(q.unsent, id) }
+// pendingRead is a request waiting for its ReadIndex barrier: a
+// linearizable read, a lease request only the leader serves, or (req
+// empty) a bare barrier.
+type pendingRead struct {
+	id  uint64
+	req Request
+}
+
+func (q *readQueue) add(r pendingRead) { q.unsent = append(q.unsent, r) }
 
 // hasUnsent reports whether reads wait for a round that can start now.
 func (q *readQueue) hasUnsent() bool { return len(q.unsent) > 0 && len(q.sent) == 0 }
@@ -57,7 +65,7 @@ func (q *readQueue) send(rn *raft.RawNode, now uint64, retryTicks int) {
 	// the next, so a burst of reads costs one quorum round, not one each.
 	if len(q.unsent) > 0 && len(q.sent) == 0 {
 		q.nextCtx++
-		q.sent = append(q.sent, &readBatch{ctx: q.nextCtx, ids: q.unsent, sentAtTick: now})
+		q.sent = append(q.sent, &readBatch{ctx: q.nextCtx, reads: q.unsent, sentAtTick: now})
 		q.unsent = nil
 		rn.ReadIndex(encodeReadCtx(q.nextCtx))
 		return
@@ -99,18 +107,17 @@ func (q *readQueue) insertConfirmed(b *readBatch) {
 	q.confirmed = slices.Insert(q.confirmed, i, b)
 }
 
-// release completes the reads whose index has been applied.
-func (q *readQueue) release(applied uint64, done []Completion) []Completion {
+// release returns the reads whose index has been applied, in order.
+func (q *readQueue) release(applied uint64) []pendingRead {
+	var released []pendingRead
 	n := 0
 	for _, b := range q.confirmed {
 		if b.index > applied {
 			break
 		}
-		for _, id := range b.ids {
-			done = append(done, Completion{ID: id})
-		}
+		released = append(released, b.reads...)
 		n++
 	}
 	q.confirmed = q.confirmed[n:]
-	return done
+	return released
 }

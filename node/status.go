@@ -1,36 +1,39 @@
 package node
 
 import (
-	"sync"
+	"slices"
+	"sync/atomic"
 
 	"go.etcd.io/raft/v3"
 )
 
-// statusCell publishes Status to other goroutines.
+// statusCell publishes Status to other goroutines: the driver's loop
+// writes it, anyone reads it, and a reader never waits.
 type statusCell struct {
-	mu sync.Mutex
-	// s is guarded by mu.
-	s Status
+	p atomic.Pointer[Status]
 }
 
 func (c *statusCell) load() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.s
+	if s := c.p.Load(); s != nil {
+		return *s
+	}
+	return Status{}
 }
 
 // setHard replaces everything but the soft state (leader and role), which
-// raft reports separately.
+// raft reports separately. Called only from the driver's loop.
 func (c *statusCell) setHard(s Status) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s.Leader, s.IsLeader = c.s.Leader, c.s.IsLeader
-	c.s = s
+	old := c.load()
+	s.Leader, s.IsLeader = old.Leader, old.IsLeader
+	c.p.Store(&s)
 }
 
+// setSoft records raft's soft state. Called only from the driver's loop.
 func (c *statusCell) setSoft(ss *raft.SoftState) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.s.Leader = ss.Lead
-	c.s.IsLeader = ss.RaftState == raft.StateLeader
+	s := c.load()
+	s.Leader = ss.Lead
+	s.IsLeader = ss.RaftState == raft.StateLeader
+	c.p.Store(&s)
 }
+
+func (s Status) isLearner() bool { return slices.Contains(s.Learners, s.ID) }

@@ -9,9 +9,11 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// linearizabilityTimeout bounds porcupine's search. It is wall-clock time,
-// far above what any history here needs, so it never decides a result.
-const linearizabilityTimeout = 30 * time.Second
+// linearizabilityTimeout guards porcupine's search. It is wall-clock time,
+// far above what any history here needs (tens of milliseconds for a few
+// thousand operations), so it never decides a verdict: a search that hits
+// it fails the run as FailLinearizabilityTimeout, to be investigated.
+const linearizabilityTimeout = time.Minute
 
 func (w *world) rememberPuts(req lin.Request, resp lin.Response) {
 	switch {
@@ -67,7 +69,7 @@ func (w *world) checkLiveness() {
 		}
 		w.runUntil(w.sched.nowMicros + 100*millisecond)
 	}
-	w.fail("liveness: no write committed within %dms of healing", livenessBoundMicros/millisecond)
+	w.failAs(FailLiveness, "no write committed within %dms of healing", livenessBoundMicros/millisecond)
 }
 
 // issueOnce sends one operation to the leader (or any member) and runs the
@@ -100,7 +102,7 @@ func (w *world) issueOnce(c *client, req lin.Request) *pendingOp {
 func (w *world) converge() {
 	ok := w.runWhile(convergeBoundMicros, func() bool { return w.inflight > 0 || !w.converged() })
 	if !ok && !w.failed() {
-		w.fail("members did not converge within %ds of healing: %s", convergeBoundMicros/second, w.appliedSummary())
+		w.failAs(FailConvergence, "members did not converge within %ds of healing: %s", convergeBoundMicros/second, w.appliedSummary())
 	}
 }
 
@@ -135,7 +137,7 @@ func (w *world) finalRead() {
 	c := &client{w: w, id: 0, seenModRevision: map[string]int64{}}
 	op := w.issueOnce(c, lin.Prefix(keyPrefix, 0))
 	if op == nil || !op.acked {
-		w.fail("final read did not complete")
+		w.failAs(FailLiveness, "final read did not complete")
 	}
 }
 
@@ -152,17 +154,17 @@ func (w *world) checkConvergence() {
 	for i, m := range members {
 		// The key index is derived state that HashKV does not cover.
 		if err := m.node.Store().VerifyKeyIndex(); err != nil {
-			w.fail("convergence: %s: %v", m.name(), err)
+			w.failAs(FailConvergence, "%s: %v", m.name(), err)
 		}
 		hash, _, err := m.node.Store().HashKV(rev)
 		if err != nil {
-			w.fail("convergence: HashKV(%d) on %s: %v", rev, m.name(), err)
+			w.failAs(FailConvergence, "HashKV(%d) on %s: %v", rev, m.name(), err)
 			return
 		}
 		if i == 0 {
 			want = hash
 		} else if hash != want {
-			w.fail("convergence: %s hash %08x at revision %d, %s has %08x", members[0].name(), want, rev, m.name(), hash)
+			w.failAs(FailConvergence, "%s hash %08x at revision %d, %s has %08x", members[0].name(), want, rev, m.name(), hash)
 		}
 	}
 	w.trace.printf("convergence: %d members at revision %d, hash %08x", len(members), rev, want)
@@ -175,12 +177,12 @@ func (w *world) checkAckedWrites() {
 		for _, m := range w.inCluster() {
 			rr, err := m.node.Store().Range(&pb.RangeRequest{Key: []byte(p.key), Revision: p.revision})
 			if err != nil {
-				w.fail("acknowledged put %s=%s at revision %d: read on %s: %v", p.key, p.value, p.revision, m.name(), err)
+				w.failAs(FailLostWrite, "acknowledged put %s=%s at revision %d: read on %s: %v", p.key, p.value, p.revision, m.name(), err)
 				return
 			}
 			kvs := rr.GetKvs()
 			if len(kvs) != 1 || kvs[0].GetModRevision() != p.revision || !bytes.Equal(kvs[0].GetValue(), []byte(p.value)) {
-				w.fail("acknowledged put %s=%s at revision %d lost on %s: found %v", p.key, p.value, p.revision, m.name(), kvs)
+				w.failAs(FailLostWrite, "acknowledged put %s=%s at revision %d lost on %s: found %v", p.key, p.value, p.revision, m.name(), kvs)
 				return
 			}
 		}
@@ -188,10 +190,27 @@ func (w *world) checkAckedWrites() {
 }
 
 func (w *world) checkLinearizable() {
+	start := time.Now()
 	result, _ := w.rec.Check(linearizabilityTimeout)
-	if result != lin.ResultOK {
-		w.fail("linearizability: %s", result)
+	w.limits.usage.LinearizabilityCheck = time.Since(start)
+	if f := linearizabilityFailure(result, linearizabilityTimeout, len(w.rec.Operations())); f != nil {
+		w.failAs(f.Kind, "%s", f.Message)
 		return
 	}
 	w.trace.printf("linearizability: ok")
+}
+
+// linearizabilityFailure turns porcupine's verdict into the run's failure,
+// nil for a proof of linearizability. A search that timed out proved
+// nothing: it fails with its own kind, never passes.
+func linearizabilityFailure(result lin.Result, timeout time.Duration, ops int) *Failure {
+	switch result {
+	case lin.ResultOK:
+		return nil
+	case lin.ResultTimeout:
+		return &Failure{FailLinearizabilityTimeout, fmt.Sprintf("linearizability check timed out after %v (history of %d ops)", timeout, ops)}
+	case lin.ResultIllegal:
+		return &Failure{FailLinearizability, "the history is not linearizable (history.txt and linearization.html show where)"}
+	}
+	return &Failure{FailLinearizability, fmt.Sprintf("unexpected verdict %v", result)}
 }

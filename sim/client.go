@@ -1,13 +1,8 @@
 package sim
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/cairn-db/cairn/linearizability"
 	"github.com/cairn-db/cairn/node"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/raft/v3"
 )
 
 // client issues one operation at a time to a random live member, waits for
@@ -24,10 +19,9 @@ type client struct {
 
 // pendingOp is an operation in flight.
 type pendingOp struct {
-	c    *client
-	rec  linearizability.OpID
-	req  linearizability.Request
-	read *pb.RangeRequest // set for linearizable reads, served when the barrier completes
+	c   *client
+	rec linearizability.OpID
+	req linearizability.Request
 	// recorded is false for operations left out of the history.
 	recorded bool
 	done     bool
@@ -63,21 +57,9 @@ func (c *client) start(m *member, req linearizability.Request) {
 	op.rec = c.w.rec.Invoke(c.id, req)
 	c.w.inflight++
 	c.w.trace.printf("c%d → %s %s", c.id, m.name(), describeRequest(req))
-	var id uint64
-	var err error
-	if isRead(req) {
-		op.read = toRangeRequest(req)
-		id = m.node.ReadIndex()
-	} else {
-		id, err = m.node.Propose(toInternalRequest(req))
-	}
-	if errors.Is(err, raft.ErrProposalDropped) {
-		c.w.trace.printf("c%d ✗ %s: no leader", c.id, m.name())
-		op.fail()
-		return
-	}
-	if err != nil {
-		c.w.fail("c%d: propose on %s: %v", c.id, m.name(), err)
+	id, local := startOn(m, toNodeRequest(req))
+	if local != nil {
+		op.complete(m, *local)
 		return
 	}
 	m.waiting[id] = op
@@ -122,7 +104,7 @@ func (op *pendingOp) complete(m *member, c node.Completion) {
 	if op.done {
 		return
 	}
-	resp, err := op.response(m, c)
+	resp, err := op.response(c)
 	if err != nil {
 		op.c.w.trace.printf("c%d ✗ %v", op.c.id, err)
 		op.fail()
@@ -139,19 +121,13 @@ func (op *pendingOp) complete(m *member, c node.Completion) {
 }
 
 // response turns a completion into what the client saw: a read is served
-// from the member's store now that its barrier completed.
-func (op *pendingOp) response(m *member, c node.Completion) (linearizability.Response, error) {
-	if c.Err != nil {
-		return linearizability.Response{}, c.Err
+// from the member's keyspace now, as the server serves it.
+func (op *pendingOp) response(c node.Completion) (linearizability.Response, error) {
+	resp, err := c.Result()
+	if err != nil {
+		return linearizability.Response{}, err
 	}
-	if op.read != nil {
-		rr, err := m.node.Store().Range(op.read)
-		if err != nil {
-			return linearizability.Response{}, fmt.Errorf("range on %s: %w", m.name(), err)
-		}
-		return fromRangeResponse(op.req, rr), nil
-	}
-	return fromWriteResponse(op.req, c.Response)
+	return fromResponse(op.req, resp)
 }
 
 func (c *client) remember(req linearizability.Request, resp linearizability.Response) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	lin "github.com/cairn-db/cairn/linearizability"
+	"github.com/cairn-db/cairn/node"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3/raftpb"
@@ -14,22 +15,24 @@ import (
 // This file translates between the checker's operations and the etcd
 // protocol messages the node takes and returns.
 
-func isRead(r lin.Request) bool { return r.Kind == lin.OpGet || r.Kind == lin.OpRange }
+// toNodeRequest is the request a client of the etcd API sends for r, as
+// the core takes it.
+func toNodeRequest(r lin.Request) node.Request {
+	switch r.Kind {
+	case lin.OpGet, lin.OpRange:
+		return node.Request{Range: toRangeRequest(r)}
+	case lin.OpPut:
+		return node.Request{Put: toPut(r)}
+	case lin.OpDelete:
+		return node.Request{DeleteRange: toDelete(r)}
+	case lin.OpTxn:
+		return node.Request{Txn: toTxn(r)}
+	}
+	panic(fmt.Sprintf("sim: no request for %v", r.Kind))
+}
 
 func toRangeRequest(r lin.Request) *pb.RangeRequest {
 	return &pb.RangeRequest{Key: []byte(r.Key), RangeEnd: []byte(r.End), Limit: r.Limit}
-}
-
-func toInternalRequest(r lin.Request) *pb.InternalRaftRequest {
-	switch r.Kind {
-	case lin.OpPut:
-		return &pb.InternalRaftRequest{Put: toPut(r)}
-	case lin.OpDelete:
-		return &pb.InternalRaftRequest{DeleteRange: toDelete(r)}
-	case lin.OpTxn:
-		return &pb.InternalRaftRequest{Txn: toTxn(r)}
-	}
-	panic(fmt.Sprintf("sim: %v is not a write", r.Kind))
 }
 
 func toPut(r lin.Request) *pb.PutRequest {
@@ -114,8 +117,11 @@ func fromRangeResponse(req lin.Request, rr *pb.RangeResponse) lin.Response {
 	return resp
 }
 
-func fromWriteResponse(req lin.Request, m proto.Message) (lin.Response, error) {
+// fromResponse is what the checker records of the core's response to req.
+func fromResponse(req lin.Request, m proto.Message) (lin.Response, error) {
 	switch r := m.(type) {
+	case *pb.RangeResponse:
+		return fromRangeResponse(req, r), nil
 	case *pb.PutResponse:
 		return lin.Response{HeaderRevision: r.GetHeader().GetRevision()}, nil
 	case *pb.DeleteRangeResponse:

@@ -261,7 +261,7 @@ func (m *member) checkRecovery() {
 	after := m.node.RaftState()
 	if m.durableKnown {
 		if err := node.CheckRecovery(m.durable, after, installed, interrupted); err != nil {
-			m.w.fail("crash recovery: %s %v", m.name(), err)
+			m.w.failAs(FailCrashRecovery, "%s %v", m.name(), err)
 		}
 	}
 	m.noteDurable()

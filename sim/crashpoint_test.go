@@ -1,9 +1,6 @@
 package sim
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 // Crash points are deterministic: a run whose members crash inside
 // snapshots gives the same trace twice.
@@ -46,7 +43,7 @@ func TestPlantedInstallBugsAreFoundByCrashPoints(t *testing.T) {
 				if res.Passed() {
 					continue
 				}
-				if !strings.HasPrefix(res.Failures[0], "crash recovery:") {
+				if res.Failures[0].Kind != FailCrashRecovery {
 					t.Fatalf("seed %d failed, but not the crash recovery check first: %v", seed, res.Failures)
 				}
 				t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 10s -faults snapshot-crash -plant %s)",

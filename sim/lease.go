@@ -10,8 +10,6 @@ import (
 	"github.com/cairn-db/cairn/node"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.etcd.io/raft/v3"
 )
 
 // Leases: lease clients grant leases with client-chosen IDs, attach keys
@@ -138,16 +136,7 @@ func (c *leaseClient) grant() {
 	l.revocation = w.rec.Invoke(revocationClientBase+len(w.leaseOrder), l.revocationRequest())
 	sent := w.sched.nowMicros
 	w.trace.printf("l%d → %s grant %x ttl %ds", c.id, m.name(), l.id, l.ttlSeconds)
-	id, err := m.node.Propose(&pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: l.id, TTL: l.ttlSeconds}})
-	if errors.Is(err, raft.ErrProposalDropped) {
-		w.trace.printf("l%d ✗ %s: no leader", c.id, m.name())
-		c.next()
-		return
-	}
-	if err != nil {
-		w.fail("l%d: propose grant on %s: %v", c.id, m.name(), err)
-		return
-	}
+	id := m.node.Start(node.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: l.id, TTL: l.ttlSeconds}})
 	w.await(m, id, func(m *member, done *node.Completion) {
 		if done == nil || done.Err != nil {
 			w.trace.printf("l%d ✗ grant %x: %v", c.id, l.id, completionError(done))
@@ -214,9 +203,8 @@ func (c *leaseClient) end(l *simLease, revoke bool) {
 		if m := w.randomLiveMember(); m != nil {
 			l.revokeSentMicros = w.sched.nowMicros
 			w.trace.printf("l%d → %s revoke %x", c.id, m.name(), l.id)
-			if id, err := m.node.Propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: l.id}}); err == nil {
-				w.await(m, id, func(*member, *node.Completion) {})
-			}
+			id := m.node.Start(node.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: l.id}})
+			w.await(m, id, func(*member, *node.Completion) {})
 		}
 	}
 	c.next()
@@ -234,10 +222,11 @@ func (c *leaseClient) scheduleKeepAlive(l *simLease) {
 	})
 }
 
-// keepAlive renews the lease as the server does: on the member that leads
-// (the one a random live member believes leads, reachable from it), after
-// a ReadIndex confirms its leadership. Only an acknowledgement with a TTL
-// counts; the time that counts is when the keep-alive was sent.
+// keepAlive renews the lease as the server does: it sends the keep-alive
+// to the member that leads (the one a random live member believes leads,
+// reachable from it), whose core confirms its leadership before renewing.
+// Only an acknowledgement with a TTL counts; the time that counts is when
+// the keep-alive was sent.
 func (c *leaseClient) keepAlive(l *simLease) {
 	w := c.w
 	sent := w.sched.nowMicros
@@ -245,17 +234,21 @@ func (c *leaseClient) keepAlive(l *simLease) {
 	if leader == nil {
 		return
 	}
-	id := leader.node.ReadIndex()
+	id := leader.node.Start(node.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: l.id}})
 	w.await(leader, id, func(m *member, done *node.Completion) {
-		if done == nil || done.Err != nil || l.ended {
+		if done == nil || l.ended {
 			return
 		}
-		ttl, err := m.node.Leases().Renew(l.id)
+		resp, err := done.Result()
+		ttl := int64(0)
+		if err == nil {
+			ttl = resp.(*pb.LeaseKeepAliveResponse).GetTTL()
+		}
 		switch {
-		case err == nil || (w.opts.plantFollowerKeepAlive && errors.Is(err, node.ErrNotLeader)):
+		case (err == nil && ttl > 0) || (w.opts.plantFollowerKeepAlive && errors.Is(err, node.ErrNotLeader)):
 			l.lastAckSentMicros = max(l.lastAckSentMicros, sent)
 			w.trace.printf("l%d ← keep-alive %x on %s ttl %d", c.id, l.id, m.name(), ttl)
-		case errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
+		case err == nil:
 			w.trace.printf("l%d ← keep-alive %x: ttl 0, lease lost", c.id, l.id)
 			l.ended = true
 		default:

@@ -91,7 +91,7 @@ func (w *world) resolveRevocations(committed []lin.Event) {
 		switch {
 		case l.revokedRevision != 0:
 			if rev != l.revokedRevision {
-				w.fail("lease %x: revoked at revision %d in a member's events, %d in the committed history", l.id, l.revokedRevision, rev)
+				w.failAs(FailLease, "lease %x: revoked at revision %d in a member's events, %d in the committed history", l.id, l.revokedRevision, rev)
 			}
 		case rev != 0:
 			l.revokedRevision = rev
@@ -140,7 +140,7 @@ func (w *world) checkLeaseExpiry() {
 		held := l.revokedMicros - l.lastAckSentMicros
 		least := int64(float64(l.ttlSeconds*second)/rate) - leaseSlackMicros
 		if held < least {
-			w.fail("lease %x (ttl %ds): keys deleted at revision %d, %dms after the last acknowledged keep-alive was sent (at least %dms expected, clock rate up to %.2f)",
+			w.failAs(FailLease, "lease %x (ttl %ds): keys deleted at revision %d, %dms after the last acknowledged keep-alive was sent (at least %dms expected, clock rate up to %.2f)",
 				l.id, l.ttlSeconds, l.revokedRevision, held/millisecond, least/millisecond, rate)
 		}
 	}
@@ -154,14 +154,14 @@ func (w *world) checkRevokedKeysGone(members []*member) {
 	var want []int64
 	for i, m := range members {
 		var ids []int64
-		for _, l := range m.node.Leases().List() {
+		for _, l := range m.node.Leases() {
 			ids = append(ids, l.ID)
 		}
 		slices.Sort(ids)
 		if i == 0 {
 			want = ids
 		} else if !slices.Equal(ids, want) {
-			w.fail("leases differ: %s has %x, %s has %x", members[0].name(), want, m.name(), ids)
+			w.failAs(FailLease, "leases differ: %s has %x, %s has %x", members[0].name(), want, m.name(), ids)
 			return
 		}
 	}
@@ -175,7 +175,7 @@ func (w *world) checkRevokedKeysGone(members []*member) {
 		}
 		for _, m := range members {
 			if err := leaseKeysGone(m, l); err != nil {
-				w.fail("lease %x is gone but %s: %v", l.id, m.name(), err)
+				w.failAs(FailLease, "lease %x is gone but %s: %v", l.id, m.name(), err)
 				return
 			}
 		}
@@ -225,7 +225,7 @@ func (w *world) checkFencedLock(committed []lin.Event) {
 			writer := lockKeyPrefix + strings.SplitN(e.Value, "-", 2)[0]
 			holder := lowestCreated(live)
 			if writer != holder || done[writer] {
-				w.fail("lock: %s wrote the fenced key at revision %d while %s held the lock", writer, e.Revision, holderName(holder))
+				w.failAs(FailLock, "%s wrote the fenced key at revision %d while %s held the lock", writer, e.Revision, holderName(holder))
 				return
 			}
 			if last != "" && last != writer {

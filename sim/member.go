@@ -59,7 +59,15 @@ type member struct {
 
 const memberDir = "data"
 
-func (m *member) name() string { return fmt.Sprintf("n%d", m.id) }
+// name is the member's name in traces: founding members are n1, n2, ...;
+// members added later have IDs derived by the member API (hashes), shown
+// by their first hex digits.
+func (m *member) name() string {
+	if m.id < 1000 {
+		return fmt.Sprintf("n%d", m.id)
+	}
+	return fmt.Sprintf("n%04x", m.id>>48)
+}
 
 func (m *member) open() error {
 	m.disk = errorfs.Wrap(m.fs, errorfs.Any(&m.diskFailing, m.crashPoint))
@@ -78,6 +86,9 @@ func (m *member) open() error {
 		Logger:                 &raftTrace{m: m},
 		PebbleOptions:          deterministicPebble,
 		Knobs:                  m.w.opts.Knobs,
+		// A write without a leader fails definitely before its client
+		// gives up (requestTimeoutMicros), so the history knows it.
+		RequestTimeoutTicks: 15,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: open: %w", m.name(), err)

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cairn-db/cairn/node"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
-	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -35,7 +36,9 @@ const (
 	maxVoters = 5
 )
 
-// changeMembership makes one change through the leader.
+// changeMembership makes one change through the leader, with the member
+// API's requests, as an operator would with etcdctl: add a learner (and
+// start it once the add is acknowledged), promote it, or remove a voter.
 func (n *nemesis) changeMembership() func() {
 	w := n.w
 	leader := w.leader()
@@ -46,14 +49,21 @@ func (n *nemesis) changeMembership() func() {
 	members := leader.node.Members()
 	voters, learners := splitMembers(members)
 	switch {
+	case len(learners) > 0 && w.memberByID(learners[0].GetID()) == nil:
+		// Added, but its acknowledgement was lost: start it now.
+		n.startAdded(learners[0].GetID())
 	case len(learners) > 0:
-		n.proposeChange(leader, raftpb.ConfChangeAddNode, learners[0])
+		n.request(leader, node.Request{MemberPromote: &pb.MemberPromoteRequest{ID: learners[0].GetID()}}, nil)
 	case len(voters) > minVoters && (len(voters) >= maxVoters || w.rng.IntN(2) == 0):
 		victim := voters[w.rng.IntN(len(voters))]
 		w.removing[victim.GetID()] = true
-		n.proposeChange(leader, raftpb.ConfChangeRemoveNode, victim)
+		n.request(leader, node.Request{MemberRemove: &pb.MemberRemoveRequest{ID: victim.GetID()}}, nil)
 	default:
-		n.addLearner(leader)
+		w.lastID++
+		add := &pb.MemberAddRequest{PeerURLs: []string{fmt.Sprintf("http://added%d.sim:2380", w.lastID)}, IsLearner: true}
+		n.request(leader, node.Request{MemberAdd: add}, func(resp proto.Message) {
+			n.startAdded(resp.(*pb.MemberAddResponse).GetMember().GetID())
+		})
 	}
 	return func() {}
 }
@@ -69,27 +79,51 @@ func splitMembers(members []*membershippb.Member) (voters, learners []*membershi
 	return voters, learners
 }
 
-func (n *nemesis) addLearner(leader *member) {
+// startAdded starts a member the cluster added: empty, it joins and waits
+// for the leader's snapshot.
+func (n *nemesis) startAdded(id uint64) {
 	w := n.w
-	w.lastID++
-	m := w.newMember(w.lastID, true)
+	if w.memberByID(id) != nil {
+		return
+	}
+	m := w.newMember(id, true)
 	w.members = append(w.members, m)
-	n.proposeChange(leader, raftpb.ConfChangeAddLearnerNode, simMember(m.id, true))
 	w.restart(m)
 	w.scheduleTick(m, w.rng.Int64N(tickMicros))
 }
 
-func (n *nemesis) proposeChange(leader *member, kind raftpb.ConfChangeType, m *membershippb.Member) {
-	context, err := proto.Marshal(m)
-	if err != nil {
-		panic(err)
+// request sends a member API request to the leader; done, if set, runs
+// with its response once it succeeds.
+func (n *nemesis) request(leader *member, req node.Request, done func(proto.Message)) {
+	w := n.w
+	w.trace.printf("nemesis: %s through %s", describeMemberRequest(req), leader.name())
+	id := leader.node.Start(req)
+	w.await(leader, id, func(_ *member, c *node.Completion) {
+		if c == nil {
+			w.trace.printf("nemesis: member request: timeout or crash")
+			return
+		}
+		resp, err := c.Result()
+		if err != nil {
+			w.trace.printf("nemesis: member request refused: %v", err)
+			return
+		}
+		if done != nil {
+			done(resp)
+		}
+	})
+}
+
+func describeMemberRequest(r node.Request) string {
+	switch {
+	case r.MemberAdd != nil:
+		return fmt.Sprintf("add learner %v", r.MemberAdd.GetPeerURLs())
+	case r.MemberPromote != nil:
+		return fmt.Sprintf("promote %x", r.MemberPromote.GetID())
+	case r.MemberRemove != nil:
+		return fmt.Sprintf("remove %x", r.MemberRemove.GetID())
 	}
-	cc := &raftpb.ConfChange{Type: kind.Enum(), NodeId: proto.Uint64(m.GetID()), Context: context}
-	n.w.trace.printf("nemesis: %s n%d through %s", kind, m.GetID(), leader.name())
-	if _, err := leader.node.ProposeConfChange(cc); err != nil {
-		n.w.trace.printf("nemesis: configuration change refused: %v", err)
-	}
-	leader.kick()
+	return "member request"
 }
 
 // retireRemoved stops the members whose removal the cluster has applied.

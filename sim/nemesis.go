@@ -2,6 +2,8 @@ package sim
 
 import (
 	"fmt"
+	"github.com/cairn-db/cairn/node"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"slices"
 )
 
@@ -208,7 +210,8 @@ func (n *nemesis) transfer() func() {
 	}
 	to := others[w.rng.IntN(len(others))]
 	w.trace.printf("nemesis: transfer leadership %s → %s", leader.name(), to.name())
-	leader.node.TransferLeadership(to.id)
+	// As etcdctl move-leader does; nobody waits for the answer.
+	leader.node.Start(node.Request{MoveLeader: &pb.MoveLeaderRequest{TargetID: to.id}})
 	leader.kick()
 	return func() {}
 }

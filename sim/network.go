@@ -25,6 +25,15 @@ type network struct {
 	minDelayMicros  int64
 	maxDelayMicros  int64
 	tailDelayMicros int64
+	// snapshotsFailed counts snapshots reported to their sender as not
+	// delivered.
+	snapshotsFailed int
+	// inFlight counts messages scheduled for delivery and not yet
+	// delivered or dropped (Limits.MessagesInFlightMax).
+	inFlight int
+	// beforeSnapshot, if set (tests only), runs when a member is about to
+	// send a snapshot, before the network decides whether it is lost.
+	beforeSnapshot func(from, to *member)
 }
 
 func newNetwork(w *world) *network {
@@ -45,20 +54,33 @@ func (n *network) send(from *member, msgs []*raftpb.Message) {
 	for _, m := range msgs {
 		to := n.w.memberByID(m.GetTo())
 		if to == nil {
+			if m.GetType() == raftpb.MsgSnap {
+				// A retired member: the stream cannot even connect.
+				n.w.trace.printf("%s→n%d drop %s", from.name(), m.GetTo(), describeMessage(m))
+				n.reportSnapshot(from, m.GetTo(), false)
+			}
 			continue
 		}
 		n.transmit(from, to, m)
 	}
 }
 
+// lost decides whether a message from one member to another is dropped: a
+// blocked link, or the lossy fault's draw.
+func (n *network) lost(from, to *member) bool {
+	return n.isBlocked(from, to) || n.w.rng.IntN(100) < n.lossPercent
+}
+
 func (n *network) transmit(from, to *member, m *raftpb.Message) {
-	rng := n.w.rng
-	if n.isBlocked(from, to) || rng.IntN(100) < n.lossPercent {
-		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
+	if m.GetType() == raftpb.MsgSnap {
+		// A snapshot travels on its own stream, whose sender always
+		// learns the outcome (snapshot.go).
+		n.sendSnapshot(from, to, proto.Clone(m).(*raftpb.Message))
 		return
 	}
-	if m.GetType() == raftpb.MsgSnap {
-		n.sendSnapshot(from, to, proto.Clone(m).(*raftpb.Message))
+	rng := n.w.rng
+	if n.lost(from, to) {
+		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
 		return
 	}
 	copies := 1
@@ -68,7 +90,11 @@ func (n *network) transmit(from, to *member, m *raftpb.Message) {
 	for range copies {
 		// Each delivery gets its own copy, as if it had been serialized.
 		msg := proto.Clone(m).(*raftpb.Message)
-		n.w.sched.after(n.delay(), func() { n.deliver(from, to, msg) })
+		n.inFlight++
+		n.w.sched.after(n.delay(), func() {
+			n.inFlight--
+			n.deliver(from, to, msg)
+		})
 	}
 }
 

@@ -1,12 +1,8 @@
 package sim
 
 import (
-	"errors"
-
 	lin "github.com/cairn-db/cairn/linearizability"
 	"github.com/cairn-db/cairn/node"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/raft/v3"
 )
 
 // A member's callbacks are requests of the lease workload waiting for their
@@ -59,54 +55,41 @@ func (w *world) recordedOp(clientID int, m *member, req lin.Request, leaseID int
 		}
 		done(resp, outcome == "ok")
 	}
-	var id uint64
-	var err error
-	var read *pb.RangeRequest
-	if isRead(req) {
-		read = toRangeRequest(req)
-		id = m.node.ReadIndex()
-	} else {
-		ir := toInternalRequest(req)
-		if ir.Put != nil {
-			ir.Put.Lease = leaseID
-		}
-		id, err = m.node.Propose(ir)
+	nreq := toNodeRequest(req)
+	if nreq.Put != nil {
+		nreq.Put.Lease = leaseID
 	}
-	if errors.Is(err, raft.ErrProposalDropped) {
-		w.trace.printf("c%d ✗ %s: no leader", clientID, m.name())
-		finish(lin.Response{}, "failed")
-		return
-	}
-	if err != nil {
-		w.fail("c%d: propose on %s: %v", clientID, m.name(), err)
-		return
-	}
-	w.await(m, id, func(m *member, c *node.Completion) {
+	outcome := func(c *node.Completion) {
 		if c == nil {
 			finish(lin.Response{}, "timeout or crash")
 			return
 		}
-		resp, err := completionResponse(m, req, read, c)
-		if err != nil {
-			w.trace.printf("c%d ✗ %v", clientID, err)
-			finish(lin.Response{}, "failed")
-			return
+		resp, err := c.Result()
+		if err == nil {
+			var r lin.Response
+			if r, err = fromResponse(req, resp); err == nil {
+				finish(r, "ok")
+				return
+			}
 		}
-		finish(resp, "ok")
-	})
+		w.trace.printf("c%d ✗ %v", clientID, err)
+		finish(lin.Response{}, "failed")
+	}
+	id, local := startOn(m, nreq)
+	if local != nil {
+		outcome(local)
+		return
+	}
+	w.await(m, id, func(_ *member, c *node.Completion) { outcome(c) })
 }
 
-// completionResponse is what a client sees of a completed request.
-func completionResponse(m *member, req lin.Request, read *pb.RangeRequest, c *node.Completion) (lin.Response, error) {
-	if c.Err != nil {
-		return lin.Response{}, c.Err
+// startOn starts a client request on m as the server's driver does: a
+// request the core serves at once (a serializable read) completes here,
+// any other starts on the member's loop and completes later under the
+// returned ID.
+func startOn(m *member, req node.Request) (uint64, *node.Completion) {
+	if c, ok := m.node.ServeLocal(req); ok {
+		return 0, &c
 	}
-	if read != nil {
-		rr, err := m.node.Store().Range(read)
-		if err != nil {
-			return lin.Response{}, err
-		}
-		return fromRangeResponse(req, rr), nil
-	}
-	return fromWriteResponse(req, c.Response)
+	return m.node.Start(req), nil
 }

@@ -30,6 +30,9 @@ type Options struct {
 	Trace io.Writer
 	// KeepTrace keeps the whole trace in Result.Trace.
 	KeepTrace bool
+	// Limits bound the run's events, queue, messages, heap and wall time;
+	// zero fields take the defaults (limits.go).
+	Limits Limits
 
 	// Planted bugs of the simulator's own clients, for tests that prove the
 	// watch and lease checks can fail: a watcher loses one event; a watcher

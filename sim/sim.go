@@ -2,9 +2,9 @@ package sim
 
 import (
 	"cmp"
-	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-db/cairn/linearizability"
@@ -23,13 +23,15 @@ type Result struct {
 	TraceLines int
 	Trace      string // kept only with Options.KeepTrace
 	// Failures are the checks that failed, empty when the run passed.
-	Failures []string
+	Failures Failures
 	// Ops counts client operations by outcome.
 	OpsAcknowledged, OpsUnknown, OpsFailed int
 	SimulatedMicros                        int64
 	WallTime                               time.Duration
 	// Recorder holds the client history, for reports.
 	Recorder *linearizability.Recorder
+	// Usage is what the run used of its Limits.
+	Usage Usage
 	// CrashPointsArmed and CrashPointsFired count the crash points armed
 	// and those that crashed a member, by snapshot phase (create, stage,
 	// install).
@@ -50,7 +52,8 @@ type world struct {
 	workload workload
 	rec      *linearizability.Recorder
 	trace    *tracer
-	failures []string
+	limits   *limiter
+	failures Failures
 	// lastID is the highest member ID given out.
 	lastID uint64
 	// removing are members whose removal was proposed.
@@ -74,6 +77,9 @@ type world struct {
 	leases      map[int64]*simLease
 	leaseOrder  []*simLease
 	clockFaults []clockFault
+	// walRotationSyncsSpared counts injected disk errors held back while
+	// Pebble rotated its log; Pebble's goroutines may count too.
+	walRotationSyncsSpared atomic.Int64
 	// crashPointsArmed and crashPointsFired count crash points by phase
 	// (crashpoint.go).
 	crashPointsArmed, crashPointsFired [len(phaseNames)]int
@@ -95,14 +101,8 @@ func Run(opts Options) *Result {
 func run(opts Options) *Result {
 	start := time.Now()
 	w := newWorld(opts)
-	w.trace.printf("run %s", w.opts)
-	w.startMembers()
-	w.startClients()
-	w.startWatchers()
-	w.startLeaseClients()
-	(&nemesis{w: w, kinds: w.faultKinds()}).start()
-	w.runUntil(w.opts.DurationMicros)
-	w.finish()
+	w.outsideEvents(w.simulate)
+	w.outsideEvents(w.close)
 	res := &Result{
 		Options:         w.opts,
 		TraceHash:       w.trace.sum(),
@@ -111,26 +111,50 @@ func run(opts Options) *Result {
 		SimulatedMicros: w.sched.nowMicros,
 		WallTime:        time.Since(start),
 		Recorder:        w.rec,
+		Usage:           w.limits.finish(),
 	}
 	if w.trace.kept != nil {
 		res.Trace = w.trace.kept.String()
 	}
 	res.OpsAcknowledged, res.OpsUnknown, res.OpsFailed = w.acknowledged, w.unknown, w.failedOps
 	res.CrashPointsArmed, res.CrashPointsFired = w.crashPointsArmed, w.crashPointsFired
-	w.close()
 	return res
+}
+
+func (w *world) simulate() {
+	w.trace.printf("run %s", w.opts)
+	w.startMembers()
+	w.startClients()
+	w.startWatchers()
+	w.startLeaseClients()
+	(&nemesis{w: w, kinds: w.faultKinds()}).start()
+	w.runUntil(w.opts.DurationMicros)
+	w.finish()
+}
+
+// outsideEvents runs f, which runs no scheduled event of its own (the
+// checks, closing the members), and records a panic in it as the run's
+// failure, as the scheduler does for events.
+func (w *world) outsideEvents(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.failAs(FailPanic, "%v (outside an event)", r)
+		}
+	}()
+	f()
 }
 
 func newWorld(opts Options) *world {
 	w := &world{}
 	w.rng = opts.resolve()
 	w.opts = opts
+	w.limits = newLimiter(opts.Limits, opts.DurationMicros)
 	w.trace = newTracer(func() int64 { return w.sched.nowMicros }, opts.Trace, opts.KeepTrace)
 	w.rec = linearizability.NewRecorder(1, func() int64 { return w.sched.nowMicros })
 	w.net = newNetwork(w)
 	w.removing = map[uint64]bool{}
 	w.workload = workload{rng: w.rng}
-	w.sched.onPanic = func(r any) { w.fail("panic: %v", r) }
+	w.sched.onPanic = func(r any) { w.failAs(FailPanic, "%v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)
 	return w
@@ -160,7 +184,7 @@ func (w *world) startMembers() {
 
 func (w *world) newMember(id uint64, joins bool) *member {
 	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
-	m.diskFailing.Injector = walSyncFails{}
+	m.diskFailing.Injector = spareWALRotation{Injector: walSyncFails{}, spared: &w.walRotationSyncsSpared}
 	m.crashPoint = newCrashPoint(func() *vfs.MemFS { return m.fs })
 	return m
 }
@@ -195,8 +219,20 @@ func (w *world) startClients() {
 	}
 }
 
+// step runs the next event due by untilMicros, if any, and holds the run
+// to its limits: the first one exceeded fails it.
+func (w *world) step(untilMicros int64) bool {
+	if !w.sched.step(untilMicros) {
+		return false
+	}
+	if exceeded := w.limits.afterEvent(len(w.sched.queue), w.net.inFlight); exceeded != "" {
+		w.failAs(FailLimit, "%s (sim.Limits)", exceeded)
+	}
+	return true
+}
+
 func (w *world) runUntil(untilMicros int64) {
-	for !w.failed() && w.sched.step(untilMicros) {
+	for !w.failed() && w.step(untilMicros) {
 	}
 	if w.sched.nowMicros < untilMicros {
 		w.sched.nowMicros = untilMicros
@@ -208,17 +244,11 @@ func (w *world) runUntil(untilMicros int64) {
 func (w *world) runWhile(boundMicros int64, cond func() bool) bool {
 	deadline := w.sched.nowMicros + boundMicros
 	for cond() {
-		if w.failed() || !w.sched.step(deadline) {
+		if w.failed() || !w.step(deadline) {
 			return !cond()
 		}
 	}
 	return true
-}
-
-func (w *world) fail(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	w.trace.printf("FAIL %s", msg)
-	w.failures = append(w.failures, msg)
 }
 
 func (w *world) failed() bool { return len(w.failures) > 0 }
@@ -287,10 +317,13 @@ func (w *world) leaderOrAny() *member {
 	return w.pick(1)[0]
 }
 
+// close closes every member that is up, each within closeWallMax.
 func (w *world) close() {
 	for _, m := range w.members {
 		if m.up() {
-			m.node.Close()
+			if !closeWithin(m.node, closeWallMax) {
+				w.failAs(FailLimit, "closing %s did not finish within %v; its database was abandoned", m.name(), closeWallMax)
+			}
 			m.node = nil
 		}
 	}

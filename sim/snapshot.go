@@ -55,22 +55,56 @@ func stageSnapshot(to *member, index uint64, chunks []node.SnapshotChunk) ([]byt
 }
 
 // sendSnapshot carries a MsgSnap with its checkpoint: the chunks are read
-// now, staged on the receiver at delivery, and the sender learns whether
-// the snapshot arrived.
+// now, staged on the receiver at delivery, and the sender always learns
+// whether the snapshot arrived, as cairn's transport reports the outcome of
+// every snapshot stream (server/transport/snapshot.go). A snapshot lost to
+// a partition or the lossy fault is reported failed after the time a
+// delivery would have taken: the moment the sender's stream breaks. Without
+// the report raft would wait for that snapshot forever, a stall the real
+// transport cannot cause.
 func (n *network) sendSnapshot(from, to *member, m *raftpb.Message) {
+	if n.beforeSnapshot != nil {
+		n.beforeSnapshot(from, to)
+	}
+	if n.lost(from, to) {
+		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
+		n.reportSnapshot(from, to.id, false)
+		return
+	}
 	chunks, err := readSnapshot(from, m)
 	if err != nil {
-		n.w.fail("%s: read snapshot %q: %v", from.name(), m.GetSnapshot().GetData(), err)
+		// The node named a checkpoint it had just made: on the simulated
+		// disk, which never fails reads, this is a bug.
+		n.w.failAs(FailError, "%s: read snapshot %q: %v", from.name(), m.GetSnapshot().GetData(), err)
+		n.reportSnapshot(from, to.id, false)
 		return
 	}
 	epoch := from.epoch
+	n.inFlight++
 	n.w.sched.after(n.delay(), func() {
+		n.inFlight--
 		delivered := n.deliverSnapshot(from, to, m, chunks)
-		if from.up() && from.epoch == epoch {
-			from.node.ReportSnapshot(to.id, delivered)
-			from.kick()
-		}
+		n.tellSnapshotOutcome(from, epoch, to.id, delivered)
 	})
+}
+
+// reportSnapshot tells the sender, after one network delay, whether its
+// snapshot to member to arrived.
+func (n *network) reportSnapshot(from *member, to uint64, delivered bool) {
+	epoch := from.epoch
+	n.w.sched.after(n.delay(), func() { n.tellSnapshotOutcome(from, epoch, to, delivered) })
+}
+
+// tellSnapshotOutcome reports to the sender's raft, unless the sender
+// crashed since it sent (its raft restarted and forgot the snapshot).
+func (n *network) tellSnapshotOutcome(from *member, epoch int, to uint64, delivered bool) {
+	if !delivered {
+		n.snapshotsFailed++
+	}
+	if from.up() && from.epoch == epoch {
+		from.node.ReportSnapshot(to, delivered)
+		from.kick()
+	}
 }
 
 func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, chunks []node.SnapshotChunk) bool {
@@ -90,7 +124,7 @@ func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, chunks []
 		return false
 	}
 	if err != nil {
-		n.w.fail("%s: stage snapshot: %v", to.name(), err)
+		n.w.failAs(FailError, "%s: stage snapshot: %v", to.name(), err)
 		return false
 	}
 	m.Snapshot.Data = data

@@ -303,7 +303,7 @@ func (w *world) checkWatches(committed []lin.Event) {
 			received = append(received[:len(received)/2:len(received)/2], received[len(received)/2+1:]...)
 		}
 		if err := lin.CheckWatch(committed, req, received); err != nil {
-			w.fail("watch %s %s: %v", wt.name(), describeWatch(wt.req), err)
+			w.failAs(FailWatch, "%s %s: %v", wt.name(), describeWatch(wt.req), err)
 			continue
 		}
 		w.trace.printf("watch %s: %d events through revision %d, resumed %d times: ok", wt.name(), len(received), req.CompleteRevision, wt.resumes)

@@ -28,7 +28,8 @@
 //
 // # Concurrency
 //
-// A Lessor is safe for concurrent use: one mutex guards its state. The
-// apply goroutine grants, revokes, promotes and expires; client goroutines
-// renew and look up.
+// A Lessor is not safe for concurrent use. Like the rest of the core, it is
+// driven from the driver's one goroutine: apply grants, revokes and
+// promotes, ticks expire, and keep-alives renew there (node.Start), after
+// their ReadIndex barrier.
 package lease

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -88,10 +87,9 @@ type lease struct {
 type Lessor struct {
 	cfg Config
 
-	mu sync.Mutex
-	// leases by ID. Guarded by mu.
+	// leases by ID.
 	leases map[int64]*lease
-	// primary is set between Promote and Demote. Guarded by mu.
+	// primary is set between Promote and Demote.
 	primary bool
 	// queue orders leases by due time (then ID), primary only. Entries are
 	// not removed when a lease is renewed or revoked; one whose time is not
@@ -118,8 +116,6 @@ func (le *Lessor) Grant(id, ttlSeconds int64, now time.Time) (int64, error) {
 	case ttlSeconds > MaxTTLSeconds:
 		return 0, ErrTTLTooLarge
 	}
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	if _, ok := le.leases[id]; ok {
 		return 0, ErrExists
 	}
@@ -134,15 +130,11 @@ func (le *Lessor) Grant(id, ttlSeconds int64, now time.Time) (int64, error) {
 // Reset removes every lease and demotes the lessor, before the leases of a
 // replaced database (an installed snapshot) are recovered.
 func (le *Lessor) Reset() {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	le.leases, le.primary, le.queue = map[int64]*lease{}, false, nil
 }
 
 // Recover adds a lease read back from storage, as it was granted.
 func (le *Lessor) Recover(id, ttlSeconds int64) {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	if le.primary {
 		panic("lease: Recover on a primary lessor")
 	}
@@ -151,8 +143,6 @@ func (le *Lessor) Recover(id, ttlSeconds int64) {
 
 // Revoke removes a lease, as an applied LeaseRevoke does.
 func (le *Lessor) Revoke(id int64) error {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	if _, ok := le.leases[id]; !ok {
 		return ErrNotFound
 	}
@@ -162,16 +152,12 @@ func (le *Lessor) Revoke(id int64) error {
 
 // Exists reports whether the lease is granted and not revoked.
 func (le *Lessor) Exists(id int64) bool {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	_, ok := le.leases[id]
 	return ok
 }
 
 // Lookup returns a lease.
 func (le *Lessor) Lookup(id int64) (Lease, bool) {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	l, ok := le.leases[id]
 	if !ok {
 		return Lease{}, false
@@ -181,23 +167,17 @@ func (le *Lessor) Lookup(id int64) (Lease, bool) {
 
 // Len is the number of leases.
 func (le *Lessor) Len() int {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	return len(le.leases)
 }
 
 // IsPrimary reports whether the lessor tracks expiries.
 func (le *Lessor) IsPrimary() bool {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	return le.primary
 }
 
 // Leases returns every lease, soonest expiry first (then by ID; on a
 // follower, where none expires, by ID).
 func (le *Lessor) Leases() []Lease {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	ls := make([]*lease, 0, len(le.leases))
 	for _, l := range le.leases {
 		ls = append(ls, l)
@@ -220,8 +200,6 @@ func (le *Lessor) Leases() []Lease {
 // (ErrNotFound): its revocation is due, and renewing it would let a client
 // believe in a lease the cluster is about to revoke.
 func (le *Lessor) Renew(id int64, now time.Time) (int64, error) {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	if !le.primary {
 		return 0, ErrNotPrimary
 	}
@@ -236,8 +214,6 @@ func (le *Lessor) Renew(id int64, now time.Time) (int64, error) {
 // TimeToLive returns a lease's granted TTL and the whole seconds it has left
 // at now (truncated, as etcd does). Only the primary knows the latter.
 func (le *Lessor) TimeToLive(id int64, now time.Time) (granted, remaining int64, err error) {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	if !le.primary {
 		return 0, 0, ErrNotPrimary
 	}
@@ -252,8 +228,6 @@ func (le *Lessor) TimeToLive(id int64, now time.Time) (granted, remaining int64,
 // lease expires its full TTL plus extend after now. (etcd extends by one
 // election timeout, so that clients have time to find the new leader.)
 func (le *Lessor) Promote(now time.Time, extend time.Duration) {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	le.primary = true
 	le.queue = le.queue[:0]
 	for _, l := range le.leases {
@@ -266,8 +240,6 @@ func (le *Lessor) Promote(now time.Time, extend time.Duration) {
 
 // Demote makes the lessor a follower's: no lease expires.
 func (le *Lessor) Demote() {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	le.primary = false
 	for _, l := range le.leases {
 		l.expiry, l.due = time.Time{}, time.Time{}
@@ -280,8 +252,6 @@ func (le *Lessor) Demote() {
 // revocation. A lease returned is returned again after RetryInterval if it
 // still exists then.
 func (le *Lessor) Expired(now time.Time) []int64 {
-	le.mu.Lock()
-	defer le.mu.Unlock()
 	if !le.primary {
 		return nil
 	}
@@ -306,7 +276,7 @@ func (le *Lessor) Expired(now time.Time) []int64 {
 
 // refreshLocked sets a primary lease to expire its TTL plus extend after
 // now.
-// REQUIRES: le.mu is held and le.primary.
+// REQUIRES: le.primary.
 func (le *Lessor) refreshLocked(l *lease, now time.Time, extend time.Duration) {
 	l.expiry = now.Add(extend + time.Duration(l.TTLSeconds)*time.Second)
 	l.due = l.expiry

@@ -3,16 +3,13 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/cairn-db/cairn/node"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -97,15 +94,13 @@ type Driver struct {
 	err error
 }
 
-// request is one client request waiting for the loop: a write, a
-// configuration change, a function to run on the loop, or (all nil) a
-// linearizable read barrier.
+// request is one request waiting for the loop: a client request for the
+// core, a function to run on the loop, or (both nil) a bare linearizable
+// barrier.
 type request struct {
-	write      *pb.InternalRaftRequest
-	confChange *raftpb.ConfChange
-	do         func(*node.Node)
-	deadline   time.Time
-	done       chan node.Completion // buffered: the loop never blocks on it
+	core     *node.Request
+	deadline time.Time
+	done     chan node.Completion // buffered: the loop never blocks on it
 }
 
 // ErrStopped is returned to requests when the member is shutting down.
@@ -128,34 +123,19 @@ func Start(n *node.Node, cfg Config) *Driver {
 	return d
 }
 
-// Propose replicates a write and returns its result once applied here.
-func (d *Driver) Propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
-	c, err := d.submit(ctx, req)
+// Serve carries a client request through its life in the core and
+// returns etcd's response or error: a request the core can serve on this
+// goroutine (a serializable read) is served here, any other goes through
+// the loop; a keyspace read is then served on this goroutine.
+func (d *Driver) Serve(ctx context.Context, req node.Request) (proto.Message, error) {
+	if c, ok := d.node.ServeLocal(req); ok {
+		return c.Result()
+	}
+	c, err := d.submitRequest(ctx, &request{core: &req})
 	if err != nil {
 		return nil, err
 	}
-	return c.Response, c.Err
-}
-
-// ProposeConfChange replicates a configuration change and returns once it
-// is applied here.
-func (d *Driver) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
-	_, err := d.submitRequest(ctx, &request{confChange: cc})
-	return err
-}
-
-// Do runs f on the loop goroutine, where the node's single-goroutine
-// methods (TransferLeadership, Progress) may be called, and waits for it.
-func (d *Driver) Do(ctx context.Context, f func(*node.Node)) error {
-	_, err := d.submitRequest(ctx, &request{do: f})
-	return err
-}
-
-// ReadIndex returns once this member has applied every write acknowledged
-// before it was called; a linearizable read may then be served locally.
-func (d *Driver) ReadIndex(ctx context.Context) error {
-	_, err := d.submit(ctx, nil)
-	return err
+	return c.Result()
 }
 
 // Step delivers a message from a peer.
@@ -190,10 +170,6 @@ func (d *Driver) ReportSnapshot(id uint64, delivered bool) {
 	case d.snapshots <- snapshotReport{id, delivered}:
 	case <-d.donec:
 	}
-}
-
-func (d *Driver) submit(ctx context.Context, write *pb.InternalRaftRequest) (node.Completion, error) {
-	return d.submitRequest(ctx, &request{write: write})
 }
 
 func (d *Driver) submitRequest(ctx context.Context, r *request) (node.Completion, error) {
@@ -296,9 +272,6 @@ type loop struct {
 	d       *Driver
 	n       *node.Node
 	waiting map[uint64]*request
-	// parked are writes raft dropped for want of a leader; they are
-	// proposed again every tick until their deadline.
-	parked []*request
 }
 
 func newLoop(d *Driver) *loop {
@@ -306,31 +279,7 @@ func newLoop(d *Driver) *loop {
 }
 
 func (l *loop) start(r *request) {
-	switch {
-	case r.do != nil:
-		r.do(l.n)
-		r.done <- node.Completion{}
-		return
-	case r.write == nil && r.confChange == nil:
-		l.waiting[l.n.ReadIndex()] = r
-		return
-	}
-	id, err := l.propose(r)
-	switch {
-	case errors.Is(err, raft.ErrProposalDropped):
-		l.parked = append(l.parked, r)
-	case err != nil:
-		r.done <- node.Completion{Err: fmt.Errorf("propose: %w", err)}
-	default:
-		l.waiting[id] = r
-	}
-}
-
-func (l *loop) propose(r *request) (uint64, error) {
-	if r.confChange != nil {
-		return l.n.ProposeConfChange(r.confChange)
-	}
-	return l.n.Propose(r.write)
+	l.waiting[l.n.Start(*r.core)] = r
 }
 
 // drain takes every request and peer message already queued, up to the
@@ -358,15 +307,6 @@ func (l *loop) step(m *raftpb.Message) {
 
 func (l *loop) tick(now time.Time) {
 	l.n.Tick()
-	parked := l.parked
-	l.parked = nil
-	for _, r := range parked {
-		if now.After(r.deadline) {
-			r.done <- node.Completion{Err: rpctypes.ErrGRPCTimeout}
-			continue
-		}
-		l.start(r)
-	}
 	l.expire(now)
 }
 
@@ -415,8 +355,5 @@ func (l *loop) abandon(err error) {
 	for id, r := range l.waiting {
 		r.done <- node.Completion{ID: id, Err: err}
 	}
-	for _, r := range l.parked {
-		r.done <- node.Completion{Err: err}
-	}
-	l.waiting, l.parked = nil, nil
+	l.waiting = nil
 }

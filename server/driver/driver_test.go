@@ -73,28 +73,34 @@ func startLeaderless(t *testing.T, cfg Config) *Driver {
 	return start(t, openNode(t, 1, []uint64{1, 2, 3}, vfs.NewMem()), cfg)
 }
 
-func put(key, value string) *pb.InternalRaftRequest {
-	return &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}}
+// linearizableRead reads through the ReadIndex barrier.
+func linearizableRead(ctx context.Context, d *Driver) error {
+	_, err := d.Serve(ctx, node.Request{Range: &pb.RangeRequest{Key: []byte("a")}})
+	return err
+}
+
+func put(key, value string) node.Request {
+	return node.Request{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}}
 }
 
 func TestProposeAndReadIndex(t *testing.T) {
 	d := startSingle(t, Config{})
 	ctx := context.Background()
-	resp, err := d.Propose(ctx, put("a", "1"))
+	resp, err := d.Serve(ctx, put("a", "1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rev := resp.(*pb.PutResponse).GetHeader().GetRevision(); rev != 2 {
 		t.Fatalf("first put at revision %d, want 2", rev)
 	}
-	if err := d.ReadIndex(ctx); err != nil {
+	if err := linearizableRead(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	if rev := d.Node().Store().Rev(); rev != 2 {
 		t.Fatalf("store at revision %d after ReadIndex, want 2", rev)
 	}
 	// A request the state machine rejects fails alone.
-	_, err = d.Propose(ctx, &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: 99}})
+	_, err = d.Serve(ctx, node.Request{Compaction: &pb.CompactionRequest{Revision: 99}})
 	if !errors.Is(err, rpctypes.ErrGRPCFutureRev) {
 		t.Fatalf("compaction in the future: %v, want ErrGRPCFutureRev", err)
 	}
@@ -112,13 +118,13 @@ func TestConcurrentRequests(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range perWriter {
-				resp, err := d.Propose(context.Background(), put(fmt.Sprintf("w%d/%d", w, i), "v"))
+				resp, err := d.Serve(context.Background(), put(fmt.Sprintf("w%d/%d", w, i), "v"))
 				if err != nil {
 					errs <- err
 					continue
 				}
 				revs <- resp.(*pb.PutResponse).GetHeader().GetRevision()
-				if err := d.ReadIndex(context.Background()); err != nil {
+				if err := linearizableRead(context.Background(), d); err != nil {
 					errs <- err
 				}
 				_ = d.Node().Status()
@@ -148,28 +154,28 @@ func TestContextErrors(t *testing.T) {
 	d := startLeaderless(t, Config{})
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := d.Propose(canceled, put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCCanceled) {
+	if _, err := d.Serve(canceled, put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCCanceled) {
 		t.Fatalf("Propose with a canceled context: %v, want ErrGRPCCanceled", err)
 	}
-	if err := d.ReadIndex(canceled); !errors.Is(err, rpctypes.ErrGRPCCanceled) {
+	if err := linearizableRead(canceled, d); !errors.Is(err, rpctypes.ErrGRPCCanceled) {
 		t.Fatalf("ReadIndex with a canceled context: %v, want ErrGRPCCanceled", err)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	if _, err := d.Propose(ctx, put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCDeadlineExceeded) {
+	if _, err := d.Serve(ctx, put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCDeadlineExceeded) {
 		t.Fatalf("Propose past its deadline: %v, want ErrGRPCDeadlineExceeded", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	if err := d.ReadIndex(ctx); !errors.Is(err, rpctypes.ErrGRPCDeadlineExceeded) {
+	if err := linearizableRead(ctx, d); !errors.Is(err, rpctypes.ErrGRPCDeadlineExceeded) {
 		t.Fatalf("ReadIndex past its deadline: %v, want ErrGRPCDeadlineExceeded", err)
 	}
 
 	// Canceled while waiting, not before.
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
-	if _, err := d.Propose(ctx, put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCCanceled) {
+	if _, err := d.Serve(ctx, put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCCanceled) {
 		t.Fatalf("Propose canceled while waiting: %v, want ErrGRPCCanceled", err)
 	}
 }
@@ -177,10 +183,10 @@ func TestContextErrors(t *testing.T) {
 func TestRequestTimeout(t *testing.T) {
 	d := startLeaderless(t, Config{RequestTimeout: 50 * time.Millisecond})
 	start := time.Now()
-	if _, err := d.Propose(context.Background(), put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
+	if _, err := d.Serve(context.Background(), put("a", "1")); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
 		t.Fatalf("Propose without a leader: %v, want ErrGRPCTimeout", err)
 	}
-	if err := d.ReadIndex(context.Background()); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
+	if err := linearizableRead(context.Background(), d); !errors.Is(err, rpctypes.ErrGRPCTimeout) {
 		t.Fatalf("ReadIndex without a leader: %v, want ErrGRPCTimeout", err)
 	}
 	if elapsed := time.Since(start); elapsed < 100*time.Millisecond {
@@ -197,11 +203,11 @@ func TestStopAbandonsWaitingRequests(t *testing.T) {
 	for i := range waiters {
 		go func() {
 			if i%2 == 0 {
-				_, err := d.Propose(context.Background(), put("a", "1"))
+				_, err := d.Serve(context.Background(), put("a", "1"))
 				errs <- err
 				return
 			}
-			errs <- d.ReadIndex(context.Background())
+			errs <- linearizableRead(context.Background(), d)
 		}()
 	}
 	time.Sleep(50 * time.Millisecond) // let them reach the loop
@@ -236,10 +242,10 @@ func TestStopAbandonsWaitingRequests(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("second Stop did not return")
 	}
-	if _, err := d.Propose(context.Background(), put("b", "1")); !errors.Is(err, ErrStopped) {
+	if _, err := d.Serve(context.Background(), put("b", "1")); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Propose after Stop: %v, want ErrStopped", err)
 	}
-	if err := d.ReadIndex(context.Background()); !errors.Is(err, ErrStopped) {
+	if err := linearizableRead(context.Background(), d); !errors.Is(err, ErrStopped) {
 		t.Fatalf("ReadIndex after Stop: %v, want ErrStopped", err)
 	}
 	d.Step(&raftpb.Message{}) // must not block after Stop
@@ -252,7 +258,7 @@ func TestFailStop(t *testing.T) {
 	d := startLeaderless(t, Config{})
 	waiting := make(chan error, 1)
 	go func() {
-		_, err := d.Propose(context.Background(), put("a", "1"))
+		_, err := d.Serve(context.Background(), put("a", "1"))
 		waiting <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -279,7 +285,7 @@ func TestFailStop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("waiting request not failed after the fail-stop")
 	}
-	if _, err := d.Propose(context.Background(), put("b", "1")); !errors.Is(err, ErrStopped) {
+	if _, err := d.Serve(context.Background(), put("b", "1")); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Propose after the fail-stop: %v, want ErrStopped", err)
 	}
 	d.Stop() // still safe, and Err survives it
@@ -302,11 +308,11 @@ func TestFailStopOnSyncError(t *testing.T) {
 	})}
 	n := openNode(t, 1, []uint64{1}, errorfs.Wrap(vfs.NewMem(), toggle))
 	d := start(t, n, Config{})
-	if _, err := d.Propose(context.Background(), put("a", "1")); err != nil {
+	if _, err := d.Serve(context.Background(), put("a", "1")); err != nil {
 		t.Fatal(err)
 	}
 	toggle.On()
-	if _, err := d.Propose(context.Background(), put("b", "1")); !errors.Is(err, ErrStopped) {
+	if _, err := d.Serve(context.Background(), put("b", "1")); !errors.Is(err, ErrStopped) {
 		t.Fatalf("write whose sync failed: %v, want ErrStopped", err)
 	}
 	select {
@@ -349,12 +355,12 @@ func TestThreeDrivers(t *testing.T) {
 	defer cancel()
 	// Every member accepts writes: followers forward them.
 	for i, d := range ds {
-		if _, err := d.Propose(ctx, put(fmt.Sprintf("k%d", i), "v")); err != nil {
+		if _, err := d.Serve(ctx, put(fmt.Sprintf("k%d", i), "v")); err != nil {
 			t.Fatalf("member %d: %v", i+1, err)
 		}
 	}
 	for i, d := range ds {
-		if err := d.ReadIndex(ctx); err != nil {
+		if err := linearizableRead(ctx, d); err != nil {
 			t.Fatalf("member %d: ReadIndex: %v", i+1, err)
 		}
 		if rev := d.Node().Store().Rev(); rev != 4 {

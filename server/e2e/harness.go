@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -73,12 +74,42 @@ func requireBin(t testing.TB, env string) string {
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pick free port: %v", err)
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.next == 0 {
+		ports.next = portsLow + os.Getpid()%(portsHigh-portsLow)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range portsHigh - portsLow {
+		p := ports.next
+		ports.next++
+		if ports.next == portsHigh {
+			ports.next = portsLow
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken by another process
+		}
+		l.Close()
+		return p
+	}
+	t.Fatalf("pick free port: none free in [%d, %d)", portsLow, portsHigh)
+	return 0
+}
+
+// Ports are handed out from [portsLow, portsHigh), below the kernel's
+// ephemeral range (32768 and up here), so an outgoing connection cannot
+// take one between the pick and the member's bind; and each only once per
+// test process, in sequence from a start chosen by the process ID, so two
+// members never get the same port (asking the kernel for port 0 and
+// closing the listener could return the same port twice).
+const (
+	portsLow  = 15000
+	portsHigh = 32000
+)
+
+var ports struct {
+	sync.Mutex
+	next int
 }
 
 // Member is one single-member cluster process (cairn or etcd). Its ports and

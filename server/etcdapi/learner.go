@@ -3,7 +3,7 @@ package etcdapi
 import (
 	"context"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"github.com/cairn-db/cairn/node"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 )
@@ -15,7 +15,7 @@ import (
 // LearnerUnaryInterceptor refuses unary requests a learner must not serve.
 func LearnerUnaryInterceptor(isLearner func() bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if isLearner() && !supportedByLearner(req) {
+		if isLearner() && !node.ServedByLearner(req) {
 			return nil, rpctypes.ErrGRPCNotSupportedForLearner
 		}
 		return handler(ctx, req)
@@ -30,14 +30,4 @@ func LearnerStreamInterceptor(isLearner func() bool) grpc.StreamServerIntercepto
 		}
 		return handler(srv, ss)
 	}
-}
-
-func supportedByLearner(req any) bool {
-	switch r := req.(type) {
-	case *pb.StatusRequest:
-		return true
-	case *pb.RangeRequest:
-		return r.GetSerializable()
-	}
-	return false
 }

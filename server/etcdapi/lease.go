@@ -50,77 +50,39 @@ func NewLease(d *driver.Driver, id Identity, leader LeaderConn) *Lease {
 
 // LeaseGrant implements etcdserverpb.LeaseServer.
 func (s *Lease) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	resp, err := s.d.Propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: req.GetID(), TTL: req.GetTTL()}})
-	if err != nil {
-		return nil, err
-	}
-	r := resp.(*pb.LeaseGrantResponse)
-	s.fillHeader(&r.Header)
-	return r, nil
+	return serve[*pb.LeaseGrantResponse](ctx, s.d, node.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: req.GetID(), TTL: req.GetTTL()}})
 }
 
 // LeaseRevoke implements etcdserverpb.LeaseServer.
 func (s *Lease) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	resp, err := s.d.Propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: req})
-	if err != nil {
-		return nil, err
-	}
-	r := resp.(*pb.LeaseRevokeResponse)
-	s.fillHeader(&r.Header)
-	return r, nil
+	return serve[*pb.LeaseRevokeResponse](ctx, s.d, node.Request{LeaseRevoke: req})
 }
 
-// LeaseTimeToLive implements etcdserverpb.LeaseServer. An unknown lease is
-// not an error: TTL -1, as etcd answers.
+// LeaseTimeToLive implements etcdserverpb.LeaseServer.
 func (s *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	var resp *pb.LeaseTimeToLiveResponse
 	err := s.atLeader(ctx, func(ctx context.Context) error {
-		r, err := s.localTimeToLive(ctx, req)
+		r, err := serve[*pb.LeaseTimeToLiveResponse](ctx, s.d, node.Request{LeaseTimeToLive: req})
 		resp = r
 		return err
 	}, func(ctx context.Context, c pb.LeaseClient) error {
 		r, err := c.LeaseTimeToLive(ctx, req)
+		if err == nil {
+			r.Header = s.localHeader()
+		}
 		resp = r
 		return err
 	})
-	if errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
-		resp, err = &pb.LeaseTimeToLiveResponse{ID: req.GetID(), TTL: -1}, nil
-	}
 	if err != nil {
 		return nil, err
-	}
-	resp.Header = nil
-	s.fillHeader(&resp.Header)
-	return resp, nil
-}
-
-func (s *Lease) localTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	if err := s.d.ReadIndex(ctx); err != nil {
-		return nil, err
-	}
-	granted, remaining, err := s.d.Node().Leases().TimeToLive(req.GetID())
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.LeaseTimeToLiveResponse{ID: req.GetID(), TTL: remaining, GrantedTTL: granted}
-	if req.GetKeys() {
-		if resp.Keys, err = s.d.Node().Store().LeaseKeys(req.GetID()); err != nil {
-			return nil, err
-		}
 	}
 	return resp, nil
 }
 
 // LeaseLeases implements etcdserverpb.LeaseServer from the member's own
 // leases, as etcd does.
-func (s *Lease) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
-	ls := s.d.Node().Leases().List()
-	resp := &pb.LeaseLeasesResponse{Leases: make([]*pb.LeaseStatus, len(ls))}
-	for i, l := range ls {
-		resp.Leases[i] = &pb.LeaseStatus{ID: l.ID}
-	}
-	s.fillHeader(&resp.Header)
-	return resp, nil
+func (s *Lease) LeaseLeases(ctx context.Context, req *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	return serve[*pb.LeaseLeasesResponse](ctx, s.d, node.Request{LeaseLeases: req})
 }
 
 // LeaseKeepAlive implements etcdserverpb.LeaseServer: one renewal per
@@ -135,43 +97,35 @@ func (s *Lease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 		if err != nil {
 			return err
 		}
-		// The header is taken before the renewal, as etcd does, so its
-		// revision is never after a revocation the renewal did not see.
-		resp := &pb.LeaseKeepAliveResponse{ID: req.GetID()}
-		s.fillHeader(&resp.Header)
-		ttl, err := s.renew(stream.Context(), req.GetID())
-		if errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
-			ttl, err = 0, nil
-		}
+		resp, err := s.renew(stream.Context(), req)
 		if err != nil {
 			return err
 		}
-		resp.TTL = ttl
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
 	}
 }
 
-func (s *Lease) renew(ctx context.Context, id int64) (int64, error) {
-	var ttl int64
+func (s *Lease) renew(ctx context.Context, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+	var resp *pb.LeaseKeepAliveResponse
 	err := s.atLeader(ctx, func(ctx context.Context) error {
-		if err := s.d.ReadIndex(ctx); err != nil {
-			return err
-		}
-		var err error
-		ttl, err = s.d.Node().Leases().Renew(id)
+		r, err := serve[*pb.LeaseKeepAliveResponse](ctx, s.d, node.Request{LeaseKeepAlive: req})
+		resp = r
 		return err
 	}, func(ctx context.Context, c pb.LeaseClient) error {
-		var err error
-		ttl, err = forwardKeepAlive(ctx, c, id)
+		// The header is taken before the forward, as etcd does, so its
+		// revision is never after a revocation the renewal did not see.
+		h := s.localHeader()
+		ttl, err := forwardKeepAlive(ctx, c, req.GetID())
+		resp = &pb.LeaseKeepAliveResponse{Header: h, ID: req.GetID(), TTL: ttl}
 		return err
 	})
-	return ttl, err
+	return resp, err
 }
 
 // forwardKeepAlive renews a lease on the leader through a stream of its
-// own; it returns rpctypes.ErrGRPCLeaseNotFound for TTL 0.
+// own and returns the TTL it answered (0: no such lease).
 func forwardKeepAlive(ctx context.Context, c pb.LeaseClient, id int64) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -186,10 +140,7 @@ func forwardKeepAlive(ctx context.Context, c pb.LeaseClient, id int64) (int64, e
 	if err != nil {
 		return 0, err
 	}
-	if resp.GetTTL() <= 0 {
-		return 0, rpctypes.ErrGRPCLeaseNotFound
-	}
-	return resp.GetTTL(), nil
+	return max(resp.GetTTL(), 0), nil
 }
 
 // atLeader runs local when this member leads, or forward with a client of
@@ -217,25 +168,26 @@ func (s *Lease) atLeader(ctx context.Context, local func(context.Context) error,
 
 func (s *Lease) attempt(ctx context.Context, local func(context.Context) error, forward func(context.Context, pb.LeaseClient) error) error {
 	st := s.d.Node().Status()
-	switch {
-	case st.IsLeader:
-		err := local(ctx)
-		if errors.Is(err, node.ErrNotLeader) {
-			// Elected, but the lessor is not promoted yet (its first entry
-			// is not applied), or just deposed: try again.
-			return rpctypes.ErrGRPCLeaderChanged
+	if !st.IsLeader && st.Leader != 0 && s.leader != nil {
+		conn, err := s.leader(ctx)
+		if err != nil {
+			return err
 		}
+		return forward(ctx, pb.NewLeaseClient(conn))
+	}
+	err := local(ctx)
+	if !errors.Is(err, node.ErrNotLeader) {
 		return err
+	}
+	switch {
 	case st.Leader == 0:
 		return rpctypes.ErrGRPCNoLeader
 	case s.leader == nil:
 		return rpctypes.ErrGRPCNotLeader
 	}
-	conn, err := s.leader(ctx)
-	if err != nil {
-		return err
-	}
-	return forward(ctx, pb.NewLeaseClient(conn))
+	// Elected but not ready to serve leases yet, or just deposed: try
+	// again.
+	return rpctypes.ErrGRPCLeaderChanged
 }
 
 // retryable reports whether a lease request should try the leader again.
@@ -250,14 +202,9 @@ func retryable(err error) bool {
 	return true
 }
 
-func (s *Lease) fillHeader(h **pb.ResponseHeader) {
-	if *h == nil {
-		*h = &pb.ResponseHeader{}
-	}
-	(*h).ClusterId = s.id.ClusterID
-	(*h).MemberId = s.id.MemberID
-	(*h).RaftTerm = s.d.Node().Status().Term
-	if (*h).Revision == 0 {
-		(*h).Revision = s.d.Node().Store().Rev()
-	}
+// localHeader is this member's header for a response the leader served,
+// as etcd fills a forwarded lease response's header locally.
+func (s *Lease) localHeader() *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.id.ClusterID, MemberId: s.id.MemberID,
+		RaftTerm: s.d.Node().Status().Term, Revision: s.d.Node().Store().Rev()}
 }

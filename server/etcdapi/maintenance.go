@@ -2,14 +2,9 @@ package etcdapi
 
 import (
 	"context"
-	"errors"
 	"slices"
-	"time"
 
 	"github.com/cairn-db/cairn/node"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/server/driver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -60,44 +55,11 @@ func (m *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Stat
 	}, nil
 }
 
-// leaderTransferTimeout bounds MoveLeader's wait for the new leader.
-const leaderTransferTimeout = 5 * time.Second
-
-// errLeaderTransferTimeout is etcd's answer when the transfer takes too long.
-var errLeaderTransferTimeout = status.Error(codes.Unavailable, "etcdserver: request timed out, leader transfer took too long")
-
 // MoveLeader implements etcdserverpb.MaintenanceServer: the leader hands
-// leadership to a voting member and answers once it has moved.
+// leadership to a voting member and answers once it has moved (the core
+// decides and waits).
 func (m *Maintenance) MoveLeader(ctx context.Context, req *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	if !m.d.Node().Status().IsLeader {
-		return nil, rpctypes.ErrGRPCNotLeader
-	}
-	target, ok := m.d.Node().Member(req.GetTargetID())
-	if !ok || target.GetRaftAttributes().GetIsLearner() {
-		return nil, rpctypes.ErrGRPCBadLeaderTransferee
-	}
-	if err := m.d.Do(ctx, func(n *node.Node) { n.TransferLeadership(req.GetTargetID()) }); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(leaderTransferTimeout)
-	for m.d.Node().Status().Leader != req.GetTargetID() {
-		if time.Now().After(deadline) {
-			return nil, errLeaderTransferTimeout
-		}
-		select {
-		case <-ctx.Done():
-			return nil, contextError(ctx)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{ClusterId: m.id.ClusterID, MemberId: m.id.MemberID, RaftTerm: m.d.Node().Status().Term}}, nil
-}
-
-func contextError(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return rpctypes.ErrGRPCDeadlineExceeded
-	}
-	return rpctypes.ErrGRPCCanceled
+	return serve[*pb.MoveLeaderResponse](ctx, m.d, node.Request{MoveLeader: req})
 }
 
 // IsLearner reports whether this member is a learner; safe for concurrent

@@ -41,6 +41,7 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 	n, err := node.Open(node.Config{
 		ID: 1, InitialVoters: []uint64{1}, FS: vfs.NewMem(), Dir: "node",
 		Rand: &seqRand{}, CacheBytes: 1 << 20, MemTableBytes: 1 << 20,
+		ClusterID: 11, Limits: limits,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +49,7 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 	hubCfg.Logger = quiet
 	hub := watch.New(watch.NodeStore(n.Store()), hubCfg)
 	d := driver.Start(n, driver.Config{TickInterval: 5 * time.Millisecond, Logger: quiet, OnEvents: hub.Notify})
-	id := Identity{ClusterID: 11, MemberID: 22}
+	id := Identity{ClusterID: 11, MemberID: 1}
 	if limits.MaxTxnOps == 0 {
 		limits.MaxTxnOps = DefaultLimits.MaxTxnOps
 	}
@@ -56,7 +57,7 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 		limits.MaxRequestBytes = DefaultLimits.MaxRequestBytes
 	}
 	srv := grpc.NewServer()
-	pb.RegisterKVServer(srv, NewKV(d, id, limits))
+	pb.RegisterKVServer(srv, NewKV(d))
 	pb.RegisterWatchServer(srv, NewWatch(hub, id, func() uint64 { return n.Status().Term }, limits))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -138,7 +139,7 @@ func TestWatchWithOfficialClient(t *testing.T) {
 	if got, want := evString(r.Events), "PUT a/1=1@2; PUT a/2=1@3; DELETE a/1=@5 prev=1"; got != want {
 		t.Fatalf("history: %s, want %s", got, want)
 	}
-	if r.Header.ClusterId != 11 || r.Header.MemberId != 22 || r.Header.RaftTerm == 0 {
+	if r.Header.ClusterId != 11 || r.Header.MemberId != 1 || r.Header.RaftTerm == 0 {
 		t.Fatalf("header %v", r.Header)
 	}
 	m.put(t, "a/2", "2")

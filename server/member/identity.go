@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cairn-db/cairn/server/cluster"
+	"github.com/cairn-db/cairn/node/cluster"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"

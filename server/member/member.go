@@ -195,7 +195,7 @@ func (m *Member) connectPeers(known []*membershippb.Member) error {
 	m.transport.Register(m.peerGRPC)
 	// The leader serves followers' forwards.
 	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewLease(m.driver, m.Identity, nil))
-	pb.RegisterClusterServer(m.peerGRPC, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken, nil))
+	pb.RegisterClusterServer(m.peerGRPC, etcdapi.NewCluster(m.driver, nil))
 	for _, l := range m.peerListeners {
 		m.serveWG.Add(1)
 		go func() {
@@ -264,6 +264,11 @@ func (m *Member) openNode(st start) error {
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
 		Clock:                  wallClock{},
+		Limits:                 m.cfg.Limits,
+		ClusterID:              m.Identity.ClusterID,
+		ClusterToken:           m.cfg.InitialClusterToken,
+		// A write waits for a leader as long as the driver waits for it.
+		RequestTimeoutTicks: int(requestTimeout / m.cfg.TickInterval),
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)
@@ -271,6 +276,10 @@ func (m *Member) openNode(st start) error {
 	m.node = n
 	return nil
 }
+
+// requestTimeout bounds how long a write waits for a leader, as etcd's
+// request timeout (5 s) plus two default election timeouts.
+const requestTimeout = 7 * time.Second
 
 // memberDir is where the node keeps its databases and snapshots, inside
 // the data directory (as etcd keeps its under member/).
@@ -352,12 +361,12 @@ func (m *Member) serve() {
 		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
 		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
 	)
-	kv := etcdapi.NewKV(m.driver, m.Identity, m.cfg.Limits)
+	kv := etcdapi.NewKV(m.driver)
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
 	pb.RegisterKVServer(m.grpc, kv)
 	pb.RegisterWatchServer(m.grpc, watchService)
 	m.leaderConns = newLeaderConns(m)
-	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.Identity, m.cfg.InitialClusterToken, m.leaderConns.conn))
+	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.leaderConns.conn))
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
 	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn)
 	pb.RegisterLeaseServer(m.grpc, lease)

@@ -251,7 +251,7 @@ func TestReadPaths(t *testing.T) {
 		t.Fatalf("serializable txn without the loop: %v, %v", txn, err)
 	}
 	// The client retries Unavailable errors, so ask the service directly.
-	kv := etcdapi.NewKV(m.driver, m.Identity, m.cfg.Limits)
+	kv := etcdapi.NewKV(m.driver)
 	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("a")}); !errors.Is(err, rpctypes.ErrGRPCStopped) {
 		t.Fatalf("linearizable range without the loop: %v, want %v", err, rpctypes.ErrGRPCStopped)
 	}

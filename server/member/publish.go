@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"github.com/cairn-db/cairn/node"
 	"go.etcd.io/etcd/api/v3/membershippb"
 )
 
@@ -17,12 +17,12 @@ const publishRetryInterval = 500 * time.Millisecond
 // URL through them), retrying until it succeeds or the member stops.
 func (m *Member) publishAttributes() {
 	attrs := &membershippb.Attributes{Name: m.cfg.Name, ClientUrls: m.cfg.AdvertiseClientURLs}
-	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+	req := node.Request{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
 		Member_ID: m.Identity.MemberID, MemberAttributes: attrs,
 	}}
 	for !m.published(attrs) {
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ElectionTimeout*5)
-		_, err := m.driver.Propose(ctx, req)
+		_, err := m.driver.Serve(ctx, req)
 		cancel()
 		if err == nil {
 			continue

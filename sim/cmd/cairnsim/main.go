@@ -5,25 +5,24 @@
 //	cairnsim -seeds 1000       sweep seeds 1..1000 on every core
 //	cairnsim -seeds 500-999    sweep a range
 //
-// A failing seed prints the one command that reproduces it.
+// A failing seed prints the one command that reproduces it. A sweep runs
+// seeds in worker processes; a worker that dies (a panic outside the
+// simulation's events, a fatal runtime error, a kill by the sweep's
+// watchdog) fails the seed it was running, a new worker takes the rest, and
+// the summary line is always printed.
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	lin "github.com/cairn-db/cairn/linearizability"
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/sim"
 )
@@ -44,6 +43,11 @@ type flags struct {
 	worker   bool
 	profile  string
 	faults   string
+	limits   sim.Limits
+	// workerKillAfter is the wall time after which the sweep kills a
+	// worker still running one seed: the backstop for a seed stuck inside
+	// one event, where the run's own WallTimeMax cannot look.
+	workerKillAfter time.Duration
 }
 
 func parseFlags() flags {
@@ -59,6 +63,12 @@ func parseFlags() flags {
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of a single run to this file")
+	flag.Int64Var(&f.limits.EventsMax, "events-max", 0, fmt.Sprintf("fail a run that executes more virtual events (0: %d per virtual second of the run and its checks)", sim.DefaultEventsPerVirtualSecondMax))
+	flag.IntVar(&f.limits.QueuedEventsMax, "queued-events-max", 0, fmt.Sprintf("fail a run with more events queued at once (0: %d)", sim.DefaultQueuedEventsMax))
+	flag.IntVar(&f.limits.MessagesInFlightMax, "messages-in-flight-max", 0, fmt.Sprintf("fail a run with more raft messages in flight at once (0: %d)", sim.DefaultMessagesInFlightMax))
+	flag.Uint64Var(&f.limits.HeapBytesMax, "heap-bytes-max", 0, fmt.Sprintf("fail a run whose process has more heap in use (0: %d)", uint64(sim.DefaultHeapBytesMax)))
+	flag.DurationVar(&f.limits.WallTimeMax, "wall-time-max", 0, fmt.Sprintf("fail a run that simulates for longer in wall time (0: %v per virtual second of the run and its checks)", sim.DefaultWallTimePerVirtualSecondMax))
+	flag.DurationVar(&f.workerKillAfter, "worker-kill-after", 0, "kill a sweep's worker still on one seed after this wall time (0: the run's wall-time-max plus 90s)")
 	flag.Parse()
 	return f
 }
@@ -95,7 +105,7 @@ func options(f flags, seed uint64, knobs node.TestingKnobs) sim.Options {
 			kinds = append(kinds, sim.FaultKind(strings.TrimSpace(k)))
 		}
 	}
-	return sim.Options{Seed: seed, DurationMicros: f.duration.Microseconds(), NoFaults: f.noFaults, Faults: kinds, Knobs: knobs}
+	return sim.Options{Seed: seed, DurationMicros: f.duration.Microseconds(), NoFaults: f.noFaults, Faults: kinds, Knobs: knobs, Limits: f.limits}
 }
 
 func single(f flags, knobs node.TestingKnobs) int {
@@ -116,11 +126,14 @@ func single(f flags, knobs node.TestingKnobs) int {
 	fmt.Printf("seed %d: %s  %s  trace %s (%d lines)  ops ok=%d unknown=%d failed=%d  simulated %.1fs in %v\n",
 		f.seed, verdict(res), res.Options, res.TraceHash[:16], res.TraceLines,
 		res.OpsAcknowledged, res.OpsUnknown, res.OpsFailed, float64(res.SimulatedMicros)/1e6, res.WallTime.Round(time.Millisecond))
+	u := res.Usage
+	fmt.Printf("  usage: events %d, peak queued events %d, peak messages in flight %d, heap in use up to %d MiB, wall time %v\n",
+		u.Events, u.QueuedEventsPeak, u.MessagesInFlightPeak, u.HeapBytesPeak>>20, u.WallTime.Round(time.Millisecond))
 	if res.Passed() {
 		return 0
 	}
-	for _, msg := range res.Failures {
-		fmt.Println("  FAIL:", msg)
+	for _, failure := range res.Failures {
+		fmt.Println("  FAIL:", failure)
 	}
 	dir := filepath.Join(f.outDir, fmt.Sprintf("seed-%d", f.seed))
 	if err := writeReport(dir, res); err != nil {
@@ -164,7 +177,28 @@ func reproduce(f flags, seed uint64) string {
 	if f.faults != "" {
 		cmd += " -faults " + f.faults
 	}
-	return cmd + " -v"
+	return cmd + limitFlags(f.limits) + " -v"
+}
+
+// limitFlags renders the limits that differ from the defaults as flags.
+func limitFlags(l sim.Limits) string {
+	s := ""
+	if l.EventsMax != 0 {
+		s += fmt.Sprintf(" -events-max %d", l.EventsMax)
+	}
+	if l.QueuedEventsMax != 0 {
+		s += fmt.Sprintf(" -queued-events-max %d", l.QueuedEventsMax)
+	}
+	if l.MessagesInFlightMax != 0 {
+		s += fmt.Sprintf(" -messages-in-flight-max %d", l.MessagesInFlightMax)
+	}
+	if l.HeapBytesMax != 0 {
+		s += fmt.Sprintf(" -heap-bytes-max %d", l.HeapBytesMax)
+	}
+	if l.WallTimeMax != 0 {
+		s += " -wall-time-max " + l.WallTimeMax.String()
+	}
+	return s
 }
 
 func writeReport(dir string, res *sim.Result) error {
@@ -192,138 +226,4 @@ func seedRange(s string) (uint64, uint64, error) {
 		return 0, 0, fmt.Errorf("-seeds %q: want K or A-B", s)
 	}
 	return 1, k, nil
-}
-
-// workerResult is one seed's outcome, as a worker prints it.
-type workerResult struct {
-	Seed            uint64   `json:"seed"`
-	Failures        []string `json:"failures,omitempty"`
-	TraceHash       string   `json:"trace_hash"`
-	SimulatedMicros int64    `json:"simulated_us"`
-	WallMicros      int64    `json:"wall_us"`
-	// CrashPointsArmed and CrashPointsFired count snapshot crash points by
-	// phase (create, stage, install).
-	CrashPointsArmed [3]int `json:"crash_points_armed"`
-	CrashPointsFired [3]int `json:"crash_points_fired"`
-}
-
-// worker runs seeds read from stdin, one per line, and prints one JSON
-// result per seed. Each worker is its own process because a run replaces
-// the process-wide crypto/rand.Reader.
-func worker(f flags, knobs node.TestingKnobs) int {
-	in := bufio.NewScanner(os.Stdin)
-	enc := json.NewEncoder(os.Stdout)
-	for in.Scan() {
-		seed, err := strconv.ParseUint(strings.TrimSpace(in.Text()), 10, 64)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cairnsim worker:", err)
-			return 2
-		}
-		res := sim.Run(options(f, seed, knobs))
-		enc.Encode(workerResult{Seed: seed, Failures: res.Failures, TraceHash: res.TraceHash,
-			SimulatedMicros: res.SimulatedMicros, WallMicros: res.WallTime.Microseconds(),
-			CrashPointsArmed: res.CrashPointsArmed, CrashPointsFired: res.CrashPointsFired})
-	}
-	return 0
-}
-
-func sweep(f flags) int {
-	lo, hi, err := seedRange(f.seeds)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cairnsim:", err)
-		return 2
-	}
-	start := time.Now()
-	results, err := runWorkers(f, lo, hi)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cairnsim:", err)
-		return 1
-	}
-	return summarize(f, results, time.Since(start))
-}
-
-func runWorkers(f flags, lo, hi uint64) ([]workerResult, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	var mu sync.Mutex
-	var results []workerResult
-	var firstErr error
-	var wg sync.WaitGroup
-	for w := range max(f.workers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rs, err := runWorker(self, f, lo+uint64(w), hi, uint64(max(f.workers, 1)))
-			mu.Lock()
-			defer mu.Unlock()
-			results = append(results, rs...)
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-		}()
-	}
-	wg.Wait()
-	return results, firstErr
-}
-
-func runWorker(self string, f flags, first, hi, stride uint64) ([]workerResult, error) {
-	args := []string{"-worker", "-duration", f.duration.String()}
-	if f.noFaults {
-		args = append(args, "-no-faults")
-	}
-	if f.bug != "" {
-		args = append(args, "-plant", f.bug)
-	}
-	if f.faults != "" {
-		args = append(args, "-faults", f.faults)
-	}
-	cmd := exec.Command(self, args...)
-	var seeds strings.Builder
-	for s := first; s <= hi; s += stride {
-		fmt.Fprintln(&seeds, s)
-	}
-	cmd.Stdin = strings.NewReader(seeds.String())
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	var results []workerResult
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var r workerResult
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
-			results = append(results, r)
-		}
-	}
-	if err != nil {
-		return results, fmt.Errorf("worker: %w", err)
-	}
-	return results, nil
-}
-
-func summarize(f flags, results []workerResult, wall time.Duration) int {
-	var simulated int64
-	var armed, fired [3]int
-	failed := 0
-	for _, r := range results {
-		simulated += r.SimulatedMicros
-		for i := range armed {
-			armed[i] += r.CrashPointsArmed[i]
-			fired[i] += r.CrashPointsFired[i]
-		}
-		if len(r.Failures) > 0 {
-			failed++
-			fmt.Printf("seed %d FAILED: %s\n  reproduce: %s\n", r.Seed, strings.Join(r.Failures, "; "), reproduce(f, r.Seed))
-		}
-	}
-	fmt.Printf("%d seeds, %d failed, %.1f seeds/s on %d workers, simulated/wall time %.0fx\n",
-		len(results), failed, float64(len(results))/wall.Seconds(), f.workers, float64(simulated)/float64(wall.Microseconds()))
-	fmt.Printf("snapshot crash points (armed/fired): create %d/%d, stage %d/%d, install %d/%d\n",
-		armed[0], fired[0], armed[1], fired[1], armed[2], fired[2])
-	_ = lin.ResultOK
-	if failed > 0 {
-		return 1
-	}
-	return 0
 }
