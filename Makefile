@@ -4,10 +4,10 @@
 
 SHELL := /bin/bash
 GO ?= go
-MODULES := node server client linearizability sim
+MODULES := node server client linearizability sim chaos
 # Packages with goroutines of their own or concurrent readers: the driver
 # loop and gRPC services, the keyspace's concurrent reads, the recorder.
-RACE_PACKAGES := server:./... node:./mvcc/... linearizability:./...
+RACE_PACKAGES := server:./... node:./mvcc/... linearizability:./... chaos:./proxy/...
 BIN := $(CURDIR)/bin
 REF := $(CURDIR)/.ref/bin
 TOOLS := $(CURDIR)/.tools/bin
@@ -18,8 +18,9 @@ SEEDS ?= 1000
 export CAIRN_BIN := $(BIN)/cairn
 export ETCD_BIN := $(REF)/etcd
 export ETCDCTL_BIN := $(REF)/etcdctl
+export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
-.PHONY: all build run cluster test test-unit test-race test-e2e test-sim sim lint ref bench bench-tools bench-large bench-smoke bench-etcdtool bench-micro clean
+.PHONY: all build build-failpoints run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-etcdtool bench-micro clean
 
 all: build
 
@@ -44,8 +45,9 @@ ref:
 	@bash tools/ref/build.sh $(REF) $(ETCD_VERSION)
 
 ## test: everything CI runs: lint, unit tests (with the short simulator
-## sweep), race tests, interop, differential and crash tests against real etcd
-test: lint test-unit test-race test-e2e
+## sweep), race tests, interop, differential and crash tests against real
+## etcd, and a short chaos run with the checkers' self-tests (~90 s)
+test: lint test-unit test-race test-e2e test-chaos
 
 test-unit:
 	@set -e; for m in $(MODULES); do \
@@ -58,6 +60,31 @@ test-race:
 
 test-e2e: build ref
 	cd server && $(GO) test -count=1 -tags e2e ./e2e/...
+
+## test-chaos: a 40 s chaos run of every fault against a 3-member cairn, and
+## the self-tests: cairn built with planted bugs (stale linearizable reads,
+## acks before fsync) must fail the checks. Knobs: CHAOS_SEED, CHAOS_DURATION.
+test-chaos: build build-failpoints
+	cd chaos && $(GO) test -count=1 -timeout 10m -tags e2e ./...
+
+## build-failpoints: cairn with the chaos self-tests' failpoints compiled in
+## (switched on by $$CAIRN_FAILPOINTS); never a production binary
+build-failpoints:
+	@mkdir -p $(BIN)
+	cd server && $(GO) build -tags chaosfailpoints -o $(BIN)/cairn-failpoints ./cmd/cairn
+
+## chaos: one seeded schedule of faults against real processes (docs/chaos.md).
+## Knobs: DURATION (default 5m), SEED (default: from the clock), MEMBERS (3
+## or 5), TARGET=etcd (the same run against the reference etcd), FAULTS
+## (comma-separated subset). Prints one summary line; the report is in chaos-out/.
+TARGET ?= cairn
+MEMBERS ?= 3
+SEED ?= 0
+CHAOS_DURATION := $(if $(filter command line environment,$(origin DURATION)),$(DURATION),5m)
+chaos: build $(if $(filter etcd,$(TARGET)),ref)
+	cd chaos && $(GO) build -o $(BIN)/cairnchaos ./cmd/cairnchaos
+	$(BIN)/cairnchaos -target $(TARGET) -members $(MEMBERS) -duration $(CHAOS_DURATION) -seed $(SEED) \
+		-report $(CURDIR)/chaos-out $(if $(FAULTS),-faults $(FAULTS))
 
 ## sim: a long simulator sweep, SEEDS seeds (default 1000) on every core;
 ## DURATION sets the virtual time per run (default 60s)

@@ -137,6 +137,12 @@ type TestingKnobs struct {
 	// without a sync, so a crash after CURRENT names the database may lose
 	// it, with the same result.
 	InstalledStateNoSync bool
+	// ReadBeforeApplied releases a linearizable read once its ReadIndex is
+	// confirmed, without waiting for this member to apply up to it.
+	ReadBeforeApplied bool
+	// KeepAliveWithoutReadIndex renews a lease on a member that believes
+	// it leads at once, without the ReadIndex that confirms it still does.
+	KeepAliveWithoutReadIndex bool
 }
 
 // EnsureDefaults fills zero fields with their defaults.

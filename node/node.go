@@ -337,7 +337,7 @@ func (n *Node) readIndex() uint64 {
 
 // startBarrier queues a request behind a ReadIndex round.
 func (n *Node) startBarrier(id uint64, req Request) {
-	if n.cfg.Knobs.ReadWithoutReadIndex {
+	if n.cfg.Knobs.ReadWithoutReadIndex || (n.cfg.Knobs.KeepAliveWithoutReadIndex && req.LeaseKeepAlive != nil) {
 		n.finishRead(pendingRead{id: id, req: req})
 		return
 	}
@@ -366,7 +366,7 @@ func (n *Node) finishRead(r pendingRead) {
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
 	return n.removed || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
-		n.reads.hasReleasable(n.applied) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
+		n.reads.hasReleasable(n.releasableIndex()) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
 		n.compactionDue()
 }
 

@@ -34,7 +34,7 @@ func (n *Node) Process() (out Output, err error) {
 			return Output{}, err
 		}
 	}
-	for _, r := range n.reads.release(n.applied) {
+	for _, r := range n.reads.release(n.releasableIndex()) {
 		n.finishRead(r)
 	}
 	out.Done = append(out.Done, n.completed...)
@@ -119,6 +119,15 @@ func (n *Node) persist(rd raft.Ready) error {
 	}
 	n.raftLog.appended(rd.Entries)
 	return nil
+}
+
+// releasableIndex is the highest read index whose reads may be served: the
+// applied index.
+func (n *Node) releasableIndex() uint64 {
+	if n.cfg.Knobs.ReadBeforeApplied {
+		return ^uint64(0)
+	}
+	return n.applied
 }
 
 func (n *Node) syncOption(mustSync bool) *pebble.WriteOptions {

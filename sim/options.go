@@ -78,11 +78,13 @@ func (o Options) String() string {
 
 // plantedBugs are the node's planted bugs by their -plant name.
 var plantedBugs = map[string]node.TestingKnobs{
-	"ack-before-durable":       {AckBeforeDurable: true},
-	"read-without-readindex":   {ReadWithoutReadIndex: true},
-	"skip-applied-index":       {SkipAppliedIndex: true},
-	"switch-before-raft-state": {SwitchBeforeInstalledState: true},
-	"unsynced-install-state":   {InstalledStateNoSync: true},
+	"ack-before-durable":           {AckBeforeDurable: true},
+	"read-without-readindex":       {ReadWithoutReadIndex: true},
+	"skip-applied-index":           {SkipAppliedIndex: true},
+	"switch-before-raft-state":     {SwitchBeforeInstalledState: true},
+	"unsynced-install-state":       {InstalledStateNoSync: true},
+	"read-before-applied":          {ReadBeforeApplied: true},
+	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

@@ -268,6 +268,11 @@ func startCluster(t *testing.T) ([]*Member, []*clientv3.Client) {
 	return members, clients
 }
 
+// leaseTTLAcrossLeaderChange is the TTL, in seconds, of the leases in
+// TestLeasesAcrossLeaderChange: long beside the test's election timeout
+// (100 ms), so keep-alives delayed by load do not let a lease lapse.
+const leaseTTLAcrossLeaderChange = 3
+
 // TestLeasesAcrossLeaderChange keeps leases alive through each member of a
 // three-member cluster, followers included (they forward to the leader),
 // stops the leader, and checks that no kept-alive lease expired and that
@@ -289,7 +294,7 @@ func TestLeasesAcrossLeaderChange(t *testing.T) {
 	}
 	ids := make([]clientv3.LeaseID, 3)
 	for i, c := range clients {
-		g, err := c.Grant(ctx, 1)
+		g, err := c.Grant(ctx, leaseTTLAcrossLeaderChange)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,7 +316,11 @@ func TestLeasesAcrossLeaderChange(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	members[leader].Stop(0)
-	time.Sleep(3 * time.Second)
+	// The new leader gives every lease its full TTL again: the abandoned
+	// one expires a TTL and an election after the stop; the others must
+	// live on through keep-alives that, on a loaded machine under the race
+	// detector, may take most of a second each.
+	time.Sleep(2*leaseTTLAcrossLeaderChange*time.Second + time.Second)
 	for i, c := range clients {
 		if i == leader {
 			continue

@@ -58,8 +58,13 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	Limits                 etcdapi.Limits
 	Logger                 *slog.Logger
-	// FS is the filesystem DataDir is on. Default vfs.Default.
-	FS vfs.FS
+	// FS is the filesystem DataDir is on: the node's databases, its
+	// snapshots and the identity file. Default vfs.Default. Knobs reach the
+	// node as they are. Production leaves both zero; a cairn built with the
+	// chaosfailpoints tag sets them, for the chaos self-tests
+	// (cmd/cairn/failpoints.go), and tests run members on a vfs.MemFS.
+	FS    vfs.FS
+	Knobs node.TestingKnobs
 }
 
 func (c *Config) ensureDefaults() {
@@ -255,7 +260,6 @@ func (m *Member) openNode(st start) error {
 		InitialVoters:          voters,
 		InitialMembers:         st.founding,
 		Join:                   st.join,
-		FS:                     m.cfg.FS,
 		Dir:                    m.memberDir(),
 		ElectionTicks:          electionTicks,
 		SnapshotCount:          m.cfg.SnapshotCount,
@@ -267,6 +271,8 @@ func (m *Member) openNode(st start) error {
 		Limits:                 m.cfg.Limits,
 		ClusterID:              m.Identity.ClusterID,
 		ClusterToken:           m.cfg.InitialClusterToken,
+		FS:                     m.cfg.FS,
+		Knobs:                  m.cfg.Knobs,
 		// A write waits for a leader as long as the driver waits for it.
 		RequestTimeoutTicks: int(requestTimeout / m.cfg.TickInterval),
 	})

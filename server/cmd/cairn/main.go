@@ -56,6 +56,10 @@ func run(args []string) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = logger
+	if err := plantFailpoints(&cfg, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "cairn:", err)
+		return 2
+	}
 	logger.Info("starting cairn", "version", version, "name", cfg.Name, "data-dir", cfg.DataDir)
 	m, err := member.Start(cfg)
 	if err != nil {

@@ -1,0 +1,34 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidation(t *testing.T) {
+	valid := Config{Kind: KindCairn, Bin: "/bin/true", Members: 3}
+	valid.ensureDefaults()
+	if err := valid.validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	if valid.HeartbeatInterval != 50*time.Millisecond || valid.ElectionTimeout != 500*time.Millisecond || valid.Token != "chaos" {
+		t.Fatalf("defaults %+v", valid)
+	}
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Kind = "zookeeper" }, "unknown kind"},
+		{func(c *Config) { c.Members = 0 }, "members"},
+		{func(c *Config) { c.Members = membersMax + 1 }, "members"},
+		{func(c *Config) { c.Bin = "/nonexistent/cairn" }, "not an executable"},
+		{func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, "election timeout"},
+	} {
+		cfg := valid
+		tc.change(&cfg)
+		if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("validate() = %v, want an error mentioning %q", err, tc.want)
+		}
+	}
+}
