@@ -128,6 +128,15 @@ type TestingKnobs struct {
 	// SkipAppliedIndex stops writing the applied index with the state it
 	// produces, so a restart re-applies entries.
 	SkipAppliedIndex bool
+	// SwitchBeforeInstalledState names an installed snapshot's database in
+	// CURRENT before this member's raft state is written into it, so a
+	// crash in between restarts the member with the sender's raft log and
+	// HardState.
+	SwitchBeforeInstalledState bool
+	// InstalledStateNoSync commits an installed snapshot's raft state
+	// without a sync, so a crash after CURRENT names the database may lose
+	// it, with the same result.
+	InstalledStateNoSync bool
 	// ReadBeforeApplied releases a linearizable read once its ReadIndex is
 	// confirmed, without waiting for this member to apply up to it.
 	ReadBeforeApplied bool

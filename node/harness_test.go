@@ -169,6 +169,10 @@ func (h *harness) deliver(msgs []*raftpb.Message) {
 		if to == nil || to.n == nil || (h.drop != nil && h.drop(msg)) {
 			continue
 		}
+		if msg.GetType() == raftpb.MsgSnap {
+			h.transferSnapshot(msg) // snapshot_test.go
+			continue
+		}
 		if err := to.n.Step(msg); err != nil {
 			h.t.Fatalf("node %d: Step %s: %v", msg.GetTo(), msg.GetType(), err)
 		}

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +24,8 @@ import (
 // A snapshot is a Pebble checkpoint of the whole database at an applied
 // index. Installing one swaps the live database for it by writing CURRENT
 // atomically; a crash before that leaves the old database live and the
-// snapshot is simply received again.
+// snapshot is simply received again. snapshot_transfer.go moves a
+// checkpoint from snap/ on the sender to incoming/ on the receiver.
 const (
 	currentFile    = "CURRENT"
 	firstDBName    = "db"
@@ -123,10 +123,16 @@ func (n *Node) makeSnapshot() (*raftpb.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot at %d: %w", index, err)
 	}
-	rel := n.cfg.FS.PathJoin(SnapshotsDir, indexName(index))
+	rel := madeSnapshotPath(index)
 	abs := n.cfg.FS.PathJoin(n.cfg.Dir, rel)
 	if err := n.cfg.FS.RemoveAll(abs); err != nil {
 		return nil, err
+	}
+	// Flushed first, the checkpoint is hard links to tables and a short
+	// write-ahead log, instead of a copy of up to a memtable's worth of
+	// log that the receiver would replay and flush when it opens it.
+	if err := n.db.Flush(); err != nil {
+		return nil, fmt.Errorf("flush for snapshot at %d: %w", index, err)
 	}
 	if err := n.db.Checkpoint(abs, pebble.WithFlushedWAL()); err != nil {
 		return nil, fmt.Errorf("checkpoint for snapshot at %d: %w", index, err)
@@ -161,13 +167,13 @@ func (n *Node) removeSnapshotsBefore(index uint64) {
 
 // installSnapshot replaces the member's database with a received snapshot.
 // snap.Data names the snapshot's directory relative to the member's
-// directory (the transport put it under incoming/).
+// directory (a SnapshotStager completed it under incoming/).
 func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 	meta := snap.GetMetadata()
-	staged := n.cfg.FS.PathJoin(n.cfg.Dir, string(snap.GetData()))
-	if !bytes.HasPrefix(snap.GetData(), []byte(IncomingDir+"/")) {
-		return fmt.Errorf("node: snapshot at %d is not a received one (%q)", meta.GetIndex(), snap.GetData())
+	if string(snap.GetData()) != incomingSnapshotPath(meta.GetIndex()) {
+		return fmt.Errorf("node: snapshot at %d is not a staged one (%q)", meta.GetIndex(), snap.GetData())
 	}
+	staged := n.cfg.FS.PathJoin(n.cfg.Dir, string(snap.GetData()))
 	name := firstDBName + "-" + indexName(meta.GetIndex())
 	live := n.cfg.FS.PathJoin(n.cfg.Dir, name)
 	if err := n.cfg.FS.RemoveAll(live); err != nil {
@@ -181,7 +187,11 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 	return n.switchDB(name, meta)
 }
 
-// switchDB closes the live database and opens the installed one.
+// switchDB closes the live database, opens the installed one, makes it this
+// member's (its raft state rewritten, synced) and only then names it in
+// CURRENT. Each step is durable before the next starts, so a crash leaves
+// CURRENT naming either the old database, intact, or the installed one
+// with this member's raft state in it; Open removes the other.
 // REQUIRES: n.view.mu is held for writing.
 func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 	old, err := liveDBName(n.cfg.FS, n.cfg.Dir)
@@ -191,16 +201,25 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 	if err := n.db.Close(); err != nil {
 		return fmt.Errorf("close database for snapshot install: %w", err)
 	}
+	// openPebbleAt syncs the member's directory: the renamed snapshot
+	// directory is durable from here on.
 	db, err := openPebbleAt(n.cfg, name)
 	if err != nil {
 		return err
 	}
 	n.db = db
+	if n.cfg.Knobs.SwitchBeforeInstalledState {
+		if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
+			return fmt.Errorf("switch to installed snapshot: %w", err)
+		}
+	}
 	if err := n.adoptSnapshotState(meta); err != nil {
 		return err
 	}
-	if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
-		return fmt.Errorf("switch to installed snapshot: %w", err)
+	if !n.cfg.Knobs.SwitchBeforeInstalledState {
+		if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
+			return fmt.Errorf("switch to installed snapshot: %w", err)
+		}
 	}
 	if old != name {
 		n.cfg.FS.RemoveAll(n.cfg.FS.PathJoin(n.cfg.Dir, old))
@@ -209,7 +228,9 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 }
 
 // adoptSnapshotState rewrites the snapshot's raft state as this member's and
-// opens the keyspace it holds.
+// opens the keyspace it holds. The checkpoint holds the sender's raft log
+// and HardState; they must never be read as this member's, so the rewrite
+// is synced before CURRENT may name the database.
 func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 	applied, err := loadAppliedIndex(n.db)
 	if err != nil {
@@ -223,7 +244,11 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 	if err := n.log.InstallSnapshot(n.db, b, meta.GetIndex(), meta.GetTerm(), meta.GetConfState()); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	commitOpt := pebble.Sync
+	if n.cfg.Knobs.InstalledStateNoSync {
+		commitOpt = pebble.NoSync
+	}
+	if err := b.Commit(commitOpt); err != nil {
 		return fmt.Errorf("commit installed snapshot: %w", err)
 	}
 	store, err := n.openStore()
@@ -258,7 +283,11 @@ func (n *Node) maybeTruncateLog() error {
 	return b.Commit(pebble.NoSync)
 }
 
-// IncomingSnapshotPath is where, relative to the member's directory, a
-// transport stages the snapshot at index before handing its MsgSnap to the
-// node (with Snapshot.Data set to this path).
-func IncomingSnapshotPath(index uint64) string { return IncomingDir + "/" + indexName(index) }
+// madeSnapshotPath is where, relative to the member's directory, the
+// checkpoint made for sending the snapshot at index lives.
+func madeSnapshotPath(index uint64) string { return SnapshotsDir + "/" + indexName(index) }
+
+// incomingSnapshotPath is where, relative to the member's directory, a
+// SnapshotStager completes the snapshot at index; the MsgSnap handed to the
+// node names it in Snapshot.Data.
+func incomingSnapshotPath(index uint64) string { return IncomingDir + "/" + indexName(index) }

@@ -35,6 +35,10 @@ const (
 	FailLock FailureKind = "lock"
 	// FailLimit: the run exceeded one of its Limits.
 	FailLimit FailureKind = "limit"
+	// FailCrashRecovery: a member restarted after a crash without the
+	// term, vote or log it had made durable, or holding an installed
+	// snapshot with the sender's log (crashpoint.go).
+	FailCrashRecovery FailureKind = "crash-recovery"
 	// FailPanic: a member or the simulator panicked inside an event.
 	FailPanic FailureKind = "panic"
 	// FailError: an operation that must not fail did (a member's

@@ -28,7 +28,16 @@ type member struct {
 	// log (the nemesis's disk-error fault). Only syncs: a sync is what a
 	// commit waits for, so the failure surfaces at a deterministic point.
 	diskFailing errorfs.Toggle
-	node        *node.Node // nil while crashed
+	// crashPoint crashes the member inside a snapshot's creation, staging
+	// or install (crashpoint.go).
+	crashPoint *crashPoint
+	// disk is fs as the node sees it, through both injectors.
+	disk vfs.FS
+	// durable is the raft state the member held after its last Process,
+	// what a crash must keep (crashpoint.go); durableKnown once it ran.
+	durable      node.RaftState
+	durableKnown bool
+	node         *node.Node // nil while crashed
 	// epoch grows at every crash; events scheduled for an older epoch are
 	// stale and do nothing.
 	epoch int
@@ -61,12 +70,13 @@ func (m *member) name() string {
 }
 
 func (m *member) open() error {
+	m.disk = errorfs.Wrap(m.fs, errorfs.Any(&m.diskFailing, m.crashPoint))
 	n, err := node.Open(node.Config{
 		ID:             m.id,
 		InitialVoters:  m.w.foundingIDs(),
 		InitialMembers: m.w.foundingMembers(),
 		Join:           m.joins,
-		FS:             errorfs.Wrap(m.fs, &m.diskFailing),
+		FS:             m.disk,
 		Dir:            memberDir,
 		ElectionTicks:  electionTicks,
 		// A short log makes members that were down catch up by snapshot.
@@ -86,6 +96,7 @@ func (m *member) open() error {
 	m.node = n
 	m.waiting = map[uint64]*pendingOp{}
 	m.callbacks = map[uint64]completionCallback{}
+	m.checkRecovery()
 	return nil
 }
 
@@ -105,7 +116,11 @@ func (m *member) crash() {
 	if !m.up() {
 		return
 	}
-	crashed := m.fs.CrashClone(vfs.CrashCloneCfg{})
+	m.crashTo(m.fs.CrashClone(vfs.CrashCloneCfg{}))
+}
+
+// crashTo stops the member, leaving crashed on its disk.
+func (m *member) crashTo(crashed *vfs.MemFS) {
 	m.node.Close()
 	m.node, m.fs = nil, crashed
 	m.epoch++
@@ -127,7 +142,7 @@ func (m *member) crash() {
 // scheduled. Inputs that arrive before it runs ride the same one, as they
 // ride one fsync in the real server.
 func (m *member) kick() {
-	if m.removed || !m.up() || m.processing || !m.node.HasReady() {
+	if m.removed || !m.up() || m.crashIfCrashPointFired() || m.processing || !m.node.HasReady() {
 		return
 	}
 	m.processing = true
@@ -144,6 +159,9 @@ func (m *member) kick() {
 
 func (m *member) process() {
 	out, err := m.node.Process()
+	if m.crashIfCrashPointFired() {
+		return
+	}
 	if errors.Is(err, node.ErrRemoved) {
 		m.w.retire(m.id)
 		return
@@ -157,6 +175,7 @@ func (m *member) process() {
 		m.w.fail("%s: Process failed: %v", m.name(), err)
 		return
 	}
+	m.noteDurable()
 	if out.MembershipChanged {
 		defer m.w.retireRemoved(m)
 	}

@@ -26,13 +26,14 @@ const (
 	FaultLeaderTransfer FaultKind = "leader-transfer" // the leader hands over to another member
 	FaultMembership     FaultKind = "membership"      // add a learner, promote it, or remove a voter
 	FaultDiskError      FaultKind = "disk-error"      // one member's log syncs fail: it must stop, then restart
+	FaultSnapshotCrash  FaultKind = "snapshot-crash"  // one member crashes, and again inside its catch-up snapshot
 )
 
 // AllFaults lists every fault kind.
 var AllFaults = []FaultKind{
 	FaultCrash, FaultCrashMinority, FaultCrashAll, FaultPartition, FaultIsolateLeader,
 	FaultOneWay, FaultFlapping, FaultLossy, FaultClockSkew, FaultClockJump,
-	FaultSlowDisk, FaultLeaderTransfer, FaultMembership, FaultDiskError,
+	FaultSlowDisk, FaultLeaderTransfer, FaultMembership, FaultDiskError, FaultSnapshotCrash,
 }
 
 // nemesis schedules faults from the seed, one at a time: a quiet gap, a
@@ -103,6 +104,8 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 		return n.changeMembership()
 	case FaultDiskError:
 		return n.diskError(w.pick(1)[0])
+	case FaultSnapshotCrash:
+		return n.snapshotCrash(w.pick(1)[0]) // crashpoint.go
 	}
 	panic(fmt.Sprintf("sim: unknown fault %q", kind))
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"github.com/cairn-db/cairn/node"
 )
@@ -72,4 +74,38 @@ func (o *Options) resolve() *rand.Rand {
 func (o Options) String() string {
 	return fmt.Sprintf("seed=%d members=%d clients=%d duration=%ds faults=%v knobs=%+v",
 		o.Seed, o.Members, o.Clients, o.DurationMicros/second, !o.NoFaults, o.Knobs)
+}
+
+// plantedBugs are the node's planted bugs by their -plant name.
+var plantedBugs = map[string]node.TestingKnobs{
+	"ack-before-durable":           {AckBeforeDurable: true},
+	"read-without-readindex":       {ReadWithoutReadIndex: true},
+	"skip-applied-index":           {SkipAppliedIndex: true},
+	"switch-before-raft-state":     {SwitchBeforeInstalledState: true},
+	"unsynced-install-state":       {InstalledStateNoSync: true},
+	"read-before-applied":          {ReadBeforeApplied: true},
+	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
+}
+
+// PlantedBug returns the knobs that plant the bug of that name ("" plants
+// none).
+func PlantedBug(name string) (node.TestingKnobs, error) {
+	if name == "" {
+		return node.TestingKnobs{}, nil
+	}
+	knobs, ok := plantedBugs[name]
+	if !ok {
+		return node.TestingKnobs{}, fmt.Errorf("unknown planted bug %q (known: %s)", name, PlantedBugNames())
+	}
+	return knobs, nil
+}
+
+// PlantedBugNames lists the planted bugs' names, comma-separated.
+func PlantedBugNames() string {
+	names := make([]string, 0, len(plantedBugs))
+	for name := range plantedBugs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }

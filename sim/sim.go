@@ -32,6 +32,10 @@ type Result struct {
 	Recorder *linearizability.Recorder
 	// Usage is what the run used of its Limits.
 	Usage Usage
+	// CrashPointsArmed and CrashPointsFired count the crash points armed
+	// and those that crashed a member, by snapshot phase (create, stage,
+	// install).
+	CrashPointsArmed, CrashPointsFired [3]int
 }
 
 // Passed reports whether every check passed.
@@ -76,6 +80,9 @@ type world struct {
 	// walRotationSyncsSpared counts injected disk errors held back while
 	// Pebble rotated its log; Pebble's goroutines may count too.
 	walRotationSyncsSpared atomic.Int64
+	// crashPointsArmed and crashPointsFired count crash points by phase
+	// (crashpoint.go).
+	crashPointsArmed, crashPointsFired [len(phaseNames)]int
 }
 
 type ackedPut struct {
@@ -110,6 +117,7 @@ func run(opts Options) *Result {
 		res.Trace = w.trace.kept.String()
 	}
 	res.OpsAcknowledged, res.OpsUnknown, res.OpsFailed = w.acknowledged, w.unknown, w.failedOps
+	res.CrashPointsArmed, res.CrashPointsFired = w.crashPointsArmed, w.crashPointsFired
 	return res
 }
 
@@ -177,6 +185,7 @@ func (w *world) startMembers() {
 func (w *world) newMember(id uint64, joins bool) *member {
 	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
 	m.diskFailing.Injector = spareWALRotation{Injector: walSyncFails{}, spared: &w.walRotationSyncsSpared}
+	m.crashPoint = newCrashPoint(func() *vfs.MemFS { return m.fs })
 	return m
 }
 

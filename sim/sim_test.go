@@ -83,7 +83,7 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// "applied is out of range"); those seeds are logged, not counted.
 		checks []FailureKind
 	}{
-		{"ack-before-durable", node.TestingKnobs{AckBeforeDurable: true}, []FaultKind{FaultCrashAll}, []FailureKind{FailLostWrite}},
+		{"ack-before-durable", node.TestingKnobs{AckBeforeDurable: true}, []FaultKind{FaultCrashAll}, []FailureKind{FailLostWrite, FailCrashRecovery}},
 		{"read-without-readindex", node.TestingKnobs{ReadWithoutReadIndex: true}, []FaultKind{FaultIsolateLeader, FaultPartition}, []FailureKind{FailLinearizability}},
 		{"skip-applied-index", node.TestingKnobs{SkipAppliedIndex: true}, []FaultKind{FaultCrash, FaultCrashAll}, []FailureKind{FailConvergence, FailLostWrite}},
 		// The read path in the core: a read released before its member

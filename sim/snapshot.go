@@ -1,77 +1,60 @@
 package sim
 
 import (
+	"errors"
 	"io"
-	"sort"
+	"slices"
 
 	"github.com/cairn-db/cairn/node"
-	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// snapshotFiles is a snapshot's checkpoint in flight: file name to bytes,
-// read from the sender's disk when the message is sent, as the real
-// transport streams it.
-type snapshotFiles map[string][]byte
+// A snapshot crosses the simulated network the way the server's transport
+// carries it, through the same core code: the sender's node.SnapshotReader
+// reads the checkpoint's chunks when the message is sent, and the
+// receiver's node.SnapshotStager writes them at delivery, with the same
+// syncs, before the MsgSnap reaches the node.
 
-func readSnapshot(fs vfs.FS, dir string) (snapshotFiles, error) {
-	names, err := fs.List(dir)
+// readSnapshot reads every chunk of the checkpoint m names, copied: they
+// are in flight until delivery.
+func readSnapshot(from *member, m *raftpb.Message) ([]node.SnapshotChunk, error) {
+	r, err := node.OpenSnapshot(from.disk, memberDir, m.GetSnapshot())
 	if err != nil {
 		return nil, err
 	}
-	files := snapshotFiles{}
-	for _, name := range names {
-		f, err := fs.Open(fs.PathJoin(dir, name))
+	defer r.Close()
+	var chunks []node.SnapshotChunk
+	for {
+		c, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return chunks, nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		b, err := io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		files[name] = b
+		c.Data = slices.Clone(c.Data)
+		chunks = append(chunks, c)
 	}
-	return files, nil
 }
 
-// stage writes the files durably into the receiver's incoming directory
-// and returns the snapshot's name there.
-func (files snapshotFiles) stage(fs vfs.FS, memberDir string, index uint64) (string, error) {
-	rel := node.IncomingSnapshotPath(index)
-	dir := fs.PathJoin(memberDir, rel)
-	if err := fs.RemoveAll(dir); err != nil {
-		return "", err
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if err := writeSynced(fs, fs.PathJoin(dir, name), files[name]); err != nil {
-			return "", err
-		}
-	}
-	return rel, nil
-}
-
-func writeSynced(fs vfs.FS, name string, b []byte) error {
-	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+// stageSnapshot writes the chunks on the receiver and returns what the
+// MsgSnap's Snapshot.Data must say.
+func stageSnapshot(to *member, index uint64, chunks []node.SnapshotChunk) ([]byte, error) {
+	st, err := node.StageSnapshot(to.disk, memberDir, index)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		return err
+	for _, c := range chunks {
+		if err := st.Add(c); err != nil {
+			st.Abort()
+			return nil, err
+		}
 	}
-	return f.Sync()
+	return st.Finish()
 }
 
-// sendSnapshot carries a MsgSnap with its checkpoint: the files are read
+// sendSnapshot carries a MsgSnap with its checkpoint: the chunks are read
 // now, staged on the receiver at delivery, and the sender always learns
 // whether the snapshot arrived, as cairn's transport reports the outcome of
 // every snapshot stream (server/transport/snapshot.go). A snapshot lost to
@@ -88,7 +71,7 @@ func (n *network) sendSnapshot(from, to *member, m *raftpb.Message) {
 		n.reportSnapshot(from, to.id, false)
 		return
 	}
-	files, err := readSnapshot(from.fs, from.fs.PathJoin(memberDir, string(m.GetSnapshot().GetData())))
+	chunks, err := readSnapshot(from, m)
 	if err != nil {
 		// The node named a checkpoint it had just made: on the simulated
 		// disk, which never fails reads, this is a bug.
@@ -100,7 +83,7 @@ func (n *network) sendSnapshot(from, to *member, m *raftpb.Message) {
 	n.inFlight++
 	n.w.sched.after(n.delay(), func() {
 		n.inFlight--
-		delivered := n.deliverSnapshot(from, to, m, files)
+		delivered := n.deliverSnapshot(from, to, m, chunks)
 		n.tellSnapshotOutcome(from, epoch, to.id, delivered)
 	})
 }
@@ -124,17 +107,27 @@ func (n *network) tellSnapshotOutcome(from *member, epoch int, to uint64, delive
 	}
 }
 
-func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, files snapshotFiles) bool {
+func (n *network) deliverSnapshot(from, to *member, m *raftpb.Message, chunks []node.SnapshotChunk) bool {
 	if !to.up() || n.isBlocked(from, to) {
 		n.w.trace.printf("%s→%s drop %s", from.name(), to.name(), describeMessage(m))
 		return false
 	}
-	rel, err := files.stage(to.fs, memberDir, m.GetSnapshot().GetMetadata().GetIndex())
+	data, err := stageSnapshot(to, m.GetSnapshot().GetMetadata().GetIndex(), chunks)
+	if to.crashIfCrashPointFired() {
+		return false // the stream broke with the receiver
+	}
+	if errors.Is(err, errorfs.ErrInjected) {
+		// The disk-error fault failed a sync of a staged log file: the
+		// stream fails, as the server's would, and the member stops at
+		// its own next log sync.
+		n.w.trace.printf("%s: staging the snapshot failed: %v", to.name(), err)
+		return false
+	}
 	if err != nil {
 		n.w.failAs(FailError, "%s: stage snapshot: %v", to.name(), err)
 		return false
 	}
-	m.Snapshot.Data = []byte(rel)
+	m.Snapshot.Data = data
 	n.w.watchSnapshotInstall(to)
 	n.deliver(from, to, m)
 	return true

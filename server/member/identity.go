@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/cairn-db/cairn/node/cluster"
 	"github.com/cairn-db/cairn/server/transport"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
 )
 
@@ -36,13 +37,13 @@ type start struct {
 	peers []*membershippb.Member
 }
 
-func (m *Member) identityPath() string { return filepath.Join(m.memberDir(), "identity") }
+func (m *Member) identityPath() string { return m.cfg.FS.PathJoin(m.memberDir(), "identity") }
 
 // resolveStart finds the member's identity: from the data directory if it
 // has one, else from --initial-cluster (a new cluster) or from the running
 // cluster's members (--initial-cluster-state existing).
 func (m *Member) resolveStart() (start, error) {
-	b, err := os.ReadFile(m.identityPath())
+	b, err := readFile(m.cfg.FS, m.identityPath())
 	if err == nil {
 		var id identity
 		if err := json.Unmarshal(b, &id); err != nil || id.MemberID == 0 {
@@ -139,21 +140,31 @@ func samePeerURLs(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// saveIdentity records the identity once the node holds data.
+// saveIdentity records the identity once the node holds data, durably: a
+// restarted member must find it, or it would bootstrap or join again.
 func (m *Member) saveIdentity(id identity) error {
 	b, err := json.Marshal(id)
 	if err != nil {
 		return err
 	}
-	tmp := m.identityPath() + ".tmp"
-	if err := writeSynced(tmp, b); err != nil {
-		return err
-	}
-	return os.Rename(tmp, m.identityPath())
+	return writeDurably(m.cfg.FS, m.identityPath(), b)
 }
 
-func writeSynced(path string, b []byte) error {
-	f, err := os.Create(path)
+func readFile(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// writeDurably replaces path's content atomically: a temporary file,
+// synced, renamed over path, and the directory synced so the rename
+// survives a crash.
+func writeDurably(fs vfs.FS, path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
@@ -165,5 +176,16 @@ func writeSynced(path string, b []byte) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := fs.OpenDir(fs.PathDir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

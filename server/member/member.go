@@ -58,9 +58,11 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	Limits                 etcdapi.Limits
 	Logger                 *slog.Logger
-	// FS and Knobs reach the node as they are (nil FS: the OS). Production
-	// leaves them zero; only a cairn built with the chaosfailpoints tag
-	// sets them, for the chaos self-tests (cmd/cairn/failpoints.go).
+	// FS is the filesystem DataDir is on: the node's databases, its
+	// snapshots and the identity file. Default vfs.Default. Knobs reach the
+	// node as they are. Production leaves both zero; a cairn built with the
+	// chaosfailpoints tag sets them, for the chaos self-tests
+	// (cmd/cairn/failpoints.go), and tests run members on a vfs.MemFS.
 	FS    vfs.FS
 	Knobs node.TestingKnobs
 }
@@ -86,6 +88,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 }
 
@@ -164,6 +169,7 @@ func (m *Member) startLoop() {
 		Members:           m.node.Members,
 		OnRemoved:         func() { m.driver.Abort(node.ErrRemoved) },
 		MemberDir:         m.memberDir(),
+		FS:                m.cfg.FS,
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: m.cfg.Logger.With("component", "watch")})

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 
 	"github.com/cairn-db/cairn/node"
 	"go.etcd.io/raft/v3/raftpb"
@@ -26,19 +23,20 @@ import (
 //
 //	'm' the MsgSnap, marshalled
 //	'f' the name of the next file of the checkpoint
-//	'd' up to snapshotChunkBytes of that file
+//	'd' up to node.SnapshotChunkBytesMax of that file
 //	'e' the end: everything arrived
 //
-// The receiver writes the files durably under the member's
-// incoming/<index> directory and only then hands the MsgSnap, pointing
-// there, to its node. Neither side holds a whole snapshot in memory.
+// The transport only carries bytes: the node's SnapshotReader reads the
+// chunks from the sender's checkpoint, and its SnapshotStager writes them
+// durably on the receiver, which then hands the MsgSnap, pointing at the
+// staged snapshot, to its node. Neither side holds a whole snapshot in
+// memory.
 const (
-	snapshotMethod     = "/cairn.peer.v1.Raft/Snapshot"
-	snapshotChunkBytes = 1 << 20
-	chunkMessage       = 'm'
-	chunkFile          = 'f'
-	chunkData          = 'd'
-	chunkEnd           = 'e'
+	snapshotMethod = "/cairn.peer.v1.Raft/Snapshot"
+	chunkMessage   = 'm'
+	chunkFile      = 'f'
+	chunkData      = 'd'
+	chunkEnd       = 'e'
 )
 
 // sendSnapshot streams the checkpoint a MsgSnap names and reports to raft
@@ -53,6 +51,11 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 }
 
 func (p *peer) streamSnapshot(m *raftpb.Message) error {
+	r, err := node.OpenSnapshot(p.t.cfg.FS, p.t.cfg.MemberDir, m.GetSnapshot())
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	conn, err := grpc.NewClient(p.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -70,7 +73,7 @@ func (p *peer) streamSnapshot(m *raftpb.Message) error {
 	if err := w.send(chunkMessage, msg); err != nil {
 		return err
 	}
-	if err := sendFiles(w, filepath.Join(p.t.cfg.MemberDir, string(m.GetSnapshot().GetData()))); err != nil {
+	if err := sendChunks(w, r); err != nil {
 		return err
 	}
 	if err := w.send(chunkEnd, nil); err != nil {
@@ -97,45 +100,20 @@ func (w chunkWriter) send(kind byte, payload []byte) error {
 	return w.s.SendMsg(wrapperspb.Bytes(b))
 }
 
-func sendFiles(w chunkWriter, dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		if !e.IsDir() {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if err := sendFile(w, dir, name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func sendFile(w chunkWriter, dir, name string) error {
-	f, err := os.Open(filepath.Join(dir, name))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := w.send(chunkFile, []byte(name)); err != nil {
-		return err
-	}
-	buf := make([]byte, snapshotChunkBytes)
+// sendChunks sends what the reader reads until its end.
+func sendChunks(w chunkWriter, r *node.SnapshotReader) error {
 	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if err := w.send(chunkData, buf[:n]); err != nil {
-				return err
-			}
-		}
+		c, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if c.File != "" {
+			err = w.send(chunkFile, []byte(c.File))
+		} else {
+			err = w.send(chunkData, c.Data)
 		}
 		if err != nil {
 			return err
@@ -144,7 +122,8 @@ func sendFile(w chunkWriter, dir, name string) error {
 }
 
 // receiveSnapshot stages a streamed snapshot and hands its MsgSnap to the
-// node.
+// node. One snapshot is received at a time: raft sends a member one at a
+// time, and two stagers of the same index must not share a directory.
 func (t *Transport) receiveSnapshot(stream grpc.ServerStream) error {
 	from, err := t.checkPeer(stream.Context())
 	if err != nil {
@@ -157,11 +136,13 @@ func (t *Transport) receiveSnapshot(stream grpc.ServerStream) error {
 	if m.GetType() != raftpb.MsgSnap || m.GetFrom() != from || m.GetTo() != t.cfg.MemberID {
 		return status.Errorf(codes.InvalidArgument, "snapshot stream carries %s from %x to %x", m.GetType(), m.GetFrom(), m.GetTo())
 	}
-	rel := node.IncomingSnapshotPath(m.GetSnapshot().GetMetadata().GetIndex())
-	if err := receiveFiles(stream, filepath.Join(t.cfg.MemberDir, rel)); err != nil {
+	t.receivingSnapshot.Lock()
+	data, err := t.stageSnapshot(stream, m.GetSnapshot().GetMetadata().GetIndex())
+	t.receivingSnapshot.Unlock()
+	if err != nil {
 		return err
 	}
-	m.Snapshot.Data = []byte(rel)
+	m.Snapshot.Data = data
 	t.cfg.Deliver(m)
 	return stream.SendMsg(&emptypb.Empty{})
 }
@@ -189,75 +170,41 @@ func receiveMessage(stream grpc.ServerStream) (*raftpb.Message, error) {
 	return m, nil
 }
 
-// receiveFiles writes the checkpoint's files into dir, each synced, and
-// syncs dir once every file is there.
-func receiveFiles(stream grpc.ServerStream, dir string) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return err
+// stageSnapshot hands the stream's chunks to the node's stager until the
+// end chunk, and returns the staged snapshot's Snapshot.Data.
+func (t *Transport) stageSnapshot(stream grpc.ServerStream, index uint64) ([]byte, error) {
+	st, err := node.StageSnapshot(t.cfg.FS, t.cfg.MemberDir, index)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	var f *os.File
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
 	for {
 		kind, payload, err := receiveChunk(stream)
+		if err == nil {
+			err = stageChunk(st, kind, payload)
+		}
+		if errors.Is(err, errEndOfSnapshot) {
+			return st.Finish()
+		}
 		if err != nil {
-			return err
-		}
-		switch kind {
-		case chunkFile:
-			if f, err = nextFile(f, dir, string(payload)); err != nil {
-				return err
+			st.Abort()
+			if errors.Is(err, node.ErrBadSnapshotChunk) {
+				return nil, status.Error(codes.InvalidArgument, err.Error())
 			}
-		case chunkData:
-			if f == nil {
-				return status.Error(codes.InvalidArgument, "snapshot data before a file name")
-			}
-			if _, err := f.Write(payload); err != nil {
-				return err
-			}
-		case chunkEnd:
-			if _, err := nextFile(f, dir, ""); err != nil {
-				return err
-			}
-			f = nil
-			return syncDir(dir)
-		default:
-			return status.Errorf(codes.InvalidArgument, "unknown snapshot chunk %q", kind)
+			return nil, err
 		}
 	}
 }
 
-// nextFile syncs and closes the current file and creates the next one
-// (none when name is empty).
-func nextFile(cur *os.File, dir, name string) (*os.File, error) {
-	if cur != nil {
-		if err := cur.Sync(); err != nil {
-			return nil, err
-		}
-		if err := cur.Close(); err != nil {
-			return nil, err
-		}
-	}
-	if name == "" {
-		return nil, nil
-	}
-	if name != filepath.Base(name) || name == "." || name == ".." {
-		return nil, status.Errorf(codes.InvalidArgument, "snapshot file name %q", name)
-	}
-	return os.Create(filepath.Join(dir, name))
-}
+var errEndOfSnapshot = errors.New("end of snapshot")
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+func stageChunk(st *node.SnapshotStager, kind byte, payload []byte) error {
+	switch kind {
+	case chunkFile:
+		return st.Add(node.SnapshotChunk{File: string(payload)})
+	case chunkData:
+		return st.Add(node.SnapshotChunk{Data: payload})
+	case chunkEnd:
+		return errEndOfSnapshot
 	}
-	defer d.Close()
-	return d.Sync()
+	return status.Errorf(codes.InvalidArgument, "unknown snapshot chunk %q", kind)
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -51,6 +52,8 @@ type Config struct {
 	// MemberDir is the node's directory: snapshots to send are read from it
 	// and received ones staged in it.
 	MemberDir string
+	// FS is the filesystem MemberDir is on, the node's. Default vfs.Default.
+	FS vfs.FS
 	// QueueLength bounds the messages waiting for one peer; beyond it they
 	// are dropped. Default 4096.
 	QueueLength int
@@ -70,6 +73,8 @@ type Transport struct {
 	peers map[uint64]*peer
 	// memberSet is the current members' IDs (SetMembers).
 	memberSet atomic.Pointer[map[uint64]bool]
+	// receivingSnapshot is held while a received snapshot is staged.
+	receivingSnapshot sync.Mutex
 }
 
 // New returns a transport with no peers.
@@ -82,6 +87,9 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
 	}
 	if cfg.Members == nil {
 		cfg.Members = func() []*membershippb.Member { return nil }

@@ -59,7 +59,7 @@ func parseFlags() flags {
 	flag.IntVar(&f.workers, "workers", runtime.NumCPU(), "worker processes for a sweep")
 	flag.DurationVar(&f.duration, "duration", 60*time.Second, "virtual time of client load and faults per run")
 	flag.BoolVar(&f.noFaults, "no-faults", false, "turn the nemesis off")
-	flag.StringVar(&f.bug, "plant", "", "plant a bug: ack-before-durable, read-without-readindex, skip-applied-index, read-before-applied or keep-alive-without-readindex")
+	flag.StringVar(&f.bug, "plant", "", "plant a bug: "+sim.PlantedBugNames())
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of a single run to this file")
@@ -75,7 +75,7 @@ func parseFlags() flags {
 
 func run() int {
 	f := parseFlags()
-	knobs, err := plantedBug(f.bug)
+	knobs, err := sim.PlantedBug(f.bug)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairnsim:", err)
 		return 2
@@ -96,24 +96,6 @@ func faultNames() string {
 		names[i] = string(k)
 	}
 	return strings.Join(names, ",")
-}
-
-func plantedBug(name string) (node.TestingKnobs, error) {
-	switch name {
-	case "":
-		return node.TestingKnobs{}, nil
-	case "ack-before-durable":
-		return node.TestingKnobs{AckBeforeDurable: true}, nil
-	case "read-without-readindex":
-		return node.TestingKnobs{ReadWithoutReadIndex: true}, nil
-	case "skip-applied-index":
-		return node.TestingKnobs{SkipAppliedIndex: true}, nil
-	case "read-before-applied":
-		return node.TestingKnobs{ReadBeforeApplied: true}, nil
-	case "keep-alive-without-readindex":
-		return node.TestingKnobs{KeepAliveWithoutReadIndex: true}, nil
-	}
-	return node.TestingKnobs{}, fmt.Errorf("unknown planted bug %q", name)
 }
 
 func options(f flags, seed uint64, knobs node.TestingKnobs) sim.Options {

@@ -305,15 +305,22 @@ func (b *headTail) String() string {
 // peaks of what the runs used of their limits, and the summary line.
 func summarize(f flags, results []workerLine, workerRSSBytes int64, wall time.Duration) int {
 	var simulated int64
+	var armed, fired [3]int
 	failed := 0
 	for _, r := range results {
 		simulated += r.SimulatedMicros
+		for i := range armed {
+			armed[i] += r.CrashPointsArmed[i]
+			fired[i] += r.CrashPointsFired[i]
+		}
 		if len(r.Failures) > 0 {
 			failed++
 			fmt.Printf("seed %d FAILED: %s\n  reproduce: %s\n", r.Seed, r.Failures, reproduce(f, r.Seed))
 		}
 	}
 	fmt.Printf("%s, worker peak RSS %d MiB\n", peaks(results), workerRSSBytes>>20)
+	fmt.Printf("snapshot crash points (armed/fired): create %d/%d, stage %d/%d, install %d/%d\n",
+		armed[0], fired[0], armed[1], fired[1], armed[2], fired[2])
 	fmt.Printf("%d seeds, %d failed, %.1f seeds/s on %d workers, simulated/wall time %.0fx\n",
 		len(results), failed, float64(len(results))/wall.Seconds(), f.workers, float64(simulated)/float64(max(wall.Microseconds(), 1)))
 	if failed > 0 {

@@ -21,6 +21,10 @@ type workerLine struct {
 	TraceHash       string       `json:"trace_hash,omitempty"`
 	SimulatedMicros int64        `json:"simulated_us,omitempty"`
 	Usage           sim.Usage    `json:"usage"`
+	// CrashPointsArmed and CrashPointsFired count snapshot crash points by
+	// phase (create, stage, install).
+	CrashPointsArmed [3]int `json:"crash_points_armed"`
+	CrashPointsFired [3]int `json:"crash_points_fired"`
 }
 
 // beforeSeed runs in a worker before each seed; tests plant crashes here.
@@ -45,7 +49,8 @@ func worker(f flags, knobs node.TestingKnobs) int {
 		beforeSeed(seed)
 		res := sim.Run(options(f, seed, knobs))
 		line := workerLine{Seed: seed, Failures: res.Failures, TraceHash: res.TraceHash,
-			SimulatedMicros: res.SimulatedMicros, Usage: res.Usage}
+			SimulatedMicros: res.SimulatedMicros, Usage: res.Usage,
+			CrashPointsArmed: res.CrashPointsArmed, CrashPointsFired: res.CrashPointsFired}
 		if err := enc.Encode(line); err != nil {
 			return 2
 		}
