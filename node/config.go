@@ -99,6 +99,13 @@ type Config struct {
 	// Knobs plant bugs for tests that prove the checkers can fail. The zero
 	// value plants none. Never set in production.
 	Knobs TestingKnobs
+
+	// RaftEntryCacheBytes bounds the raft entries kept in memory after they
+	// are appended, so that raft reads them back without Pebble (their
+	// Data plus a fixed overhead each). One of the memory budgets
+	// (SplitMemoryBudget, docs/architecture.md "Memory budgets").
+	// Default 8 MiB.
+	RaftEntryCacheBytes int64
 }
 
 // TestingKnobs are deliberate defects that the simulator's planted-bug tests
@@ -158,6 +165,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.PebbleLogger == nil {
 		c.PebbleLogger = pebbleLogger{c.Logger}
+	}
+	if c.RaftEntryCacheBytes == 0 {
+		c.RaftEntryCacheBytes = 8 << 20
 	}
 }
 

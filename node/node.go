@@ -188,7 +188,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
-	n.raftLog.Storage = n.log
+	n.raftLog.Storage, n.raftLog.recentBytesMax = n.log, int(cfg.RaftEntryCacheBytes)
 	if n.log.IsEmpty() && !cfg.Join {
 		if err := n.bootstrap(); err != nil {
 			return nil, err

@@ -146,6 +146,9 @@ func (m *member) process() {
 		m.w.fail("%s: Process failed: %v", m.name(), err)
 		return
 	}
+	if err := m.node.CheckMemoryBudgets(); err != nil {
+		m.w.fail("%s: memory budget: %v", m.name(), err)
+	}
 	if out.MembershipChanged {
 		defer m.w.retireRemoved(m)
 	}

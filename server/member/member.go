@@ -57,6 +57,10 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	Limits                 etcdapi.Limits
 	Logger                 *slog.Logger
+	// MemoryBudgetBytes is --memory-budget: the memory the member's
+	// caches of user data share (node.SplitMemoryBudget). Default
+	// node.DefaultMemoryBudgetBytes.
+	MemoryBudgetBytes int64
 }
 
 func (c *Config) ensureDefaults() {
@@ -80,6 +84,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MemoryBudgetBytes == 0 {
+		c.MemoryBudgetBytes = node.DefaultMemoryBudgetBytes
 	}
 }
 
@@ -109,13 +116,20 @@ type Member struct {
 	loopback *clientv3.Client
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
+	// budget is cfg.MemoryBudgetBytes split among the node's caches and
+	// the watch hub's window.
+	budget node.MemoryBudget
 }
 
 // Start opens the member's data and serves clients. It returns once the
 // member listens; the log line "ready to serve client requests" follows.
 func Start(cfg Config) (*Member, error) {
 	cfg.ensureDefaults()
-	m := &Member{cfg: cfg}
+	budget, err := node.SplitMemoryBudget(cfg.MemoryBudgetBytes)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{cfg: cfg, budget: budget}
 	st, err := m.resolveStart()
 	if err != nil {
 		return nil, err
@@ -160,7 +174,10 @@ func (m *Member) startLoop() {
 		MemberDir:         m.memberDir(),
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
-	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: m.cfg.Logger.With("component", "watch")})
+	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
+		RecentBytesMax: int(m.budget.WatchWindowBytes),
+		Logger:         m.cfg.Logger.With("component", "watch"),
+	})
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -256,6 +273,9 @@ func (m *Member) openNode(st start) error {
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
 		Clock:                  wallClock{},
+		CacheBytes:             m.budget.BlockCacheBytes,
+		MemTableBytes:          m.budget.MemTableBytes,
+		RaftEntryCacheBytes:    m.budget.RaftEntryCacheBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)
