@@ -106,6 +106,11 @@ type Config struct {
 	// (SplitMemoryBudget, docs/architecture.md "Memory budgets").
 	// Default 8 MiB.
 	RaftEntryCacheBytes int64
+	// MaxCommittedSizePerReadyBytes bounds the committed entries one
+	// Process applies (raft's MaxCommittedSizePerReady; at least one entry
+	// is applied). Default 8 MiB: a batch of large values is applied, and
+	// made durable, together.
+	MaxCommittedSizePerReadyBytes uint64
 }
 
 // TestingKnobs are deliberate defects that the simulator's planted-bug tests
@@ -168,6 +173,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.RaftEntryCacheBytes == 0 {
 		c.RaftEntryCacheBytes = 8 << 20
+	}
+	if c.MaxCommittedSizePerReadyBytes == 0 {
+		c.MaxCommittedSizePerReadyBytes = 8 << 20
 	}
 }
 

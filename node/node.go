@@ -216,16 +216,19 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 
 func (n *Node) raftConfig() *raft.Config {
 	return &raft.Config{
-		ID:              n.cfg.ID,
-		ElectionTick:    n.cfg.ElectionTicks,
-		HeartbeatTick:   n.cfg.HeartbeatTicks,
-		Storage:         &n.raftLog,
-		Applied:         n.applied,
-		MaxSizePerMsg:   n.cfg.MaxSizePerMsgBytes,
-		MaxInflightMsgs: n.cfg.MaxInflightMsgs,
-		CheckQuorum:     true,
-		PreVote:         true,
-		Logger:          n.cfg.Logger,
+		ID:            n.cfg.ID,
+		ElectionTick:  n.cfg.ElectionTicks,
+		HeartbeatTick: n.cfg.HeartbeatTicks,
+		Storage:       &n.raftLog,
+		Applied:       n.applied,
+		MaxSizePerMsg: n.cfg.MaxSizePerMsgBytes,
+		// Raft's default, MaxSizePerMsg, applies one 1 MiB entry per Ready,
+		// and so per fsync: large values would go one at a time.
+		MaxCommittedSizePerReady: n.cfg.MaxCommittedSizePerReadyBytes,
+		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
+		CheckQuorum:              true,
+		PreVote:                  true,
+		Logger:                   n.cfg.Logger,
 	}
 }
 
