@@ -111,6 +111,11 @@ type Config struct {
 	// is applied). Default 8 MiB: a batch of large values is applied, and
 	// made durable, together.
 	MaxCommittedSizePerReadyBytes uint64
+	// SeparatedValueBytesMin is the size from which Pebble stores a value
+	// (a raft entry, a key's version) in a blob file rather than in its
+	// sstable, so that compactions and scans over keys do not read it.
+	// Default 4 KiB.
+	SeparatedValueBytesMin int
 }
 
 // TestingKnobs are deliberate defects that the simulator's planted-bug tests
@@ -176,6 +181,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxCommittedSizePerReadyBytes == 0 {
 		c.MaxCommittedSizePerReadyBytes = 8 << 20
+	}
+	if c.SeparatedValueBytesMin == 0 {
+		c.SeparatedValueBytesMin = 4 << 10
 	}
 }
 

@@ -166,6 +166,7 @@ func openPebbleAt(cfg Config, name string) (*pebble.DB, error) {
 		Cache:        cache,
 		MemTableSize: uint64(cfg.MemTableBytes),
 	}
+	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}
