@@ -30,6 +30,7 @@ const shutdownGracePeriod = 5 * time.Second
 const failedGracePeriod = time.Second
 
 func main() {
+	tuneCAllocator()
 	setGCPercent()
 	os.Exit(run(os.Args[1:]))
 }
