@@ -187,5 +187,39 @@ It writes ` + "`docs/bench/soak.json`" + ` (every sample) and ` + "`docs/bench/s
 
 // docEtcdTool is issue 16's measurement with etcd's own benchmark tool,
 // recorded by hand (it is not a cairnbench run).
-const docEtcdTool = `TODO
+const docEtcdTool = `
+### Issue 16's run: etcd's benchmark tool, 20 KiB values
+
+One fresh member of each system on loopback, side by side, then
+` + "`.ref/bin/benchmark --conns 16 --clients 16 put --total 10000 --val-size 20480 --key-space-size 50`" + `
+four times in a row (40,000 puts), peak RSS (` + "`VmHWM`" + `) after each step.
+The machine is shared with other jobs (load average 15-25 on 2 CPUs), so
+rates move by ±50 % between runs; compare systems within one session.
+
+Session A (29 Nov 2026, 16:55 UTC; before = main at 288002b, values inline):
+
+| system | put/s per step | peak RSS MB per step |
+| --- | --- | --- |
+| etcd 3.7.3 | 700 / 722 / 848 / 582 | 275 / 294 / 303 / 311 |
+| cairn before (watch window bounded by count) | 470 / 300 / 279 / 218 | 697 / 1,583 / 2,215 / 2,542 |
+| cairn, byte budgets only | 324 / 331 / 436 / 473 | 206 / 210 / 212 / 212 |
+
+Session B (17:34 UTC, with value separation and 8 MiB of entries per
+Ready):
+
+| system | put/s per step (overall) | peak RSS MB per step |
+| --- | --- | --- |
+| etcd 3.7.3 | 1,476 / 1,197 / 1,709 / 1,575 (1,464) | 277 / 288 / 294 / 305 |
+| cairn | 1,466 / 1,108 / 904 / 719 (980) | 200 / 202 / 202 / 205 |
+
+cairn's peak RSS is 0.67× etcd's (the goal: at most 1.2×); its put rate is
+0.67× etcd's and falls from step to step (the goal, at least etcd's, is not
+met). Larger values, same tool, two interleaved rounds each, session B:
+
+| values | system | put/s | peak RSS MB |
+| --- | --- | --- | --- |
+| 100 KiB × 2,000 | etcd | 284 / 306 | 435 / 408 |
+| 100 KiB × 2,000 | cairn | 135 / 177 | 247 / 233 |
+| 1 MiB × 300 | etcd | 27 / 42 | 787 / 841 |
+| 1 MiB × 300 | cairn | 12 / 19 | 286 / 288 |
 `
