@@ -20,7 +20,7 @@ export ETCD_BIN := $(REF)/etcd
 export ETCDCTL_BIN := $(REF)/etcdctl
 export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
-.PHONY: all build build-failpoints run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-etcdtool bench-micro clean
+.PHONY: all build build-failpoints run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
 
 all: build
 
@@ -122,6 +122,15 @@ bench-large: bench-tools
 	$(BIN)/cairnbench large $(BENCH_FLAGS) -n $(N) -duration $(BENCH_DURATION) -clients $(or $(CLIENTS),50)
 bench-smoke: bench-tools
 	@bash tools/bench/smoke.sh $(BIN)/cairnctl $(BENCH_BIN)/cairn $(REF)/etcd
+## bench-soak: RSS every second under sustained puts of 1 KiB, 20 KiB, 100 KiB
+## and 1 MiB values, cairn and etcd side by side; rewrites docs/benchmarks.md
+## and docs/bench/{soak.json,soak.svg}. Knobs: SOAK_DURATION (per size and
+## system, default 3m), SOAK_SIZES (bytes), MEMORY_BUDGET_MIB (cairn's, 320).
+SOAK_DURATION ?= 3m
+SOAK_SIZES ?= 1024,20480,102400,1048576
+MEMORY_BUDGET_MIB ?= 320
+bench-soak: bench-tools
+	$(BIN)/cairnbench soak $(BENCH_FLAGS) -duration $(SOAK_DURATION) -sizes $(SOAK_SIZES) -memory-budget-mib $(MEMORY_BUDGET_MIB)
 bench-etcdtool: bench-tools
 	@for w in put range range-serializable; do CAIRN=$(BENCH_BIN)/cairn tools/bench/compare.sh $$w; done
 BENCHTIME ?= 1s

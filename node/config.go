@@ -114,6 +114,23 @@ type Config struct {
 	// Knobs plant bugs for tests that prove the checkers can fail. The zero
 	// value plants none. Never set in production.
 	Knobs TestingKnobs
+
+	// RaftEntryCacheBytes bounds the raft entries kept in memory after they
+	// are appended, so that raft reads them back without Pebble (their
+	// Data plus a fixed overhead each). One of the memory budgets
+	// (SplitMemoryBudget, docs/architecture.md "Memory budgets").
+	// Default 8 MiB.
+	RaftEntryCacheBytes int64
+	// MaxCommittedSizePerReadyBytes bounds the committed entries one
+	// Process applies (raft's MaxCommittedSizePerReady; at least one entry
+	// is applied). Default 8 MiB: a batch of large values is applied, and
+	// made durable, together.
+	MaxCommittedSizePerReadyBytes uint64
+	// SeparatedValueBytesMin is the size from which Pebble stores a value
+	// (a raft entry, a key's version) in a blob file rather than in its
+	// sstable, so that compactions and scans over keys do not read it.
+	// Default 4 KiB.
+	SeparatedValueBytesMin int
 }
 
 // TestingKnobs are deliberate defects that the simulator's planted-bug tests
@@ -192,6 +209,15 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.PebbleLogger == nil {
 		c.PebbleLogger = pebbleLogger{c.Logger}
+	}
+	if c.RaftEntryCacheBytes == 0 {
+		c.RaftEntryCacheBytes = 8 << 20
+	}
+	if c.MaxCommittedSizePerReadyBytes == 0 {
+		c.MaxCommittedSizePerReadyBytes = 8 << 20
+	}
+	if c.SeparatedValueBytesMin == 0 {
+		c.SeparatedValueBytesMin = 4 << 10
 	}
 }
 

@@ -182,6 +182,7 @@ func openPebbleAt(cfg Config, name string) (*pebble.DB, error) {
 		Cache:        cache,
 		MemTableSize: uint64(cfg.MemTableBytes),
 	}
+	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}
@@ -204,7 +205,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
-	n.raftLog.Storage = n.log
+	n.raftLog.Storage, n.raftLog.recentBytesMax = n.log, int(cfg.RaftEntryCacheBytes)
 	if n.log.IsEmpty() && !cfg.Join {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
@@ -233,16 +234,19 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 
 func (n *Node) raftConfig() *raft.Config {
 	return &raft.Config{
-		ID:              n.cfg.ID,
-		ElectionTick:    n.cfg.ElectionTicks,
-		HeartbeatTick:   n.cfg.HeartbeatTicks,
-		Storage:         &n.raftLog,
-		Applied:         n.applied,
-		MaxSizePerMsg:   n.cfg.MaxSizePerMsgBytes,
-		MaxInflightMsgs: n.cfg.MaxInflightMsgs,
-		CheckQuorum:     true,
-		PreVote:         true,
-		Logger:          n.cfg.Logger,
+		ID:            n.cfg.ID,
+		ElectionTick:  n.cfg.ElectionTicks,
+		HeartbeatTick: n.cfg.HeartbeatTicks,
+		Storage:       &n.raftLog,
+		Applied:       n.applied,
+		MaxSizePerMsg: n.cfg.MaxSizePerMsgBytes,
+		// Raft's default, MaxSizePerMsg, applies one 1 MiB entry per Ready,
+		// and so per fsync: large values would go one at a time.
+		MaxCommittedSizePerReady: n.cfg.MaxCommittedSizePerReadyBytes,
+		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
+		CheckQuorum:              true,
+		PreVote:                  true,
+		Logger:                   n.cfg.Logger,
 	}
 }
 

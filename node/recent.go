@@ -1,17 +1,20 @@
 package node
 
 import (
+	"unsafe"
+
 	"github.com/cairn-db/cairn/node/raftlog"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
-// Bounds of the entries raftLog keeps in memory: enough for the entries
-// of several Readys under load, and little memory however large they are.
-const (
-	recentEntriesMax    = 4096
-	recentEntryBytesMax = 8 << 20
-)
+// entryOverheadBytes is what an entry kept in memory costs beyond its
+// Data: the Entry struct and the pointer to it.
+const entryOverheadBytes = int(unsafe.Sizeof(raftpb.Entry{}) + unsafe.Sizeof(uintptr(0)))
+
+// entryBytes is the memory an entry kept in raftLog holds, as its byte
+// bound counts it.
+func entryBytes(e *raftpb.Entry) int { return entryOverheadBytes + len(e.Data) }
 
 // raftLog is the log as raft reads it: the Pebble log, with the entries
 // this member appended last also kept in memory. Raft reads every entry
@@ -23,8 +26,14 @@ type raftLog struct {
 	// recent are entries with consecutive indexes, as last appended.
 	// Invariant: empty, or its last entry is the log's last entry.
 	recent []*raftpb.Entry
-	// recentDataBytes is the sum of the Data of recent's entries.
-	recentDataBytes int
+	// recentBytes is the sum of entryBytes over recent.
+	// Invariant: recentBytes <= recentBytesMax after appended returns.
+	recentBytes int
+	// recentBytesMax bounds recentBytes (Config.RaftEntryCacheBytes):
+	// enough for the entries of several Readys under load, and little
+	// memory however large they are. The oldest entries go first; an entry
+	// larger than the bound is not kept.
+	recentBytesMax int
 }
 
 // appended records entries just appended to the log (and committed to
@@ -38,26 +47,31 @@ func (l *raftLog) appended(ents []*raftpb.Entry) {
 	if n := len(l.recent); n == 0 || first < l.recent[0].GetIndex() || first > l.recent[n-1].GetIndex()+1 {
 		l.forget()
 	} else {
-		for _, e := range l.recent[first-l.recent[0].GetIndex():] {
-			l.recentDataBytes -= len(e.Data)
+		kept := l.recent[:first-l.recent[0].GetIndex()]
+		for _, e := range l.recent[len(kept):] {
+			l.recentBytes -= entryBytes(e)
 		}
-		l.recent = l.recent[:first-l.recent[0].GetIndex()]
+		clear(l.recent[len(kept):])
+		l.recent = kept
 	}
 	for _, e := range ents {
 		l.recent = append(l.recent, e)
-		l.recentDataBytes += len(e.Data)
+		l.recentBytes += entryBytes(e)
 	}
-	for len(l.recent) > 0 && (len(l.recent) > recentEntriesMax || l.recentDataBytes > recentEntryBytesMax) {
-		l.recentDataBytes -= len(l.recent[0].Data)
+	for len(l.recent) > 0 && l.recentBytes > l.recentBytesMax {
+		l.recentBytes -= entryBytes(l.recent[0])
 		l.recent[0] = nil
 		l.recent = l.recent[1:]
 	}
 }
 
+// RecentBytes is what the entries kept in memory hold, in entryBytes.
+func (l *raftLog) RecentBytes() int { return l.recentBytes }
+
 // forget drops the entries kept in memory (the log was replaced).
 func (l *raftLog) forget() {
 	clear(l.recent)
-	l.recent, l.recentDataBytes = l.recent[:0], 0
+	l.recent, l.recentBytes = l.recent[:0], 0
 }
 
 // Entries implements raft.Storage with raftlog.Storage's semantics: the

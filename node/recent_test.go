@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -13,8 +14,15 @@ import (
 
 // TestRaftLogEntriesMatchStorage appends, overwrites and truncates a log
 // at random and checks that every Entries call served from memory returns
-// what the Pebble log returns.
+// what the Pebble log returns, and that the entries kept in memory stay
+// within their byte bound (a large one, and one of a few entries).
 func TestRaftLogEntriesMatchStorage(t *testing.T) {
+	for _, bytesMax := range []int{8 << 20, 20000} {
+		t.Run(fmt.Sprint(bytesMax), func(t *testing.T) { testRaftLogEntriesMatchStorage(t, bytesMax) })
+	}
+}
+
+func testRaftLogEntriesMatchStorage(t *testing.T, bytesMax int) {
 	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +32,7 @@ func TestRaftLogEntriesMatchStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &raftLog{Storage: s}
+	l := &raftLog{Storage: s, recentBytesMax: bytesMax}
 	rng := rand.New(rand.NewPCG(1, 2))
 	commit := func(fn func(b *pebble.Batch) error) {
 		b := db.NewBatch()
@@ -54,6 +62,13 @@ func TestRaftLogEntriesMatchStorage(t *testing.T) {
 			}
 			commit(func(b *pebble.Batch) error { return s.Append(b, ents) })
 			l.appended(ents)
+			sum := 0
+			for _, e := range l.recent {
+				sum += entryBytes(e)
+			}
+			if sum != l.RecentBytes() || sum > bytesMax {
+				t.Fatalf("step %d: entries in memory hold %d bytes, accounted %d, bound %d", step, sum, l.RecentBytes(), bytesMax)
+			}
 		case op < 7 && last > first+10: // truncate
 			to := first + rng.Uint64N(last-first-5)
 			commit(func(b *pebble.Batch) error { return s.Truncate(b, to) })

@@ -176,6 +176,9 @@ func (m *member) process() {
 		return
 	}
 	m.noteDurable()
+	if err := m.node.CheckMemoryBudgets(); err != nil {
+		m.w.fail("%s: memory budget: %v", m.name(), err)
+	}
 	if out.MembershipChanged {
 		defer m.w.retireRemoved(m)
 	}

@@ -65,6 +65,10 @@ type Config struct {
 	// (cmd/cairn/failpoints.go), and tests run members on a vfs.MemFS.
 	FS    vfs.FS
 	Knobs node.TestingKnobs
+	// MemoryBudgetBytes is --memory-budget: the memory the member's
+	// caches of user data share (node.SplitMemoryBudget). Default
+	// node.DefaultMemoryBudgetBytes.
+	MemoryBudgetBytes int64
 }
 
 func (c *Config) ensureDefaults() {
@@ -91,6 +95,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.FS == nil {
 		c.FS = vfs.Default
+	}
+	if c.MemoryBudgetBytes == 0 {
+		c.MemoryBudgetBytes = node.DefaultMemoryBudgetBytes
 	}
 }
 
@@ -120,13 +127,20 @@ type Member struct {
 	loopback *clientv3.Client
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
+	// budget is cfg.MemoryBudgetBytes split among the node's caches and
+	// the watch hub's window.
+	budget node.MemoryBudget
 }
 
 // Start opens the member's data and serves clients. It returns once the
 // member listens; the log line "ready to serve client requests" follows.
 func Start(cfg Config) (*Member, error) {
 	cfg.ensureDefaults()
-	m := &Member{cfg: cfg}
+	budget, err := node.SplitMemoryBudget(cfg.MemoryBudgetBytes)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{cfg: cfg, budget: budget}
 	st, err := m.resolveStart()
 	if err != nil {
 		return nil, err
@@ -172,7 +186,10 @@ func (m *Member) startLoop() {
 		FS:                m.cfg.FS,
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
-	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{Logger: m.cfg.Logger.With("component", "watch")})
+	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
+		RecentBytesMax: int(m.budget.WatchWindowBytes),
+		Logger:         m.cfg.Logger.With("component", "watch"),
+	})
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -275,6 +292,9 @@ func (m *Member) openNode(st start) error {
 		Knobs:                  m.cfg.Knobs,
 		// A write waits for a leader as long as the driver waits for it.
 		RequestTimeoutTicks: int(requestTimeout / m.cfg.TickInterval),
+		CacheBytes:          m.budget.BlockCacheBytes,
+		MemTableBytes:       m.budget.MemTableBytes,
+		RaftEntryCacheBytes: m.budget.RaftEntryCacheBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)

@@ -242,7 +242,7 @@ func catchUpOnce(b *testing.B, s *Stream, req *pb.WatchCreateRequest, want int) 
 var catchUpSources = []struct {
 	name string
 	cfg  Config
-}{{"memory", Config{}}, {"history", Config{RecentEventsMax: 1}}}
+}{{"memory", Config{}}, {"history", Config{RecentBytesMax: 1}}}
 
 // BenchmarkCatchUp creates a prefix watcher from the first revision per op
 // and waits until the hub's goroutine has caught it up with all

@@ -15,7 +15,8 @@
 // into one response, so a revision is never split (atomic).
 //
 // A watcher is unsynced when its start revision is in the past, or when it
-// fell behind: its stream has not taken BufferEventsMax of its events yet.
+// fell behind: its stream has not taken BufferEventsMax of its events, or
+// BufferBytesMax of them, yet.
 // Then live events are no longer queued for it (a slow reader never blocks
 // the driver and never makes the hub drop an event); the hub's own goroutine
 // catches it up from Store.History, at most CatchUpEventsMax events (whole
@@ -27,9 +28,12 @@
 // duplicate. A catch-up that finds its start revision compacted cancels the
 // watcher with compact_revision set, as etcd does.
 //
-// Memory: per watcher, at most BufferEventsMax events queued plus one
-// Notify call's worth (the batch that crossed the bound), and at most twice
-// that while the stream sends what it took.
+// Memory: per watcher, at most BufferEventsMax events and BufferBytesMax
+// bytes queued plus one Notify call's worth (the batch that crossed the
+// bound), and at most twice that while the stream sends what it took. The
+// window of recent events shared by catch-ups holds at most RecentBytesMax
+// bytes. Bytes are eventBytes: keys, values, previous keys and values, and
+// a fixed overhead per event, so the bounds hold whatever the value size.
 //
 // Progress: RequestProgress answers (watch_id -1) at the hub's revision once
 // every watcher on the stream is synced, so no event at or below it is yet

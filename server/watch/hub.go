@@ -34,6 +34,11 @@ type Config struct {
 	// stream has not taken; past it the watcher is caught up from history
 	// instead. Default 1024.
 	BufferEventsMax int
+	// BufferBytesMax bounds the same queue in bytes (eventBytes of its
+	// events), so that a watcher whose client does not read pins little
+	// memory whatever the value size: past it, as past BufferEventsMax.
+	// The first batch of an empty queue is always queued. Default 4 MiB.
+	BufferBytesMax int
 	// CatchUpEventsMax bounds the events of one history read (whole
 	// revisions, so one large revision may exceed it). Default 1024.
 	CatchUpEventsMax int
@@ -41,11 +46,12 @@ type Config struct {
 	// history for while the hub's lock is released. Default 512 (etcd's
 	// maxWatchersPerSync).
 	CatchUpWatchersMax int
-	// RecentEventsMax bounds the most recent events the hub keeps in
-	// memory (whole revisions), so that watchers which fell behind by less
-	// are caught up from memory, shared among them, instead of each reading
-	// history from the store. Default 16384.
-	RecentEventsMax int
+	// RecentBytesMax bounds, in bytes (eventBytes), the most recent events
+	// the hub keeps in memory (whole revisions), so that watchers which
+	// fell behind by less are caught up from memory, shared among them,
+	// instead of each reading history from the store. The window is cut to
+	// three quarters of it when it grows past it. Default 32 MiB.
+	RecentBytesMax int
 	// ResponseBytesMax bounds the events of one catch-up response (whole
 	// revisions, so one large revision may exceed it), so that a client's
 	// default 4 MiB receive limit is not reached. Default 1 MiB.
@@ -74,8 +80,11 @@ func (c *Config) EnsureDefaults() {
 	if c.ResponseBytesMax == 0 {
 		c.ResponseBytesMax = 1 << 20
 	}
-	if c.RecentEventsMax == 0 {
-		c.RecentEventsMax = 16384
+	if c.RecentBytesMax == 0 {
+		c.RecentBytesMax = 32 << 20
+	}
+	if c.BufferBytesMax == 0 {
+		c.BufferBytesMax = 4 << 20
 	}
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = 100 * time.Millisecond
@@ -90,9 +99,9 @@ func (c *Config) EnsureDefaults() {
 
 // Validate reports a configuration that cannot work.
 func (c *Config) Validate() error {
-	if c.BufferEventsMax < 1 || c.CatchUpEventsMax < 1 || c.CatchUpWatchersMax < 1 {
-		return fmt.Errorf("watch: bounds must be positive: buffer %d, catch-up events %d, catch-up watchers %d",
-			c.BufferEventsMax, c.CatchUpEventsMax, c.CatchUpWatchersMax)
+	if c.BufferEventsMax < 1 || c.BufferBytesMax < 1 || c.CatchUpEventsMax < 1 || c.CatchUpWatchersMax < 1 || c.RecentBytesMax < 1 {
+		return fmt.Errorf("watch: bounds must be positive: buffer %d events and %d bytes, catch-up events %d, catch-up watchers %d, recent %d bytes",
+			c.BufferEventsMax, c.BufferBytesMax, c.CatchUpEventsMax, c.CatchUpWatchersMax, c.RecentBytesMax)
 	}
 	if c.ResyncInterval < 0 || c.ProgressNotifyInterval < 0 {
 		return fmt.Errorf("watch: negative interval")
@@ -132,6 +141,10 @@ type Hub struct {
 		// every catch-up of a watcher without prev_kv (recent[i] itself
 		// when it has none). Invariant: len(recentWithoutPrev) == len(recent).
 		recentWithoutPrev []*mvccpb.Event
+		// recentBytes is the sum of eventBytes over recent: what the
+		// window holds. Invariant: recentBytes <= RecentBytesMax between
+		// calls.
+		recentBytes int
 	}
 
 	pokec chan struct{} // wakes the catch-up goroutine; capacity 1
@@ -230,14 +243,15 @@ func (h *Hub) Notify(evs []*mvccpb.Event) {
 }
 
 // rememberLocked adds events (following the hub's revision without a gap)
-// to the recent ones, dropping the oldest revisions beyond
-// RecentEventsMax. REQUIRES: h.mu is held.
+// to the recent ones and, past RecentBytesMax, drops the oldest revisions
+// down to three quarters of it. REQUIRES: h.mu is held.
 func (h *Hub) rememberLocked(evs, withoutPrev []*mvccpb.Event) {
 	if h.mu.recentFrom == 0 {
 		h.mu.recentFrom = evs[0].Kv.ModRevision
 	}
 	h.mu.recent = append(h.mu.recent, evs...)
 	for i, ev := range evs {
+		h.mu.recentBytes += eventBytes(ev)
 		switch {
 		case ev.PrevKv == nil:
 		case withoutPrev != nil && withoutPrev[i] != nil:
@@ -247,20 +261,42 @@ func (h *Hub) rememberLocked(evs, withoutPrev []*mvccpb.Event) {
 		}
 		h.mu.recentWithoutPrev = append(h.mu.recentWithoutPrev, ev)
 	}
-	if len(h.mu.recent) <= 2*h.cfg.RecentEventsMax {
-		return
+	if h.mu.recentBytes > h.cfg.RecentBytesMax {
+		h.forgetOldestLocked(h.cfg.RecentBytesMax / 4 * 3)
 	}
-	cut := len(h.mu.recent) - h.cfg.RecentEventsMax
-	for cut < len(h.mu.recent) && h.mu.recent[cut].Kv.ModRevision == h.mu.recent[cut-1].Kv.ModRevision {
+}
+
+// forgetOldestLocked drops the oldest revisions of the recent events until
+// they hold at most keepBytes. The survivors are copied to new slices so
+// that the old arrays, and the events only they hold, become garbage (a
+// catch-up round may still read the old ones: they are never changed).
+// REQUIRES: h.mu is held.
+func (h *Hub) forgetOldestLocked(keepBytes int) {
+	recent := h.mu.recent
+	cut := 0
+	for cut < len(recent) && h.mu.recentBytes > keepBytes {
+		h.mu.recentBytes -= eventBytes(recent[cut])
 		cut++
 	}
-	h.mu.recent = append([]*mvccpb.Event(nil), h.mu.recent[cut:]...)
+	for cut < len(recent) && recent[cut].Kv.ModRevision == recent[cut-1].Kv.ModRevision {
+		h.mu.recentBytes -= eventBytes(recent[cut]) // never half a revision
+		cut++
+	}
+	h.mu.recent = append([]*mvccpb.Event(nil), recent[cut:]...)
 	h.mu.recentWithoutPrev = append([]*mvccpb.Event(nil), h.mu.recentWithoutPrev[cut:]...)
 	if len(h.mu.recent) == 0 {
 		h.mu.recentFrom = 0
 		return
 	}
 	h.mu.recentFrom = h.mu.recent[0].Kv.ModRevision
+}
+
+// RecentBytes is what the hub's window of recent events holds, in
+// eventBytes; at most Config.RecentBytesMax.
+func (h *Hub) RecentBytes() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.recentBytes
 }
 
 // recentView is the hub's recent events as one catch-up round reads them
@@ -330,7 +366,7 @@ func (h *Hub) resyncLocked() {
 		h.mu.unsynced[w] = struct{}{}
 	}
 	// The revisions skipped are in no event the hub saw.
-	h.mu.recent, h.mu.recentWithoutPrev, h.mu.recentFrom = nil, nil, 0
+	h.mu.recent, h.mu.recentWithoutPrev, h.mu.recentFrom, h.mu.recentBytes = nil, nil, 0, 0
 	h.poke()
 }
 
@@ -338,7 +374,8 @@ func (h *Hub) resyncLocked() {
 // catch-up when its stream is too far behind.
 // REQUIRES: h.mu is held.
 func (h *Hub) deliverLocked(w *watcher, batch []*mvccpb.Event, firstRev, lastRev int64) {
-	if w.pending > 0 && w.pending+len(batch) > h.cfg.BufferEventsMax {
+	batchBytes := eventsBytes(batch)
+	if w.pending > 0 && (w.pending+len(batch) > h.cfg.BufferEventsMax || w.pendingBytes+batchBytes > h.cfg.BufferBytesMax) {
 		h.removeSyncedLocked(w)
 		w.minRev = max(w.minRev, firstRev)
 		h.mu.unsynced[w] = struct{}{}
@@ -348,8 +385,10 @@ func (h *Hub) deliverLocked(w *watcher, batch []*mvccpb.Event, firstRev, lastRev
 		WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: lastRev}, WatchId: w.id, Events: batch},
 		Fragment:      w.fragment,
 		w:             w,
+		bytes:         batchBytes,
 	})
 	w.pending += len(batch)
+	w.pendingBytes += batchBytes
 	w.hadEvents = true
 	w.minRev = lastRev + 1
 }
@@ -518,18 +557,28 @@ func (h *Hub) applyCatchUpLocked(j *catchUp) bool {
 		h.cfg.Logger.Error("watch catch-up failed; retrying", "watch-id", w.id, "from", j.fromRev, "error", j.err)
 		return false
 	}
+	upTo := j.upTo
 	for evs := w.keep(j.events); len(evs) > 0; {
+		if w.pendingBytes >= h.cfg.BufferBytesMax {
+			// The rest waits until the stream took these (whole revisions:
+			// evs starts one).
+			upTo = evs[0].Kv.ModRevision - 1
+			break
+		}
 		n := responseLength(evs, h.cfg.ResponseBytesMax)
+		bytes := eventsBytes(evs[:n])
 		w.stream.pushLocked(Response{
-			WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: j.upTo}, WatchId: w.id, Events: evs[:n]},
+			WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: upTo}, WatchId: w.id, Events: evs[:n]},
 			Fragment:      w.fragment,
 			w:             w,
+			bytes:         bytes,
 		})
 		w.pending += n
+		w.pendingBytes += bytes
 		w.hadEvents = true
 		evs = evs[n:]
 	}
-	w.minRev = max(w.minRev, j.upTo+1)
+	w.minRev = max(w.minRev, upTo+1)
 	if w.minRev > h.mu.rev {
 		delete(h.mu.unsynced, w)
 		h.addSyncedLocked(w)

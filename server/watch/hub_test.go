@@ -244,19 +244,22 @@ func randomWatch(rng *rand.Rand, rev int64) *pb.WatchCreateRequest {
 // ordered, whole revisions, no gap, no duplicate, prev_kv as asked.
 func TestHubMatchesReference(t *testing.T) {
 	// Catch-ups come from the recent events when they cover the start (a
-	// large RecentEventsMax), from history when they don't (a tiny one),
+	// large RecentBytesMax), from history when they don't (a tiny one),
 	// and from both across the boundary.
-	for _, recentMax := range []int{1 << 14, 4} {
+	// A small BufferBytesMax makes catch-ups stop part way through a
+	// history read.
+	for _, bounds := range []struct{ recentBytesMax, bufferBytesMax int }{{1 << 24, 1 << 20}, {2000, 1 << 20}, {2000, 500}} {
 		for seed := range uint64(4) {
-			t.Run(fmt.Sprintf("recent%d/%d", recentMax, seed), func(t *testing.T) {
-				testHubMatchesReference(t, seed, recentMax)
+			t.Run(fmt.Sprintf("recent%d/buffer%d/%d", bounds.recentBytesMax, bounds.bufferBytesMax, seed), func(t *testing.T) {
+				testHubMatchesReference(t, seed, Config{RecentBytesMax: bounds.recentBytesMax, BufferBytesMax: bounds.bufferBytesMax})
 			})
 		}
 	}
 }
 
-func testHubMatchesReference(t *testing.T, seed uint64, recentMax int) {
-	e := newEnv(t, Config{BufferEventsMax: 3, CatchUpEventsMax: 2, RecentEventsMax: recentMax, ResyncInterval: time.Millisecond})
+func testHubMatchesReference(t *testing.T, seed uint64, bounds Config) {
+	e := newEnv(t, Config{BufferEventsMax: 3, CatchUpEventsMax: 2, RecentBytesMax: bounds.RecentBytesMax,
+		BufferBytesMax: bounds.BufferBytesMax, ResyncInterval: time.Millisecond})
 	rng := rand.New(rand.NewPCG(seed, 99))
 	clients := []*client{newClient(t, e.hub), newClient(t, e.hub), newClient(t, e.hub)}
 	type watch struct {
@@ -328,6 +331,72 @@ func TestSlowConsumerBounded(t *testing.T) {
 		if !sameEvents(c.c.events[c.id], want) {
 			t.Fatalf("watch %d got %d events, want %d", c.id, len(c.c.events[c.id]), len(want))
 		}
+	}
+}
+
+// TestSlowConsumerBoundedInBytes: with values of 64 KiB a stream that
+// never reads holds at most BufferBytesMax of events (plus the one batch
+// that may cross it), not BufferEventsMax of them; once it reads, it gets
+// every event.
+func TestSlowConsumerBoundedInBytes(t *testing.T) {
+	const bufferBytesMax = 1 << 20
+	e := newEnv(t, Config{BufferBytesMax: bufferBytesMax, RecentBytesMax: 4 << 20, ResyncInterval: time.Millisecond})
+	slow := newClient(t, e.hub)
+	id := slow.create(&pb.WatchCreateRequest{Key: []byte("k"), PrevKv: true}).WatchId
+	value := string(bytes.Repeat([]byte("v"), 64<<10))
+	const writes = 200
+	for i := range writes {
+		e.put("k", fmt.Sprint(i)+value)
+		e.hub.mu.Lock()
+		queued := 0
+		for _, r := range slow.s.state.queue {
+			queued += eventsBytes(r.Events)
+		}
+		e.hub.mu.Unlock()
+		if queued > bufferBytesMax+2*(64<<10)+2*eventOverheadBytes {
+			t.Fatalf("after %d writes of 64 KiB the slow stream holds %d bytes of events, bound %d", i+1, queued, bufferBytesMax)
+		}
+	}
+	slow.drainUntil("all events", func() bool { return len(slow.events[id]) >= writes })
+	want := spec{req: &pb.WatchCreateRequest{Key: []byte("k"), PrevKv: true}}.expected(e.all, 2)
+	if !sameEvents(slow.events[id], want) {
+		t.Fatalf("got %d events, want %d", len(slow.events[id]), len(want))
+	}
+}
+
+// TestRecentWindowBoundedInBytes: the window of recent events holds at
+// most RecentBytesMax whatever the value size, never less than a quarter
+// of it once that much was written, always whole revisions, and a watcher
+// that fell behind by less than the window is caught up from it.
+func TestRecentWindowBoundedInBytes(t *testing.T) {
+	const recentBytesMax = 1 << 20
+	for _, valueBytes := range []int{10, 1 << 10, 20 << 10, 300 << 10, 2 << 20} {
+		t.Run(fmt.Sprint(valueBytes), func(t *testing.T) {
+			e := newEnv(t, Config{RecentBytesMax: recentBytesMax})
+			value := string(bytes.Repeat([]byte("v"), valueBytes))
+			written := 0
+			puts := min(400, max(20, 8*recentBytesMax/(2*valueBytes)))
+			for i := range puts {
+				e.put(fmt.Sprint("k", i%7), value)
+				written += eventBytes(e.all[len(e.all)-1])
+				got := e.hub.RecentBytes()
+				if got > recentBytesMax {
+					t.Fatalf("after %d puts of %d bytes the window holds %d bytes, bound %d", i+1, valueBytes, got, recentBytesMax)
+				}
+				if got < min(written, recentBytesMax/4-2*valueBytes-2*eventOverheadBytes) {
+					t.Fatalf("after %d puts of %d bytes the window holds only %d bytes", i+1, valueBytes, got)
+				}
+				e.hub.mu.Lock()
+				sum, from := eventsBytes(e.hub.mu.recent), e.hub.mu.recentFrom
+				if n := len(e.hub.mu.recent); n > 0 && (from != e.hub.mu.recent[0].Kv.ModRevision || e.hub.mu.recent[n-1].Kv.ModRevision != e.hub.mu.rev) {
+					t.Fatalf("window [%d..%d] does not end at the hub's revision %d or starts off %d", e.hub.mu.recent[0].Kv.ModRevision, e.hub.mu.recent[n-1].Kv.ModRevision, e.hub.mu.rev, from)
+				}
+				e.hub.mu.Unlock()
+				if sum != got {
+					t.Fatalf("window accounts %d bytes, holds %d", got, sum)
+				}
+			}
+		})
 	}
 }
 

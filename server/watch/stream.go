@@ -30,6 +30,8 @@ type Response struct {
 	Fragment bool
 	// w is the watcher whose pending count the events are part of.
 	w *watcher
+	// bytes is eventsBytes(Events), counted in w's pendingBytes.
+	bytes int
 }
 
 // Stream is one client's watch stream: its watchers and the responses
@@ -75,6 +77,7 @@ func (s *Stream) Take() []Response {
 			continue
 		}
 		r.w.pending -= len(r.Events)
+		r.w.pendingBytes -= r.bytes
 		if r.w.pending == 0 && !r.w.synced && !r.w.gone {
 			h.poke()
 		}
@@ -196,7 +199,7 @@ func (s *Stream) Cancel(id int64) {
 	}
 	clear(s.state.queue[len(kept):])
 	s.state.queue = kept
-	w.pending = 0
+	w.pending, w.pendingBytes = 0, 0
 	s.pushLocked(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.store.Rev()}, WatchId: id, Canceled: true}})
 }
 
@@ -257,9 +260,11 @@ type watcher struct {
 	gone   bool
 	// compacted is set when it was canceled for a compacted start.
 	compacted bool
-	// pending counts its events queued and not yet taken.
-	// Invariant: 0 <= pending.
-	pending int
+	// pending counts its events queued and not yet taken, pendingBytes
+	// their eventBytes. Invariant: 0 <= pending, 0 <= pendingBytes, and
+	// pendingBytes == 0 when pending == 0.
+	pending      int
+	pendingBytes int
 	// hadEvents is set when events were queued since the last progress
 	// tick.
 	hadEvents bool

@@ -5,10 +5,10 @@ import (
 	"strings"
 )
 
-// RenderDoc renders docs/benchmarks.md from the last comparison and the last
-// large-data run (either may be nil: not run yet). chartPath is the SVG's
-// path relative to the doc.
-func RenderDoc(main *Report, large *LargeReport, chartPath string) string {
+// RenderDoc renders docs/benchmarks.md from the last comparison, the last
+// large-data run and the last memory soak (any may be nil: not run yet).
+// chartPath and soakChartPath are the SVGs' paths relative to the doc.
+func RenderDoc(main *Report, large *LargeReport, soak *SoakReport, chartPath, soakChartPath string) string {
 	var b strings.Builder
 	b.WriteString(docHead)
 	b.WriteString("\n## Side by side: `make bench`\n\n")
@@ -41,7 +41,19 @@ func RenderDoc(main *Report, large *LargeReport, chartPath string) string {
 		fmt.Fprintf(&b, "%s%s. %s\n\nCommand: `%s`\n\n", label, large.Date, machineLine(large.Machine), large.Command)
 		b.WriteString(LargeTable(large.Runs))
 	}
-	b.WriteString(docLargeAndMicro)
+	b.WriteString(docLarge)
+	b.WriteString("\n## Memory under sustained writes: `make bench-soak`\n\n")
+	b.WriteString(docSoakHead)
+	if soak == nil {
+		b.WriteString("Not run yet on this checkout.\n")
+	} else {
+		fmt.Fprintf(&b, "%s. %s\n\nCommand: `%s` — %s of puts per value size and system, %d clients, %d keys, cairn's `--memory-budget` %d MiB.\n\n",
+			soak.Date, machineLine(soak.Machine), soak.Command, soak.Duration, soak.Clients, soak.Keys, soak.MemoryBudgetMiB)
+		b.WriteString(SoakTable(soak.Runs))
+		fmt.Fprintf(&b, "\n![RSS every second under sustained puts, per value size](%s)\n", soakChartPath)
+	}
+	b.WriteString(docEtcdTool)
+	b.WriteString(docMicro)
 	return b.String()
 }
 
@@ -116,7 +128,7 @@ errors (the figures are then not a measurement) and 3 when the server does not
 support the workload.
 `
 
-const docLargeAndMicro = `
+const docLarge = `
 The large-data scenario loads N keys (16 B keys, 256 B values, in txns of 100
 puts) into a fresh single member of each system, then measures for the read
 duration: linearizable point reads of random keys and linearizable scans of 100
@@ -131,7 +143,9 @@ it is: for data that does not compress, cairn's disk column would be several
 times larger than here. A scan's cost is its count (etcd returns the number of
 keys from the scan's start to the end of the range, on average half the keys):
 etcd walks its index for it, cairn adds up its key index chunks.
+`
 
+const docMicro = `
 ## Go micro-benchmarks
 
 The hot paths inside one process — MVCC put, range and count, raft log
@@ -148,4 +162,64 @@ go run golang.org/x/perf/cmd/benchstat@latest /tmp/old.txt /tmp/new.txt
 ` + "```" + `
 
 The load generator's own histogram has one too (` + "`cd client && go test -bench . ./bench/hist/`" + `).
+`
+
+const docSoakHead = `For each value size (1 KiB, 20 KiB, 100 KiB, 1 MiB) a fresh single member
+of etcd, then of cairn, takes puts from 16 clients over 50 keys (so every put
+replaces a value) for the soak's duration, while its resident memory
+(` + "`VmRSS`" + `) is sampled every second. Every 10 s the soak compacts to the
+revision seen 10 s before, as Kubernetes does, so neither data directory
+grows without bound. Both systems run with ` + "`--snapshot-count`" + ` of
+min(10000, 512 MiB / value size) (half of it as catch-up entries): etcd keeps
+the raft log since its last snapshot in memory, and with 1 MiB values its
+default would take 10-15 GB of a shared machine. A curve that flattens has
+its second half's maximum close to its first's; cairn's must stay under its
+budget (docs/architecture.md, "Memory budgets"), the dashed line.
+
+` + "```sh" + `
+make bench-soak                           # 3 min per size and system (~25 min)
+make bench-soak SOAK_DURATION=1m SOAK_SIZES=20480,1048576 MEMORY_BUDGET_MIB=512
+` + "```" + `
+
+It writes ` + "`docs/bench/soak.json`" + ` (every sample) and ` + "`docs/bench/soak.svg`" + `.
+
+`
+
+// docEtcdTool is issue 16's measurement with etcd's own benchmark tool,
+// recorded by hand (it is not a cairnbench run).
+const docEtcdTool = `
+### Issue 16's run: etcd's benchmark tool, 20 KiB values
+
+One fresh member of each system on loopback, side by side, then
+` + "`.ref/bin/benchmark --conns 16 --clients 16 put --total 10000 --val-size 20480 --key-space-size 50`" + `
+four times in a row (40,000 puts), peak RSS (` + "`VmHWM`" + `) after each step.
+The machine is shared with other jobs (load average 15-25 on 2 CPUs), so
+rates move by ±50 % between runs; compare systems within one session.
+
+Session A (29 Nov 2026, 16:55 UTC; before = main at 288002b, values inline):
+
+| system | put/s per step | peak RSS MB per step |
+| --- | --- | --- |
+| etcd 3.7.3 | 700 / 722 / 848 / 582 | 275 / 294 / 303 / 311 |
+| cairn before (watch window bounded by count) | 470 / 300 / 279 / 218 | 697 / 1,583 / 2,215 / 2,542 |
+| cairn, byte budgets only | 324 / 331 / 436 / 473 | 206 / 210 / 212 / 212 |
+
+Session B (17:34 UTC, with value separation and 8 MiB of entries per
+Ready):
+
+| system | put/s per step (overall) | peak RSS MB per step |
+| --- | --- | --- |
+| etcd 3.7.3 | 1,476 / 1,197 / 1,709 / 1,575 (1,464) | 277 / 288 / 294 / 305 |
+| cairn | 1,466 / 1,108 / 904 / 719 (980) | 200 / 202 / 202 / 205 |
+
+cairn's peak RSS is 0.67× etcd's (the goal: at most 1.2×); its put rate is
+0.67× etcd's and falls from step to step (the goal, at least etcd's, is not
+met). Larger values, same tool, two interleaved rounds each, session B:
+
+| values | system | put/s | peak RSS MB |
+| --- | --- | --- | --- |
+| 100 KiB × 2,000 | etcd | 284 / 306 | 435 / 408 |
+| 100 KiB × 2,000 | cairn | 135 / 177 | 247 / 233 |
+| 1 MiB × 300 | etcd | 27 / 42 | 787 / 841 |
+| 1 MiB × 300 | cairn | 12 / 19 | 286 / 288 |
 `

@@ -45,7 +45,7 @@ func (c *common) systems(etcdExtra ...string) (compare.System, compare.System) {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: cairnbench compare|large|render [flags]")
+		fmt.Fprintln(stderr, "usage: cairnbench compare|large|soak|render [flags]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -59,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCompare(ctx, fs, &c, args[1:], stdout, stderr)
 	case "large":
 		return runLarge(ctx, fs, &c, args[1:], stdout, stderr)
+	case "soak":
+		return runSoak(ctx, fs, &c, args[1:], stdout, stderr)
 	case "render":
 		if fs.Parse(args[1:]) != nil {
 			return 2
@@ -183,6 +185,54 @@ func runLarge(ctx context.Context, fs *flag.FlagSet, c *common, args []string, s
 	return 0
 }
 
+func runSoak(ctx context.Context, fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
+	cfg := compare.SoakConfig{}
+	sizes := fs.String("sizes", "1024,20480,102400,1048576", "value sizes in bytes, one soak each")
+	budgetMiB := fs.Int("memory-budget-mib", 320, "cairn's --memory-budget, in MiB")
+	fs.DurationVar(&cfg.Duration, "duration", 3*time.Minute, "puts per value size and system")
+	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
+	fs.IntVar(&cfg.Keys, "keys", 50, "key space")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "cairnbench: -sizes %q\n", *sizes)
+			return 2
+		}
+		cfg.ValueSizes = append(cfg.ValueSizes, n)
+	}
+	dir, cleanup, err := c.workdir()
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	defer cleanup()
+	cfg.Etcd, cfg.Cairn = c.systems()
+	cfg.Cairn.ExtraFlags = append(cfg.Cairn.ExtraFlags, "--memory-budget", fmt.Sprintf("%dMiB", *budgetMiB))
+	cfg.BasePort, cfg.WorkDir, cfg.Progress = c.port, dir, stderr
+	runs := compare.Soak(ctx, cfg)
+	rep := compare.SoakReport{Date: compare.Now(), Command: c.command0(append([]string{"soak"}, args...)),
+		Machine: compare.DescribeMachine(c.etcd, c.repo), Duration: cfg.Duration.String(), Clients: cfg.Clients, Keys: cfg.Keys,
+		MemoryBudgetMiB: *budgetMiB, Runs: runs}
+	fmt.Fprint(stdout, compare.SoakTable(runs))
+	if err := compare.SaveJSON(filepath.Join(c.results, "soak.json"), rep); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	if code := render(c, stderr); code != 0 {
+		return code
+	}
+	for _, r := range runs {
+		if r.Failure != "" {
+			fmt.Fprintf(stderr, "cairnbench: %s %d-byte soak failed: %s\n", r.System, r.ValueBytes, r.Failure)
+			return 1
+		}
+	}
+	return 0
+}
+
 // render rewrites the doc and the chart from the saved JSON.
 func render(c *common, stderr io.Writer) int {
 	var main *compare.Report
@@ -201,7 +251,15 @@ func render(c *common, stderr io.Writer) int {
 	} else if ok {
 		large = &l
 	}
-	chartRel := "bench/chart.svg"
+	var soak *compare.SoakReport
+	var k compare.SoakReport
+	if ok, err := compare.LoadJSON(filepath.Join(c.results, "soak.json"), &k); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	} else if ok {
+		soak = &k
+	}
+	chartRel, soakChartRel := "bench/chart.svg", "bench/soak.svg"
 	if main != nil {
 		title := fmt.Sprintf("cairn vs etcd, %s", main.Date)
 		if main.Quick {
@@ -215,7 +273,17 @@ func render(c *common, stderr io.Writer) int {
 			chartRel = rel
 		}
 	}
-	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(main, large, chartRel)), 0o644); err != nil {
+	if soak != nil {
+		chart := compare.SoakChart(fmt.Sprintf("RSS under sustained puts, cairn vs etcd, %s", soak.Date), soak.Runs, soak.MemoryBudgetMiB)
+		if err := os.WriteFile(filepath.Join(c.results, "soak.svg"), []byte(chart), 0o644); err != nil {
+			fmt.Fprintln(stderr, "cairnbench:", err)
+			return 1
+		}
+		if rel, err := filepath.Rel(filepath.Dir(c.doc), filepath.Join(c.results, "soak.svg")); err == nil {
+			soakChartRel = rel
+		}
+	}
+	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(main, large, soak, chartRel, soakChartRel)), 0o644); err != nil {
 		fmt.Fprintln(stderr, "cairnbench:", err)
 		return 1
 	}

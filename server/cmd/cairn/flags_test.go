@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/etcdapi"
 )
 
@@ -25,6 +26,26 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if cfg.TickInterval != 100*time.Millisecond || cfg.ElectionTimeout != time.Second ||
 		cfg.Limits != etcdapi.DefaultLimits || cfg.InitialClusterToken != "etcd-cluster" {
 		t.Fatalf("default timing and limits: %+v", cfg)
+	}
+	if cfg.MemoryBudgetBytes != node.DefaultMemoryBudgetBytes {
+		t.Fatalf("default memory budget %d, want %d", cfg.MemoryBudgetBytes, node.DefaultMemoryBudgetBytes)
+	}
+}
+
+func TestParseFlagsMemoryBudget(t *testing.T) {
+	for arg, want := range map[string]int64{"536870912": 512 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30, "262144KiB": 256 << 20} {
+		cfg, _, _, err := parseFlags([]string{"--memory-budget", arg})
+		if err != nil || cfg.MemoryBudgetBytes != want {
+			t.Errorf("--memory-budget %s: %d bytes, %v; want %d", arg, cfg.MemoryBudgetBytes, err, want)
+		}
+	}
+	for _, arg := range []string{"", "512M", "-1GiB", "0", "1.5GiB", "GiB", "64MiB", "99999999999GiB"} {
+		if _, _, _, err := parseFlags([]string{"--memory-budget", arg}); err == nil || !strings.Contains(err.Error(), "--memory-budget") {
+			t.Errorf("--memory-budget %q: %v, want an error", arg, err)
+		}
+	}
+	if got := formatBytes(node.DefaultMemoryBudgetBytes); got != "320MiB" {
+		t.Errorf("default shown as %q", got)
 	}
 }
 

@@ -6,13 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/member"
 )
@@ -27,6 +30,7 @@ const shutdownGracePeriod = 5 * time.Second
 const failedGracePeriod = time.Second
 
 func main() {
+	tuneCAllocator()
 	setGCPercent()
 	os.Exit(run(os.Args[1:]))
 }
@@ -42,6 +46,25 @@ func setGCPercent() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+}
+
+// setMemoryLimit makes the Go runtime's share of the memory budget its
+// soft limit unless GOMEMLIMIT says otherwise: a backstop, so that garbage
+// (GOGC=200 lets the heap grow to three times what is live) does not take
+// the member past its budget. The structures that hold user data are
+// bounded by themselves.
+func setMemoryLimit(budgetBytes int64, logger *slog.Logger) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return
+	}
+	b, err := node.SplitMemoryBudget(budgetBytes)
+	if err != nil {
+		return // parseFlags refused it already
+	}
+	debug.SetMemoryLimit(b.GoRuntimeBytes)
+	logger.Info("memory budget", "total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
+		"memtable-bytes", b.MemTableBytes, "watch-window-bytes", b.WatchWindowBytes,
+		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "go-memory-limit-bytes", b.GoRuntimeBytes)
 }
 
 func run(args []string) int {
@@ -60,6 +83,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		return 2
 	}
+	setMemoryLimit(cfg.MemoryBudgetBytes, logger)
 	logger.Info("starting cairn", "version", version, "name", cfg.Name, "data-dir", cfg.DataDir)
 	m, err := member.Start(cfg)
 	if err != nil {
@@ -111,6 +135,7 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health and, with --enable-pprof, /debug/pprof.")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
 	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
+	memoryBudget := fs.String("memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
 	if err := fs.Parse(args); err != nil {
 		return member.Config{}, 0, false, err
@@ -130,6 +155,13 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	}
 	if *catchUp == 0 || *snapshotCount == 0 {
 		return member.Config{}, 0, false, fmt.Errorf("--snapshot-count and --snapshot-catchup-entries must be positive")
+	}
+	budgetBytes, err := parseBytes(*memoryBudget)
+	if err != nil {
+		return member.Config{}, 0, false, fmt.Errorf("--memory-budget: %w", err)
+	}
+	if _, err := node.SplitMemoryBudget(budgetBytes); err != nil {
+		return member.Config{}, 0, false, fmt.Errorf("--memory-budget: %w", err)
 	}
 	if *dataDir == "" {
 		*dataDir = *name + ".cairn"
@@ -151,7 +183,41 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		SnapshotCount:            *snapshotCount,
 		SnapshotCatchUpEntries:   *catchUp,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps), QuotaBackendBytes: *quota},
+		MemoryBudgetBytes:        budgetBytes,
 	}, level, *showVersion, nil
+}
+
+// byteUnits are the suffixes parseBytes accepts, largest first.
+var byteUnits = []struct {
+	suffix string
+	bytes  int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"", 1}}
+
+// parseBytes reads a byte count: digits, optionally followed by KiB, MiB
+// or GiB.
+func parseBytes(s string) (int64, error) {
+	for _, u := range byteUnits {
+		digits, ok := strings.CutSuffix(s, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil || n <= 0 || n > math.MaxInt64/u.bytes {
+			break
+		}
+		return n * u.bytes, nil
+	}
+	return 0, fmt.Errorf("%q is not a positive byte count such as 536870912, 512MiB or 2GiB", s)
+}
+
+// formatBytes writes n in the largest unit that divides it.
+func formatBytes(n int64) string {
+	for _, u := range byteUnits {
+		if n%u.bytes == 0 {
+			return strconv.FormatInt(n/u.bytes, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 func splitURLs(s string) []string {
