@@ -113,6 +113,20 @@ type TestingKnobs struct {
 	// SkipAppliedIndex stops writing the applied index with the state it
 	// produces, so a restart re-applies entries.
 	SkipAppliedIndex bool
+	// ReadIndexWithoutHeartbeat lets the leader confirm a ReadIndex from
+	// its own commit index, without a heartbeat round to a quorum (raft's
+	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
+	// cut off, serves stale reads.
+	ReadIndexWithoutHeartbeat bool
+}
+
+// readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round
+// to a quorum, unless a planted bug says otherwise.
+func (k TestingKnobs) readOnlyOption() raft.ReadOnlyOption {
+	if k.ReadIndexWithoutHeartbeat {
+		return raft.ReadOnlyLeaseBased
+	}
+	return raft.ReadOnlySafe
 }
 
 // EnsureDefaults fills zero fields with their defaults.

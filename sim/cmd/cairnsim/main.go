@@ -55,7 +55,7 @@ func parseFlags() flags {
 	flag.IntVar(&f.workers, "workers", runtime.NumCPU(), "worker processes for a sweep")
 	flag.DurationVar(&f.duration, "duration", 60*time.Second, "virtual time of client load and faults per run")
 	flag.BoolVar(&f.noFaults, "no-faults", false, "turn the nemesis off")
-	flag.StringVar(&f.bug, "plant", "", "plant a bug: ack-before-durable, read-without-readindex or skip-applied-index")
+	flag.StringVar(&f.bug, "plant", "", "plant a bug: ack-before-durable, read-without-readindex, read-index-without-heartbeat or skip-applied-index")
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
 	flag.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of a single run to this file")
@@ -98,6 +98,8 @@ func plantedBug(name string) (node.TestingKnobs, error) {
 		return node.TestingKnobs{ReadWithoutReadIndex: true}, nil
 	case "skip-applied-index":
 		return node.TestingKnobs{SkipAppliedIndex: true}, nil
+	case "read-index-without-heartbeat":
+		return node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, nil
 	}
 	return node.TestingKnobs{}, fmt.Errorf("unknown planted bug %q", name)
 }
