@@ -28,6 +28,10 @@ type Options struct {
 	Trace io.Writer
 	// KeepTrace keeps the whole trace in Result.Trace.
 	KeepTrace bool
+	// MemTableBytes is the members' Pebble memtable size. When 0, a third
+	// of the seeds draw small ones (64–256 KiB, flushed by Pebble when
+	// full) and the rest 256 MiB (flushed only when the simulator asks).
+	MemTableBytes int64
 
 	// Planted bugs of the simulator's own clients, for tests that prove the
 	// watch and lease checks can fail: a watcher loses one event; a watcher

@@ -70,6 +70,10 @@ type world struct {
 	leases      map[int64]*simLease
 	leaseOrder  []*simLease
 	clockFaults []clockFault
+	// disk is the seed's storage behaviour (disk.go); burstReaders the
+	// clients of read bursts (readburst.go).
+	disk         diskWorld
+	burstReaders []*burstReader
 }
 
 type ackedPut struct {
@@ -125,6 +129,7 @@ func newWorld(opts Options) *world {
 	w.sched.onPanic = func(r any) { w.fail("panic: %v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)
+	w.disk = newDiskWorld(&w.opts, w.rng)
 	return w
 }
 

@@ -79,6 +79,7 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		{"ack-before-durable", node.TestingKnobs{AckBeforeDurable: true}, []FaultKind{FaultCrashAll}},
 		{"read-without-readindex", node.TestingKnobs{ReadWithoutReadIndex: true}, []FaultKind{FaultIsolateLeader, FaultPartition}},
 		{"skip-applied-index", node.TestingKnobs{SkipAppliedIndex: true}, []FaultKind{FaultCrash, FaultCrashAll}},
+		{"read-index-without-heartbeat", node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, []FaultKind{FaultPause, FaultIsolateLeader, FaultLeaderTransfer}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ func TestPlantedClientBugsAreFound(t *testing.T) {
 		check string // a word of the failure the check reports
 	}{
 		{"watcher-drops-an-event", Options{plantDropWatchEvent: true}, "watch"},
-		{"no-catch-up-after-snapshot", Options{plantNoSnapshotCatchUp: true}, "watch"},
+		{"no-catch-up-after-snapshot", Options{plantNoSnapshotCatchUp: true, Faults: []FaultKind{FaultCrash, FaultCrashMinority, FaultMembership, FaultPartition}}, "watch"},
 		{"follower-acks-keep-alive", Options{plantFollowerKeepAlive: true}, "lease"},
 		{"unfenced-lock", Options{plantUnfencedLock: true}, "lock"},
 	}
