@@ -235,17 +235,23 @@ func (c *crashImage) copyEntry(path string, stream *rand.Rand) error {
 }
 
 // copyFile writes the file as the crash leaves it: its synced data, and
-// each block written since with probability keepPercent.
+// each block written since with probability keepPercent. A name whose
+// durable file was replaced (renamed over, or removed and made again)
+// keeps the old file unless the new entry survives.
 func (c *crashImage) copyFile(path string, stream *rand.Rand) error {
+	old, errOld := readFileOf(c.durable, path)
 	data, err := readFileOf(c.synced, path)
 	if err != nil {
-		if data, err = readFileOf(c.durable, path); err != nil {
+		if data, err = old, errOld; err != nil {
 			return err
 		}
 	}
 	written, err := readFileOf(c.written, path)
 	if err != nil {
 		written = data
+	}
+	if errOld == nil && !bytes.HasPrefix(data, old) && !c.keeps(stream) {
+		data, written = old, old
 	}
 	for off := 0; off < len(written); off += crashBlockBytes {
 		block := written[off:min(off+crashBlockBytes, len(written))]

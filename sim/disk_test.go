@@ -17,6 +17,7 @@ func liveDisk(t *testing.T, extra bool) *vfs.MemFS {
 	must(t, fs.MkdirAll("d", 0o755))
 	must(t, syncDir(fs, ""))
 	writeFile(t, fs, "d/gone", 1, true)
+	writeFile(t, fs, "d/r", 2, true)
 	a := writeFile(t, fs, "d/a", 3, true)
 	must(t, syncDir(fs, "d"))
 	_, err := a.Write(bytes.Repeat([]byte{'u'}, 2*crashBlockBytes))
@@ -24,6 +25,10 @@ func liveDisk(t *testing.T, extra bool) *vfs.MemFS {
 	must(t, a.Close())
 	must(t, fs.Remove("d/gone"))
 	writeFile(t, fs, "d/b", 1, true).Close()
+	// "d/r" was renamed over a durable file of that name, and "d" not
+	// synced since.
+	writeFile(t, fs, "d/r.tmp", 1, true).Close()
+	must(t, fs.Rename("d/r.tmp", "d/r"))
 	if extra {
 		// Another file, as Pebble's goroutines may or may not have left:
 		// it must not change the fate of the others.
@@ -87,7 +92,14 @@ func TestCrashKeepsSyncedDataAndASeededPartOfTheRest(t *testing.T) {
 		t.Errorf("keeping 0%%: d/gone, removed without a sync, is gone")
 	}
 
+	if got := contents(t, none, "d/r"); len(got) != 2*crashBlockBytes {
+		t.Errorf("keeping 0%%: d/r has %d bytes, want the durable file's %d", len(got), 2*crashBlockBytes)
+	}
+
 	every := crash(t, liveDisk(t, false), 100, 1)
+	if got := contents(t, every, "d/r"); len(got) != crashBlockBytes {
+		t.Errorf("keeping 100%%: d/r has %d bytes, want the renamed file's %d", len(got), crashBlockBytes)
+	}
 	if got := contents(t, every, "d/a"); got != all {
 		t.Errorf("keeping 100%%: d/a has %d bytes, want all %d written", len(got), len(all))
 	}

@@ -98,8 +98,11 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 	case FaultCrashAll:
 		return n.crash(w.members)
 	case FaultPartition:
-		w.readBurst(w.leader())
-		return n.partition(w.pick(1 + w.rng.IntN(len(w.members)/2)))
+		side := w.pick(1 + w.rng.IntN(len(w.members)/2))
+		if l := w.leader(); slices.Contains(side, l) {
+			w.readBurst(l, burstMicros) // the leader is cut off from a majority
+		}
+		return n.partition(side)
 	case FaultIsolateLeader:
 		return n.isolateLeader()
 	case FaultOneWay:
@@ -179,16 +182,11 @@ func (n *nemesis) flap(side []*member, length int64) func() {
 	return func() { healed = true; w.net.heal() }
 }
 
-// isolateLeader cuts the leader off, with bursts of reads at it when it
-// is cut off and when it is back.
+// isolateLeader cuts the leader off, with a burst of reads at it.
 func (n *nemesis) isolateLeader() func() {
 	leader := n.w.leaderOrAny()
-	n.w.readBurst(leader)
-	heal := n.partition([]*member{leader})
-	return func() {
-		heal()
-		n.w.readBurst(leader)
-	}
+	n.w.readBurst(leader, burstMicros)
+	return n.partition([]*member{leader})
 }
 
 func (n *nemesis) skew(m *member) func() {
@@ -246,6 +244,5 @@ func (n *nemesis) transfer() func() {
 	w.trace.printf("nemesis: transfer leadership %s → %s", leader.name(), to.name())
 	leader.node.TransferLeadership(to.id)
 	leader.kick()
-	w.readBurst(leader)
 	return func() {}
 }

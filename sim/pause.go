@@ -80,7 +80,7 @@ func (m *member) resume() {
 	}
 }
 
-// pauseFault freezes the leader (half of the time) or a random member for
+// pauseFault freezes the leader (3 times in 4) or a random member for
 // the fault's length. Bursts of linearizable reads aim at it twice: late
 // in the pause, once the others had time to elect a leader and commit
 // writes, so that reads wait in the frozen member and meet its stale view
@@ -89,7 +89,7 @@ func (m *member) resume() {
 func (n *nemesis) pauseFault(length int64) func() {
 	w := n.w
 	m := w.pick(1)[0]
-	if l := w.leader(); l != nil && w.rng.IntN(2) == 0 {
+	if l := w.leader(); l != nil && w.rng.IntN(4) != 0 {
 		m = l
 	}
 	w.trace.printf("nemesis: pause %s", m.name())
@@ -98,12 +98,12 @@ func (n *nemesis) pauseFault(length int64) func() {
 		epoch := m.epoch
 		w.sched.after(lateMicros, func() {
 			if m.paused && m.epoch == epoch {
-				w.readBurst(m)
+				w.readBurst(m, burstMicros)
 			}
 		})
 	}
 	return func() {
 		m.resume()
-		w.readBurst(m)
+		w.readBurst(m, resumeBurstMicros)
 	}
 }

@@ -2,13 +2,19 @@ package sim
 
 import lin "github.com/cairn-db/cairn/linearizability"
 
-// Read bursts: right when leadership is in doubt — a leader transfer, the
-// leader cut off, frozen or back from either — a few extra clients issue
-// linearizable reads back to back, most of them to the member that led
-// (clients keep talking to the endpoint they know). A member that serves a
-// read without confirming it still leads is caught when the read returns
-// a value older than a write the rest of the cluster acknowledged before
-// the read began; the regular clients keep writing meanwhile.
+// Read bursts: right when a member may lead without knowing it was
+// deposed — the leader cut off, frozen, or just resumed — a few extra
+// clients issue linearizable reads back to back at it (clients keep
+// talking to the endpoint they know), while the regular clients keep
+// writing to the others. A member that serves a read without confirming
+// it still leads is caught when the read returns a value older than a
+// write the rest of the cluster acknowledged before the read began.
+//
+// Bursts aim only at members whose leadership is in doubt: reads a
+// correct member cannot confirm time out and leave the history, while
+// reads a healthy member answers cost the linearizability check (with
+// unknown-outcome writes pending, porcupine's search grows with every
+// operation) and can catch nothing.
 
 const (
 	// burstReaderBase numbers the readers' histories after the lease
@@ -17,12 +23,13 @@ const (
 	// burstReadersMin and burstReadersMax bound the readers of one burst.
 	burstReadersMin = 2
 	burstReadersMax = 4
-	// burstMicros is how long a burst lasts.
-	burstMicros = 2 * second
+	// burstMicros is how long a burst at a member cut off or frozen lasts;
+	// resumeBurstMicros how long one at a member that just resumed, which
+	// learns within a few messages whether it still leads.
+	burstMicros       = 2 * second
+	resumeBurstMicros = 500 * millisecond
 	// burstThinkMaxMicros bounds a reader's pause between reads.
 	burstThinkMaxMicros = 20 * millisecond
-	// burstTargetPercent of the reads go to the burst's target member.
-	burstTargetPercent = 75
 )
 
 // burstReader is one reading client; it is reused by later bursts, one
@@ -37,8 +44,8 @@ type burstReader struct {
 	busy bool
 }
 
-// readBurst starts a burst of reads aimed at target.
-func (w *world) readBurst(target *member) {
+// readBurst starts a burst of reads at target for lengthMicros.
+func (w *world) readBurst(target *member, lengthMicros int64) {
 	if w.sched.nowMicros >= w.opts.DurationMicros || w.failed() || target == nil {
 		return
 	}
@@ -48,7 +55,7 @@ func (w *world) readBurst(target *member) {
 	}
 	w.trace.printf("read burst: %d readers at %s", k, target.name())
 	for _, r := range w.burstReaders[:k] {
-		r.untilMicros, r.target = w.sched.nowMicros+burstMicros, target
+		r.untilMicros, r.target = w.sched.nowMicros+lengthMicros, target
 		if !r.busy {
 			r.busy = true
 			r.read()
@@ -63,10 +70,7 @@ func (r *burstReader) read() {
 		return
 	}
 	m := r.target
-	if !m.up() || m.removed || w.rng.IntN(100) >= burstTargetPercent {
-		m = w.randomLiveMember()
-	}
-	if m == nil {
+	if !m.up() || m.removed {
 		r.busy = false
 		return
 	}
