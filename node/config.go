@@ -160,6 +160,20 @@ type TestingKnobs struct {
 	// KeepAliveWithoutReadIndex renews a lease on a member that believes
 	// it leads at once, without the ReadIndex that confirms it still does.
 	KeepAliveWithoutReadIndex bool
+	// ReadIndexWithoutHeartbeat lets the leader confirm a ReadIndex from
+	// its own commit index, without a heartbeat round to a quorum (raft's
+	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
+	// cut off, serves stale reads.
+	ReadIndexWithoutHeartbeat bool
+}
+
+// readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round
+// to a quorum, unless a planted bug says otherwise.
+func (k TestingKnobs) readOnlyOption() raft.ReadOnlyOption {
+	if k.ReadIndexWithoutHeartbeat {
+		return raft.ReadOnlyLeaseBased
+	}
+	return raft.ReadOnlySafe
 }
 
 // EnsureDefaults fills zero fields with their defaults.

@@ -246,6 +246,7 @@ func (n *Node) raftConfig() *raft.Config {
 		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
 		CheckQuorum:              true,
 		PreVote:                  true,
+		ReadOnlyOption:           n.cfg.Knobs.readOnlyOption(),
 		Logger:                   n.cfg.Logger,
 	}
 }

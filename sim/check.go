@@ -52,6 +52,7 @@ func (w *world) healAll() {
 	for _, m := range w.members {
 		m.tickMicros, m.diskMicros = tickMicros, defaultDiskMicros
 		m.diskFailing.Off()
+		m.resume()
 		w.restart(m)
 	}
 }

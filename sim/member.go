@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node"
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3"
@@ -55,6 +55,15 @@ type member struct {
 	callbacks map[uint64]completionCallback
 	// lastLeader is the leader this member last reported, for the trace.
 	lastLeader uint64
+	// walsCreated counts the write-ahead logs Pebble created (it is
+	// written by Pebble's listener); walsSeen is the count when the
+	// simulator last waited for Pebble's flushes (disk.go).
+	walsCreated atomic.Uint64
+	walsSeen    uint64
+	// paused is set while the member is frozen (pause.go); held are the
+	// messages that reached it meanwhile, delivered when it resumes.
+	paused bool
+	held   []heldMessage
 }
 
 const memberDir = "data"
@@ -84,7 +93,7 @@ func (m *member) open() error {
 		SnapshotCatchUpEntries: m.w.snapshotCatchUp,
 		Rand:                   rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
 		Logger:                 &raftTrace{m: m},
-		PebbleOptions:          deterministicPebble,
+		PebbleOptions:          m.pebbleOptions,
 		Knobs:                  m.w.opts.Knobs,
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
@@ -94,37 +103,38 @@ func (m *member) open() error {
 		return fmt.Errorf("%s: open: %w", m.name(), err)
 	}
 	m.node = n
+	m.waitStorageIdle()
 	m.waiting = map[uint64]*pendingOp{}
 	m.callbacks = map[uint64]completionCallback{}
 	m.checkRecovery()
 	return nil
 }
 
-// deterministicPebble keeps Pebble from doing background work whose timing
-// could change what a crash keeps: no memtable flushes within a run (large
-// memtables) and no automatic compactions.
-func deterministicPebble(o *pebble.Options) {
-	o.MemTableSize = 256 << 20
-	o.MemTableStopWritesThreshold = 4
-	o.DisableAutomaticCompactions = true
-}
-
 func (m *member) up() bool { return m.node != nil }
 
-// crash stops the member, keeping exactly what it synced.
+// crash stops the member, keeping what it synced and a seeded part of
+// what it wrote without syncing (disk.go).
 func (m *member) crash() {
 	if !m.up() {
 		return
 	}
-	m.crashTo(m.fs.CrashClone(vfs.CrashCloneCfg{}))
+	keepPercent, seed := m.w.unsyncedPercentOfCrash(), m.w.rng.Uint64()
+	m.w.trace.printf("%s crashes, keeping %d%% of unsynced data", m.name(), keepPercent)
+	crashed, err := m.crashDisk(keepPercent, seed)
+	if err != nil {
+		m.w.fail("%s: crash image: %v", m.name(), err)
+		crashed = m.fs.CrashClone(vfs.CrashCloneCfg{})
+	}
+	m.crashTo(crashed)
 }
 
 // crashTo stops the member, leaving crashed on its disk.
 func (m *member) crashTo(crashed *vfs.MemFS) {
-	m.node.Close()
+	m.node.Close() // ErrStopped if crashDisk closed it already
 	m.node, m.fs = nil, crashed
 	m.epoch++
 	m.processing = false
+	m.paused, m.held = false, nil
 	for _, id := range sortedKeys(m.waiting) {
 		m.waiting[id].unknown()
 	}
@@ -142,7 +152,7 @@ func (m *member) crashTo(crashed *vfs.MemFS) {
 // scheduled. Inputs that arrive before it runs ride the same one, as they
 // ride one fsync in the real server.
 func (m *member) kick() {
-	if m.removed || !m.up() || m.crashIfCrashPointFired() || m.processing || !m.node.HasReady() {
+	if m.removed || !m.up() || m.paused || m.crashIfCrashPointFired() || m.processing || !m.node.HasReady() {
 		return
 	}
 	m.processing = true
@@ -152,6 +162,9 @@ func (m *member) kick() {
 			return
 		}
 		m.processing = false
+		if m.paused {
+			return // resume kicks it again
+		}
 		m.process()
 		m.kick()
 	})
@@ -162,6 +175,7 @@ func (m *member) process() {
 	if m.crashIfCrashPointFired() {
 		return
 	}
+	m.waitStorageIdle()
 	if errors.Is(err, node.ErrRemoved) {
 		m.w.retire(m.id)
 		return
@@ -206,7 +220,7 @@ func (m *member) traceLeader() {
 }
 
 func (m *member) tick() {
-	if !m.up() {
+	if !m.up() || m.paused {
 		return
 	}
 	m.node.Tick()
@@ -257,4 +271,10 @@ func (walSyncFails) MaybeError(op errorfs.Op) error {
 		}
 	}
 	return nil
+}
+
+// diskFails reports whether the disk-error fault is failing the member's
+// log syncs.
+func (m *member) diskFails() bool {
+	return m.diskFailing.MaybeError(errorfs.Op{Kind: errorfs.OpFileSync, Path: "probe.log"}) != nil
 }

@@ -27,14 +27,30 @@ const (
 	FaultMembership     FaultKind = "membership"      // add a learner, promote it, or remove a voter
 	FaultDiskError      FaultKind = "disk-error"      // one member's log syncs fail: it must stop, then restart
 	FaultSnapshotCrash  FaultKind = "snapshot-crash"  // one member crashes, and again inside its catch-up snapshot
+	FaultPause          FaultKind = "pause"           // one member (often the leader) freezes, then resumes with its stale view
+	// Storage maintenance rather than faults: Pebble's memtable flushes
+	// and compactions, at moments the seed chooses, on their own schedule
+	// beside the nemesis's faults (disk.go).
+	FaultFlush   FaultKind = "flush"
+	FaultCompact FaultKind = "compact"
 )
 
 // AllFaults lists every fault kind.
 var AllFaults = []FaultKind{
 	FaultCrash, FaultCrashMinority, FaultCrashAll, FaultPartition, FaultIsolateLeader,
 	FaultOneWay, FaultFlapping, FaultLossy, FaultClockSkew, FaultClockJump,
-	FaultSlowDisk, FaultLeaderTransfer, FaultMembership, FaultDiskError, FaultSnapshotCrash,
+	FaultSlowDisk, FaultLeaderTransfer, FaultMembership, FaultDiskError, FaultSnapshotCrash, FaultPause,
+	FaultFlush, FaultCompact,
 }
+
+// Clock faults' bounds. Rates run from half to three times real time, and
+// jumps leap up to five election timeouts: see "Clocks" in
+// docs/simulation.md for why these bounds and what they assume.
+const (
+	skewPercentMin = 50
+	skewPercentMax = 300
+	jumpTicksMax   = 5 * electionTicks
+)
 
 // nemesis schedules faults from the seed, one at a time: a quiet gap, a
 // fault for a while, its healing, and again, until the run's duration.
@@ -44,6 +60,12 @@ type nemesis struct {
 }
 
 func (n *nemesis) start() {
+	n.w.trace.printf("disk: memtables of %d KiB", n.w.disk.memTableBytes>>10)
+	flush, compact := slices.Contains(n.kinds, FaultFlush), slices.Contains(n.kinds, FaultCompact)
+	if flush || compact {
+		n.maintainStorage(flush, compact)
+	}
+	n.kinds = slices.DeleteFunc(slices.Clone(n.kinds), func(k FaultKind) bool { return k == FaultFlush || k == FaultCompact })
 	if len(n.kinds) == 0 {
 		return
 	}
@@ -79,9 +101,13 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 	case FaultCrashAll:
 		return n.crash(w.members)
 	case FaultPartition:
-		return n.partition(w.pick(1 + w.rng.IntN(len(w.members)/2)))
+		side := w.pick(1 + w.rng.IntN(len(w.members)/2))
+		if l := w.leader(); slices.Contains(side, l) {
+			w.readBurst(l, burstMicros) // the leader is cut off from a majority
+		}
+		return n.partition(side)
 	case FaultIsolateLeader:
-		return n.partition([]*member{w.leaderOrAny()})
+		return n.isolateLeader()
 	case FaultOneWay:
 		from, to := w.pick(2)[0], w.pick(2)[1]
 		w.net.block(from, to)
@@ -106,6 +132,8 @@ func (n *nemesis) apply(kind FaultKind, length int64) func() {
 		return n.diskError(w.pick(1)[0])
 	case FaultSnapshotCrash:
 		return n.snapshotCrash(w.pick(1)[0]) // crashpoint.go
+	case FaultPause:
+		return n.pauseFault(length)
 	}
 	panic(fmt.Sprintf("sim: unknown fault %q", kind))
 }
@@ -159,17 +187,26 @@ func (n *nemesis) flap(side []*member, length int64) func() {
 	return func() { healed = true; w.net.heal() }
 }
 
+// isolateLeader cuts the leader off, with a burst of reads at it.
+func (n *nemesis) isolateLeader() func() {
+	leader := n.w.leaderOrAny()
+	n.w.readBurst(leader, burstMicros)
+	return n.partition([]*member{leader})
+}
+
 func (n *nemesis) skew(m *member) func() {
-	percent := int64(50 + n.w.rng.IntN(101)) // 50% to 150% of the normal rate
+	percent := int64(skewPercentMin + n.w.rng.IntN(skewPercentMax-skewPercentMin+1))
 	m.tickMicros = tickMicros * 100 / percent
 	n.w.trace.printf("nemesis: %s ticks every %dms", m.name(), m.tickMicros/millisecond)
-	healed := n.w.noteClockFault(float64(percent) / 100)
+	// The rate the lease check allows for is the one the rounded period
+	// gives, a hair above percent at 300 %.
+	healed := n.w.noteClockFault(float64(tickMicros) / float64(m.tickMicros))
 	return func() { m.tickMicros = tickMicros; healed() }
 }
 
 // jump makes a member's clock leap ahead by a burst of ticks.
 func (n *nemesis) jump(m *member) func() {
-	ticks := 1 + n.w.rng.IntN(3*electionTicks)
+	ticks := 1 + n.w.rng.IntN(jumpTicksMax)
 	n.w.trace.printf("nemesis: %s clock jumps %d ticks", m.name(), ticks)
 	n.w.noteClockFault(0)
 	for range ticks {

@@ -107,7 +107,7 @@ func (n *network) delay() int64 {
 }
 
 func (n *network) deliver(from, to *member, m *raftpb.Message) {
-	if !to.up() || n.isBlocked(from, to) {
+	if !to.up() || n.isBlocked(from, to) || to.hold(from, m) {
 		return
 	}
 	n.w.trace.printf("%s→%s %s", from.name(), to.name(), describeMessage(m))

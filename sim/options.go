@@ -33,6 +33,10 @@ type Options struct {
 	// Limits bound the run's events, queue, messages, heap and wall time;
 	// zero fields take the defaults (limits.go).
 	Limits Limits
+	// MemTableBytes is the members' Pebble memtable size. When 0, a third
+	// of the seeds draw small ones (64–256 KiB, flushed by Pebble when
+	// full) and the rest 256 MiB (flushed only when the simulator asks).
+	MemTableBytes int64
 
 	// Planted bugs of the simulator's own clients, for tests that prove the
 	// watch and lease checks can fail: a watcher loses one event; a watcher
@@ -85,6 +89,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"unsynced-install-state":       {InstalledStateNoSync: true},
 	"read-before-applied":          {ReadBeforeApplied: true},
 	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
+	"read-index-without-heartbeat": {ReadIndexWithoutHeartbeat: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

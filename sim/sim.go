@@ -83,6 +83,10 @@ type world struct {
 	// crashPointsArmed and crashPointsFired count crash points by phase
 	// (crashpoint.go).
 	crashPointsArmed, crashPointsFired [len(phaseNames)]int
+	// disk is the seed's storage behaviour (disk.go); burstReaders the
+	// clients of read bursts (readburst.go).
+	disk         diskWorld
+	burstReaders []*burstReader
 }
 
 type ackedPut struct {
@@ -157,6 +161,7 @@ func newWorld(opts Options) *world {
 	w.sched.onPanic = func(r any) { w.failAs(FailPanic, "%v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)
+	w.disk = newDiskWorld(&w.opts, w.rng)
 	return w
 }
 

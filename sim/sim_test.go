@@ -89,6 +89,7 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// The read path in the core: a read released before its member
 		// applied up to the confirmed index is stale.
 		{"read-before-applied", node.TestingKnobs{ReadBeforeApplied: true}, nil, []FailureKind{FailLinearizability}},
+		{"read-index-without-heartbeat", node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, []FaultKind{FaultPause, FaultIsolateLeader, FaultLeaderTransfer}, []FailureKind{FailLinearizability}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
