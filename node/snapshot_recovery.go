@@ -47,15 +47,19 @@ func (n *Node) RaftState() RaftState {
 // it returned.
 //
 // Term, Vote and the log's entries are synced by every Process that
-// changes them, so they must survive any crash as they were: the same
-// term and vote, and a log reaching at least as far. An interrupted
+// changes them, so they must survive any crash: the same term and vote or
+// later ones, and a log reaching at least as far. Later is allowed because
+// a crash may keep writes that were never synced — a Process whose sync
+// failed, or the part of the unsynced data a simulated crash keeps — and
+// nothing unsynced was ever sent or acknowledged; an earlier term, or
+// another vote in the same term, lost what was durable. An interrupted
 // install may leave instead the installed database, with the same term
 // and vote and a log that starts afresh after the snapshot. A member
 // holding an installed snapshot's state must never hold a log from before
 // it: that is the sender's log, which the checkpoint carried. The applied
 // state may be older after a crash: it is written without a sync.
 func CheckRecovery(before, after RaftState, installed uint64, interrupted bool) error {
-	if after.Term != before.Term || after.Vote != before.Vote {
+	if after.Term < before.Term || (after.Term == before.Term && before.Vote != 0 && after.Vote != before.Vote) {
 		return fmt.Errorf("restarted at term %d with vote %x, but had made term %d with vote %x durable",
 			after.Term, after.Vote, before.Term, before.Vote)
 	}

@@ -90,6 +90,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// applied up to the confirmed index is stale.
 		{"read-before-applied", node.TestingKnobs{ReadBeforeApplied: true}, nil, []FailureKind{FailLinearizability}},
 		{"read-index-without-heartbeat", node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, []FaultKind{FaultPause, FaultIsolateLeader, FaultLeaderTransfer}, []FailureKind{FailLinearizability}},
+		// The keep-alive path in the core: a leader frozen past its
+		// election timeout resumes believing it leads and renews a lease
+		// the new leader has already expired.
+		{"keep-alive-without-readindex", node.TestingKnobs{KeepAliveWithoutReadIndex: true}, []FaultKind{FaultPause, FaultIsolateLeader}, []FailureKind{FailLease}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
