@@ -370,7 +370,7 @@ func (n *Node) finishRead(r pendingRead) {
 
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
-	return n.removed || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
+	return n.removed || n.failed != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
 		n.reads.hasReleasable(n.releasableIndex()) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
 		n.compactionDue()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -114,6 +115,20 @@ func removeStale(fs vfs.FS, dir, live string) error {
 // changed since (raft refuses a snapshot whose configuration does not
 // include its recipient, such as a learner added after it was made).
 func (n *Node) makeSnapshot() (*raftpb.Snapshot, error) {
+	s, err := n.makeSnapshotOrFail()
+	if err != nil {
+		// Raft panics on any error of its storage but this one. The disk
+		// failed: the member fail-stops at its next Process, as on any
+		// other storage failure, and sends nothing meanwhile.
+		if n.failed == nil {
+			n.failed = fmt.Errorf("%w: make a snapshot: %v", ErrStorageFailed, err)
+		}
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return s, nil
+}
+
+func (n *Node) makeSnapshotOrFail() (*raftpb.Snapshot, error) {
 	if s := n.lastSnapshot; s != nil && s.GetMetadata().GetIndex() >= n.log.TruncatedIndex() &&
 		proto.Equal(s.GetMetadata().GetConfState(), n.log.ConfState()) {
 		return s, nil

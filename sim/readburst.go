@@ -3,7 +3,7 @@ package sim
 import lin "github.com/cairn-db/cairn/linearizability"
 
 // Read bursts: right when a member may lead without knowing it was
-// deposed — the leader cut off, frozen, or just resumed — a few extra
+// deposed — the leader cut off or frozen — a few extra
 // clients issue linearizable reads back to back at it (clients keep
 // talking to the endpoint they know), while the regular clients keep
 // writing to the others. A member that serves a read without confirming
@@ -23,11 +23,8 @@ const (
 	// burstReadersMin and burstReadersMax bound the readers of one burst.
 	burstReadersMin = 2
 	burstReadersMax = 4
-	// burstMicros is how long a burst at a member cut off or frozen lasts;
-	// resumeBurstMicros how long one at a member that just resumed, which
-	// learns within a few messages whether it still leads.
-	burstMicros       = 2 * second
-	resumeBurstMicros = 500 * millisecond
+	// burstMicros is how long a burst at a member cut off or frozen lasts.
+	burstMicros = 2 * second
 	// burstThinkMaxMicros bounds a reader's pause between reads.
 	burstThinkMaxMicros = 20 * millisecond
 )

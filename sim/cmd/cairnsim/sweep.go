@@ -76,7 +76,9 @@ func runWorkers(self string, f flags, lo, hi uint64) ([]workerLine, int64) {
 }
 
 // runSlot runs seeds in worker processes, one after another: when a worker
-// dies, the seed it was on fails and a new worker takes the seeds after it.
+// dies, the seed it was on fails and a new worker takes the seeds after it;
+// when a worker retires after a seed (leavesWorkBehind), a new one takes
+// the rest.
 // It also returns the largest peak resident memory of its workers.
 func runSlot(self string, f flags, seeds []uint64) ([]workerLine, int64) {
 	var results []workerLine
@@ -145,6 +147,9 @@ func runWorkerProcess(self string, f flags, seeds []uint64) ([]workerLine, *work
 			fmt.Fprintf(os.Stderr, "cairnsim: worker exited with %v after its last seed\n%s", waitErr, stderr.String())
 		}
 		return results, nil, rss
+	}
+	if running == nil && waitErr == nil && !killed && len(results) > 0 {
+		return results, nil, rss // retired between seeds (leavesWorkBehind)
 	}
 	seed := seeds[len(results)]
 	if running != nil {

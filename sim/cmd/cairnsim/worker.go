@@ -54,6 +54,19 @@ func worker(f flags, knobs node.TestingKnobs) int {
 		if err := enc.Encode(line); err != nil {
 			return 2
 		}
+		if leavesWorkBehind(res) {
+			// The sweep starts a fresh worker for the seeds after this one.
+			return 0
+		}
 	}
 	return 0
+}
+
+// leavesWorkBehind reports whether a run that failed may have left work
+// running in the process: porcupine's search cannot be stopped when its
+// time is up, and a run over a limit may leave goroutines or memory
+// behind. Such a worker retires after reporting, so that it cannot make
+// the next seeds fail their limits.
+func leavesWorkBehind(res *sim.Result) bool {
+	return res.FailedWith(sim.FailLinearizabilityTimeout) || res.FailedWith(sim.FailLimit)
 }
