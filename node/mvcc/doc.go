@@ -24,16 +24,18 @@
 // time. CompactPending and CompactStep belong to the same goroutine.
 //
 // Range, ReadTxn, HashKV, Rev and CompactRev are safe from any number of
-// goroutines. A reader takes a Pebble snapshot and the published revisions
-// under one read lock, and Publish swaps the revisions under the write
-// lock. So a reader never sees a half-applied revision: it reads the
+// goroutines, and take no lock. Publish replaces one immutable published
+// state (the revision and the compacted revision) atomically; a reader
+// loads it, takes a Pebble snapshot, and keeps the pair if the state is
+// still the same (else tries again). So a reader never sees a half-applied
+// revision: it reads the
 // newest version at or below its published revision, and every write of
 // that revision was committed before Publish. Writes of later, unpublished
 // revisions may be in the snapshot but are above the read revision.
 // Physical compaction removes only versions that no read at or above the
 // compacted revision needs, and starts only after the compaction is
-// published, so a snapshot taken with an older compacted revision was
-// taken before any removal.
+// published, so a snapshot taken while an older compacted revision was
+// still the published one was taken before any of its removals.
 //
 // # Layout
 //

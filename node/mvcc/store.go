@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -35,17 +35,10 @@ type Store struct {
 	// chunkBits is opts.chunkBits or its default.
 	chunkBits int
 
-	// mu guards the published state. Readers hold it shared while they take
-	// their Pebble snapshot, so that the snapshot and the revisions they read
-	// belong together; Publish holds it exclusively.
-	mu struct {
-		sync.RWMutex
-		// rev is the current revision. Invariant: rev >= 1.
-		rev int64
-		// compactRev is the compacted revision, noCompaction if none.
-		// Invariant: compactRev <= rev.
-		compactRev int64
-	}
+	// state is the published state: the apply goroutine replaces it in
+	// Publish, readers load it without waiting (openView pairs it with a
+	// Pebble snapshot). A published state is never modified.
+	state atomic.Pointer[publishedState]
 
 	// compaction is the physical removal in progress. Owned by the apply
 	// goroutine (Publish, CompactPending, CompactStep); no lock.
@@ -80,7 +73,7 @@ func Open(db *pebble.DB, opts Options) (*Store, error) {
 	if rev < 1 || compactRev > rev {
 		return nil, fmt.Errorf("open mvcc: inconsistent meta: rev %d, compacted %d", rev, compactRev)
 	}
-	s.mu.rev, s.mu.compactRev = rev, compactRev
+	s.state.Store(&publishedState{rev: rev, compactRev: compactRev})
 	if err := s.ensureKeyIndex(); err != nil {
 		return nil, fmt.Errorf("open mvcc: %w", err)
 	}
@@ -96,7 +89,7 @@ func (s *Store) recoverCompaction() error {
 		return err
 	}
 	s.compaction.pending = true
-	s.compaction.target = s.mu.compactRev
+	s.compaction.target = s.state.Load().compactRev
 	s.compaction.cursor = cursor
 	if len(cursor) == 0 {
 		s.compaction.cursor = versionsStart
@@ -130,18 +123,19 @@ func readMeta(g getter, key []byte, name string, missing int64) (int64, error) {
 }
 
 // Rev returns the current (published) revision. Safe for concurrent use.
-func (s *Store) Rev() int64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.mu.rev
-}
+func (s *Store) Rev() int64 { return s.state.Load().rev }
 
 // CompactRev returns the last compacted revision, 0 if none. Safe for
 // concurrent use.
-func (s *Store) CompactRev() int64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return max(s.mu.compactRev, 0)
+func (s *Store) CompactRev() int64 { return max(s.state.Load().compactRev, 0) }
+
+// publishedState is what Publish makes visible to readers.
+type publishedState struct {
+	// rev is the current revision. Invariant: rev >= 1.
+	rev int64
+	// compactRev is the compacted revision, noCompaction if none.
+	// Invariant: compactRev <= rev.
+	compactRev int64
 }
 
 // readView is a consistent read-only view: a Pebble snapshot and the
@@ -154,13 +148,22 @@ type readView struct {
 }
 
 // openView takes a snapshot together with the published revisions. Every
-// write of a published revision is committed before Publish, so the
-// snapshot holds it; a compaction's removals start only after its Publish,
-// so the snapshot holds every version a read at rev >= compactRev needs.
+// write of a published revision is committed before Publish, so a snapshot
+// taken after loading the state holds it; a compaction's removals start
+// only after its Publish, so if the state is still the same once the
+// snapshot is taken, the snapshot holds every version a read at rev >=
+// compactRev needs. If a Publish came in between, it tries again: Publish
+// runs at most once per applied batch, so a retry is rare and the next
+// try almost always succeeds.
 func (s *Store) openView() readView {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return readView{snap: s.db.NewSnapshot(), rev: s.mu.rev, compactRev: s.mu.compactRev, chunkBits: s.chunkBits}
+	for {
+		st := s.state.Load()
+		snap := s.db.NewSnapshot()
+		if s.state.Load() == st {
+			return readView{snap: snap, rev: st.rev, compactRev: st.compactRev, chunkBits: s.chunkBits}
+		}
+		_ = snap.Close() // closing an unused snapshot of an open DB cannot fail
+	}
 }
 
 // source opens one iterator over the view for the reads of a request.

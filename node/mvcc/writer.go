@@ -43,9 +43,8 @@ func (s *Store) NewWriter(b *pebble.Batch) *Writer {
 		panic("mvcc: NewWriter while another Writer has not published")
 	}
 	s.writerActive = true
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return &Writer{s: s, b: b, rev: s.mu.rev, compactRev: s.mu.compactRev}
+	st := s.state.Load()
+	return &Writer{s: s, b: b, rev: st.rev, compactRev: st.compactRev}
 }
 
 func (w *Writer) begin() (*exec, error) {
@@ -169,9 +168,7 @@ func (w *Writer) Publish() {
 	w.closeSource()
 	w.published = true
 	w.s.writerActive = false
-	w.s.mu.Lock()
-	w.s.mu.rev, w.s.mu.compactRev = w.rev, w.compactRev
-	w.s.mu.Unlock()
+	w.s.state.Store(&publishedState{rev: w.rev, compactRev: w.compactRev})
 	if w.compacted {
 		w.s.compaction.recorded = false
 		w.s.compaction.pending = true

@@ -98,7 +98,7 @@ type Driver struct {
 // core, a function to run on the loop, or (both nil) a bare linearizable
 // barrier.
 type request struct {
-	core     *node.Request
+	core     node.Request
 	deadline time.Time
 	done     chan node.Completion // buffered: the loop never blocks on it
 }
@@ -131,7 +131,7 @@ func (d *Driver) Serve(ctx context.Context, req node.Request) (proto.Message, er
 	if c, ok := d.node.ServeLocal(req); ok {
 		return c.Result()
 	}
-	c, err := d.submitRequest(ctx, &request{core: &req})
+	c, err := d.submitRequest(ctx, &request{core: req})
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +279,7 @@ func newLoop(d *Driver) *loop {
 }
 
 func (l *loop) start(r *request) {
-	l.waiting[l.n.Start(*r.core)] = r
+	l.waiting[l.n.Start(r.core)] = r
 }
 
 // drain takes every request and peer message already queued, up to the
