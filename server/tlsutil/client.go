@@ -9,7 +9,7 @@ import (
 type Client struct {
 	cfg     Config
 	keyPair *watchedFiles[*tls.Certificate] // nil without a certificate
-	ca      *watchedFiles[*x509.CertPool]  // nil without TrustedCAFile: system roots
+	ca      *watchedFiles[*x509.CertPool]   // nil without TrustedCAFile: system roots
 }
 
 // NewClient loads the files once. An Empty config dials with the system's

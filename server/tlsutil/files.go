@@ -170,4 +170,3 @@ func (r revokedSerials) check(chain []*x509.Certificate) error {
 	}
 	return nil
 }
-

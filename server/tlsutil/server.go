@@ -14,7 +14,7 @@ import (
 type Server struct {
 	cfg      Config
 	keyPair  *watchedFiles[*tls.Certificate]
-	ca       *watchedFiles[*x509.CertPool]  // nil without TrustedCAFile
+	ca       *watchedFiles[*x509.CertPool] // nil without TrustedCAFile
 	crl      *watchedFiles[revokedSerials] // nil without CRLFile
 	verifyCN func([][]byte, [][]*x509.Certificate) error
 }
