@@ -50,7 +50,7 @@ func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:         s.cfg.MinVersion,
 		MaxVersion:         s.cfg.MaxVersion,
-		NextProtos:         []string{"h2"},
+		NextProtos:         []string{"h2", "http/1.1"},
 		GetConfigForClient: s.configForClient,
 	}
 }
@@ -62,7 +62,7 @@ func (s *Server) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error
 		MinVersion:            s.cfg.MinVersion,
 		MaxVersion:            s.cfg.MaxVersion,
 		CipherSuites:          s.cfg.CipherSuites,
-		NextProtos:            []string{"h2"},
+		NextProtos:            []string{"h2", "http/1.1"},
 		ClientAuth:            tls.NoClientCert,
 		VerifyPeerCertificate: s.verifyCN,
 	}
