@@ -2,6 +2,7 @@ package member
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 
@@ -21,8 +22,7 @@ type memberTLS struct {
 }
 
 // setUpTLS makes auto-TLS certificates if asked, refuses https URLs without
-// certificates (etcd's messages: the peer port's first, as etcd checks
-// it first) and loads the files.
+// certificates (checkSchemes) and loads the files.
 func (m *Member) setUpTLS() error {
 	cfg := &m.cfg
 	logger := cfg.Logger.With("component", "tls")
@@ -35,15 +35,8 @@ func (m *Member) setUpTLS() error {
 	}
 	cfg.PeerTLS.Logger = logger.With("port", "peer")
 	cfg.ClientTLS.Logger = logger.With("port", "client")
-	for _, raw := range cfg.ListenPeerURLs {
-		if u, err := url.Parse(raw); err == nil && u.Scheme == "https" && cfg.PeerTLS.Empty() {
-			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
-		}
-	}
-	for _, raw := range cfg.ListenClientURLs {
-		if u, err := url.Parse(raw); err == nil && u.Scheme == "https" && cfg.ClientTLS.Empty() {
-			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", raw)
-		}
+	if err := checkSchemes(cfg, logger); err != nil {
+		return err
 	}
 	if !cfg.PeerTLS.Empty() {
 		peer := cfg.PeerTLS
@@ -92,5 +85,36 @@ func (m *Member) autoTLS(c *tlsutil.Config, auto bool, port string, listenURLs [
 	m.cfg.Logger.Warn("automatically generated a self-signed certificate", "port", port, "cert-file", certFile,
 		"validity-years", m.cfg.SelfSignedCertValidityYears)
 	c.CertFile, c.KeyFile, c.SelfSigned = certFile, keyFile, true
+	return nil
+}
+
+// checkSchemes refuses https URLs of a port without certificates, with
+// etcd's messages (the peer port's first, as etcd checks it first), and
+// warns of certificates that http URLs ignore.
+func checkSchemes(cfg *Config, logger *slog.Logger) error {
+	for _, raw := range cfg.ListenPeerURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue // listen refuses it
+		}
+		if u.Scheme == "https" && cfg.PeerTLS.Empty() {
+			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
+		}
+		if u.Scheme == "http" && !cfg.PeerTLS.Empty() {
+			logger.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files", "peer-url", raw)
+		}
+	}
+	for _, raw := range cfg.ListenClientURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		if u.Scheme == "https" && cfg.ClientTLS.Empty() {
+			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", raw)
+		}
+		if u.Scheme == "http" && !cfg.ClientTLS.Empty() {
+			logger.Warn("scheme is http while key and cert files are present; ignoring key and cert files", "client-url", raw)
+		}
+	}
 	return nil
 }
