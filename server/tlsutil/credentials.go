@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -15,6 +16,11 @@ import (
 func Credentials(logger *slog.Logger) credentials.TransportCredentials {
 	return &serverCredentials{logger: logger}
 }
+
+// HandshakeTimeout bounds a TLS handshake and the HTTP/2 preface that
+// follows it on a server, as etcd bounds its handshakes; a client that
+// takes longer is dropped.
+const HandshakeTimeout = 10 * time.Second
 
 type serverCredentials struct {
 	logger *slog.Logger
@@ -27,7 +33,11 @@ func (c *serverCredentials) ServerHandshake(conn net.Conn) (net.Conn, credential
 	if !ok {
 		return conn, plainAuthInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 	}
-	// gRPC has set a deadline on conn for the handshake.
+	// gRPC clears the deadline once the connection is set up (after the
+	// client's HTTP/2 preface); until then this one bounds it.
+	if err := conn.SetDeadline(time.Now().Add(HandshakeTimeout)); err != nil {
+		return nil, nil, err
+	}
 	if err := tc.HandshakeContext(context.Background()); err != nil {
 		c.logger.Warn("refused a TLS connection", "remote-address", conn.RemoteAddr().String(),
 			"local-address", conn.LocalAddr().String(), "error", err.Error())
