@@ -23,7 +23,8 @@ func NewClient(cfg Config) (*Client, error) {
 		if err := cfg.validate(); err != nil {
 			return nil, err
 		}
-		if c.keyPair, err = loadWatched("certificate", cfg.Logger, parseKeyPair, cfg.CertFile, cfg.KeyFile); err != nil {
+		certFile, keyFile := cfg.clientKeyPair()
+		if c.keyPair, err = loadWatched("client certificate", cfg.Logger, parseKeyPair, certFile, keyFile); err != nil {
 			return nil, err
 		}
 	}

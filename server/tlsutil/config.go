@@ -19,6 +19,11 @@ type Config struct {
 	// key; both or neither. Neither means the port has no TLS (Empty).
 	CertFile string
 	KeyFile  string
+	// ClientCertFile and ClientKeyFile, both or neither, are the
+	// certificate a Client presents instead of CertFile and KeyFile
+	// (--peer-client-cert-file, --peer-client-key-file).
+	ClientCertFile string
+	ClientKeyFile  string
 	// TrustedCAFile is a PEM bundle verifying the other side's
 	// certificates. On a server, setting it also requires client
 	// certificates, as in etcd.
@@ -67,10 +72,21 @@ func (c *Config) validate() error {
 	if c.CertFile == "" || c.KeyFile == "" {
 		return fmt.Errorf("KeyFile and CertFile must both be present[key: %v, cert: %v]", c.KeyFile, c.CertFile)
 	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		return fmt.Errorf("ClientKeyFile and ClientCertFile must both be present or both absent: key: %v, cert: %v]", c.ClientKeyFile, c.ClientCertFile)
+	}
 	if len(c.AllowedCNs) > 0 && len(c.AllowedHostnames) > 0 {
 		return fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", c.AllowedCNs, c.AllowedHostnames)
 	}
 	return nil
+}
+
+// clientKeyPair is the certificate a Client presents.
+func (c *Config) clientKeyPair() (certFile, keyFile string) {
+	if c.ClientCertFile != "" {
+		return c.ClientCertFile, c.ClientKeyFile
+	}
+	return c.CertFile, c.KeyFile
 }
 
 // errNotAllowed is etcd's refusal of a certificate outside the allowed CNs

@@ -31,6 +31,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.keyPair, err = loadWatched("certificate", cfg.Logger, parseKeyPair, cfg.CertFile, cfg.KeyFile); err != nil {
 		return nil, err
 	}
+	if cfg.ClientCertFile != "" {
+		// Checked now, as etcd checks it, though only a Client uses it.
+		if _, err := readAndParse([]string{cfg.ClientCertFile, cfg.ClientKeyFile}, parseKeyPair); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.TrustedCAFile != "" {
 		if s.ca, err = loadWatched("trusted CA", cfg.Logger, parseCertPool, cfg.TrustedCAFile); err != nil {
 			return nil, err

@@ -275,6 +275,31 @@ func TestClientChecksAllowedCN(t *testing.T) {
 	}
 }
 
+// TestClientPresentsClientCertFile: --peer-client-cert-file replaces the
+// peer certificate when a member dials.
+func TestClientPresentsClientCertFile(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, tlsutil.Config{CertFile: p.server.Cert, KeyFile: p.server.Key, TrustedCAFile: p.server.CA,
+		AllowedCNs: []string{"peer-client"}})
+	own := p.ca.Issue(t, "member", "127.0.0.1").Write(t, p.dir, "member", p.ca)
+	dialing := p.ca.Issue(t, "peer-client", "127.0.0.1").Write(t, p.dir, "peer-client", p.ca)
+	for _, c := range []struct {
+		cfg tlsutil.Config
+		ok  bool
+	}{
+		{tlsutil.Config{CertFile: own.Cert, KeyFile: own.Key, TrustedCAFile: own.CA}, false},
+		{tlsutil.Config{CertFile: own.Cert, KeyFile: own.Key, ClientCertFile: dialing.Cert, ClientKeyFile: dialing.Key, TrustedCAFile: own.CA}, true},
+	} {
+		cl, err := tlsutil.NewClient(c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.call(t, credentials.NewTLS(cl.TLSConfig())); (err == nil) != c.ok {
+			t.Errorf("client cert file %q: %v, want ok=%v", c.cfg.ClientCertFile, err, c.ok)
+		}
+	}
+}
+
 func TestNewServerRefusesIncompleteConfig(t *testing.T) {
 	p := newPKI(t)
 	for _, c := range []struct {
@@ -287,6 +312,9 @@ func TestNewServerRefusesIncompleteConfig(t *testing.T) {
 		{tlsutil.Config{CertFile: p.server.Cert, KeyFile: filepath.Join(p.dir, "missing.pem")}, "no such file or directory"},
 		{tlsutil.Config{CertFile: p.server.Cert, KeyFile: p.server.Key, TrustedCAFile: p.server.Key}, "no certificate in the trusted CA file"},
 		{tlsutil.Config{CertFile: p.server.Cert, KeyFile: p.server.Key, CRLFile: p.server.Cert}, "parse CRL"},
+		{tlsutil.Config{CertFile: p.server.Cert, KeyFile: p.server.Key, ClientCertFile: p.server.Cert},
+			"ClientKeyFile and ClientCertFile must both be present or both absent: key: , cert: " + p.server.Cert + "]"},
+		{tlsutil.Config{CertFile: p.server.Cert, KeyFile: p.server.Key, ClientCertFile: p.server.Cert, ClientKeyFile: p.server.CA}, "tls:"},
 	} {
 		_, err := tlsutil.NewServer(c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -11,6 +11,8 @@ import (
 // tlsFlags are etcd's TLS flags, with etcd's names, defaults and help.
 type tlsFlags struct {
 	certFile, keyFile, trustedCAFile, crlFile                 *string
+	clientCertFile, clientKeyFile, clientAllowedHostnames     *string
+	peerClientCertFile, peerClientKeyFile                     *string
 	clientCertAuth, autoTLS                                   *bool
 	peerCertFile, peerKeyFile, peerTrustedCAFile, peerCRLFile *string
 	peerClientCertAuth, peerAutoTLS                           *bool
@@ -25,12 +27,17 @@ func addTLSFlags(fs *flag.FlagSet) *tlsFlags {
 		certFile:                    fs.String("cert-file", "", "Path to the client server TLS cert file."),
 		keyFile:                     fs.String("key-file", "", "Path to the client server TLS key file."),
 		clientCertAuth:              fs.Bool("client-cert-auth", false, "Enable client cert authentication."),
+		clientCertFile:              fs.String("client-cert-file", "", "Path to an explicit peer client TLS cert file otherwise cert file will be used when client auth is required."),
+		clientKeyFile:               fs.String("client-key-file", "", "Path to an explicit peer client TLS key file otherwise key file will be used when client auth is required."),
+		clientAllowedHostnames:      fs.String("client-cert-allowed-hostname", "", "Comma-separated list of SAN hostnames for client cert authentication."),
 		crlFile:                     fs.String("client-crl-file", "", "Path to the client certificate revocation list file."),
 		trustedCAFile:               fs.String("trusted-ca-file", "", "Path to the client server TLS trusted CA cert file."),
 		autoTLS:                     fs.Bool("auto-tls", false, "Client TLS using generated certificates."),
 		peerCertFile:                fs.String("peer-cert-file", "", "Path to the peer server TLS cert file."),
 		peerKeyFile:                 fs.String("peer-key-file", "", "Path to the peer server TLS key file."),
 		peerClientCertAuth:          fs.Bool("peer-client-cert-auth", false, "Enable peer client cert authentication."),
+		peerClientCertFile:          fs.String("peer-client-cert-file", "", "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required."),
+		peerClientKeyFile:           fs.String("peer-client-key-file", "", "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required."),
 		peerTrustedCAFile:           fs.String("peer-trusted-ca-file", "", "Path to the peer server TLS trusted CA file."),
 		peerAllowedCNs:              fs.String("peer-cert-allowed-cn", "", "Comma-separated list of allowed CNs for inter-peer TLS authentication."),
 		peerAllowedHostnames:        fs.String("peer-cert-allowed-hostname", "", "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication."),
@@ -58,10 +65,13 @@ func (f *tlsFlags) apply(cfg *member.Config) error {
 	cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile = *f.certFile, *f.keyFile
 	cfg.ClientTLS.TrustedCAFile, cfg.ClientTLS.CRLFile = *f.trustedCAFile, *f.crlFile
 	cfg.ClientTLS.ClientCertAuth = *f.clientCertAuth
+	cfg.ClientTLS.ClientCertFile, cfg.ClientTLS.ClientKeyFile = *f.clientCertFile, *f.clientKeyFile
+	cfg.ClientTLS.AllowedHostnames = splitList(*f.clientAllowedHostnames)
 	cfg.PeerTLS = shared
 	cfg.PeerTLS.CertFile, cfg.PeerTLS.KeyFile = *f.peerCertFile, *f.peerKeyFile
 	cfg.PeerTLS.TrustedCAFile, cfg.PeerTLS.CRLFile = *f.peerTrustedCAFile, *f.peerCRLFile
 	cfg.PeerTLS.ClientCertAuth = *f.peerClientCertAuth
+	cfg.PeerTLS.ClientCertFile, cfg.PeerTLS.ClientKeyFile = *f.peerClientCertFile, *f.peerClientKeyFile
 	cfg.PeerTLS.AllowedCNs = splitList(*f.peerAllowedCNs)
 	cfg.PeerTLS.AllowedHostnames = splitList(*f.peerAllowedHostnames)
 	cfg.ClientAutoTLS, cfg.PeerAutoTLS = *f.autoTLS, *f.peerAutoTLS

@@ -9,7 +9,8 @@ import (
 func TestParseFlagsTLS(t *testing.T) {
 	cfg, _, _, err := parseFlags([]string{
 		"--cert-file", "c.pem", "--key-file", "k.pem", "--trusted-ca-file", "ca.pem", "--client-cert-auth",
-		"--client-crl-file", "crl.der", "--auto-tls",
+		"--client-crl-file", "crl.der", "--auto-tls", "--client-cert-file", "cc.pem", "--client-key-file", "ck.pem",
+		"--client-cert-allowed-hostname", "a.example,b.example", "--peer-client-cert-file", "pcc.pem", "--peer-client-key-file", "pck.pem",
 		"--peer-cert-file", "pc.pem", "--peer-key-file", "pk.pem", "--peer-trusted-ca-file", "pca.pem",
 		"--peer-client-cert-auth", "--peer-crl-file", "pcrl.der", "--peer-auto-tls",
 		"--peer-cert-allowed-cn", "m1,m2", "--self-signed-cert-validity", "3",
@@ -20,10 +21,12 @@ func TestParseFlagsTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, p := cfg.ClientTLS, cfg.PeerTLS
-	if c.CertFile != "c.pem" || c.KeyFile != "k.pem" || c.TrustedCAFile != "ca.pem" || !c.ClientCertAuth || c.CRLFile != "crl.der" {
+	if c.CertFile != "c.pem" || c.KeyFile != "k.pem" || c.TrustedCAFile != "ca.pem" || !c.ClientCertAuth || c.CRLFile != "crl.der" ||
+		c.ClientCertFile != "cc.pem" || c.ClientKeyFile != "ck.pem" || !reflect.DeepEqual(c.AllowedHostnames, []string{"a.example", "b.example"}) {
 		t.Errorf("client TLS %+v", c)
 	}
 	if p.CertFile != "pc.pem" || p.KeyFile != "pk.pem" || p.TrustedCAFile != "pca.pem" || !p.ClientCertAuth || p.CRLFile != "pcrl.der" ||
+		p.ClientCertFile != "pcc.pem" || p.ClientKeyFile != "pck.pem" ||
 		!reflect.DeepEqual(p.AllowedCNs, []string{"m1", "m2"}) || p.AllowedHostnames != nil {
 		t.Errorf("peer TLS %+v", p)
 	}
