@@ -33,11 +33,14 @@ const (
 
 // tlsPKI is a throw-away CA with the certificates of the TLS tests: one
 // certificate all members share (CN "member"), an authorised client's, and
-// the bad ones (another CA's, a revoked one, a CN that is not "member").
+// the bad ones (another CA's, a revoked one, a CN that is not "member", a
+// member's for another address).
 type tlsPKI struct {
 	ca                                          *tlstest.CA
 	member, client, stranger, revoked, intruder tlstest.Files
 	crl                                         string
+	// elsewhere is a member's certificate for another address.
+	elsewhere tlstest.Files
 }
 
 func newTLSPKI(t *testing.T) *tlsPKI {
@@ -47,13 +50,14 @@ func newTLSPKI(t *testing.T) *tlsPKI {
 	other := tlstest.NewCA(t, "another-ca")
 	revoked := ca.Issue(t, "client", "127.0.0.1")
 	p := &tlsPKI{
-		ca:       ca,
-		member:   ca.Issue(t, "member", "127.0.0.1", "localhost").Write(t, dir, "member", ca),
-		client:   ca.Issue(t, "client", "127.0.0.1").Write(t, dir, "client", ca),
-		stranger: other.Issue(t, "client", "127.0.0.1").Write(t, dir, "stranger", other),
-		revoked:  revoked.Write(t, dir, "revoked", ca),
-		intruder: ca.Issue(t, "intruder", "127.0.0.1").Write(t, dir, "intruder", ca),
-		crl:      filepath.Join(dir, "crl.der"),
+		ca:        ca,
+		member:    ca.Issue(t, "member", "127.0.0.1", "localhost").Write(t, dir, "member", ca),
+		client:    ca.Issue(t, "client", "127.0.0.1").Write(t, dir, "client", ca),
+		stranger:  other.Issue(t, "client", "127.0.0.1").Write(t, dir, "stranger", other),
+		revoked:   revoked.Write(t, dir, "revoked", ca),
+		intruder:  ca.Issue(t, "intruder", "127.0.0.1").Write(t, dir, "intruder", ca),
+		elsewhere: ca.Issue(t, "member", "10.9.9.9").Write(t, dir, "elsewhere", ca),
+		crl:       filepath.Join(dir, "crl.der"),
 	}
 	tlstest.WriteFile(t, p.crl, ca.CRL(t, revoked))
 	return p
@@ -138,8 +142,14 @@ func testClusterTLS(t *testing.T, kind Kind) {
 	if err := dialPeer(p.clientTLS(t, p.member), c.Members[0]); err != nil {
 		t.Errorf("the peer port refused a member's certificate: %v", err)
 	}
+	// A member's certificate for another address is refused too (etcd's
+	// peer SAN check, on by default).
+	if err := dialPeer(p.clientTLS(t, p.elsewhere), c.Members[0]); err == nil {
+		t.Error("the peer port served a certificate that does not name the address it came from")
+	}
 	if kind == KindCairn {
 		waitLog(t, c.Members[0], "client certificate authentication failed")
+		waitLog(t, c.Members[0], "is not among the certificate's SANs")
 	}
 }
 

@@ -80,6 +80,10 @@ type Config struct {
 	ClientAutoTLS               bool
 	PeerAutoTLS                 bool
 	SelfSignedCertValidityYears uint
+	// PeerSkipClientSANVerification turns off the check that a peer's
+	// certificate names the address it connects from
+	// (--peer-skip-client-san-verification).
+	PeerSkipClientSANVerification bool
 }
 
 func (c *Config) ensureDefaults() {

@@ -40,7 +40,7 @@ func (m *Member) setUpTLS() error {
 	}
 	if !cfg.PeerTLS.Empty() {
 		peer := cfg.PeerTLS
-		peer.CheckClientSAN = true // etcd's peer listener checks it
+		peer.CheckClientSAN = !cfg.PeerSkipClientSANVerification // etcd's peer listener checks it
 		if m.tls.peer, err = tlsutil.NewServer(peer); err != nil {
 			return fmt.Errorf("peer TLS: %w", err)
 		}

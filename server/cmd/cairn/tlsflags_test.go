@@ -15,7 +15,7 @@ func TestParseFlagsTLS(t *testing.T) {
 		"--peer-client-cert-auth", "--peer-crl-file", "pcrl.der", "--peer-auto-tls",
 		"--peer-cert-allowed-cn", "m1,m2", "--self-signed-cert-validity", "3",
 		"--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-		"--tls-max-version", "TLS1.3",
+		"--tls-max-version", "TLS1.3", "--peer-skip-client-san-verification",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestParseFlagsTLS(t *testing.T) {
 			t.Errorf("shared settings %+v", x)
 		}
 	}
-	if !cfg.ClientAutoTLS || !cfg.PeerAutoTLS || cfg.SelfSignedCertValidityYears != 3 {
+	if !cfg.ClientAutoTLS || !cfg.PeerAutoTLS || cfg.SelfSignedCertValidityYears != 3 || !cfg.PeerSkipClientSANVerification {
 		t.Errorf("auto TLS %v %v %d", cfg.ClientAutoTLS, cfg.PeerAutoTLS, cfg.SelfSignedCertValidityYears)
 	}
 
