@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -136,4 +137,52 @@ func put(addr string, tlsConfig *tls.Config) error {
 	defer cancel()
 	_, err = c.Put(ctx, "k", "v")
 	return err
+}
+
+// TestTLSMetricsURL serves /health on an https metrics URL with the client
+// port's certificate and client-certificate rule, as etcd does.
+func TestTLSMetricsURL(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "ca")
+	server := ca.Issue(t, "m1", "127.0.0.1").Write(t, dir, "server", ca)
+	client := ca.Issue(t, "client", "127.0.0.1")
+	cfg := testConfig(filepath.Join(dir, "data"), etcdapi.Limits{})
+	cfg.ListenMetricsURLs = []string{"https://127.0.0.1:0"}
+	cfg.ClientTLS = tlsutil.Config{CertFile: server.Cert, KeyFile: server.Key, TrustedCAFile: server.CA, ClientCertAuth: true}
+	m, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop(time.Second)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM)
+	pair, err := tls.X509KeyPair(client.CertPEM, client.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "https://" + m.httpListeners[0].Addr().String() + "/health"
+	get := func(cfg *tls.Config) (int, error) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, err := get(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}})
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %d, %v", url, code, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := get(&tls.Config{RootCAs: pool}); err == nil {
+		t.Fatal("/health answered a client without a certificate under --client-cert-auth")
+	}
 }
