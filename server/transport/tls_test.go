@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,12 +51,12 @@ func TestTransportOverMutualTLS(t *testing.T) {
 	defer srv.Stop()
 	peerURL := "https://" + l.Addr().String()
 
-	newSender := func(f tlstest.Files, unreachable chan<- uint64) *Transport {
+	newSender := func(f tlstest.Files, unreachable chan<- uint64, logger *slog.Logger) *Transport {
 		client, err := tlsutil.NewClient(peerTLS(f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := New(Config{ClusterID: 7, MemberID: 1, TLS: client, Logger: quiet,
+		s := New(Config{ClusterID: 7, MemberID: 1, TLS: client, Logger: logger,
 			Deliver: func(*raftpb.Message) {}, ReportSnapshot: func(uint64, bool) {},
 			ReportUnreachable: func(id uint64) {
 				select {
@@ -70,7 +72,8 @@ func TestTransportOverMutualTLS(t *testing.T) {
 	heartbeat := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(1)}
 
 	refused := make(chan uint64, 1)
-	intruderSender := newSender(intruder, refused)
+	var intruderLog lockedLog
+	intruderSender := newSender(intruder, refused, slog.New(slog.NewTextHandler(&intruderLog, nil)))
 	defer intruderSender.Stop()
 	intruderSender.Send([]*raftpb.Message{heartbeat})
 	select {
@@ -84,7 +87,16 @@ func TestTransportOverMutualTLS(t *testing.T) {
 		t.Fatal("the refused sender never reported the peer unreachable")
 	}
 
-	memberSender := newSender(member, make(chan uint64, 1))
+	// The refused sender says why, once, as a warning.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(intruderLog.String(), "cannot reach peer: TLS failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused sender did not warn; log:\n%s", intruderLog.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	memberSender := newSender(member, make(chan uint64, 1), quiet)
 	defer memberSender.Stop()
 	memberSender.Send([]*raftpb.Message{heartbeat})
 	select {
@@ -109,4 +121,22 @@ func TestTransportOverMutualTLS(t *testing.T) {
 	if _, err := FetchMembers(ctx, "http://"+l.Addr().String(), client); err == nil {
 		t.Fatal("a plain-text dial of the TLS peer port was answered")
 	}
+}
+
+// lockedLog is a log sink written from the transport's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,6 +312,7 @@ func (p *peer) stop() {
 func (p *peer) run() {
 	defer close(p.done)
 	backoff := 50 * time.Millisecond
+	lastTLSError := ""
 	for p.ctx.Err() == nil {
 		err := p.stream()
 		if status.Convert(err).Message() == status.Convert(ErrMemberRemoved).Message() {
@@ -319,7 +321,7 @@ func (p *peer) run() {
 			return
 		}
 		if err != nil && p.ctx.Err() == nil {
-			p.t.cfg.Logger.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "error", err)
+			p.logBroken(err, &lastTLSError)
 			p.t.cfg.ReportUnreachable(p.id)
 			select {
 			case <-time.After(backoff):
@@ -329,7 +331,23 @@ func (p *peer) run() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		lastTLSError = ""
 	}
+}
+
+// logBroken logs why a stream broke: at debug level (peers restart, and
+// raft copes), except a TLS failure (a certificate one side refuses),
+// which does not heal by itself: a warning, once until the error changes.
+func (p *peer) logBroken(err error, lastTLSError *string) {
+	msg := err.Error()
+	if !strings.Contains(msg, "tls: ") {
+		p.t.cfg.Logger.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "error", msg)
+		return
+	}
+	if msg != *lastTLSError {
+		p.t.cfg.Logger.Warn("cannot reach peer: TLS failed", "peer", fmt.Sprintf("%x", p.id), "address", p.address.target, "error", msg)
+	}
+	*lastTLSError = msg
 }
 
 // stream connects and sends queued messages until the stream breaks.
