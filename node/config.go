@@ -165,6 +165,10 @@ type TestingKnobs struct {
 	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
 	// cut off, serves stale reads.
 	ReadIndexWithoutHeartbeat bool
+	// WatchSkipsHandoverEvent makes the watch hub (node/watch) lose the
+	// first live revision of a watcher a catch-up hands over to the live
+	// feed.
+	WatchSkipsHandoverEvent bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round
