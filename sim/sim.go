@@ -72,10 +72,13 @@ type world struct {
 	ackedPuts []ackedPut
 	// watchers are the simulated watches (watch.go); hubConfig the
 	// members' watch hub configuration, drawn once; applied the events of
-	// every revision a member applied, the committed history.
-	watchers  []*watcher
-	hubConfig *watch.Config
-	applied   map[int64][]linearizability.Event
+	// every revision a member applied, the committed history; watchRng
+	// the watch world's own random source.
+	watchers    []*watcher
+	hubConfig   *watch.Config
+	applied     map[int64][]linearizability.Event
+	createdOnly map[int64]bool
+	watchRng    *rand.Rand
 	// leases are the lease workload's leases by ID, and in grant order
 	// (lease.go); clockFaults the skews and jumps the lease checks allow
 	// for.
