@@ -169,6 +169,9 @@ type TestingKnobs struct {
 	// first live revision of a watcher a catch-up hands over to the live
 	// feed.
 	WatchSkipsHandoverEvent bool
+	// WatchResyncForgetsWatcher makes the watch hub drop a watcher when its
+	// member installs a snapshot, instead of catching it up.
+	WatchResyncForgetsWatcher bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -90,6 +90,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
 	"read-index-without-heartbeat": {ReadIndexWithoutHeartbeat: true},
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
+	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

@@ -112,7 +112,10 @@ func (w *world) watchHubConfig() watch.Config {
 	rng := w.watchRand()
 	cfg := watch.Config{
 		ProgressNotifyInterval: time.Duration(1+rng.IntN(5)) * time.Second,
-		Knobs:                  watch.Knobs{SkipHandoverEvent: w.opts.Knobs.WatchSkipsHandoverEvent},
+		Knobs: watch.Knobs{
+			SkipHandoverEvent:    w.opts.Knobs.WatchSkipsHandoverEvent,
+			ResyncForgetsWatcher: w.opts.Knobs.WatchResyncForgetsWatcher,
+		},
 	}
 	if rng.IntN(3) == 0 {
 		cfg.BufferEventsMax = 1 + rng.IntN(4)

@@ -68,6 +68,10 @@ type Knobs struct {
 	// SkipHandoverEvent makes a watcher that a catch-up brings back to the
 	// synced set miss the revision right after the handover.
 	SkipHandoverEvent bool
+	// ResyncForgetsWatcher makes a resync (after a snapshot install) drop
+	// the first synced watcher instead of moving it to catch-up: it gets
+	// nothing more.
+	ResyncForgetsWatcher bool
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -307,13 +311,22 @@ func (h *Hub) Resync() {
 // the hub's, in a deterministic order: single-key watchers by key, then
 // range watchers.
 func (h *Hub) resync() {
+	forget := h.cfg.Knobs.ResyncForgetsWatcher
+	move := func(w *watcher) {
+		if forget {
+			forget = false
+			w.synced, w.gone = false, true // planted bug: in no set, it gets nothing more
+			return
+		}
+		h.toUnsynced(w, h.rev+1)
+	}
 	for _, key := range sortedKeys(h.keyWatchers) {
 		for _, w := range h.keyWatchers[key] {
-			h.toUnsynced(w, h.rev+1)
+			move(w)
 		}
 	}
 	for _, w := range h.rangeWatchers {
-		h.toUnsynced(w, h.rev+1)
+		move(w)
 	}
 	clear(h.keyWatchers)
 	clear(h.rangeWatchers)

@@ -682,3 +682,36 @@ func TestResponseLength(t *testing.T) {
 		t.Errorf("one large revision: %d", got)
 	}
 }
+
+// TestResyncCatchesUpAfterAJump: revisions the hub never saw (a snapshot
+// install) reach every watcher through Resync and history; with the
+// planted ResyncForgetsWatcher bug one watcher gets none of them.
+func TestResyncCatchesUpAfterAJump(t *testing.T) {
+	for _, planted := range []bool{false, true} {
+		e := newEnv(t, Config{Knobs: Knobs{ResyncForgetsWatcher: planted}})
+		e.put("a", "0")
+		c := newClient(t, e.hub)
+		ids := []int64{
+			c.create(&pb.WatchCreateRequest{Key: []byte("a")}).WatchId,
+			c.create(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}}).WatchId,
+		}
+		for i := range 5 {
+			e.write(func(w *mvcc.Writer) error { // applied without Notify, as an install
+				_, err := w.Put(&pb.PutRequest{Key: []byte("a"), Value: []byte(fmt.Sprint(i))})
+				return err
+			})
+		}
+		e.hub.Resync()
+		e.put("a", "live")
+		settle(t, e.hub, []*client{c})
+		complete := 0
+		for _, id := range ids {
+			if len(c.events[id]) == 6 {
+				complete++
+			}
+		}
+		if want := map[bool]int{false: 2, true: 1}[planted]; complete != want {
+			t.Fatalf("planted=%v: %d of 2 watchers got all 6 events, want %d: %v", planted, complete, want, c.events)
+		}
+	}
+}
