@@ -212,8 +212,7 @@ func (m *Member) startLoop() {
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
 		RecentBytesMax: int(m.budget.WatchWindowBytes),
-		Logger:         m.cfg.Logger.With("component", "watch"),
-	})
+	}, m.cfg.Logger.With("component", "watch"))
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
