@@ -56,8 +56,8 @@ type Node struct {
 	// transfers are MoveLeader requests waiting for their target to lead
 	// (moveleader.go).
 	transfers []leaderTransfer
-	// dbSizeBytes is the database's size on disk as last sampled, for the
-	// quota.
+	// dbSizeBytes is the database's size on disk as last sampled, plus the
+	// bytes of the entries applied since, for the quota.
 	dbSizeBytes int64
 	// physical holds completions of physical compactions, released when the
 	// store has removed every obsolete version.
@@ -72,6 +72,12 @@ type Node struct {
 	// installed is set between a snapshot install and its report in Output.
 	installed bool
 	members   memberList
+	// alarms are the active alarms as of the applied index (alarm.go).
+	alarms alarmList
+	// noSpaceRaised says this member proposed its NOSPACE alarm at tick
+	// noSpaceRaisedAtTick and has not seen it apply.
+	noSpaceRaised       bool
+	noSpaceRaisedAtTick uint64
 	// lastSnapshot is the newest checkpoint made for sending, if any.
 	lastSnapshot *raftpb.Snapshot
 
@@ -219,6 +225,11 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("load members: %w", err)
 	}
 	n.members.set(members)
+	alarms, err := loadAlarms(db)
+	if err != nil {
+		return nil, fmt.Errorf("load alarms: %w", err)
+	}
+	n.alarms.set(alarms)
 	if n.store, err = n.openStore(); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
@@ -385,7 +396,8 @@ func (n *Node) compactionDue() bool {
 // DiskSpaceUsage is the bytes the member's database occupies on disk; safe
 // for concurrent use.
 func (n *Node) DiskSpaceUsage() int64 {
-	return int64(n.db.Metrics().DiskSpaceUsage())
+	total, _ := n.DBSize()
+	return total
 }
 
 // ReportUnreachable tells raft that a message to member id could not be

@@ -1,13 +1,12 @@
 package member
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 )
 
 // serveHTTP starts the HTTP endpoints on --listen-metrics-urls: /health,
-// which answers as etcd's does, and the Go profiler under /debug/pprof when
+// /livez, /readyz and /version, which answer as etcd's do (health.go), and the Go profiler under /debug/pprof when
 // --enable-pprof is set.
 func (m *Member) serveHTTP() error {
 	if len(m.cfg.ListenMetricsURLs) == 0 {
@@ -18,7 +17,7 @@ func (m *Member) serveHTTP() error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health", m.health)
+	m.healthMux(mux)
 	if m.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -33,20 +32,4 @@ func (m *Member) serveHTTP() error {
 		go srv.Serve(l)
 	}
 	return nil
-}
-
-// health reports whether the member knows a leader, in etcd's format.
-func (m *Member) health(w http.ResponseWriter, _ *http.Request) {
-	type health struct {
-		Health string `json:"health"`
-		Reason string `json:"reason"`
-	}
-	h := health{Health: "true"}
-	code := http.StatusOK
-	if m.node.Status().Leader == 0 {
-		h, code = health{Health: "false", Reason: "RAFT NO LEADER"}, http.StatusServiceUnavailable
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(h)
 }

@@ -37,8 +37,9 @@ type Config struct {
 	AdvertiseClientURLs      []string
 	ListenPeerURLs           []string
 	InitialAdvertisePeerURLs []string
-	// ListenMetricsURLs serve HTTP: /health, and /debug/pprof when
-	// EnablePprof is set (--listen-metrics-urls, --enable-pprof).
+	// ListenMetricsURLs serve HTTP: /health, /livez, /readyz, /version,
+	// and /debug/pprof when EnablePprof is set (--listen-metrics-urls,
+	// --enable-pprof).
 	ListenMetricsURLs []string
 	EnablePprof       bool
 	// InitialCluster is --initial-cluster; empty means this member alone
@@ -69,6 +70,8 @@ type Config struct {
 	// caches of user data share (node.SplitMemoryBudget). Default
 	// node.DefaultMemoryBudgetBytes.
 	MemoryBudgetBytes int64
+	// CairnVersion is cairn's own version, shown by /version.
+	CairnVersion string
 }
 
 func (c *Config) ensureDefaults() {
@@ -374,7 +377,7 @@ func (m *Member) closeListeners() {
 const clientStreamWorkers = 256
 
 func (m *Member) serve() {
-	maintenance := etcdapi.NewMaintenance(m.driver, m.Identity, m.node.DiskSpaceUsage, m.cfg.Limits)
+	maintenance := etcdapi.NewMaintenance(m.driver)
 	m.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(m.cfg.Limits.MaxRequestBytes+etcdapi.GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),

@@ -79,6 +79,7 @@ func run(args []string) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = logger
+	cfg.CairnVersion = version
 	if err := plantFailpoints(&cfg, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		return 2
