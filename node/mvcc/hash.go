@@ -54,6 +54,10 @@ func (s *Store) HashByRev(rev int64) (_ KeyValueHash, err error) {
 	}
 	defer closeIter(it, &err)
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	// The hash starts with the name of what it covers, so an empty
+	// keyspace does not hash to zero, which etcd's clients cannot tell
+	// from an absent hash.
+	h.Write(versionsStart)
 	if err := hashVersions(it, h, max(v.compactRev, 0), out.Revision); err != nil {
 		return KeyValueHash{}, fmt.Errorf("hash kv: %w", err)
 	}
