@@ -64,7 +64,7 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := n.timed(&n.metrics.backendCommit, func() error { return b.Commit(pebble.NoSync) }); err != nil {
 		return fmt.Errorf("commit applied state: %w", err)
 	}
 	w.Publish()
@@ -117,6 +117,7 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 		return nil
 	}
 	if c.Err = n.refusedByAlarm(req); c.Err != nil {
+		n.metrics.proposalsFailed.Add(1)
 		out.Done = append(out.Done, c)
 		return nil
 	}
@@ -126,6 +127,7 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 	c.Response, c.Err = applyToStore(w, req)
 	if c.Err == nil {
 		n.completeHeader(c.Response)
+		n.metrics.noteApplied(req)
 	}
 	if req.GetCompaction().GetPhysical() && c.Err == nil {
 		n.physical = append(n.physical, c)

@@ -117,3 +117,7 @@ func (n *Node) Defragment(ctx context.Context) (*pb.DefragmentResponse, error) {
 func (n *Node) localHeader(rev int64) *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: n.cfg.ClusterID, MemberId: n.cfg.ID, Revision: rev, RaftTerm: n.status.load().Term}
 }
+
+// CompactionDebtBytes is Pebble's estimate of the bytes it must compact
+// to bring its LSM back into shape; safe for concurrent use.
+func (n *Node) CompactionDebtBytes() uint64 { return n.view.metrics().Compact.EstimatedDebt }

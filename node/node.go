@@ -82,6 +82,8 @@ type Node struct {
 	lastSnapshot *raftpb.Snapshot
 
 	status statusCell
+	// metrics are the core's counters (metrics.go).
+	metrics nodeMetrics
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor

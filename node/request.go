@@ -284,6 +284,7 @@ func (n *Node) submit(p parkedProposal) {
 	switch {
 	case errors.Is(err, raft.ErrProposalDropped):
 		if len(n.parked) >= parkedProposalsMax {
+			n.metrics.proposalsFailed.Add(1)
 			n.completed = append(n.completed, Completion{ID: p.id, Err: rpctypes.ErrGRPCRequestTooManyRequests})
 			return
 		}
@@ -301,6 +302,7 @@ func (n *Node) retryParked() {
 	for _, p := range parked {
 		if n.ticks-p.sinceTick >= uint64(n.cfg.RequestTimeoutTicks) {
 			delete(n.memberChanges, p.id)
+			n.metrics.proposalsFailed.Add(1)
 			n.completed = append(n.completed, Completion{ID: p.id, Err: rpctypes.ErrGRPCTimeout})
 			continue
 		}
@@ -345,6 +347,7 @@ func (r *deferredRead) serve() (proto.Message, error) {
 	var resp headed
 	var err error
 	if r.req.Range != nil {
+		r.n.metrics.ranges.Add(1)
 		resp, err = r.n.view.Range(r.req.Range)
 	} else {
 		resp, err = r.n.view.ReadTxn(r.req.Txn)

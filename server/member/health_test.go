@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -129,5 +130,63 @@ func TestVersionEndpoint(t *testing.T) {
 	}
 	if v["etcdserver"] != "3.7.3" || v["etcdcluster"] != "3.7.0" || v["storage"] != "3.7.0" || v["cairn"] != "9.9.9-test" {
 		t.Fatalf("/version: %v", v)
+	}
+}
+
+// TestClientPortServesHTTP: the client URL serves gRPC and HTTP/1.1 on one
+// port, as etcd's does, including requests shorter than HTTP/2's preface
+// and connections that close before sending anything.
+func TestClientPortServesHTTP(t *testing.T) {
+	m, c, _ := startWithMetrics(t, etcdapi.Limits{})
+	base := "http://" + m.listeners[0].Addr().String()
+	if _, err := c.Put(ctxT(t), "a", "1"); err != nil {
+		t.Fatalf("gRPC on the client port: %v", err)
+	}
+	if code, body := httpGet(t, base+"/health"); code != http.StatusOK || body != `{"health":"true","reason":""}` {
+		t.Fatalf("/health on the client port: %d %q", code, body)
+	}
+	if code, body := httpGet(t, base+"/livez"); code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("/livez on the client port: %d %q", code, body)
+	}
+	conn, err := net.Dial("tcp", m.listeners[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	short, err := net.Dial("tcp", m.listeners[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if _, err := short.Write([]byte("GET /version HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := io.ReadAll(short)
+	if err != nil || !strings.HasPrefix(string(reply), "HTTP/1.0 200 OK") || !strings.Contains(string(reply), `"etcdserver":"3.7.3"`) {
+		t.Fatalf("HTTP/1.0 /version: %q %v", reply, err)
+	}
+	if resp, err := c.Get(ctxT(t), "a"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("gRPC after HTTP: %v %v", resp, err)
+	}
+}
+
+// TestClientHTTPURLs: with --listen-client-http-urls, HTTP moves there and
+// the client URL serves gRPC only.
+func TestClientHTTPURLs(t *testing.T) {
+	cfg := testConfig(t.TempDir(), etcdapi.Limits{})
+	cfg.ListenClientHTTPURLs = []string{"http://127.0.0.1:0"}
+	m, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop(0)
+	waitPublished(t, m)
+	if code, _ := httpGet(t, "http://"+m.httpListeners[0].Addr().String()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz on the client HTTP URL: %d", code)
+	}
+	resp, err := http.Get("http://" + m.listeners[0].Addr().String() + "/health")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("HTTP/1.1 on a gRPC-only client URL answered %d", resp.StatusCode)
 	}
 }

@@ -133,11 +133,12 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
 	quota := fs.Int64("quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded.")
 	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
-	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health and, with --enable-pprof, /debug/pprof.")
+	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health, /livez, /readyz, /version, /metrics and, with --enable-pprof, /debug/pprof.")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
 	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
 	memoryBudget := fs.String("memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	ops := addOpsFlags(fs) // ops_flags.go
 	if err := fs.Parse(args); err != nil {
 		return member.Config{}, 0, false, err
 	}
@@ -167,7 +168,7 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	if *dataDir == "" {
 		*dataDir = *name + ".cairn"
 	}
-	return member.Config{
+	cfg := member.Config{
 		Name:                     *name,
 		DataDir:                  *dataDir,
 		ListenClientURLs:         splitURLs(*listenClient),
@@ -185,7 +186,11 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		SnapshotCatchUpEntries:   *catchUp,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps), QuotaBackendBytes: *quota},
 		MemoryBudgetBytes:        budgetBytes,
-	}, level, *showVersion, nil
+	}
+	if err := ops.apply(&cfg); err != nil {
+		return member.Config{}, 0, false, err
+	}
+	return cfg, level, *showVersion, nil
 }
 
 // byteUnits are the suffixes parseBytes accepts, largest first.
