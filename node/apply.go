@@ -116,6 +116,15 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 		out.Done = append(out.Done, c)
 		return nil
 	}
+	if d := req.GetDowngradeInfoSet(); d != nil {
+		resp, err := n.applyDowngrade(b, w.Rev(), d)
+		if err != nil {
+			return fmt.Errorf("apply downgrade: %w", err)
+		}
+		c.Response = resp
+		out.Done = append(out.Done, c)
+		return nil
+	}
 	if c.Err = n.refusedByAlarm(req); c.Err != nil {
 		n.metrics.proposalsFailed.Add(1)
 		out.Done = append(out.Done, c)

@@ -59,7 +59,7 @@ func (n *Node) StatusResponse() *pb.StatusResponse {
 		RaftTerm:         st.Term,
 		RaftAppliedIndex: st.AppliedIndex,
 		IsLearner:        st.isLearner(),
-		DowngradeInfo:    &pb.DowngradeInfo{},
+		DowngradeInfo:    n.downgrade.info(),
 	}
 	if st.Leader == 0 {
 		resp.Errors = append(resp.Errors, errNoLeaderText)

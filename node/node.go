@@ -74,6 +74,8 @@ type Node struct {
 	members   memberList
 	// alarms are the active alarms as of the applied index (alarm.go).
 	alarms alarmList
+	// downgrade is the downgrade in progress (downgrade.go).
+	downgrade downgradeCell
 	// noSpaceRaised says this member proposed its NOSPACE alarm at tick
 	// noSpaceRaisedAtTick and has not seen it apply.
 	noSpaceRaised       bool
@@ -232,6 +234,11 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("load alarms: %w", err)
 	}
 	n.alarms.set(alarms)
+	downgrade, err := loadDowngrade(db)
+	if err != nil {
+		return nil, err
+	}
+	n.downgrade.p.Store(downgrade)
 	if n.store, err = n.openStore(); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
@@ -376,6 +383,9 @@ func (n *Node) finishRead(r pendingRead) {
 		c.Response, c.Err = n.timeToLive(r.req.LeaseTimeToLive)
 	case r.req.MemberList != nil || r.req.isMemberChange():
 		n.finishMemberRequest(r.id, r.req)
+		return
+	case r.req.Downgrade != nil:
+		n.finishDowngrade(r.id, r.req.Downgrade)
 		return
 	}
 	n.completed = append(n.completed, c)

@@ -38,6 +38,8 @@ type Request struct {
 	MoveLeader      *pb.MoveLeaderRequest
 	// Alarm lists, raises or clears alarms, through raft (alarm.go).
 	Alarm *pb.AlarmRequest
+	// Downgrade validates, enables or cancels a downgrade (downgrade.go).
+	Downgrade *pb.DowngradeRequest
 	// ClusterMemberAttrSet publishes a member's name and client URLs.
 	ClusterMemberAttrSet *membershippb.ClusterMemberAttrSetRequest
 }
@@ -117,6 +119,8 @@ func (n *Node) Start(req Request) uint64 {
 		n.startMemberRequest(id, req)
 	case req.MoveLeader != nil:
 		n.startMoveLeader(id, req.MoveLeader)
+	case req.Downgrade != nil:
+		n.startDowngrade(id, req.Downgrade)
 	default:
 		n.propose(id, req.internal())
 	}

@@ -281,6 +281,11 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 		return fmt.Errorf("load installed alarms: %w", err)
 	}
 	n.alarms.set(alarms)
+	downgrade, err := loadDowngrade(n.db)
+	if err != nil {
+		return err
+	}
+	n.downgrade.p.Store(downgrade)
 	n.applied = meta.GetIndex()
 	n.lastSnapshot = nil
 	return nil

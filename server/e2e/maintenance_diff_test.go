@@ -148,6 +148,15 @@ func TestMaintenanceEtcdctl(t *testing.T) {
 		{args: []string{"defrag"}, wantEtcd: "Finished defragmenting etcd member[<endpoint>]. took *"},
 		{args: []string{"get", "b", "--print-value-only"}, wantEtcd: "3"},
 		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"version":"3.7.3"`},
+		{args: []string{"downgrade", "validate", "3.6"}, wantEtcd: "Downgrade validate success, cluster version 3.7"},
+		{args: []string{"downgrade", "validate", "3.7"}, wantExit: 1, wantEtcd: "invalid downgrade target version"},
+		{args: []string{"downgrade", "validate", "v3.6"}, wantExit: 1, wantEtcd: "wrong downgrade target version format"},
+		{args: []string{"downgrade", "cancel"}, wantEtcd: "Downgrade cancel success, cluster version 3.7"},
+		{args: []string{"downgrade", "enable", "3.6.1", "-w", "json"}},
+		{args: []string{"downgrade", "enable", "3.6"}, wantExit: 1, wantEtcd: "cluster has a downgrade job in progress"},
+		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"downgradeInfo":{"enabled":true,"targetVersion":"3.6.0"}`},
+		{args: []string{"downgrade", "cancel"}},
+		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"downgradeInfo":{}`},
 	})
 }
 

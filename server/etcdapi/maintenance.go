@@ -13,8 +13,9 @@ import (
 // etcd reports its own version so that clients gating features on it work.
 const APIVersion = node.EtcdVersion
 
-// Maintenance implements etcdserverpb.MaintenanceServer but Snapshot and
-// Downgrade: Alarm goes through raft as a core request; Status, Hash,
+// Maintenance implements etcdserverpb.MaintenanceServer but Snapshot:
+// Alarm and Downgrade are core requests (through raft where they change
+// state); Status, Hash,
 // HashKV and Defragment are answered by the core from this member's state.
 type Maintenance struct {
 	pb.UnimplementedMaintenanceServer
@@ -49,6 +50,13 @@ func (m *Maintenance) HashKV(_ context.Context, req *pb.HashKVRequest) (*pb.Hash
 // database is compacted while it keeps serving.
 func (m *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
 	return m.d.Node().Defragment(ctx)
+}
+
+// Downgrade implements etcdserverpb.MaintenanceServer: validate, enable
+// and cancel, decided by the core as etcd does for a cluster of one
+// version.
+func (m *Maintenance) Downgrade(ctx context.Context, req *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return serve[*pb.DowngradeResponse](ctx, m.d, node.Request{Downgrade: req})
 }
 
 // MoveLeader implements etcdserverpb.MaintenanceServer: the leader hands
