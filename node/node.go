@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node/lease"
 	"github.com/cairn-db/cairn/node/mvcc"
@@ -86,6 +87,9 @@ type Node struct {
 	status statusCell
 	// metrics are the core's counters (metrics.go).
 	metrics nodeMetrics
+	// backups numbers this member's backups, for their directory names
+	// (backup.go).
+	backups atomic.Uint64
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor

@@ -13,9 +13,9 @@ import (
 // etcd reports its own version so that clients gating features on it work.
 const APIVersion = node.EtcdVersion
 
-// Maintenance implements etcdserverpb.MaintenanceServer but Snapshot:
-// Alarm and Downgrade are core requests (through raft where they change
-// state); Status, Hash,
+// Maintenance implements etcdserverpb.MaintenanceServer: Alarm and
+// Downgrade are core requests (through raft where they change state);
+// Snapshot streams a checkpoint the core makes; Status, Hash,
 // HashKV and Defragment are answered by the core from this member's state.
 type Maintenance struct {
 	pb.UnimplementedMaintenanceServer
@@ -57,6 +57,59 @@ func (m *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (
 // version.
 func (m *Maintenance) Downgrade(ctx context.Context, req *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
 	return serve[*pb.DowngradeResponse](ctx, m.d, node.Request{Downgrade: req})
+}
+
+// snapshotChunkBytes is the blob size of one Snapshot message, as etcd's.
+const snapshotChunkBytes = 32 * 1024
+
+// Snapshot implements etcdserverpb.MaintenanceServer: the core checkpoints
+// the member's database and the stream carries it in cairn's backup
+// format (node/backup.go), ending with its SHA-256, in 32 KiB messages
+// that count down the remaining bytes.
+func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	b, err := m.d.Node().Backup()
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	w := &snapshotSender{srv: srv, remaining: b.Size()}
+	if _, err := b.WriteTo(w); err != nil {
+		return err
+	}
+	return w.flush()
+}
+
+// snapshotSender cuts a backup stream into Snapshot messages.
+type snapshotSender struct {
+	srv       pb.Maintenance_SnapshotServer
+	buf       []byte
+	remaining int64
+}
+
+func (s *snapshotSender) Write(p []byte) (int, error) {
+	for written := 0; written < len(p); {
+		n := min(len(p)-written, snapshotChunkBytes-len(s.buf))
+		s.buf = append(s.buf, p[written:written+n]...)
+		written += n
+		if len(s.buf) == snapshotChunkBytes {
+			if err := s.flush(); err != nil {
+				return written, err
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (s *snapshotSender) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	s.remaining -= int64(len(s.buf))
+	// A message owns its blob: gRPC may still hold it after Send returns.
+	resp := &pb.SnapshotResponse{Header: &pb.ResponseHeader{}, RemainingBytes: uint64(max(s.remaining, 0)),
+		Blob: s.buf, Version: node.ClusterVersion}
+	s.buf = nil
+	return s.srv.Send(resp)
 }
 
 // MoveLeader implements etcdserverpb.MaintenanceServer: the leader hands
