@@ -103,7 +103,7 @@ func (b *Backup) list() error {
 			continue
 		}
 		b.files = append(b.files, backupFile{name: name, size: st.Size()})
-		size += int64(uvarintLen(uint64(len(name))) + len(name) + uvarintLen(uint64(st.Size()))) + st.Size()
+		size += int64(uvarintLen(uint64(len(name)))+len(name)+uvarintLen(uint64(st.Size()))) + st.Size()
 	}
 	size += int64(uvarintLen(0))
 	b.size = size + padBytes(size) + sha256.Size
