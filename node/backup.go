@@ -67,6 +67,8 @@ type backupFile struct {
 // stream).
 func (n *Node) Backup() (*Backup, error) {
 	fs := n.cfg.FS
+	// Checkpoints left by a crash in the middle of a stream go first.
+	n.backupsCleared.Do(func() { fs.RemoveAll(fs.PathJoin(n.cfg.Dir, backupDir)) })
 	dir := fs.PathJoin(n.cfg.Dir, backupDir, fmt.Sprint(n.backups.Add(1)))
 	if err := fs.RemoveAll(dir); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node/lease"
@@ -87,9 +88,10 @@ type Node struct {
 	status statusCell
 	// metrics are the core's counters (metrics.go).
 	metrics nodeMetrics
-	// backups numbers this member's backups, for their directory names
-	// (backup.go).
-	backups atomic.Uint64
+	// backups numbers this member's backups, for their directory names;
+	// the first one clears those a crash left (backup.go).
+	backups        atomic.Uint64
+	backupsCleared sync.Once
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor
