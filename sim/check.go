@@ -41,6 +41,7 @@ func (w *world) finish() {
 		return
 	}
 	w.checkConvergence()
+	w.checkAlarmsAgree()
 	w.checkAckedWrites()
 	w.checkLeasesAndWatches()
 	w.checkLinearizable()
@@ -63,7 +64,7 @@ func (w *world) checkLiveness() {
 	c := &client{w: w, id: 0, seenModRevision: map[string]int64{}}
 	deadline := w.sched.nowMicros + livenessBoundMicros
 	for w.sched.nowMicros < deadline && !w.failed() {
-		op := w.issueOnce(c, lin.Put("liveness", fmt.Sprint(w.sched.nowMicros)))
+		op := w.issueOnce(c, w.livenessWrite("liveness", fmt.Sprint(w.sched.nowMicros)))
 		if op != nil && op.acked {
 			w.trace.printf("liveness: write committed")
 			return

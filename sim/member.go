@@ -99,6 +99,7 @@ func (m *member) open() error {
 		Rand:                   rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
 		Logger:                 &raftTrace{m: m},
 		PebbleOptions:          m.pebbleOptions,
+		Limits:                 m.w.quota.limits(),
 		Knobs:                  m.w.opts.Knobs,
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.

@@ -51,6 +51,8 @@ type world struct {
 	clients  []*client
 	net      *network
 	workload workload
+	// quota is the members' --quota-backend-bytes (quota.go).
+	quota    quotaWorld
 	rec      *linearizability.Recorder
 	trace    *tracer
 	limits   *limiter
@@ -166,6 +168,7 @@ func newWorld(opts Options) *world {
 	w.net = newNetwork(w)
 	w.removing = map[uint64]bool{}
 	w.workload = workload{rng: w.rng}
+	w.quota = newQuotaWorld(opts.Seed)
 	w.sched.onPanic = func(r any) { w.failAs(FailPanic, "%v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)
