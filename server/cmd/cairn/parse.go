@@ -1,0 +1,185 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/server/etcdapi"
+	"github.com/cairn-db/cairn/server/member"
+)
+
+// invocation is what the command line, the environment and the
+// configuration file ask of cairn.
+type invocation struct {
+	cfg         member.Config
+	log         logOptions
+	showVersion bool
+	// notices are logged once the logger exists: ignored flags and gates,
+	// unrecognised ETCD_* variables, a configuration file's unknown keys.
+	notices []string
+}
+
+// envPrefix starts the environment variables that set flags, as in etcd:
+// ETCD_INITIAL_CLUSTER sets --initial-cluster.
+const envPrefix = "ETCD_"
+
+// parseFlags reads cairn's settings as etcd reads its own: the command
+// line; then, if --config-file names a file, that file alone (the other
+// flags and the environment are ignored, as etcd ignores them); otherwise
+// ETCD_* variables of env for the flags the command line left unset.
+func parseFlags(args, env []string) (invocation, error) {
+	var o options
+	fs := newFlagSet(&o)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return invocation{}, errHelp
+		}
+		return invocation{}, err
+	}
+	if fs.NArg() > 0 {
+		return invocation{}, fmt.Errorf("%q is not a valid flag", fs.Arg(0))
+	}
+	if o.configFile == "" {
+		o.configFile = envValue(env, envPrefix+"CONFIG_FILE")
+	}
+	var notices []string
+	if o.configFile != "" {
+		path := o.configFile
+		o = options{}
+		fs = newFlagSet(&o)
+		fileNotices, err := applyConfigFile(fs, path)
+		if err != nil {
+			return invocation{}, fmt.Errorf("--config-file %s: %w", path, err)
+		}
+		notices = append(fileNotices, "loaded configuration file "+path+"; other flags and environment variables are ignored")
+	} else {
+		envNotices, err := applyEnv(fs, env)
+		if err != nil {
+			return invocation{}, err
+		}
+		notices = envNotices
+	}
+	return finish(fs, &o, notices)
+}
+
+// finish checks the parsed flags and builds the invocation.
+func finish(fs *flag.FlagSet, o *options, notices []string) (invocation, error) {
+	flagNotices, err := checkEtcdOnlyFlags(fs)
+	if err != nil {
+		return invocation{}, err
+	}
+	gateNotices, err := o.featureGates.check()
+	if err != nil {
+		return invocation{}, err
+	}
+	cfg, err := o.config()
+	if err != nil {
+		return invocation{}, err
+	}
+	log, err := o.logOptions()
+	if err != nil {
+		return invocation{}, err
+	}
+	notices = append(append(notices, flagNotices...), gateNotices...)
+	return invocation{cfg: cfg, log: log, showVersion: o.showVersion, notices: notices}, nil
+}
+
+// applyEnv sets each flag the command line left unset from its ETCD_*
+// variable. Like etcd, a variable for a flag the command line set is an
+// error (one of the two would be silently lost), an empty variable sets
+// nothing, and an ETCD_* variable naming no flag is only reported.
+// ETCD_VERSION never sets --version, as in etcd.
+func applyEnv(fs *flag.FlagSet, env []string) (notices []string, err error) {
+	setOnCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setOnCommandLine[f.Name] = true })
+	env = slices.Clone(env)
+	slices.Sort(env)
+	for _, kv := range env {
+		key, value, _ := strings.Cut(kv, "=")
+		suffix, ok := strings.CutPrefix(key, envPrefix)
+		if !ok {
+			continue
+		}
+		name := strings.ReplaceAll(strings.ToLower(suffix), "_", "-")
+		switch {
+		case setOnCommandLine[name]:
+			return nil, fmt.Errorf("conflicting environment variable %q is shadowed by corresponding command-line flag (either unset environment variable or disable flag)", key)
+		case name == "version":
+			notices = append(notices, "cannot set special environment variable "+kv)
+		case fs.Lookup(name) == nil || value == "":
+			notices = append(notices, "unrecognized environment variable "+kv)
+		default:
+			if err := fs.Set(name, value); err != nil {
+				return nil, fmt.Errorf("invalid value %q for %s: %v", value, key, err)
+			}
+		}
+	}
+	return notices, nil
+}
+
+// envValue is the value of variable key in env, or "".
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// config checks the implemented flags and turns them into a member.Config.
+func (o *options) config() (member.Config, error) {
+	if o.initialClusterState != "new" && o.initialClusterState != "existing" {
+		return member.Config{}, fmt.Errorf("--initial-cluster-state: %q is not 'new' or 'existing'", o.initialClusterState)
+	}
+	if o.heartbeatMs == 0 || o.electionMs < 5*o.heartbeatMs {
+		return member.Config{}, fmt.Errorf("--election-timeout[%vms] should be at least 5 times as --heartbeat-interval[%vms]", o.electionMs, o.heartbeatMs)
+	}
+	if o.snapshotCatchUpEntries == 0 || o.snapshotCount == 0 {
+		return member.Config{}, fmt.Errorf("--snapshot-count and --snapshot-catchup-entries must be positive")
+	}
+	budgetBytes, err := parseBytes(o.memoryBudget)
+	if err != nil {
+		return member.Config{}, fmt.Errorf("--memory-budget: %w", err)
+	}
+	if _, err := node.SplitMemoryBudget(budgetBytes); err != nil {
+		return member.Config{}, fmt.Errorf("--memory-budget: %w", err)
+	}
+	dataDir := o.dataDir
+	if dataDir == "" {
+		dataDir = o.name + ".cairn"
+	}
+	return member.Config{
+		Name:                     o.name,
+		DataDir:                  dataDir,
+		ListenClientURLs:         splitURLs(o.listenClientURLs),
+		AdvertiseClientURLs:      splitURLs(o.advertiseClientURLs),
+		ListenPeerURLs:           splitURLs(o.listenPeerURLs),
+		InitialAdvertisePeerURLs: splitURLs(o.initialAdvertisePeerURLs),
+		InitialCluster:           o.initialCluster,
+		InitialClusterToken:      o.initialClusterToken,
+		InitialClusterState:      o.initialClusterState,
+		TickInterval:             time.Duration(o.heartbeatMs) * time.Millisecond,
+		ElectionTimeout:          time.Duration(o.electionMs) * time.Millisecond,
+		ListenMetricsURLs:        splitURLs(o.listenMetricsURLs),
+		EnablePprof:              o.enablePprof,
+		SnapshotCount:            o.snapshotCount,
+		SnapshotCatchUpEntries:   o.snapshotCatchUpEntries,
+		Limits:                   etcdapi.Limits{MaxRequestBytes: int(o.maxRequestBytes), MaxTxnOps: int(o.maxTxnOps), QuotaBackendBytes: o.quotaBackendBytes},
+		MemoryBudgetBytes:        budgetBytes,
+	}, nil
+}
+
+// logLevels are --log-level's values. etcd's panic and fatal keep only
+// the lines that stop the process; cairn logs those at error level, so
+// both keep only errors above error: none but a fail-stop's.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+	"panic": slog.LevelError + 4, "fatal": slog.LevelError + 4,
+}
