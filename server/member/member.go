@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Config is a member's configuration; cmd/cairn fills it from etcd's flags.
@@ -69,6 +70,24 @@ type Config struct {
 	// caches of user data share (node.SplitMemoryBudget). Default
 	// node.DefaultMemoryBudgetBytes.
 	MemoryBudgetBytes int64
+
+	// MaxConcurrentStreams bounds the gRPC streams one client connection
+	// may open (--max-concurrent-streams). Default math.MaxUint32, etcd's.
+	MaxConcurrentStreams uint32
+	// GRPCKeepAliveMinTime is the shortest interval at which a client may
+	// ping; a client pinging faster is disconnected
+	// (--grpc-keepalive-min-time). Zero: gRPC's own 5 minutes; cmd/cairn
+	// passes etcd's 5 s.
+	GRPCKeepAliveMinTime time.Duration
+	// GRPCKeepAliveInterval and GRPCKeepAliveTimeout are how often the
+	// member pings an idle client connection and how long it waits for the
+	// answer before closing it (--grpc-keepalive-interval, -timeout). Zero:
+	// gRPC's defaults, 2 h and 20 s, which are etcd's too.
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// (--watch-progress-notify-interval). Zero: the hub's default, 10 min.
+	WatchProgressNotifyInterval time.Duration
 }
 
 func (c *Config) ensureDefaults() {
@@ -98,6 +117,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MemoryBudgetBytes == 0 {
 		c.MemoryBudgetBytes = node.DefaultMemoryBudgetBytes
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = math.MaxUint32
 	}
 }
 
@@ -187,8 +209,9 @@ func (m *Member) startLoop() {
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
-		RecentBytesMax: int(m.budget.WatchWindowBytes),
-		Logger:         m.cfg.Logger.With("component", "watch"),
+		RecentBytesMax:         int(m.budget.WatchWindowBytes),
+		ProgressNotifyInterval: m.cfg.WatchProgressNotifyInterval,
+		Logger:                 m.cfg.Logger.With("component", "watch"),
 	})
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
@@ -378,7 +401,11 @@ func (m *Member) serve() {
 	m.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(m.cfg.Limits.MaxRequestBytes+etcdapi.GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(m.cfg.MaxConcurrentStreams),
+		// As etcd: a client may ping as often as GRPCKeepAliveMinTime while
+		// it has a stream open. gRPC reads zero fields as its defaults.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: m.cfg.GRPCKeepAliveMinTime, PermitWithoutStream: false}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: m.cfg.GRPCKeepAliveInterval, Timeout: m.cfg.GRPCKeepAliveTimeout}),
 		// Every unary call otherwise runs on a new goroutine whose stack
 		// grows to a handler's depth on each call (runtime.morestack was 9%
 		// of the CPU under a put load). Workers keep their grown stacks; a

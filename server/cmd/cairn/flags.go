@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -172,13 +173,8 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 
 	// Implemented next (issue 15); until then only etcd's defaults.
 	{name: "initial-election-tick-advance", kind: kindBool, status: flagRefused, acceptedValue: "true", reason: "not implemented yet"},
-	{name: "max-concurrent-streams", kind: kindInt, status: flagRefused, acceptedValue: "4294967295", reason: "not implemented yet"},
-	{name: "grpc-keepalive-min-time", kind: kindDuration, status: flagRefused, acceptedValue: "5s", reason: "not implemented yet"},
-	{name: "grpc-keepalive-interval", kind: kindDuration, status: flagRefused, acceptedValue: "2h", reason: "not implemented yet"},
-	{name: "grpc-keepalive-timeout", kind: kindDuration, status: flagRefused, acceptedValue: "20s", reason: "not implemented yet"},
 	{name: "strict-reconfig-check", kind: kindBool, status: flagRefused, acceptedValue: "true", reason: "not implemented yet"},
 	{name: "pre-vote", kind: kindBool, status: flagRefused, acceptedValue: "true", reason: "not implemented yet"},
-	{name: "watch-progress-notify-interval", kind: kindDuration, status: flagRefused, acceptedValue: "10m", reason: "not implemented yet"},
 	{name: "max-learners", kind: kindInt, status: flagRefused, acceptedValue: "1", reason: "not implemented yet"},
 	{name: "unsafe-no-fsync", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "not implemented yet"},
 	{name: "force-new-cluster", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "recovery by --force-new-cluster is not supported yet"},
@@ -220,6 +216,12 @@ type options struct {
 	memoryBudget             string
 	featureGates             featureGates
 	showVersion              bool
+
+	maxConcurrentStreams        uint64
+	grpcKeepAliveMinTime        time.Duration
+	grpcKeepAliveInterval       time.Duration
+	grpcKeepAliveTimeout        time.Duration
+	watchProgressNotifyInterval time.Duration
 }
 
 // register adds the implemented flags to fs, with etcd's names and defaults.
@@ -250,6 +252,11 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.memoryBudget, "memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
 	fs.Var(&o.featureGates, "feature-gates", "Comma-separated Gate=true|false pairs of etcd's feature gates (see docs/compatibility.md for the ones cairn accepts).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
+	fs.Uint64Var(&o.maxConcurrentStreams, "max-concurrent-streams", math.MaxUint32, "Maximum concurrent streams that each client can open at a time.")
+	fs.DurationVar(&o.grpcKeepAliveMinTime, "grpc-keepalive-min-time", 5*time.Second, "Minimum duration interval that a client should wait before pinging server.")
+	fs.DurationVar(&o.grpcKeepAliveInterval, "grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
+	fs.DurationVar(&o.grpcKeepAliveTimeout, "grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodical watch progress notification.")
 }
 
 // newFlagSet returns a flag set of every flag cairn accepts, reading into

@@ -354,3 +354,35 @@ func TestRunExitCodes(t *testing.T) {
 		t.Fatalf("member that cannot start: exit %d, want 1", code)
 	}
 }
+
+func TestParseFlagsGRPCAndWatch(t *testing.T) {
+	inv, err := parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := inv.cfg
+	if cfg.MaxConcurrentStreams != 1<<32-1 || cfg.GRPCKeepAliveMinTime != 5*time.Second || cfg.GRPCKeepAliveInterval != 2*time.Hour ||
+		cfg.GRPCKeepAliveTimeout != 20*time.Second || cfg.WatchProgressNotifyInterval != 10*time.Minute {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	inv, err = parse("--max-concurrent-streams", "8", "--grpc-keepalive-min-time", "1s", "--grpc-keepalive-interval", "30s",
+		"--grpc-keepalive-timeout", "3s", "--watch-progress-notify-interval", "5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = inv.cfg
+	if cfg.MaxConcurrentStreams != 8 || cfg.GRPCKeepAliveMinTime != time.Second || cfg.GRPCKeepAliveInterval != 30*time.Second ||
+		cfg.GRPCKeepAliveTimeout != 3*time.Second || cfg.WatchProgressNotifyInterval != 5*time.Second {
+		t.Fatalf("set: %+v", cfg)
+	}
+	// etcd sets no server keepalive parameters unless both are positive.
+	if inv, err = parse("--grpc-keepalive-interval", "0"); err != nil || inv.cfg.GRPCKeepAliveInterval != 0 || inv.cfg.GRPCKeepAliveTimeout != 0 {
+		t.Fatalf("interval 0: %+v %v", inv.cfg, err)
+	}
+	for _, args := range [][]string{{"--max-concurrent-streams", "0"}, {"--max-concurrent-streams", "4294967296"},
+		{"--watch-progress-notify-interval", "0s"}, {"--grpc-keepalive-timeout", "-1s"}} {
+		if _, err := parse(args...); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -151,6 +152,15 @@ func (o *options) config() (member.Config, error) {
 	if _, err := node.SplitMemoryBudget(budgetBytes); err != nil {
 		return member.Config{}, fmt.Errorf("--memory-budget: %w", err)
 	}
+	if o.maxConcurrentStreams == 0 || o.maxConcurrentStreams > math.MaxUint32 {
+		return member.Config{}, fmt.Errorf("--max-concurrent-streams: %d is not between 1 and %d", o.maxConcurrentStreams, uint64(math.MaxUint32))
+	}
+	if o.watchProgressNotifyInterval <= 0 {
+		return member.Config{}, fmt.Errorf("--watch-progress-notify-interval: %v is not positive", o.watchProgressNotifyInterval)
+	}
+	if o.grpcKeepAliveMinTime < 0 || o.grpcKeepAliveInterval < 0 || o.grpcKeepAliveTimeout < 0 {
+		return member.Config{}, fmt.Errorf("--grpc-keepalive-min-time, -interval and -timeout cannot be negative")
+	}
 	dataDir := o.dataDir
 	if dataDir == "" {
 		dataDir = o.name + ".cairn"
@@ -173,7 +183,22 @@ func (o *options) config() (member.Config, error) {
 		SnapshotCatchUpEntries:   o.snapshotCatchUpEntries,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(o.maxRequestBytes), MaxTxnOps: int(o.maxTxnOps), QuotaBackendBytes: o.quotaBackendBytes},
 		MemoryBudgetBytes:        budgetBytes,
+		MaxConcurrentStreams:     uint32(o.maxConcurrentStreams),
+		GRPCKeepAliveMinTime:     o.grpcKeepAliveMinTime,
+		// etcd passes no keepalive parameters unless both are positive;
+		// gRPC then uses its defaults, 2 h and 20 s.
+		GRPCKeepAliveInterval:       keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveInterval),
+		GRPCKeepAliveTimeout:        keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveTimeout),
+		WatchProgressNotifyInterval: o.watchProgressNotifyInterval,
 	}, nil
+}
+
+// keepAliveIf is d when both keepalive parameters are set, else zero.
+func keepAliveIf(bothSet bool, d time.Duration) time.Duration {
+	if bothSet {
+		return d
+	}
+	return 0
 }
 
 // logLevels are --log-level's values. etcd's panic and fatal keep only
