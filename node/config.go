@@ -69,6 +69,27 @@ type Config struct {
 	// etcd's request timeout plus two election timeouts).
 	RequestTimeoutTicks int
 
+	// DisablePreVote turns off raft's Pre-Vote (etcd's --pre-vote=false).
+	// Default: Pre-Vote on.
+	DisablePreVote bool
+	// InitialElectionTickAdvance fast-forwards a member's election ticks
+	// when it opens, so that a member that finds no leader campaigns after
+	// one randomised tick or more rather than a whole election timeout
+	// (etcd's --initial-election-tick-advance, on there by default).
+	// Default off; cmd/cairn follows etcd.
+	InitialElectionTickAdvance bool
+	// MaxLearners is how many learners the member API lets a cluster have
+	// (etcd's --max-learners). Default 1.
+	MaxLearners int
+	// DisableStrictReconfigCheck lets the member API make changes that
+	// leave fewer started or active voters than a quorum (etcd's
+	// --strict-reconfig-check=false). Default: checks on.
+	DisableStrictReconfigCheck bool
+	// UnsafeNoFsync commits raft entries without fsync (etcd's
+	// --unsafe-no-fsync): a crash of the machine loses acknowledged
+	// writes. For tests only.
+	UnsafeNoFsync bool
+
 	// Limits are the request limits the member enforces.
 	Limits Limits
 	// ClusterID names the cluster in every response header.
@@ -198,6 +219,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = 1
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = 10000

@@ -228,6 +228,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.campaignIfAlone()
+	n.advanceElectionTicks()
 	n.publishStatus()
 	return n, nil
 }
@@ -245,7 +246,7 @@ func (n *Node) raftConfig() *raft.Config {
 		MaxCommittedSizePerReady: n.cfg.MaxCommittedSizePerReadyBytes,
 		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
 		CheckQuorum:              true,
-		PreVote:                  true,
+		PreVote:                  !n.cfg.DisablePreVote,
 		ReadOnlyOption:           n.cfg.Knobs.readOnlyOption(),
 		Logger:                   n.cfg.Logger,
 	}
@@ -286,6 +287,19 @@ func (n *Node) campaignIfAlone() {
 		if err := n.raw.Campaign(); err != nil {
 			panic(fmt.Sprintf("node: campaign of a single voter: %v", err))
 		}
+	}
+}
+
+// advanceElectionTicks fast-forwards raft's election clock by all but one
+// election timeout's ticks, if InitialElectionTickAdvance asks for it: raft
+// then campaigns after its randomised extra ticks. Pre-Vote keeps such a
+// quick campaign from disrupting a leader the member has not heard yet.
+func (n *Node) advanceElectionTicks() {
+	if !n.cfg.InitialElectionTickAdvance || n.raw.Status().RaftState == raft.StateLeader {
+		return
+	}
+	for range n.cfg.ElectionTicks - 1 {
+		n.raw.Tick()
 	}
 }
 

@@ -85,6 +85,15 @@ type Config struct {
 	// gRPC's defaults, 2 h and 20 s, which are etcd's too.
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
+	// DisablePreVote, InitialElectionTickAdvance, MaxLearners,
+	// DisableStrictReconfigCheck and UnsafeNoFsync reach node.Config as
+	// they are (--pre-vote=false, --initial-election-tick-advance,
+	// --max-learners, --strict-reconfig-check=false, --unsafe-no-fsync).
+	DisablePreVote             bool
+	InitialElectionTickAdvance bool
+	MaxLearners                int
+	DisableStrictReconfigCheck bool
+	UnsafeNoFsync              bool
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// (--watch-progress-notify-interval). Zero: the hub's default, 10 min.
 	WatchProgressNotifyInterval time.Duration
@@ -318,6 +327,12 @@ func (m *Member) openNode(st start) error {
 		CacheBytes:          m.budget.BlockCacheBytes,
 		MemTableBytes:       m.budget.MemTableBytes,
 		RaftEntryCacheBytes: m.budget.RaftEntryCacheBytes,
+
+		DisablePreVote:             m.cfg.DisablePreVote,
+		InitialElectionTickAdvance: m.cfg.InitialElectionTickAdvance,
+		MaxLearners:                m.cfg.MaxLearners,
+		DisableStrictReconfigCheck: m.cfg.DisableStrictReconfigCheck,
+		UnsafeNoFsync:              m.cfg.UnsafeNoFsync,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)

@@ -171,12 +171,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "compaction-sleep-interval", kind: kindDuration, status: flagIgnored, reason: "cairn spreads compaction over ticks by itself"},
 	{name: "downgrade-check-time", kind: kindDuration, status: flagIgnored, reason: "cluster downgrades are not supported"},
 
-	// Implemented next (issue 15); until then only etcd's defaults.
-	{name: "initial-election-tick-advance", kind: kindBool, status: flagRefused, acceptedValue: "true", reason: "not implemented yet"},
-	{name: "strict-reconfig-check", kind: kindBool, status: flagRefused, acceptedValue: "true", reason: "not implemented yet"},
-	{name: "pre-vote", kind: kindBool, status: flagRefused, acceptedValue: "true", reason: "not implemented yet"},
-	{name: "max-learners", kind: kindInt, status: flagRefused, acceptedValue: "1", reason: "not implemented yet"},
-	{name: "unsafe-no-fsync", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "not implemented yet"},
 	{name: "force-new-cluster", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "recovery by --force-new-cluster is not supported yet"},
 }
 
@@ -222,6 +216,11 @@ type options struct {
 	grpcKeepAliveInterval       time.Duration
 	grpcKeepAliveTimeout        time.Duration
 	watchProgressNotifyInterval time.Duration
+	preVote                     bool
+	initialElectionTickAdvance  bool
+	strictReconfigCheck         bool
+	maxLearners                 int
+	unsafeNoFsync               bool
 }
 
 // register adds the implemented flags to fs, with etcd's names and defaults.
@@ -256,6 +255,11 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.grpcKeepAliveMinTime, "grpc-keepalive-min-time", 5*time.Second, "Minimum duration interval that a client should wait before pinging server.")
 	fs.DurationVar(&o.grpcKeepAliveInterval, "grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
 	fs.DurationVar(&o.grpcKeepAliveTimeout, "grpc-keepalive-timeout", 20*time.Second, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+	fs.BoolVar(&o.preVote, "pre-vote", true, "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster.")
+	fs.BoolVar(&o.initialElectionTickAdvance, "initial-election-tick-advance", true, "Whether to fast-forward initial election ticks on boot for faster election.")
+	fs.BoolVar(&o.strictReconfigCheck, "strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
+	fs.IntVar(&o.maxLearners, "max-learners", 1, "Set the max number of learner members allowed in the cluster membership.")
+	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "Disables fsync, unsafe, will cause data loss. For tests only.")
 	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodical watch progress notification.")
 }
 

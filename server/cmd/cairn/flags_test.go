@@ -386,3 +386,25 @@ func TestParseFlagsGRPCAndWatch(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFlagsRaftAndMembership(t *testing.T) {
+	inv, err := parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := inv.cfg
+	if cfg.DisablePreVote || !cfg.InitialElectionTickAdvance || cfg.DisableStrictReconfigCheck || cfg.MaxLearners != 1 || cfg.UnsafeNoFsync {
+		t.Fatalf("defaults are not etcd's: %+v", cfg)
+	}
+	inv, err = parse("--pre-vote=false", "--initial-election-tick-advance=false", "--strict-reconfig-check=false", "--max-learners", "3", "--unsafe-no-fsync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = inv.cfg
+	if !cfg.DisablePreVote || cfg.InitialElectionTickAdvance || !cfg.DisableStrictReconfigCheck || cfg.MaxLearners != 3 || !cfg.UnsafeNoFsync {
+		t.Fatalf("set: %+v", cfg)
+	}
+	if _, err := parse("--max-learners", "0"); err == nil {
+		t.Fatal("--max-learners 0 accepted")
+	}
+}

@@ -92,6 +92,9 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	for _, notice := range inv.notices {
 		logger.Warn(notice)
 	}
+	if inv.cfg.UnsafeNoFsync {
+		logger.Warn("UNSAFE: --unsafe-no-fsync is set: writes are acknowledged without fsync and a machine crash loses them; for tests only")
+	}
 	cfg := inv.cfg
 	cfg.Logger = logger
 	if err := plantFailpoints(&cfg, logger); err != nil {
@@ -121,9 +124,16 @@ func waitForStop(m *member.Member, logger *slog.Logger) int {
 		logger.Info("stopped")
 		return 0
 	case <-m.Done():
-		logger.Error("member failed; stopping", "error", fmt.Sprint(m.Err()))
 		// A short grace lets answers already computed reach their clients
 		// (the MemberRemove that removed this member, say).
+		if errors.Is(m.Err(), node.ErrRemoved) {
+			// As etcd: being removed is an orderly end, status 0, so that a
+			// supervisor does not restart a member the cluster dropped.
+			logger.Warn("the member has been permanently removed from the cluster; stopping")
+			m.Stop(failedGracePeriod)
+			return 0
+		}
+		logger.Error("member failed; stopping", "error", fmt.Sprint(m.Err()))
 		m.Stop(failedGracePeriod)
 		return 1
 	}

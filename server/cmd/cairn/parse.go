@@ -155,6 +155,9 @@ func (o *options) config() (member.Config, error) {
 	if o.maxConcurrentStreams == 0 || o.maxConcurrentStreams > math.MaxUint32 {
 		return member.Config{}, fmt.Errorf("--max-concurrent-streams: %d is not between 1 and %d", o.maxConcurrentStreams, uint64(math.MaxUint32))
 	}
+	if o.maxLearners < 1 {
+		return member.Config{}, fmt.Errorf("--max-learners: %d is not positive", o.maxLearners)
+	}
 	if o.watchProgressNotifyInterval <= 0 {
 		return member.Config{}, fmt.Errorf("--watch-progress-notify-interval: %v is not positive", o.watchProgressNotifyInterval)
 	}
@@ -190,6 +193,11 @@ func (o *options) config() (member.Config, error) {
 		GRPCKeepAliveInterval:       keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveInterval),
 		GRPCKeepAliveTimeout:        keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveTimeout),
 		WatchProgressNotifyInterval: o.watchProgressNotifyInterval,
+		DisablePreVote:              !o.preVote,
+		InitialElectionTickAdvance:  o.initialElectionTickAdvance,
+		DisableStrictReconfigCheck:  !o.strictReconfigCheck,
+		MaxLearners:                 o.maxLearners,
+		UnsafeNoFsync:               o.unsafeNoFsync,
 	}, nil
 }
 
