@@ -90,6 +90,14 @@ type Config struct {
 	// writes. For tests only.
 	UnsafeNoFsync bool
 
+	// AutoCompactionMode makes the leader compact the keyspace by itself
+	// (etcd's --auto-compaction-mode; autocompact.go): periodic keeps
+	// AutoCompactionRetention of history, revision keeps
+	// AutoCompactionRetainRevisions revisions. Default off.
+	AutoCompactionMode            AutoCompactionMode
+	AutoCompactionRetention       time.Duration
+	AutoCompactionRetainRevisions int64
+
 	// Limits are the request limits the member enforces.
 	Limits Limits
 	// ClusterID names the cluster in every response header.
@@ -268,6 +276,10 @@ func (c *Config) Validate() error {
 		return errors.New("node: Dir must be set")
 	case c.Rand == nil:
 		return errors.New("node: Rand must be set")
+	case c.AutoCompactionMode == AutoCompactionPeriodic && c.AutoCompactionRetention <= 0:
+		return errors.New("node: periodic AutoCompactionMode needs a positive AutoCompactionRetention")
+	case c.AutoCompactionMode == AutoCompactionRevision && c.AutoCompactionRetainRevisions <= 0:
+		return errors.New("node: revision AutoCompactionMode needs a positive AutoCompactionRetainRevisions")
 	case c.HeartbeatTicks >= c.ElectionTicks:
 		return fmt.Errorf("node: HeartbeatTicks (%d) must be below ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
 	}

@@ -42,7 +42,10 @@ type Node struct {
 
 	ids   idGenerator
 	ticks uint64
-	reads readQueue
+	// autoCompactor, if automatic compaction is on, decides when the
+	// leader compacts (autocompact.go).
+	autoCompactor *autoCompactor
+	reads         readQueue
 	// completed are completions produced outside Process (by Start and
 	// Tick), handed out by the next Process.
 	completed []Completion
@@ -227,6 +230,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	n.autoCompactor = newAutoCompactor(&n.cfg, n.ticks, n.store.Rev())
 	n.campaignIfAlone()
 	n.advanceElectionTicks()
 	n.publishStatus()
@@ -330,6 +334,7 @@ func (n *Node) Tick() {
 	n.expireMemberChanges()
 	n.finishTransfers()
 	n.sampleDBSize()
+	n.autoCompactTick()
 }
 
 // Step delivers a message from a peer.

@@ -94,6 +94,12 @@ type Config struct {
 	MaxLearners                int
 	DisableStrictReconfigCheck bool
 	UnsafeNoFsync              bool
+	// AutoCompactionMode, AutoCompactionRetention and
+	// AutoCompactionRetainRevisions reach node.Config as they are
+	// (--auto-compaction-mode, --auto-compaction-retention).
+	AutoCompactionMode            node.AutoCompactionMode
+	AutoCompactionRetention       time.Duration
+	AutoCompactionRetainRevisions int64
 	// WatchProgressNotifyInterval is the period of progress notifications
 	// (--watch-progress-notify-interval). Zero: the hub's default, 10 min.
 	WatchProgressNotifyInterval time.Duration
@@ -333,6 +339,10 @@ func (m *Member) openNode(st start) error {
 		MaxLearners:                m.cfg.MaxLearners,
 		DisableStrictReconfigCheck: m.cfg.DisableStrictReconfigCheck,
 		UnsafeNoFsync:              m.cfg.UnsafeNoFsync,
+
+		AutoCompactionMode:            m.cfg.AutoCompactionMode,
+		AutoCompactionRetention:       m.cfg.AutoCompactionRetention,
+		AutoCompactionRetainRevisions: m.cfg.AutoCompactionRetainRevisions,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)

@@ -116,8 +116,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "discovery-proxy", status: flagRefused, reason: reasonDiscovery},
 	{name: "discovery-srv", status: flagRefused, reason: reasonDiscovery},
 	{name: "discovery-srv-name", status: flagRefused, reason: reasonDiscovery},
-	{name: "auto-compaction-retention", status: flagRefused, acceptedValue: "0", reason: "automatic compaction is not supported yet: compact with etcdctl compact"},
-	{name: "auto-compaction-mode", status: flagIgnored, reason: "only read with --auto-compaction-retention, which cairn accepts only as 0"},
 	{name: "v2-deprecation", status: flagIgnored, reason: "etcd 3.7 enforces its default and ignores the value too; cairn has no v2 store"},
 
 	{name: "cert-file", status: flagRefused, reason: reasonTLS},
@@ -221,6 +219,8 @@ type options struct {
 	strictReconfigCheck         bool
 	maxLearners                 int
 	unsafeNoFsync               bool
+	autoCompactionMode          string
+	autoCompactionRetention     string
 }
 
 // register adds the implemented flags to fs, with etcd's names and defaults.
@@ -260,6 +260,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.strictReconfigCheck, "strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
 	fs.IntVar(&o.maxLearners, "max-learners", 1, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "Disables fsync, unsafe, will cause data loss. For tests only.")
+	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
+	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention length. 0 means disable auto compaction.")
 	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodical watch progress notification.")
 }
 

@@ -408,3 +408,37 @@ func TestParseFlagsRaftAndMembership(t *testing.T) {
 		t.Fatal("--max-learners 0 accepted")
 	}
 }
+
+func TestParseFlagsAutoCompaction(t *testing.T) {
+	for _, tc := range []struct {
+		args            []string
+		mode            node.AutoCompactionMode
+		retention       time.Duration
+		retainRevisions int64
+	}{
+		{nil, node.AutoCompactionOff, 0, 0},
+		{[]string{"--auto-compaction-retention", "0", "--auto-compaction-mode", "revision"}, node.AutoCompactionOff, 0, 0},
+		{[]string{"--auto-compaction-retention", "1"}, node.AutoCompactionPeriodic, time.Hour, 0},
+		{[]string{"--auto-compaction-retention", "30m"}, node.AutoCompactionPeriodic, 30 * time.Minute, 0},
+		{[]string{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"}, node.AutoCompactionRevision, 0, 1000},
+	} {
+		inv, err := parse(tc.args...)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		cfg := inv.cfg
+		if cfg.AutoCompactionMode != tc.mode || cfg.AutoCompactionRetention != tc.retention || cfg.AutoCompactionRetainRevisions != tc.retainRevisions {
+			t.Errorf("%q: mode %v retention %v revisions %d", tc.args, cfg.AutoCompactionMode, cfg.AutoCompactionRetention, cfg.AutoCompactionRetainRevisions)
+		}
+	}
+	for _, args := range [][]string{
+		{"--auto-compaction-retention", "soon"},
+		{"--auto-compaction-retention", "-1h"},
+		{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "5m"},
+		{"--auto-compaction-mode", "daily", "--auto-compaction-retention", "1"},
+	} {
+		if _, err := parse(args...); err == nil || !strings.Contains(err.Error(), "--auto-compaction") {
+			t.Errorf("%q: %v, want an error", args, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,6 +165,10 @@ func (o *options) config() (member.Config, error) {
 	if o.grpcKeepAliveMinTime < 0 || o.grpcKeepAliveInterval < 0 || o.grpcKeepAliveTimeout < 0 {
 		return member.Config{}, fmt.Errorf("--grpc-keepalive-min-time, -interval and -timeout cannot be negative")
 	}
+	compaction, err := o.autoCompaction()
+	if err != nil {
+		return member.Config{}, err
+	}
 	dataDir := o.dataDir
 	if dataDir == "" {
 		dataDir = o.name + ".cairn"
@@ -190,15 +195,56 @@ func (o *options) config() (member.Config, error) {
 		GRPCKeepAliveMinTime:     o.grpcKeepAliveMinTime,
 		// etcd passes no keepalive parameters unless both are positive;
 		// gRPC then uses its defaults, 2 h and 20 s.
-		GRPCKeepAliveInterval:       keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveInterval),
-		GRPCKeepAliveTimeout:        keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveTimeout),
-		WatchProgressNotifyInterval: o.watchProgressNotifyInterval,
-		DisablePreVote:              !o.preVote,
-		InitialElectionTickAdvance:  o.initialElectionTickAdvance,
-		DisableStrictReconfigCheck:  !o.strictReconfigCheck,
-		MaxLearners:                 o.maxLearners,
-		UnsafeNoFsync:               o.unsafeNoFsync,
+		GRPCKeepAliveInterval:         keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveInterval),
+		GRPCKeepAliveTimeout:          keepAliveIf(o.grpcKeepAliveInterval > 0 && o.grpcKeepAliveTimeout > 0, o.grpcKeepAliveTimeout),
+		WatchProgressNotifyInterval:   o.watchProgressNotifyInterval,
+		DisablePreVote:                !o.preVote,
+		InitialElectionTickAdvance:    o.initialElectionTickAdvance,
+		DisableStrictReconfigCheck:    !o.strictReconfigCheck,
+		MaxLearners:                   o.maxLearners,
+		UnsafeNoFsync:                 o.unsafeNoFsync,
+		AutoCompactionMode:            compaction.mode,
+		AutoCompactionRetention:       compaction.retention,
+		AutoCompactionRetainRevisions: compaction.retainRevisions,
 	}, nil
+}
+
+// autoCompaction is --auto-compaction-mode and --auto-compaction-retention,
+// checked.
+type autoCompaction struct {
+	mode            node.AutoCompactionMode
+	retention       time.Duration
+	retainRevisions int64
+}
+
+// autoCompaction reads the retention as etcd does: 0 is off; in periodic
+// mode a bare integer is hours and anything else a duration ("30m"); in
+// revision mode an integer count of revisions.
+func (o *options) autoCompaction() (autoCompaction, error) {
+	n, intErr := strconv.ParseInt(o.autoCompactionRetention, 10, 64)
+	if intErr == nil && n == 0 {
+		return autoCompaction{}, nil
+	}
+	switch o.autoCompactionMode {
+	case "periodic":
+		if intErr == nil && n > 0 && n <= math.MaxInt64/int64(time.Hour) {
+			return autoCompaction{mode: node.AutoCompactionPeriodic, retention: time.Duration(n) * time.Hour}, nil
+		}
+		d, err := time.ParseDuration(o.autoCompactionRetention)
+		if err != nil || d < 0 {
+			return autoCompaction{}, fmt.Errorf("--auto-compaction-retention: %q is not a number of hours or a duration", o.autoCompactionRetention)
+		}
+		if d == 0 {
+			return autoCompaction{}, nil
+		}
+		return autoCompaction{mode: node.AutoCompactionPeriodic, retention: d}, nil
+	case "revision":
+		if intErr != nil || n < 0 {
+			return autoCompaction{}, fmt.Errorf("--auto-compaction-retention: %q is not a number of revisions", o.autoCompactionRetention)
+		}
+		return autoCompaction{mode: node.AutoCompactionRevision, retainRevisions: n}, nil
+	}
+	return autoCompaction{}, fmt.Errorf("--auto-compaction-mode: %q is not periodic or revision", o.autoCompactionMode)
 }
 
 // keepAliveIf is d when both keepalive parameters are set, else zero.
