@@ -442,3 +442,23 @@ func TestParseFlagsAutoCompaction(t *testing.T) {
 		}
 	}
 }
+
+// TestCompatibilityDocListsEveryFlag keeps docs/compatibility.md's flag
+// tables in step with the flag table: every flag and gate is named there.
+func TestCompatibilityDocListsEveryFlag(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "compatibility.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o options
+	newFlagSet(&o).VisitAll(func(f *flag.Flag) {
+		if !bytes.Contains(doc, []byte("`--"+f.Name+"`")) {
+			t.Errorf("docs/compatibility.md does not name `--%s`", f.Name)
+		}
+	})
+	for _, g := range etcdFeatureGates {
+		if !bytes.Contains(doc, []byte("| `"+g.name+"` |")) {
+			t.Errorf("docs/compatibility.md has no row for gate %s", g.name)
+		}
+	}
+}
