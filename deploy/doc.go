@@ -7,5 +7,6 @@
 //
 // The tests check each file against cairn itself: every flag and ETCD_*
 // variable a manifest gives cairn is run through a static cairn binary's
-// own parser (`cairn ... --version` exits 0 only when cairn accepts them).
+// own parser (`cairn ... --check-config` exits 0 only when cairn accepts
+// them).
 package deploy

@@ -43,13 +43,12 @@ func Static(t testing.TB) string {
 	return built
 }
 
-// Accepts runs `cairn args... --version` with exactly env as its
-// environment: cairn parses and checks every flag, ETCD_* variable and
-// feature gate before it prints its version, so status 0 means it accepts
-// them all. The error carries cairn's one-line complaint.
+// Accepts runs `cairn args... --check-config` with exactly env as its
+// environment: status 0 means cairn accepts every flag, ETCD_* variable
+// and feature gate. The error carries cairn's one-line complaint.
 func Accepts(t testing.TB, args, env []string) error {
 	t.Helper()
-	cmd := exec.Command(Static(t), append(append([]string{}, args...), "--version")...)
+	cmd := exec.Command(Static(t), append(append([]string{}, args...), "--check-config")...)
 	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -50,7 +50,7 @@ var configFileSections = map[string]map[string]string{
 }
 
 // configFileOnlyFlags are flags a configuration file cannot set.
-var configFileOnlyFlags = []string{"config-file", "version"}
+var configFileOnlyFlags = []string{"check-config", "config-file", "version"}
 
 // applyConfigFile sets fs's flags from the configuration file at path.
 func applyConfigFile(fs *flag.FlagSet, path string) (notices []string, err error) {

@@ -208,6 +208,7 @@ type options struct {
 	memoryBudget             string
 	featureGates             featureGates
 	showVersion              bool
+	checkConfig              bool
 
 	maxConcurrentStreams        uint64
 	grpcKeepAliveMinTime        time.Duration
@@ -251,6 +252,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.memoryBudget, "memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
 	fs.Var(&o.featureGates, "feature-gates", "Comma-separated Gate=true|false pairs of etcd's feature gates (see docs/compatibility.md for the ones cairn accepts).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "Check the flags, ETCD_* variables and configuration file, print what cairn ignores, and exit: status 0 if cairn accepts them all, 2 if not.")
 	fs.Uint64Var(&o.maxConcurrentStreams, "max-concurrent-streams", math.MaxUint32, "Maximum concurrent streams that each client can open at a time.")
 	fs.DurationVar(&o.grpcKeepAliveMinTime, "grpc-keepalive-min-time", 5*time.Second, "Minimum duration interval that a client should wait before pinging server.")
 	fs.DurationVar(&o.grpcKeepAliveInterval, "grpc-keepalive-interval", 2*time.Hour, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")

@@ -94,6 +94,14 @@ func TestParseFlagsEtcdCommandLine(t *testing.T) {
 	if inv, err := parse("--version"); err != nil || !inv.showVersion {
 		t.Fatalf("--version: %v %v", inv.showVersion, err)
 	}
+	// As etcd: --version does not look at the values of flags or at the
+	// environment, only at the flags' names.
+	if inv, err := parseFlags([]string{"--discovery-srv=x", "--version"}, []string{"ETCD_NAME=a", "ETCD_HEARTBEAT_INTERVAL=soon"}); err != nil || !inv.showVersion {
+		t.Fatalf("--version with refused values: %v %v", inv.showVersion, err)
+	}
+	if _, err := parse("--bogus", "--version"); err == nil {
+		t.Fatal("--version with an unknown flag accepted")
+	}
 }
 
 func TestParseFlagsErrors(t *testing.T) {
@@ -182,7 +190,7 @@ var (
 
 // cairnOnlyFlags are cairn's flags that etcd's --help does not list in its
 // flag groups (--config-file and --version are in its usage lines).
-var cairnOnlyFlags = []string{"config-file", "memory-budget", "version"}
+var cairnOnlyFlags = []string{"check-config", "config-file", "memory-budget", "version"}
 
 // TestEveryEtcdFlagIsAccountedFor walks the reference etcd's --help: each
 // flag is implemented (its default parses), ignored (a value of its kind
@@ -347,6 +355,15 @@ func TestRunExitCodes(t *testing.T) {
 	if code := run([]string{"--help"}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "--initial-cluster-token 'etcd-cluster'") ||
 		strings.Contains(stdout.String(), "--discovery-srv") {
 		t.Fatalf("--help: exit %d, stdout %q", code, stdout.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"--check-config", "--max-wals=3"}, []string{"ETCD_NAME=x"}, &stdout, &stderr); code != 0 ||
+		stdout.String() != "--max-wals=3 is accepted and ignored: "+reasonNoWAL+"\ncairn: the configuration is accepted\n" {
+		t.Fatalf("--check-config: exit %d, stdout %q", code, stdout.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"--check-config", "--auto-tls"}, nil, &stdout, &stderr); code != 2 || stderr.String() != "cairn: --auto-tls is not supported (see docs/compatibility.md)\n" {
+		t.Fatalf("--check-config with a refused flag: exit %d, stderr %q", code, stderr.String())
 	}
 	dir := t.TempDir()
 	stderr.Reset()

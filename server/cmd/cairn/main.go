@@ -84,6 +84,13 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "cairn Version: %s\netcd API Version: %s\n", version, etcdapi.APIVersion)
 		return 0
 	}
+	if inv.checkConfig {
+		for _, notice := range inv.notices {
+			fmt.Fprintln(stdout, notice)
+		}
+		fmt.Fprintln(stdout, "cairn: the configuration is accepted")
+		return 0
+	}
 	logger, err := openLogger(inv.log, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "cairn:", err)

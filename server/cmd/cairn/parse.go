@@ -22,6 +22,9 @@ type invocation struct {
 	cfg         member.Config
 	log         logOptions
 	showVersion bool
+	// checkConfig is --check-config: report and exit once the settings
+	// are checked.
+	checkConfig bool
 	// notices are logged once the logger exists: ignored flags and gates,
 	// unrecognised ETCD_* variables, a configuration file's unknown keys.
 	notices []string
@@ -47,14 +50,20 @@ func parseFlags(args, env []string) (invocation, error) {
 	if fs.NArg() > 0 {
 		return invocation{}, fmt.Errorf("%q is not a valid flag", fs.Arg(0))
 	}
+	// As etcd, --version answers before the environment and the
+	// configuration file are read, and the values of flags are checked.
+	if o.showVersion {
+		return invocation{showVersion: true}, nil
+	}
 	if o.configFile == "" {
 		o.configFile = envValue(env, envPrefix+"CONFIG_FILE")
 	}
 	var notices []string
 	if o.configFile != "" {
-		path := o.configFile
+		path, checkConfig := o.configFile, o.checkConfig
 		o = options{}
-		fs = newFlagSet(&o)
+		fs = newFlagSet(&o) // sets every flag's default
+		o.checkConfig = checkConfig
 		fileNotices, err := applyConfigFile(fs, path)
 		if err != nil {
 			return invocation{}, fmt.Errorf("--config-file %s: %w", path, err)
@@ -89,7 +98,7 @@ func finish(fs *flag.FlagSet, o *options, notices []string) (invocation, error) 
 		return invocation{}, err
 	}
 	notices = append(append(notices, flagNotices...), gateNotices...)
-	return invocation{cfg: cfg, log: log, showVersion: o.showVersion, notices: notices}, nil
+	return invocation{cfg: cfg, log: log, checkConfig: o.checkConfig, notices: notices}, nil
 }
 
 // applyEnv sets each flag the command line left unset from its ETCD_*

@@ -116,11 +116,11 @@ func TestConfigFileRefusesAndReports(t *testing.T) {
 			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
 		}
 	}
-	inv, err := parseFlags(nil, []string{"ETCD_CONFIG_FILE=" + writeConfig(t, "name: fromenv\nenable-v2: true\nversion: true\nbackend-batch-interval: 10000000\n")})
+	inv, err := parseFlags([]string{"--check-config"}, []string{"ETCD_CONFIG_FILE=" + writeConfig(t, "name: fromenv\nenable-v2: true\nversion: true\nbackend-batch-interval: 10000000\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inv.cfg.Name != "fromenv" || inv.showVersion {
+	if inv.cfg.Name != "fromenv" || inv.showVersion || !inv.checkConfig {
 		t.Fatalf("ETCD_CONFIG_FILE: %+v", inv)
 	}
 	want := []string{
