@@ -276,10 +276,3 @@ func (n *Node) leaseLeases() *pb.LeaseLeasesResponse {
 // Leases returns the leases this member has applied, for the simulator's
 // end-of-run checks; call it only from the driver's goroutine.
 func (n *Node) Leases() []lease.Lease { return n.lessor.Leases() }
-
-// LeaseKeys returns the keys attached to a lease, in key order.
-func (v *StoreView) LeaseKeys(id int64) ([][]byte, error) {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.store.LeaseKeys(id)
-}
