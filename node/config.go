@@ -165,6 +165,11 @@ type TestingKnobs struct {
 	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
 	// cut off, serves stale reads.
 	ReadIndexWithoutHeartbeat bool
+	// ServeLocalStaleView serves a serializable range (ServeLocal) from
+	// the keyspace one revision before the published one, as a reader
+	// that kept a view from before the last Publish would, while its
+	// header reports the published revision: a torn read.
+	ServeLocalStaleView bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -42,6 +42,7 @@ func (w *world) finish() {
 	}
 	w.checkConvergence()
 	w.checkAckedWrites()
+	w.checkSerializableReads(w.leader())
 	w.checkLeasesAndWatches()
 	w.checkLinearizable()
 }

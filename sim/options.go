@@ -90,6 +90,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"read-before-applied":          {ReadBeforeApplied: true},
 	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
 	"read-index-without-heartbeat": {ReadIndexWithoutHeartbeat: true},
+	"serve-local-stale-view":       {ServeLocalStaleView: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

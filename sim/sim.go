@@ -87,6 +87,9 @@ type world struct {
 	// clients of read bursts (readburst.go).
 	disk         diskWorld
 	burstReaders []*burstReader
+	// serializableReads are the acknowledged serializable reads, checked
+	// at the end (serializable.go).
+	serializableReads []serializableRead
 }
 
 type ackedPut struct {

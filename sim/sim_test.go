@@ -90,6 +90,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// applied up to the confirmed index is stale.
 		{"read-before-applied", node.TestingKnobs{ReadBeforeApplied: true}, nil, []FailureKind{FailLinearizability}},
 		{"read-index-without-heartbeat", node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, []FaultKind{FaultPause, FaultIsolateLeader, FaultLeaderTransfer}, []FailureKind{FailLinearizability}},
+		// The local read path (ServeLocal): a serializable read torn
+		// between an older view's data and the published revision's
+		// header, caught by CheckSerializableRead only.
+		{"serve-local-stale-view", node.TestingKnobs{ServeLocalStaleView: true}, nil, []FailureKind{FailSerializableRead}},
 		// The keep-alive path in the core: a leader frozen past its
 		// election timeout resumes believing it leads and renews a lease
 		// the new leader has already expired.
