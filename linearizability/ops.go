@@ -80,8 +80,12 @@ type Response struct {
 	// Unknown marks an operation whose outcome the client does not know
 	// (timeout, lost connection, crashed server): it may or may not have
 	// taken effect, at any time after its invocation. Every other field
-	// is ignored.
+	// but CommittedRevision is ignored.
 	Unknown bool
+	// CommittedRevision, for an unknown-outcome write only, is the revision
+	// the committed history shows it created (NarrowUnknownWrites sets it;
+	// 0: not known): the model lets it take effect there and nowhere else.
+	CommittedRevision int64
 	// HeaderRevision is the response header's revision: the revision a
 	// write created, or the store's revision when a read or a write that
 	// changed nothing was served.

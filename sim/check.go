@@ -42,9 +42,14 @@ func (w *world) finish() {
 	}
 	w.checkConvergence()
 	w.checkAckedWrites()
-	w.checkSerializableReads(w.leader())
+	committed, err := committedHistory(w.leader())
+	if err != nil {
+		w.failAs(FailError, "read the committed history on %s: %v", w.leader().name(), err)
+		return
+	}
+	w.checkSerializableReads(committed)
 	w.checkLeasesAndWatches()
-	w.checkLinearizable()
+	w.checkLinearizable(committed)
 }
 
 func (w *world) healAll() {
@@ -191,9 +196,12 @@ func (w *world) checkAckedWrites() {
 	}
 }
 
-func (w *world) checkLinearizable() {
+// checkLinearizable checks the client history, with the windows of its
+// unknown-outcome writes narrowed by the committed history
+// (lin.NarrowUnknownWrites).
+func (w *world) checkLinearizable(committed []lin.Event) {
 	start := time.Now()
-	result, _ := w.rec.Check(linearizabilityTimeout)
+	result, _ := w.rec.CheckCommitted(committed, linearizabilityTimeout)
 	w.limits.usage.LinearizabilityCheck = time.Since(start)
 	if f := linearizabilityFailure(result, linearizabilityTimeout, len(w.rec.Operations())); f != nil {
 		w.failAs(f.Kind, "%s", f.Message)
