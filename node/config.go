@@ -170,6 +170,10 @@ type TestingKnobs struct {
 	// that kept a view from before the last Publish would, while its
 	// header reports the published revision: a torn read.
 	ServeLocalStaleView bool
+	// LeaseTimeFromTicks ignores the driver's lease Clock and measures
+	// lease time in ticks, so a member whose ticks run fast expires leases
+	// early.
+	LeaseTimeFromTicks bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

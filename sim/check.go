@@ -57,6 +57,7 @@ func (w *world) healAll() {
 	w.net.heal()
 	for _, m := range w.members {
 		m.tickMicros, m.diskMicros = tickMicros, defaultDiskMicros
+		m.leaseClock.setRate(100)
 		m.diskFailing.Off()
 		m.resume()
 		w.restart(m)

@@ -9,8 +9,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// clockFault is a stretch of time in which a member's clock ran at a rate
-// other than real time (skew), or a moment it jumped.
+// clockFault is a stretch of time in which a member's lease clock ran at a
+// rate other than real time (skew), or a moment it jumped.
 type clockFault struct {
 	startMicros, endMicros int64 // endMicros 0: until the end of the run
 	// rate is the clock's speed relative to real time; 0 for a jump.
@@ -118,10 +118,11 @@ func revocationResponseOf(l *simLease, events []lin.Event) lin.Response {
 
 // checkLeaseExpiry: a lease the client did not revoke loses its keys only
 // once its TTL has passed since the last acknowledged keep-alive (or the
-// grant) was sent, in real time scaled by the fastest clock that ran
-// meanwhile, less one tick. Leases during which a clock jumped are
-// excused: a leader whose clock leaps expires leases early, as etcd's
-// would.
+// grant) was sent, in real time scaled by the fastest lease clock that
+// ran meanwhile, less one tick. Leases during which a lease clock jumped
+// are excused: a leader whose clock leaps expires leases early, as etcd's
+// would. Faults of raft ticks alone are not recorded: they must not move
+// lease time.
 func (w *world) checkLeaseExpiry() {
 	checked, excused := 0, 0
 	for _, l := range w.leaseOrder {

@@ -91,6 +91,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
 	"read-index-without-heartbeat": {ReadIndexWithoutHeartbeat: true},
 	"serve-local-stale-view":       {ServeLocalStaleView: true},
+	"lease-time-from-ticks":        {LeaseTimeFromTicks: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

@@ -98,6 +98,9 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// election timeout resumes believing it leads and renews a lease
 		// the new leader has already expired.
 		{"keep-alive-without-readindex", node.TestingKnobs{KeepAliveWithoutReadIndex: true}, []FaultKind{FaultPause, FaultIsolateLeader}, []FailureKind{FailLease}},
+		// Lease time apart from raft time: a leader that measures leases
+		// in ticks expires them early when only its ticks run fast.
+		{"lease-time-from-ticks", node.TestingKnobs{LeaseTimeFromTicks: true}, []FaultKind{FaultClockSkew, FaultClockJump}, []FailureKind{FailLease}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
