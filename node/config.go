@@ -174,6 +174,13 @@ type TestingKnobs struct {
 	// lease time in ticks, so a member whose ticks run fast expires leases
 	// early.
 	LeaseTimeFromTicks bool
+	// WatchSkipsHandoverEvent makes the watch hub (node/watch) lose the
+	// first live revision of a watcher a catch-up hands over to the live
+	// feed.
+	WatchSkipsHandoverEvent bool
+	// WatchResyncForgetsWatcher makes the watch hub drop a watcher when its
+	// member installs a snapshot, instead of catching it up.
+	WatchResyncForgetsWatcher bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -49,10 +49,9 @@ func (w *world) clockBounds(from, to int64) (rate float64, jumped bool) {
 	return rate, jumped
 }
 
-// checkLeasesAndWatches runs the watch and lease checks on the converged
-// cluster; it must run before the linearizability check, as it completes
-// the history's revocation records.
-func (w *world) checkLeasesAndWatches() {
+// mostAdvanced is the member of the converged cluster at the highest
+// revision.
+func (w *world) mostAdvanced() *member {
 	members := w.inCluster()
 	source := members[0]
 	for _, m := range members {
@@ -60,11 +59,14 @@ func (w *world) checkLeasesAndWatches() {
 			source = m
 		}
 	}
-	committed, err := w.committedHistory(source)
-	if err != nil {
-		w.fail("%v", err)
-		return
-	}
+	return source
+}
+
+// checkLeasesAndWatches runs the watch and lease checks on the converged
+// cluster against the committed history; it must run before the
+// linearizability check, as it completes the history's revocation records.
+func (w *world) checkLeasesAndWatches(committed []lin.Event) {
+	members := w.inCluster()
 	w.resolveRevocations(committed)
 	w.checkWatches(committed)
 	w.checkLeaseExpiry()

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/node/watch"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3"
@@ -66,6 +67,10 @@ type member struct {
 	// messages that reached it meanwhile, delivered when it resumes.
 	paused bool
 	held   []heldMessage
+	// hub is the member's watch hub (watch.go), nil while crashed;
+	// hubTicks counts the ticks it was given.
+	hub      *watch.Hub
+	hubTicks int64
 }
 
 const memberDir = "data"
@@ -106,6 +111,7 @@ func (m *member) open() error {
 		return fmt.Errorf("%s: open: %w", m.name(), err)
 	}
 	m.node = n
+	m.openWatchHub()
 	m.waitStorageIdle()
 	m.waiting = map[uint64]*pendingOp{}
 	m.callbacks = map[uint64]completionCallback{}
@@ -227,6 +233,7 @@ func (m *member) tick() {
 		return
 	}
 	m.node.Tick()
+	m.tickWatchHub()
 	m.kick()
 }
 

@@ -1,12 +1,9 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 
 	lin "github.com/cairn-db/cairn/linearizability"
-	"github.com/cairn-db/cairn/node/mvcc"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // Serializable reads: etcd serves a range with serializable set, and a
@@ -18,10 +15,6 @@ import (
 // be exactly the keyspace at the revision its header reports, and that
 // revision must not be ahead of what its member had applied when it
 // answered.
-
-// historyEventsPerCallMax bounds the events one History call returns while
-// the committed history is read back at the end of a run.
-const historyEventsPerCallMax = 4096
 
 // serializableRead is one acknowledged serializable read, kept for the
 // end-of-run check.
@@ -69,8 +62,7 @@ func (c *client) readSerializable(m *member, req lin.Request) {
 }
 
 // checkSerializableReads checks every acknowledged serializable read against
-// the committed history, read back from a member once every member has
-// converged (the workload never compacts, so the history is whole).
+// the committed history (the log of what members applied, watch.go).
 func (w *world) checkSerializableReads(committed []lin.Event) {
 	for _, r := range w.serializableReads {
 		if err := checkSerializableRead(committed, r); err != nil {
@@ -86,36 +78,4 @@ func checkSerializableRead(committed []lin.Event, r serializableRead) error {
 		return fmt.Errorf("header revision %d is ahead of the member's applied revision %d", r.resp.HeaderRevision, r.appliedRev)
 	}
 	return lin.CheckSerializableRead(1, committed, r.req, r.resp)
-}
-
-// committedHistory reads every event of m's keyspace, in revision order,
-// as the checker's events.
-func committedHistory(m *member) ([]lin.Event, error) {
-	var events []lin.Event
-	var err error
-	m.node.Store().With(func(s *mvcc.Store) {
-		rev := s.Rev()
-		all := []byte{0}
-		for from := int64(2); from <= rev && err == nil; {
-			var evs []*mvccpb.Event
-			var upTo int64
-			evs, upTo, err = s.History(all, all, from, rev, historyEventsPerCallMax)
-			for _, e := range evs {
-				events = append(events, fromEvent(e))
-			}
-			if upTo < from && err == nil {
-				err = errors.New("history made no progress")
-			}
-			from = upTo + 1
-		}
-	})
-	return events, err
-}
-
-func fromEvent(e *mvccpb.Event) lin.Event {
-	ev := lin.Event{Revision: e.GetKv().GetModRevision(), Key: string(e.GetKv().GetKey()), Type: lin.EventPut, Value: string(e.GetKv().GetValue())}
-	if e.GetType() == mvccpb.DELETE {
-		ev.Type = lin.EventDelete
-	}
-	return ev
 }

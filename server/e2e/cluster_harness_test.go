@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -44,6 +45,8 @@ type Cluster struct {
 	Members []*Member
 	// extra are flags every member gets, after the cluster's own.
 	extra []string
+	// tls, when set, gives members https URLs and is what clients dial with.
+	tls *tls.Config
 }
 
 // StartCluster starts size members of kind as a new cluster with the extra
@@ -56,7 +59,13 @@ func StartCluster(t *testing.T, kind Kind, size int, extra ...string) *Cluster {
 
 func startClusterToken(t *testing.T, kind Kind, size int, token string, extra ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Kind: kind, Token: token, extra: extra}
+	return launchCluster(&Cluster{t: t, Kind: kind, Token: token, extra: extra}, size)
+}
+
+// launchCluster starts size members of c as a new cluster and waits until
+// each serves a linearizable Get.
+func launchCluster(c *Cluster, size int) *Cluster {
+	c.t.Helper()
 	for i := range size {
 		c.Members = append(c.Members, c.newMember(fmt.Sprintf("m%d", i+1)))
 	}
@@ -84,9 +93,10 @@ func (c *Cluster) newMember(name string) *Member {
 		Bin:       bin,
 		Name:      name,
 		DataDir:   filepath.Join(dir, "data"),
-		ClientURL: "http://127.0.0.1:" + strconv.Itoa(freePort(c.t)),
-		PeerURL:   "http://127.0.0.1:" + strconv.Itoa(freePort(c.t)),
+		ClientURL: c.scheme() + "://127.0.0.1:" + strconv.Itoa(freePort(c.t)),
+		PeerURL:   c.scheme() + "://127.0.0.1:" + strconv.Itoa(freePort(c.t)),
 		LogPath:   filepath.Join(dir, string(c.Kind)+"-"+name+".stderr.log"),
+		TLS:       c.tls,
 	}
 	c.t.Cleanup(func() {
 		if c.t.Failed() {
@@ -98,6 +108,13 @@ func (c *Cluster) newMember(name string) *Member {
 	})
 	c.t.Cleanup(m.Kill) // runs before the log dump above
 	return m
+}
+
+func (c *Cluster) scheme() string {
+	if c.tls != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // memberFlags are the cluster flags of a member joining in state new or
@@ -156,6 +173,7 @@ func (c *Cluster) Client(members ...*Member) *clientv3.Client {
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
+		TLS:         c.tls,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

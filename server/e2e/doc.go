@@ -38,4 +38,9 @@
 //     MoveLeader, a cluster ID mismatch, membership changes read back through
 //     every member, and etcdctl's member and endpoint commands side by side
 //     with a real etcd cluster.
+//   - cluster_tls_test.go, tls_diff_test.go: TLS (etcd and cairn alike,
+//     certificates made by server/tlsutil/tlstest): a 3-member cluster with
+//     mutual TLS on both ports (workload, etcdctl, a member joining, peers
+//     refused for their CN or address), the same refusals of bad clients by
+//     etcdctl against both, certificate rotation without a restart.
 package e2e

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -120,13 +121,15 @@ type Member struct {
 	Bin       string
 	Name      string
 	DataDir   string
-	ClientURL string // http://127.0.0.1:P
-	PeerURL   string // http://127.0.0.1:Q
+	ClientURL string // http://127.0.0.1:P (https:// with TLS)
+	PeerURL   string // http://127.0.0.1:Q (https:// with TLS)
 	Extra     []string
 	LogPath   string // stderr of every run, appended
 	// InitialCluster, when set, replaces the single-member --initial-cluster
 	// (name=peer-url pairs, comma-separated), for members of larger clusters.
 	InitialCluster string
+	// TLS, when set, is what the harness's clients of ClientURL dial with.
+	TLS *tls.Config
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the current process has exited
@@ -298,12 +301,15 @@ func (m *Member) Kill() {
 }
 
 // Endpoint is the client address without scheme, for gRPC dialing.
-func (m *Member) Endpoint() string { return strings.TrimPrefix(m.ClientURL, "http://") }
+func (m *Member) Endpoint() string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.ClientURL, "http://"), "https://")
+}
 
 func (m *Member) newClient() *clientv3.Client {
 	m.t.Helper()
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{m.ClientURL},
+		TLS:         m.TLS,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

@@ -114,7 +114,7 @@ func (m *Member) joinStart(c cluster.Cluster) (start, error) {
 func (m *Member) joinFrom(peerURL string) (start, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), joinFetchTimeout)
 	defer cancel()
-	resp, err := transport.FetchMembers(ctx, peerURL)
+	resp, err := transport.FetchMembers(ctx, peerURL, m.tls.peerDial)
 	if err != nil {
 		return start{}, err
 	}

@@ -2,13 +2,12 @@ package member
 
 import (
 	"context"
-	"net/url"
 	"sync"
 	"time"
 
+	"github.com/cairn-db/cairn/server/transport"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // wallClock is the node's clock in production.
@@ -18,12 +17,12 @@ func (wallClock) Now() time.Time { return time.Now() }
 
 // leaderConns hands followers a connection to the current leader's peer
 // port, where the leader serves forwarded lease renewals and promotions (as
-// etcd serves them to its peers). Connections are kept per peer URL host
-// and closed with the member.
+// etcd serves them to its peers). Connections are kept per peer URL and
+// closed with the member.
 type leaderConns struct {
 	m  *Member
 	mu sync.Mutex
-	// conns by peer URL host; guarded by mu.
+	// conns by peer URL; guarded by mu.
 	conns map[string]*grpc.ClientConn
 }
 
@@ -41,28 +40,25 @@ func (l *leaderConns) conn(context.Context) (*grpc.ClientConn, error) {
 	if !ok || len(mem.GetRaftAttributes().GetPeerUrls()) == 0 {
 		return nil, rpctypes.ErrGRPCNoLeader
 	}
-	u, err := url.Parse(mem.GetRaftAttributes().GetPeerUrls()[0])
-	if err != nil {
-		return nil, err
-	}
+	peerURL := mem.GetRaftAttributes().GetPeerUrls()[0]
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c, ok := l.conns[u.Host]; ok {
+	if c, ok := l.conns[peerURL]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := transport.Dial(peerURL, l.m.tls.peerDial)
 	if err != nil {
 		return nil, err
 	}
-	l.conns[u.Host] = c
+	l.conns[peerURL] = c
 	return c, nil
 }
 
 func (l *leaderConns) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for host, c := range l.conns {
+	for peerURL, c := range l.conns {
 		c.Close()
-		delete(l.conns, host)
+		delete(l.conns, peerURL)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/driver"
 	"github.com/cairn-db/cairn/server/etcdapi"
+	"github.com/cairn-db/cairn/server/tlsutil"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cairn-db/cairn/server/watch"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -69,6 +70,20 @@ type Config struct {
 	// caches of user data share (node.SplitMemoryBudget). Default
 	// node.DefaultMemoryBudgetBytes.
 	MemoryBudgetBytes int64
+	// ClientTLS and PeerTLS are the two ports' TLS (--cert-file, ...,
+	// --peer-cert-file, ...; server/tlsutil). ClientAutoTLS and
+	// PeerAutoTLS (--auto-tls, --peer-auto-tls) generate self-signed
+	// certificates valid for SelfSignedCertValidityYears
+	// (--self-signed-cert-validity, default 1) for a port without any.
+	ClientTLS                   tlsutil.Config
+	PeerTLS                     tlsutil.Config
+	ClientAutoTLS               bool
+	PeerAutoTLS                 bool
+	SelfSignedCertValidityYears uint
+	// PeerSkipClientSANVerification turns off the check that a peer's
+	// certificate names the address it connects from
+	// (--peer-skip-client-san-verification).
+	PeerSkipClientSANVerification bool
 }
 
 func (c *Config) ensureDefaults() {
@@ -98,6 +113,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MemoryBudgetBytes == 0 {
 		c.MemoryBudgetBytes = node.DefaultMemoryBudgetBytes
+	}
+	if c.SelfSignedCertValidityYears == 0 {
+		c.SelfSignedCertValidityYears = tlsutil.DefaultSelfSignedCertValidityYears
 	}
 }
 
@@ -130,6 +148,8 @@ type Member struct {
 	// budget is cfg.MemoryBudgetBytes split among the node's caches and
 	// the watch hub's window.
 	budget node.MemoryBudget
+	// tls is the TLS of both ports (tls.go).
+	tls memberTLS
 }
 
 // Start opens the member's data and serves clients. It returns once the
@@ -141,6 +161,9 @@ func Start(cfg Config) (*Member, error) {
 		return nil, err
 	}
 	m := &Member{cfg: cfg, budget: budget}
+	if err := m.setUpTLS(); err != nil {
+		return nil, err
+	}
 	st, err := m.resolveStart()
 	if err != nil {
 		return nil, err
@@ -184,12 +207,12 @@ func (m *Member) startLoop() {
 		OnRemoved:         func() { m.driver.Abort(node.ErrRemoved) },
 		MemberDir:         m.memberDir(),
 		FS:                m.cfg.FS,
+		TLS:               m.tls.peerDial,
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
 		RecentBytesMax: int(m.budget.WatchWindowBytes),
-		Logger:         m.cfg.Logger.With("component", "watch"),
-	})
+	}, m.cfg.Logger.With("component", "watch"))
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -213,7 +236,8 @@ func (m *Member) connectPeers(known []*membershippb.Member) error {
 		}
 	}
 	m.transport.SetMembers(m.node.Members())
-	m.peerGRPC = grpc.NewServer(m.transport.ServerOptions()...)
+	m.peerGRPC = grpc.NewServer(append(m.transport.ServerOptions(),
+		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "peer"))))...)
 	m.transport.Register(m.peerGRPC)
 	// The leader serves followers' forwards.
 	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewLease(m.driver, m.Identity, nil))
@@ -322,20 +346,22 @@ func newRand() *rand.Rand {
 
 func (m *Member) listen() error {
 	var err error
-	if m.listeners, err = listenAll("--listen-client-urls", m.cfg.ListenClientURLs); err != nil {
+	if m.listeners, err = listenAll("--listen-client-urls", m.cfg.ListenClientURLs, m.tls.client); err != nil {
 		return err
 	}
-	if m.peerListeners, err = listenAll("--listen-peer-urls", m.cfg.ListenPeerURLs); err != nil {
+	if m.peerListeners, err = listenAll("--listen-peer-urls", m.cfg.ListenPeerURLs, m.tls.peer); err != nil {
 		m.closeListeners()
 		return err
 	}
 	return nil
 }
 
-func listenAll(flag string, urls []string) ([]net.Listener, error) {
+// listenAll listens on every URL: plain text for http, TLS from
+// tlsServer for https.
+func listenAll(flag string, urls []string, tlsServer *tlsutil.Server) ([]net.Listener, error) {
 	var ls []net.Listener
 	for _, raw := range urls {
-		l, err := listenURL(flag, raw)
+		l, err := listenURL(flag, raw, tlsServer)
 		if err != nil {
 			for _, l := range ls {
 				l.Close()
@@ -347,17 +373,23 @@ func listenAll(flag string, urls []string) ([]net.Listener, error) {
 	return ls, nil
 }
 
-func listenURL(flag, raw string) (net.Listener, error) {
+func listenURL(flag, raw string, tlsServer *tlsutil.Server) (net.Listener, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid URL %q: %v", flag, raw, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("%s: scheme %q is not supported yet (only http): %s", flag, u.Scheme, raw)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%s: scheme %q is not supported (only http and https): %s", flag, u.Scheme, raw)
+	}
+	if u.Scheme == "https" && tlsServer == nil {
+		return nil, fmt.Errorf("%s: %s needs TLS certificates", flag, raw) // setUpTLS said which
 	}
 	l, err := net.Listen("tcp", u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", raw, err)
+	}
+	if u.Scheme == "https" {
+		return tlsServer.Listener(l), nil
 	}
 	return l, nil
 }
@@ -386,6 +418,8 @@ func (m *Member) serve() {
 		grpc.NumStreamWorkers(clientStreamWorkers),
 		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
 		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
+		// Plain text on http listeners, TLS on https ones.
+		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
 	)
 	kv := etcdapi.NewKV(m.driver)
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)

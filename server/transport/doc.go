@@ -12,4 +12,9 @@
 // Every stream carries the sender's cluster ID and member ID in its
 // metadata; a member refuses streams from another cluster with
 // FailedPrecondition, and both sides log why.
+//
+// A peer URL is http (plain text) or https: TLS configured by Config.TLS
+// (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, ...), built
+// afresh per dial so that rotated files are used. The receiving side's TLS
+// is the member's peer listener (server/tlsutil).
 package transport

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cairn-db/cairn/server/tlsutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // membersMethod answers a member that joins an existing cluster: who the
@@ -29,13 +29,10 @@ func (t *Transport) membersHandler(_ any, ctx context.Context, dec func(any) err
 	return resp, nil
 }
 
-// FetchMembers asks the member at peerURL for the cluster's ID and members.
-func FetchMembers(ctx context.Context, peerURL string) (*pb.MemberListResponse, error) {
-	target, err := dialTarget(peerURL)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// FetchMembers asks the member at peerURL for the cluster's ID and members,
+// over TLS configured by tlsClient for an https URL.
+func FetchMembers(ctx context.Context, peerURL string, tlsClient *tlsutil.Client) (*pb.MemberListResponse, error) {
+	conn, err := Dial(peerURL, tlsClient)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -56,7 +55,7 @@ func (p *peer) streamSnapshot(m *raftpb.Message) error {
 		return err
 	}
 	defer r.Close()
-	conn, err := grpc.NewClient(p.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := p.address.dial(p.t.cfg.TLS)
 	if err != nil {
 		return err
 	}

@@ -6,18 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-db/cairn/server/tlsutil"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -60,7 +60,10 @@ type Config struct {
 	// MaxMessageBytes bounds one message on the wire (a raft append of
 	// MaxSizePerMsg plus slack). Default 64 MiB.
 	MaxMessageBytes int
-	Logger          *slog.Logger
+	// TLS configures dialling https peer URLs (--peer-cert-file,
+	// --peer-trusted-ca-file, ...); nil dials them with the system's roots.
+	TLS    *tlsutil.Client
+	Logger *slog.Logger
 }
 
 // Transport sends and receives raft messages. Send and the peer methods are
@@ -105,7 +108,7 @@ func (t *Transport) AddPeer(id uint64, peerURLs []string) error {
 	if len(peerURLs) == 0 {
 		return fmt.Errorf("transport: member %x has no peer URL", id)
 	}
-	target, err := dialTarget(peerURLs[0])
+	address, err := parsePeerURL(peerURLs[0])
 	if err != nil {
 		return err
 	}
@@ -114,21 +117,10 @@ func (t *Transport) AddPeer(id uint64, peerURLs []string) error {
 	if _, ok := t.peers[id]; ok || id == t.cfg.MemberID {
 		return nil
 	}
-	p := newPeer(t, id, target)
+	p := newPeer(t, id, address)
 	t.peers[id] = p
 	go p.run()
 	return nil
-}
-
-func dialTarget(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("transport: invalid peer URL %q", raw)
-	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("transport: peer URL scheme %q is not supported yet (only http): %s", u.Scheme, raw)
-	}
-	return u.Host, nil
 }
 
 // Peers returns the IDs of the members messages are sent to.
@@ -282,21 +274,21 @@ func parseID(values []string) (uint64, error) {
 
 // peer is the sending side towards one member.
 type peer struct {
-	t      *Transport
-	id     uint64
-	target string
-	queue  chan *raftpb.Message
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	t       *Transport
+	id      uint64
+	address peerAddress
+	queue   chan *raftpb.Message
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
 	// dropped counts messages dropped since the last log line; owned by
 	// enqueue callers under t.mu.
 	dropped int
 }
 
-func newPeer(t *Transport, id uint64, target string) *peer {
+func newPeer(t *Transport, id uint64, address peerAddress) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &peer{t: t, id: id, target: target, queue: make(chan *raftpb.Message, t.cfg.QueueLength),
+	return &peer{t: t, id: id, address: address, queue: make(chan *raftpb.Message, t.cfg.QueueLength),
 		ctx: ctx, cancel: cancel, done: make(chan struct{})}
 }
 
@@ -320,6 +312,7 @@ func (p *peer) stop() {
 func (p *peer) run() {
 	defer close(p.done)
 	backoff := 50 * time.Millisecond
+	lastTLSError := ""
 	for p.ctx.Err() == nil {
 		err := p.stream()
 		if status.Convert(err).Message() == status.Convert(ErrMemberRemoved).Message() {
@@ -328,7 +321,7 @@ func (p *peer) run() {
 			return
 		}
 		if err != nil && p.ctx.Err() == nil {
-			p.t.cfg.Logger.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "error", err)
+			p.logBroken(err, &lastTLSError)
 			p.t.cfg.ReportUnreachable(p.id)
 			select {
 			case <-time.After(backoff):
@@ -338,13 +331,28 @@ func (p *peer) run() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		lastTLSError = ""
 	}
+}
+
+// logBroken logs why a stream broke: at debug level (peers restart, and
+// raft copes), except a TLS failure (a certificate one side refuses),
+// which does not heal by itself: a warning, once until the error changes.
+func (p *peer) logBroken(err error, lastTLSError *string) {
+	msg := err.Error()
+	if !strings.Contains(msg, "tls: ") {
+		p.t.cfg.Logger.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "error", msg)
+		return
+	}
+	if msg != *lastTLSError {
+		p.t.cfg.Logger.Warn("cannot reach peer: TLS failed", "peer", fmt.Sprintf("%x", p.id), "address", p.address.target, "error", msg)
+	}
+	*lastTLSError = msg
 }
 
 // stream connects and sends queued messages until the stream breaks.
 func (p *peer) stream() error {
-	conn, err := grpc.NewClient(p.target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := p.address.dial(p.t.cfg.TLS,
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(p.t.cfg.MaxMessageBytes)))
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package compare
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +24,28 @@ type System struct {
 	Bin  string
 	// ExtraFlags are appended to every member's command line.
 	ExtraFlags []string
+	// TLS serves both ports over https with self-signed certificates
+	// (--auto-tls --peer-auto-tls, the same flags for etcd and cairn);
+	// clients dial with AutoTLSClient.
+	TLS bool
+}
+
+// AutoTLSClient is how clients dial a System with TLS: its certificates are
+// self-signed, so they are not verified (as etcdctl --insecure-skip-tls-verify).
+var AutoTLSClient = &tls.Config{InsecureSkipVerify: true}
+
+func (s System) scheme() string {
+	if s.TLS {
+		return "https"
+	}
+	return "http"
+}
+
+func (s System) clientTLS() *tls.Config {
+	if s.TLS {
+		return AutoTLSClient
+	}
+	return nil
 }
 
 // Cluster is a running loopback cluster of fresh members.
@@ -44,11 +67,11 @@ func StartCluster(ctx context.Context, sys System, size int, dir string, basePor
 	c := &Cluster{System: sys}
 	var initial []string
 	for i := 0; i < size; i++ {
-		initial = append(initial, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, basePort+2*i+1))
+		initial = append(initial, fmt.Sprintf("m%d=%s://127.0.0.1:%d", i, sys.scheme(), basePort+2*i+1))
 	}
 	for i := 0; i < size; i++ {
-		client := fmt.Sprintf("http://127.0.0.1:%d", basePort+2*i)
-		peer := fmt.Sprintf("http://127.0.0.1:%d", basePort+2*i+1)
+		client := fmt.Sprintf("%s://127.0.0.1:%d", sys.scheme(), basePort+2*i)
+		peer := fmt.Sprintf("%s://127.0.0.1:%d", sys.scheme(), basePort+2*i+1)
 		data := filepath.Join(dir, fmt.Sprintf("%s-m%d", sys.Name, i))
 		logPath := data + ".log"
 		if err := os.RemoveAll(data); err != nil {
@@ -63,12 +86,15 @@ func StartCluster(ctx context.Context, sys System, size int, dir string, basePor
 			"--initial-cluster-state", "new", "--initial-cluster-token", "bench-" + sys.Name,
 			"--log-level", "warn",
 		}
+		if sys.TLS {
+			args = append(args, "--auto-tls", "--peer-auto-tls")
+		}
 		args = append(args, sys.ExtraFlags...)
 		if err := c.startMember(sys.Bin, args, logPath); err != nil {
 			c.Stop()
 			return nil, err
 		}
-		c.Endpoints = append(c.Endpoints, strings.TrimPrefix(client, "http://"))
+		c.Endpoints = append(c.Endpoints, strings.TrimPrefix(client, sys.scheme()+"://"))
 		c.dataDirs = append(c.dataDirs, data)
 	}
 	if err := c.waitReady(ctx); err != nil {
@@ -99,7 +125,7 @@ func (c *Cluster) startMember(bin string, args []string, logPath string) error {
 
 func (c *Cluster) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(readyTimeout)
-	clis, err := workload.Dial(c.Endpoints, 1)
+	clis, err := workload.DialTLS(c.Endpoints, 1, c.System.clientTLS())
 	if err != nil {
 		return err
 	}

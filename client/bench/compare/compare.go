@@ -30,6 +30,8 @@ var Cases = []Case{
 	{"watch", "watch", "100 watchers of one key, clients put to it; events/s and put-to-event latency", func(o *workload.Options) { o.Watchers = 100 }},
 	{"watch-1000", "watch", "1,000 watchers of one key, clients put to it: fan-out throughput", func(o *workload.Options) { o.Watchers = 1000 }},
 	{"lease", "lease", "Grant + KeepAliveOnce + Revoke per operation", func(o *workload.Options) {}},
+	{"put-tls", "put", "put over https: both ports TLS with self-signed certificates (--auto-tls --peer-auto-tls)", func(o *workload.Options) { o.KeyCount = 100000; o.TLS = AutoTLSClient }},
+	{"range-tls", "range", "range-l over https: both ports TLS with self-signed certificates (--auto-tls --peer-auto-tls)", func(o *workload.Options) { o.TLS = AutoTLSClient }},
 	{"k8s", "k8s", "mix over 5,000 objects in 10 namespaces: 50% get, 35% CAS update, 14% namespace list, 1% full list (pages of 100), 10 prefix watchers", func(o *workload.Options) { o.KeyCount = 5000 }},
 }
 
@@ -156,15 +158,18 @@ func nextPort(cur, base, size int) int {
 
 func runOne(ctx context.Context, cfg Config, sys System, size int, k Case, round, port int) Run {
 	r := Run{System: sys.Name, Size: size, Case: k.Name, Round: round}
+	o := workload.Options{Conns: cfg.Conns}
+	o.Load = load.Config{Clients: cfg.Clients, Duration: cfg.Duration, Progress: cfg.Progress}
+	k.Tune(&o)
+	// A case that dials with TLS runs against a cluster serving it.
+	sys.TLS = o.TLS != nil
 	cl, err := StartCluster(ctx, sys, size, cfg.WorkDir, port)
 	if err != nil {
 		r.Failure = err.Error()
 		return r
 	}
 	defer cl.Stop()
-	o := workload.Options{Endpoints: cl.Endpoints, Conns: cfg.Conns}
-	o.Load = load.Config{Clients: cfg.Clients, Duration: cfg.Duration, Progress: cfg.Progress}
-	k.Tune(&o)
+	o.Endpoints = cl.Endpoints
 	res, err := workload.Run(ctx, k.Workload, o)
 	if err != nil {
 		r.Failure = err.Error()

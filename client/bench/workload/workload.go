@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type Options struct {
 	Namespaces int
 	// LeaseTTLSeconds is the TTL of granted leases (default 60).
 	LeaseTTLSeconds int64
+	// TLS, when set, makes the clients dial the endpoints over TLS with it.
+	TLS *tls.Config
 	// DrainTimeout bounds the wait for watch events after the load (default
 	// 30 s: with 1,000 watchers both systems fall seconds behind the puts,
 	// and the events/s figure counts the time until the last event).
@@ -143,10 +146,16 @@ func newWorkload(name string, o *Options) (workload, error) {
 
 // Dial returns n clients to endpoints; close them with CloseAll.
 func Dial(endpoints []string, n int) ([]*clientv3.Client, error) {
+	return DialTLS(endpoints, n, nil)
+}
+
+// DialTLS is Dial over TLS configured by tlsConfig (plain text when nil).
+func DialTLS(endpoints []string, n int, tlsConfig *tls.Config) ([]*clientv3.Client, error) {
 	clis := make([]*clientv3.Client, 0, n)
 	for i := 0; i < n; i++ {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints:   endpoints,
+			TLS:         tlsConfig,
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
 		})
@@ -178,7 +187,7 @@ func Run(ctx context.Context, name string, o Options) (load.Result, error) {
 	if err != nil {
 		return load.Result{}, err
 	}
-	clis, err := Dial(o.Endpoints, o.Conns)
+	clis, err := DialTLS(o.Endpoints, o.Conns, o.TLS)
 	if err != nil {
 		return load.Result{}, err
 	}
@@ -230,7 +239,7 @@ func ReadOnly(ctx context.Context, name string, o Options) (load.Result, error) 
 	if err := o.Validate(); err != nil {
 		return load.Result{}, err
 	}
-	clis, err := Dial(o.Endpoints, o.Conns)
+	clis, err := DialTLS(o.Endpoints, o.Conns, o.TLS)
 	if err != nil {
 		return load.Result{}, err
 	}

@@ -137,6 +137,7 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
 	memoryBudget := fs.String("memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
+	tlsFlags := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return member.Config{}, 0, false, err
 	}
@@ -166,7 +167,7 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	if *dataDir == "" {
 		*dataDir = *name + ".cairn"
 	}
-	return member.Config{
+	cfg := member.Config{
 		Name:                     *name,
 		DataDir:                  *dataDir,
 		ListenClientURLs:         splitURLs(*listenClient),
@@ -184,7 +185,11 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		SnapshotCatchUpEntries:   *catchUp,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps), QuotaBackendBytes: *quota},
 		MemoryBudgetBytes:        budgetBytes,
-	}, level, *showVersion, nil
+	}
+	if err := tlsFlags.apply(&cfg); err != nil {
+		return member.Config{}, 0, false, err
+	}
+	return cfg, level, *showVersion, nil
 }
 
 // byteUnits are the suffixes parseBytes accepts, largest first.
