@@ -44,7 +44,10 @@
 // claims and that some acknowledged operation observed; elsewhere it is
 // linearized as taking no effect, which no recorded operation can tell from
 // taking effect after all of them. Both rules only remove orders that cannot
-// be valid.
+// be valid. A caller that knows the committed write history (a simulator
+// can read it back from a converged member) passes it to CheckCommitted,
+// which narrows each unknown write to what that history says it did
+// (NarrowUnknownWrites): the revision it created, or no effect.
 //
 // # Reads
 //

@@ -96,7 +96,7 @@ func NewModel(startRevision int64, history []porcupine.Operation) porcupine.Mode
 func step(facts revisionFacts, s *keyspace, req Request, observed Response) (bool, any) {
 	next, expected := s.apply(req)
 	if observed.Unknown {
-		return true, unknownStep(facts, s, next)
+		return true, unknownStep(facts, s, next, observed.CommittedRevision)
 	}
 	return responsesMatch(req, expected, observed), next
 }
@@ -106,12 +106,17 @@ func step(facts revisionFacts, s *keyspace, req Request, observed Response) (boo
 // acknowledged write claims and some acknowledged operation could observe;
 // otherwise it is linearized as taking no effect, which is the same as taking
 // effect after every recorded operation (its return time is unbounded). This
-// keeps the search from trying every subset of pending unknown writes.
-func unknownStep(facts revisionFacts, s, next *keyspace) *keyspace {
+// keeps the search from trying every subset of pending unknown writes. A
+// write whose committed revision is known (committedRevision > 0) takes
+// effect only where it would create that revision.
+func unknownStep(facts revisionFacts, s, next *keyspace, committedRevision int64) *keyspace {
 	if next == s {
 		return s
 	}
 	if facts.claimed[next.revision] || next.revision > facts.maxRevision {
+		return s
+	}
+	if committedRevision > 0 && next.revision != committedRevision {
 		return s
 	}
 	return next

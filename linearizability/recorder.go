@@ -131,8 +131,14 @@ func (r *Recorder) Operations() []porcupine.Operation {
 // Check checks the history recorded so far; see the package function Check.
 // It keeps the history and linearization info for WriteReport.
 func (r *Recorder) Check(timeout time.Duration) (Result, porcupine.LinearizationInfo) {
+	return r.CheckCommitted(nil, timeout)
+}
+
+// CheckCommitted is Check with unknown-outcome writes narrowed by the
+// committed history (CheckCommitted, the package function).
+func (r *Recorder) CheckCommitted(committed []Event, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
 	history := r.Operations()
-	verdict, info := Check(r.startRevision, history, timeout)
+	verdict, info := CheckCommitted(r.startRevision, history, committed, timeout)
 	r.mu.Lock()
 	r.mu.lastInfo, r.mu.lastHistory = &info, history
 	r.mu.Unlock()

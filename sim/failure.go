@@ -27,6 +27,10 @@ const (
 	// within its guard; the history is neither proven nor refuted, which
 	// is a failure to investigate, never a pass.
 	FailLinearizabilityTimeout FailureKind = "linearizability-timeout"
+	// FailSerializableRead: a serializable read returned something other
+	// than the committed keyspace at its header revision, or a header
+	// revision ahead of its member's applied state.
+	FailSerializableRead FailureKind = "serializable-read"
 	// FailWatch: a watcher's events break a watch guarantee.
 	FailWatch FailureKind = "watch"
 	// FailLease: a lease expired early, or revoked leases left keys.

@@ -97,6 +97,9 @@ type world struct {
 	// clients of read bursts (readburst.go).
 	disk         diskWorld
 	burstReaders []*burstReader
+	// serializableReads are the acknowledged serializable reads, checked
+	// at the end (serializable.go).
+	serializableReads []serializableRead
 }
 
 type ackedPut struct {
@@ -199,7 +202,8 @@ func (w *world) startMembers() {
 }
 
 func (w *world) newMember(id uint64, joins bool) *member {
-	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
+	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros,
+		leaseClock: newLeaseClock(w)}
 	m.diskFailing.Injector = spareWALRotation{Injector: walSyncFails{}, spared: &w.walRotationSyncsSpared}
 	m.crashPoint = newCrashPoint(func() *vfs.MemFS { return m.fs })
 	return m

@@ -90,10 +90,17 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// applied up to the confirmed index is stale.
 		{"read-before-applied", node.TestingKnobs{ReadBeforeApplied: true}, nil, []FailureKind{FailLinearizability}},
 		{"read-index-without-heartbeat", node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, []FaultKind{FaultPause, FaultIsolateLeader, FaultLeaderTransfer}, []FailureKind{FailLinearizability}},
+		// The local read path (ServeLocal): a serializable read torn
+		// between an older view's data and the published revision's
+		// header, caught by CheckSerializableRead only.
+		{"serve-local-stale-view", node.TestingKnobs{ServeLocalStaleView: true}, nil, []FailureKind{FailSerializableRead}},
 		// The keep-alive path in the core: a leader frozen past its
 		// election timeout resumes believing it leads and renews a lease
 		// the new leader has already expired.
 		{"keep-alive-without-readindex", node.TestingKnobs{KeepAliveWithoutReadIndex: true}, []FaultKind{FaultPause, FaultIsolateLeader}, []FailureKind{FailLease}},
+		// Lease time apart from raft time: a leader that measures leases
+		// in ticks expires them early when only its ticks run fast.
+		{"lease-time-from-ticks", node.TestingKnobs{LeaseTimeFromTicks: true}, []FaultKind{FaultClockSkew, FaultClockJump}, []FailureKind{FailLease}},
 		// The watch hub in the core: a catch-up that hands a watcher over
 		// to the live feed loses the next revision.
 		{"watch-skips-handover-event", node.TestingKnobs{WatchSkipsHandoverEvent: true}, nil, []FailureKind{FailWatch}},

@@ -53,6 +53,11 @@ type Store struct {
 	// writerActive is set while a Writer exists that has not published.
 	// Owned by the apply goroutine.
 	writerActive bool
+
+	// afterStateLoad, if set (tests only), runs in openView between the
+	// load of the published state and the Pebble snapshot, where a Publish
+	// from the apply goroutine forces the reader to try again.
+	afterStateLoad func()
 }
 
 // Open opens the keyspace stored in db, recovering the current and the
@@ -162,6 +167,9 @@ type readView struct {
 func (s *Store) openView() readView {
 	for {
 		st := s.state.Load()
+		if s.afterStateLoad != nil {
+			s.afterStateLoad()
+		}
 		snap := s.db.NewSnapshot()
 		if s.state.Load() == st {
 			return readView{snap: snap, rev: st.rev, compactRev: st.compactRev, chunkBits: s.chunkBits}
