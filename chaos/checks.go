@@ -107,6 +107,7 @@ func (r *runner) check() *Result {
 	res.Checks = append(res.Checks, r.checkLostWrites(history))
 	res.Checks = append(res.Checks, r.checkWatches(history))
 	res.Checks = append(res.Checks, r.checkConvergence())
+	res.Checks = append(res.Checks, r.checkLeases())
 	res.Checks = append(res.Checks, liveness, recovery)
 	exits := r.c.UnexpectedExits()
 	res.Checks = append(res.Checks, Check{Name: "exits", OK: len(exits) == 0, Detail: firstFew(exits)})

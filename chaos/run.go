@@ -39,6 +39,13 @@ type Config struct {
 	Clients      int
 	OpsPerSecond int
 	Keys         int
+	// LeaseClients is the number of clients granting and keeping alive
+	// leases, one pinned to each member and the rest balanced. Default
+	// one more than Members.
+	LeaseClients int
+	// LeaseTTLSeconds is the TTL of every lease. Default 2 s (etcd's
+	// minimum is 1.5 election timeouts, 1 s with the clusters' 500 ms).
+	LeaseTTLSeconds int64
 	// RequestTimeout bounds every workload request. Default 2 s.
 	RequestTimeout time.Duration
 	// LivenessBound is how long the cluster may take to commit a write
@@ -81,6 +88,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Keys == 0 {
 		c.Keys = 8
+	}
+	if c.LeaseClients == 0 {
+		c.LeaseClients = c.Members + 1
+	}
+	if c.LeaseTTLSeconds == 0 {
+		c.LeaseTTLSeconds = 2
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 2 * time.Second
@@ -137,6 +150,8 @@ type runner struct {
 	cfg Config
 	c   *cluster.Cluster
 	w   *workload.Workload
+	// leases keeps leases alive beside the KV traffic.
+	leases *workload.LeaseWorkload
 	// watchers watch every key through each member's client proxy; they
 	// run until the checks have seen them catch up.
 	watchers     []*workload.Watcher
@@ -234,9 +249,17 @@ func Run(cfg Config) (*Result, error) {
 		Keys: cfg.Keys, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
 	}, r.recorder)
 
+	ttl := time.Duration(cfg.LeaseTTLSeconds) * time.Second
+	r.leases = workload.NewLeases(workload.LeaseConfig{
+		Endpoints: r.c.ClientURLs(), Clients: cfg.LeaseClients, TTLSeconds: cfg.LeaseTTLSeconds,
+		KeepAliveInterval: ttl / leaseCallsPerTTL, HoldMin: ttl, HoldMax: leaseHoldTTLsMax * ttl,
+		RevokePercent: leaseRevokePercent, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
+	}, r.clock)
+
 	ctx, cancel := context.WithCancel(context.Background())
-	workloadDone := make(chan error, 1)
+	workloadDone := make(chan error, 2)
 	go func() { workloadDone <- r.w.Run(ctx) }()
+	go func() { workloadDone <- r.leases.Run(ctx) }()
 	r.startWatchers()
 	defer r.stopWatchers()
 	r.injectFaults()
@@ -245,8 +268,10 @@ func Run(cfg Config) (*Result, error) {
 	}
 	r.awaitCommit("final heal")
 	cancel()
-	if err := <-workloadDone; err != nil {
-		r.recoveryFailure("workload: %v", err)
+	for range 2 {
+		if err := <-workloadDone; err != nil {
+			r.recoveryFailure("workload: %v", err)
+		}
 	}
 	cfg.Logf("chaos: workload stopped after %v; checking", time.Since(r.start).Round(time.Millisecond))
 	result := r.check()
@@ -254,6 +279,19 @@ func Run(cfg Config) (*Result, error) {
 	r.writeReport(result, workDir)
 	return result, nil
 }
+
+// The lease traffic's shape, in units of the lease TTL: calls on a held
+// lease come leaseCallsPerTTL times per TTL (a few may fail without the
+// lease expiring); a lease is held one to leaseHoldTTLsMax TTLs, then
+// revoked (leaseRevokePercent of them) or abandoned to expire.
+const (
+	leaseCallsPerTTL   = 6
+	leaseHoldTTLsMax   = 8
+	leaseRevokePercent = 30
+)
+
+// clock is the run's clock: the time since it started.
+func (r *runner) clock() time.Duration { return time.Since(r.start) }
 
 // injectFaults runs the schedule until the run's duration is spent.
 func (r *runner) injectFaults() {
