@@ -46,6 +46,11 @@ type Config struct {
 	// LeaseTTLSeconds is the TTL of every lease. Default 2 s (etcd's
 	// minimum is 1.5 election timeouts, 1 s with the clusters' 500 ms).
 	LeaseTTLSeconds int64
+	// LockClients is the number of clients taking etcd-recipe locks on
+	// Locks lock names and writing under them with fencing. Defaults 3
+	// and 2; the session TTL is LeaseTTLSeconds.
+	LockClients int
+	Locks       int
 	// RequestTimeout bounds every workload request. Default 2 s.
 	RequestTimeout time.Duration
 	// LivenessBound is how long the cluster may take to commit a write
@@ -94,6 +99,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.LeaseTTLSeconds == 0 {
 		c.LeaseTTLSeconds = 2
+	}
+	if c.LockClients == 0 {
+		c.LockClients = 3
+	}
+	if c.Locks == 0 {
+		c.Locks = 2
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 2 * time.Second
@@ -150,8 +161,10 @@ type runner struct {
 	cfg Config
 	c   *cluster.Cluster
 	w   *workload.Workload
-	// leases keeps leases alive beside the KV traffic.
+	// leases keeps leases alive beside the KV traffic; locks takes locks
+	// and writes under them.
 	leases *workload.LeaseWorkload
+	locks  *workload.LockWorkload
 	// watchers watch every key through each member's client proxy; they
 	// run until the checks have seen them catch up.
 	watchers     []*workload.Watcher
@@ -255,11 +268,18 @@ func Run(cfg Config) (*Result, error) {
 		KeepAliveInterval: ttl / leaseCallsPerTTL, HoldMin: ttl, HoldMax: leaseHoldTTLsMax * ttl,
 		RevokePercent: leaseRevokePercent, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
 	}, r.clock)
+	r.locks = workload.NewLocks(workload.LockConfig{
+		Endpoints: r.c.ClientURLs(), Clients: cfg.LockClients, Locks: cfg.Locks,
+		SessionTTLSeconds: int(cfg.LeaseTTLSeconds), WritesMax: lockWritesMax, Pause: lockPause,
+		LockTimeout: lockTimeout, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
-	workloadDone := make(chan error, 2)
-	go func() { workloadDone <- r.w.Run(ctx) }()
-	go func() { workloadDone <- r.leases.Run(ctx) }()
+	workloads := []func(context.Context) error{r.w.Run, r.leases.Run, r.locks.Run}
+	workloadDone := make(chan error, len(workloads))
+	for _, run := range workloads {
+		go func() { workloadDone <- run(ctx) }()
+	}
 	r.startWatchers()
 	defer r.stopWatchers()
 	r.injectFaults()
@@ -268,7 +288,7 @@ func Run(cfg Config) (*Result, error) {
 	}
 	r.awaitCommit("final heal")
 	cancel()
-	for range 2 {
+	for range workloads {
 		if err := <-workloadDone; err != nil {
 			r.recoveryFailure("workload: %v", err)
 		}
@@ -288,6 +308,14 @@ const (
 	leaseCallsPerTTL   = 6
 	leaseHoldTTLsMax   = 8
 	leaseRevokePercent = 30
+)
+
+// The lock traffic's shape: one to lockWritesMax fenced writes per
+// acquisition, lockPause apart; a lock is waited for at most lockTimeout.
+const (
+	lockWritesMax = 3
+	lockPause     = 50 * time.Millisecond
+	lockTimeout   = 5 * time.Second
 )
 
 // clock is the run's clock: the time since it started.

@@ -51,9 +51,13 @@ func resultOf(r porcupine.CheckResult) Result {
 // The returned info feeds porcupine.Visualize with the model NewModel
 // builds from the same prepared history; WriteReport does both.
 func Check(startRevision int64, history []porcupine.Operation, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
-	prepared := Prepare(startRevision, history)
-	model := NewModel(startRevision, prepared)
-	if !gapsFillable(startRevision, prepared) {
+	return check(startRevision, nil, history, timeout)
+}
+
+func check(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
+	prepared := prepare(startRevision, foreign, history)
+	model := newModel(startRevision, foreign, prepared)
+	if !gapsFillable(startRevision, foreign, prepared) {
 		// Searching would try every way to spread too few unknown writes
 		// over the gaps. Check the acknowledged operations alone instead:
 		// as fast, and their partial linearizations still show the gaps.
@@ -67,8 +71,8 @@ func Check(startRevision int64, history []porcupine.Operation, timeout time.Dura
 // gapsFillable reports whether there are at least as many unknown-outcome
 // writes as revisions that acknowledged operations observed but no
 // acknowledged write claims: each such revision needs a write of its own.
-func gapsFillable(startRevision int64, prepared []porcupine.Operation) bool {
-	facts := factsOf(startRevision, prepared)
+func gapsFillable(startRevision int64, foreign *foreignRevisions, prepared []porcupine.Operation) bool {
+	facts := factsOf(startRevision, foreign, prepared)
 	claimed := int64(0)
 	for revision := range facts.claimed {
 		if revision > startRevision && revision <= facts.maxRevision {
@@ -101,7 +105,11 @@ func acknowledged(history []porcupine.Operation) []porcupine.Operation {
 //     operation, which is porcupine's way of saying "may take effect at any
 //     time after invocation".
 func Prepare(startRevision int64, history []porcupine.Operation) []porcupine.Operation {
-	facts := factsOf(startRevision, history)
+	return prepare(startRevision, nil, history)
+}
+
+func prepare(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation) []porcupine.Operation {
+	facts := factsOf(startRevision, foreign, history)
 	deadline := gapDeadline(startRevision, facts, history)
 	end := endTime(history)
 	var prepared []porcupine.Operation
