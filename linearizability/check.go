@@ -51,7 +51,7 @@ func resultOf(r porcupine.CheckResult) Result {
 // The returned info feeds porcupine.Visualize with the model NewModel
 // builds from the same prepared history; WriteReport does both.
 func Check(startRevision int64, history []porcupine.Operation, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
-	return CheckCommitted(startRevision, history, nil, timeout)
+	return check(startRevision, nil, history, nil, timeout)
 }
 
 // CheckCommitted is Check with the windows of unknown-outcome writes
@@ -60,12 +60,17 @@ func Check(startRevision int64, history []porcupine.Operation, timeout time.Dura
 // removes linearizations, so it can turn a pass into a failure, never a
 // failure into a pass.
 func CheckCommitted(startRevision int64, history []porcupine.Operation, committed []Event, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
-	prepared := Prepare(startRevision, history)
+	return check(startRevision, nil, history, committed, timeout)
+}
+
+// check is CheckCommitted with revisions other writers made (nil: none).
+func check(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation, committed []Event, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
+	prepared := prepare(startRevision, foreign, history)
 	if committed != nil {
 		prepared = NarrowUnknownWrites(prepared, committed)
 	}
-	model := NewModel(startRevision, prepared)
-	if !gapsFillable(startRevision, prepared) {
+	model := newModel(startRevision, foreign, prepared)
+	if !gapsFillable(startRevision, foreign, prepared) {
 		// Searching would try every way to spread too few unknown writes
 		// over the gaps. Check the acknowledged operations alone instead:
 		// as fast, and their partial linearizations still show the gaps.
@@ -79,8 +84,8 @@ func CheckCommitted(startRevision int64, history []porcupine.Operation, committe
 // gapsFillable reports whether there are at least as many unknown-outcome
 // writes as revisions that acknowledged operations observed but no
 // acknowledged write claims: each such revision needs a write of its own.
-func gapsFillable(startRevision int64, prepared []porcupine.Operation) bool {
-	facts := factsOf(startRevision, prepared)
+func gapsFillable(startRevision int64, foreign *foreignRevisions, prepared []porcupine.Operation) bool {
+	facts := factsOf(startRevision, foreign, prepared)
 	claimed := int64(0)
 	for revision := range facts.claimed {
 		if revision > startRevision && revision <= facts.maxRevision {
@@ -113,7 +118,11 @@ func acknowledged(history []porcupine.Operation) []porcupine.Operation {
 //     operation, which is porcupine's way of saying "may take effect at any
 //     time after invocation".
 func Prepare(startRevision int64, history []porcupine.Operation) []porcupine.Operation {
-	facts := factsOf(startRevision, history)
+	return prepare(startRevision, nil, history)
+}
+
+func prepare(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation) []porcupine.Operation {
+	facts := factsOf(startRevision, foreign, history)
 	deadline := gapDeadline(startRevision, facts, history)
 	end := endTime(history)
 	var prepared []porcupine.Operation

@@ -1,6 +1,7 @@
 package member
 
 import (
+	"cmp"
 	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -73,6 +74,9 @@ type Config struct {
 	// (cmd/cairn/failpoints.go), and tests run members on a vfs.MemFS.
 	FS    vfs.FS
 	Knobs node.TestingKnobs
+	// LeaseClock is the node's clock for lease expiry. Default the wall
+	// clock; the chaos self-tests plant a wrong one.
+	LeaseClock node.Clock
 	// MemoryBudgetBytes is --memory-budget: the memory the member's
 	// caches of user data share (node.SplitMemoryBudget). Default
 	// node.DefaultMemoryBudgetBytes.
@@ -358,7 +362,7 @@ func (m *Member) openNode(st start) error {
 		Rand:                   newRand(),
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
-		Clock:                  wallClock{},
+		Clock:                  cmp.Or[node.Clock](m.cfg.LeaseClock, wallClock{}),
 		Limits:                 m.cfg.Limits,
 		ClusterID:              m.Identity.ClusterID,
 		ClusterToken:           m.cfg.InitialClusterToken,
