@@ -16,7 +16,7 @@ func (s *Store) CompactPending() bool { return s.compaction.pending }
 // caller commits b before the next step. done reports that nothing is left.
 //
 // Per key, the newest version at or below the compaction's revision stays
-// unless it is a tombstone; older versions go. Readers are unaffected: they
+// unless it is a tombstone below that revision; older versions go. Readers are unaffected: they
 // never read below the compacted revision, and a removed tombstone reads
 // the same as nothing.
 func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error) {
@@ -98,11 +98,10 @@ func compactKeys(it *pebble.Iterator, b *pebble.Batch, m *chunkMerger, cursor []
 
 // compactKey deletes the versions of one key that a compaction at target
 // makes obsolete: all below the newest at or below target, and that one
-// too if it is a tombstone.
+// too if it is a tombstone below target.
 //
 // it is positioned at the key's newest version. When that one is a
-// tombstone at or below target, the key goes entirely, with its key index
-// entry.
+// tombstone below target, the key goes entirely, with its key index entry.
 func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int64) (removed bool, err error) {
 	newest := decodeRevision(it.Key()[len(prefix):])
 	valid := it.SeekGE(seekAtOrBelow(prefix, target))
@@ -113,7 +112,11 @@ func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int6
 	if err != nil {
 		return false, err
 	}
-	if len(v) > 0 && v[0] == kindTombstone {
+	// A tombstone exactly at target stays until a later compaction, so a
+	// watch from the compacted revision still sees that revision's
+	// deletes (as etcd 3.7 does).
+	atOrBelow := decodeRevision(it.Key()[len(prefix):])
+	if len(v) > 0 && v[0] == kindTombstone && atOrBelow.main < target {
 		if err := b.Delete(it.Key(), nil); err != nil {
 			return false, err
 		}
