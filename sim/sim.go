@@ -82,6 +82,9 @@ type world struct {
 	// prev_kv there.
 	compactRevisions []int64
 	watchRng         *rand.Rand
+	// historyRng is the historical reader's random source
+	// (history_reads.go).
+	historyRng *rand.Rand
 	// leases are the lease workload's leases by ID, and in grant order
 	// (lease.go); clockFaults the skews and jumps the lease checks allow
 	// for.

@@ -101,6 +101,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// (the simulator moves a watcher onto every member about to
 		// install one).
 		{"watch-resync-forgets-watcher", node.TestingKnobs{WatchResyncForgetsWatcher: true}, []FaultKind{FaultCrash, FaultCrashMinority, FaultMembership, FaultPartition}, []FailureKind{FailWatch}},
+		// MVCC compaction in the core (issue 11): a compaction that drops
+		// a key's version made at the compacted revision while a newer
+		// one exists; only reads at the compacted revision can see it.
+		{"compact-drops-newest-version", node.TestingKnobs{CompactDropsNewestVersion: true}, nil, []FailureKind{FailHistoricalRead}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

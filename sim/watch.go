@@ -204,6 +204,7 @@ func (w *world) startWatchers() {
 		w.trace.printf("compactor: on")
 		w.sched.after(rng.Int64N(compactEveryMicros), w.compact)
 	}
+	w.startHistoryReader()
 }
 
 // randomWatchRequest draws what a watcher watches: everything, the KV
