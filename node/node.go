@@ -42,7 +42,10 @@ type Node struct {
 
 	ids   idGenerator
 	ticks uint64
-	reads readQueue
+	// leaderlessTicks counts the ticks since the member last knew a
+	// leader (leaderless.go).
+	leaderlessTicks int
+	reads           readQueue
 	// completed are completions produced outside Process (by Start and
 	// Tick), handed out by the next Process.
 	completed []Completion
@@ -311,6 +314,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 func (n *Node) Tick() {
 	n.ticks++
 	n.raw.Tick()
+	n.trackLeader()
 	n.leaseTick()
 	n.retryParked()
 	n.expireMemberChanges()

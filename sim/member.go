@@ -230,6 +230,9 @@ func (m *member) tick() {
 		return
 	}
 	m.node.Tick()
+	if m.node.LeaderLost() {
+		m.w.endLeaderlessStreams(m)
+	}
 	m.tickWatchHub()
 	m.kick()
 }

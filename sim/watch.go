@@ -63,6 +63,12 @@ type watcher struct {
 	segments []watchSegment
 	// resumes counts how many times the watch was (re)attached.
 	resumes int
+	// requireLeader watches carry etcd's hasleader metadata
+	// (clientv3.WithRequireLeader, as Kubernetes sets it): a member that
+	// knows no leader refuses them, and ends them once node.LeaderLost;
+	// leaderLostEnds counts those ends.
+	requireLeader  bool
+	leaderLostEnds int
 }
 
 // watchSegment is what a watcher received from one start revision on,
@@ -188,6 +194,7 @@ func (w *world) startWatchers() {
 		wt := &watcher{w: w, id: i + 1, req: w.randomWatchRequest()}
 		rng := w.watchRand()
 		wt.slow, wt.progressNotify = rng.IntN(3) == 0, rng.IntN(2) == 0
+		wt.requireLeader = w.historyRand().IntN(2) == 0
 		wt.readMicros = millisecond
 		if wt.slow {
 			wt.readMicros = 100*millisecond + rng.Int64N(watchSlowReadMicros)
@@ -279,10 +286,13 @@ func (wt *watcher) reconnect() {
 				m = wt.home
 			}
 		}
+		if m != nil && wt.refusedBy(m) {
+			m = nil
+		}
 		if m != nil {
 			wt.attach(m)
 		}
-	} else if m := w.randomLiveMember(); m != nil && m != wt.m {
+	} else if m := w.randomLiveMember(); m != nil && m != wt.m && !wt.refusedBy(m) {
 		w.trace.printf("%s moves %s → %s", wt.name(), wt.m.name(), m.name())
 		wt.attach(m)
 	}
@@ -291,6 +301,32 @@ func (wt *watcher) reconnect() {
 		delay = second + w.rng.Int64N(watchMoveMicros)
 	}
 	w.sched.after(w.rng.Int64N(delay)+millisecond, wt.reconnect)
+}
+
+// refusedBy reports whether m refuses the watcher's stream: it requires a
+// leader and m knows none (`etcdserver: no leader`, as the server's
+// interceptor answers).
+func (wt *watcher) refusedBy(m *member) bool {
+	if wt.requireLeader && m.node.Status().Leader == 0 {
+		wt.w.trace.printf("%s: %s refuses the stream: no leader", wt.name(), m.name())
+		return true
+	}
+	return false
+}
+
+// endLeaderlessStreams ends, as the server does when node.LeaderLost, the
+// streams on m of watchers that require a leader; they reconnect on their
+// own schedule, to another member, from the revision after the last one
+// received.
+func (w *world) endLeaderlessStreams(m *member) {
+	for _, wt := range w.watchers {
+		if wt.requireLeader && wt.m == m && wt.attached() {
+			w.trace.printf("%s: %s lost its leader: the stream ends with etcdserver: no leader", wt.name(), m.name())
+			wt.stream.Close()
+			wt.m, wt.stream = nil, nil
+			wt.leaderLostEnds++
+		}
+	}
 }
 
 // attached reports whether the watcher has a stream on a running member.
@@ -561,7 +597,7 @@ func (w *world) checkWatches(committed []lin.Event) {
 			w.failAs(FailWatch, "%s %s: %v", wt.name(), describeWatch(wt.req), err)
 			continue
 		}
-		w.trace.printf("watch %s: %d segments through revision %d, resumed %d times: ok", wt.name(), len(wt.segments), wt.m.hub.Rev(), wt.resumes)
+		w.trace.printf("watch %s: %d segments through revision %d, resumed %d times, %d ended for a lost leader: ok", wt.name(), len(wt.segments), wt.m.hub.Rev(), wt.resumes, wt.leaderLostEnds)
 	}
 }
 

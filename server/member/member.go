@@ -131,8 +131,11 @@ type Member struct {
 	peerListeners []net.Listener
 	transport     *transport.Transport
 	// hub serves watches from the events the driver hands it.
-	hub         *watch.Hub
-	httpServers []*http.Server
+	hub *watch.Hub
+	// leaderStreams are the client streams that require a leader; they
+	// end when the node reports LeaderLost.
+	leaderStreams *etcdapi.LeaderStreams
+	httpServers   []*http.Server
 	// httpListeners are the listeners of httpServers, in the same order.
 	httpListeners []net.Listener
 	serveWG       sync.WaitGroup
@@ -213,6 +216,7 @@ func (m *Member) startLoop() {
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
 		RecentBytesMax: int(m.budget.WatchWindowBytes),
 	}, m.cfg.Logger.With("component", "watch"))
+	m.leaderStreams = etcdapi.NewLeaderStreams(func() bool { return m.node.Status().Leader != 0 })
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -220,6 +224,7 @@ func (m *Member) startLoop() {
 		OnEvents:            m.hub.Notify,
 		OnMembershipChanged: m.syncPeers,
 		OnSnapshotInstalled: m.hub.Resync,
+		OnLeaderLost:        m.leaderStreams.CancelAll,
 	})
 }
 
@@ -417,7 +422,7 @@ func (m *Member) serve() {
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
 		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
-		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
+		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor()),
 		// Plain text on http listeners, TLS on https ones.
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
 	)
