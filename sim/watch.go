@@ -66,7 +66,7 @@ type watcher struct {
 	// requireLeader watches carry etcd's hasleader metadata
 	// (clientv3.WithRequireLeader, as Kubernetes sets it): a member that
 	// knows no leader refuses them, and ends them once node.LeaderLost;
-	// leaderLostEnds counts those ends.
+	// leaderLostEnds counts those ends. A third of the watchers do.
 	requireLeader  bool
 	leaderLostEnds int
 }
@@ -194,7 +194,7 @@ func (w *world) startWatchers() {
 		wt := &watcher{w: w, id: i + 1, req: w.randomWatchRequest()}
 		rng := w.watchRand()
 		wt.slow, wt.progressNotify = rng.IntN(3) == 0, rng.IntN(2) == 0
-		wt.requireLeader = w.historyRand().IntN(2) == 0
+		wt.requireLeader = w.historyRand().IntN(3) == 0
 		wt.readMicros = millisecond
 		if wt.slow {
 			wt.readMicros = 100*millisecond + rng.Int64N(watchSlowReadMicros)
