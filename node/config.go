@@ -210,6 +210,10 @@ type TestingKnobs struct {
 	// WatchResyncForgetsWatcher makes the watch hub drop a watcher when its
 	// member installs a snapshot, instead of catching it up.
 	WatchResyncForgetsWatcher bool
+	// CompactDropsNewestVersion makes MVCC compaction remove a key's
+	// version made exactly at the compacted revision when the key has a
+	// newer one (issue 11): a read at the compacted revision misses it.
+	CompactDropsNewestVersion bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -67,7 +67,7 @@ func (n *Node) openStore() (*mvcc.Store, error) {
 	if err := n.recoverLeases(); err != nil {
 		return nil, err
 	}
-	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists})
+	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion})
 }
 
 func (n *Node) recoverLeases() (err error) {

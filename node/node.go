@@ -47,7 +47,10 @@ type Node struct {
 	// autoCompactor, if automatic compaction is on, decides when the
 	// leader compacts (autocompact.go).
 	autoCompactor *autoCompactor
-	reads         readQueue
+	// leaderlessTicks counts the ticks since the member last knew a
+	// leader (leaderless.go).
+	leaderlessTicks int
+	reads           readQueue
 	// completed are completions produced outside Process (by Start and
 	// Tick), handed out by the next Process.
 	completed []Completion
@@ -369,6 +372,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 func (n *Node) Tick() {
 	n.ticks++
 	n.raw.Tick()
+	n.trackLeader()
 	n.leaseTick()
 	n.retryParked()
 	n.expireMemberChanges()

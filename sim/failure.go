@@ -33,6 +33,9 @@ const (
 	FailSerializableRead FailureKind = "serializable-read"
 	// FailWatch: a watcher's events break a watch guarantee.
 	FailWatch FailureKind = "watch"
+	// FailHistoricalRead: a read at a past revision did not return the
+	// committed store at that revision, or the wrong error.
+	FailHistoricalRead FailureKind = "historical-read"
 	// FailLease: a lease expired early, or revoked leases left keys.
 	FailLease FailureKind = "lease"
 	// FailLock: two sessions held the lock at once.

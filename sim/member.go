@@ -234,6 +234,9 @@ func (m *member) tick() {
 		return
 	}
 	m.node.Tick()
+	if m.node.LeaderLost() {
+		m.w.endLeaderlessStreams(m)
+	}
 	m.tickWatchHub()
 	m.kick()
 }

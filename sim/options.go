@@ -93,6 +93,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"lease-time-from-ticks":        {LeaseTimeFromTicks: true},
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
+	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

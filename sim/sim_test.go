@@ -87,8 +87,9 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		{"read-without-readindex", node.TestingKnobs{ReadWithoutReadIndex: true}, []FaultKind{FaultIsolateLeader, FaultPartition}, []FailureKind{FailLinearizability}},
 		{"skip-applied-index", node.TestingKnobs{SkipAppliedIndex: true}, []FaultKind{FaultCrash, FaultCrashAll}, []FailureKind{FailConvergence, FailLostWrite}},
 		// The read path in the core: a read released before its member
-		// applied up to the confirmed index is stale.
-		{"read-before-applied", node.TestingKnobs{ReadBeforeApplied: true}, nil, []FailureKind{FailLinearizability}},
+		// applied up to the confirmed index is stale (a historical read
+		// served below an acknowledged revision shows it too).
+		{"read-before-applied", node.TestingKnobs{ReadBeforeApplied: true}, nil, []FailureKind{FailLinearizability, FailHistoricalRead}},
 		{"read-index-without-heartbeat", node.TestingKnobs{ReadIndexWithoutHeartbeat: true}, []FaultKind{FaultPause, FaultIsolateLeader, FaultLeaderTransfer}, []FailureKind{FailLinearizability}},
 		// The local read path (ServeLocal): a serializable read torn
 		// between an older view's data and the published revision's
@@ -108,6 +109,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// (the simulator moves a watcher onto every member about to
 		// install one).
 		{"watch-resync-forgets-watcher", node.TestingKnobs{WatchResyncForgetsWatcher: true}, []FaultKind{FaultCrash, FaultCrashMinority, FaultMembership, FaultPartition}, []FailureKind{FailWatch}},
+		// MVCC compaction in the core (issue 11): a compaction that drops
+		// a key's version made at the compacted revision while a newer
+		// one exists; only reads at the compacted revision can see it.
+		{"compact-drops-newest-version", node.TestingKnobs{CompactDropsNewestVersion: true}, nil, []FailureKind{FailHistoricalRead}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

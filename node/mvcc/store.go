@@ -17,6 +17,13 @@ type Options struct {
 	// rpctypes.ErrGRPCLeaseNotFound.
 	LeaseExists func(id int64) bool
 
+	// CompactDropsNewestAtTarget is a planted bug for the simulator's
+	// checks (node.TestingKnobs.CompactDropsNewestVersion): compaction
+	// also removes a key's version made exactly at the compacted revision
+	// when the key has a newer one, so a read at the compacted revision
+	// misses the key. Never set outside planted-bug tests.
+	CompactDropsNewestAtTarget bool
+
 	// chunkBits sets the key chunk size to about 2^chunkBits keys; 0 means
 	// defaultChunkBits. Every store of one cluster must use the same, so
 	// only tests change it, to make chunks of a few keys.

@@ -182,8 +182,11 @@ type Member struct {
 	peerListeners []net.Listener
 	transport     *transport.Transport
 	// hub serves watches from the events the driver hands it.
-	hub         *watch.Hub
-	httpServers []*http.Server
+	hub *watch.Hub
+	// leaderStreams are the client streams that require a leader; they
+	// end when the node reports LeaderLost.
+	leaderStreams *etcdapi.LeaderStreams
+	httpServers   []*http.Server
 	// httpListeners are the listeners of httpServers, in the same order.
 	httpListeners []net.Listener
 	serveWG       sync.WaitGroup
@@ -267,6 +270,7 @@ func (m *Member) startLoop() {
 		RecentBytesMax:         int(m.budget.WatchWindowBytes),
 		ProgressNotifyInterval: m.cfg.WatchProgressNotifyInterval,
 	}, m.cfg.Logger.With("component", "watch"))
+	m.leaderStreams = etcdapi.NewLeaderStreams(func() bool { return m.node.Status().Leader != 0 })
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -274,6 +278,7 @@ func (m *Member) startLoop() {
 		OnEvents:            m.hub.Notify,
 		OnMembershipChanged: m.syncPeers,
 		OnSnapshotInstalled: m.hub.Resync,
+		OnLeaderLost:        m.leaderStreams.CancelAll,
 	})
 }
 
@@ -485,7 +490,7 @@ func (m *Member) serve() {
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
 		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
-		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
+		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor()),
 		// Plain text on http listeners, TLS on https ones.
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
 	}, m.metrics.GRPCServerOptions()...)...)
