@@ -66,16 +66,10 @@ func (w *world) historyReadOnce() {
 	}
 	rng := w.historyRand()
 	defer w.sched.after(1+rng.Int64N(historyReadEveryMicros), w.historyReadOnce)
-	var live []*member
-	for _, m := range w.members {
-		if m.up() && !m.paused {
-			live = append(live, m)
-		}
-	}
-	if len(live) == 0 {
+	m := w.randomServingMember(rng)
+	if m == nil {
 		return
 	}
-	m := live[rng.IntN(len(live))]
 	r := historyRead{revision: w.pickHistoryRevision(m), serializable: rng.IntN(2) == 0, ackedRevision: w.ackedRevisionMax()}
 	req := node.Request{Range: &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: r.revision, Serializable: r.serializable}}
 	w.trace.printf("c%d → %s range all at revision %d serializable=%v", historyReaderID, m.name(), r.revision, r.serializable)

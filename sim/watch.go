@@ -247,16 +247,10 @@ func (w *world) compact() {
 	}
 	rng := w.watchRand()
 	defer w.sched.after(second+rng.Int64N(compactEveryMicros), w.compact)
-	var live []*member
-	for _, m := range w.members {
-		if m.up() && !m.paused {
-			live = append(live, m)
-		}
-	}
-	if len(live) == 0 {
+	m := w.randomServingMember(rng)
+	if m == nil {
 		return
 	}
-	m := live[rng.IntN(len(live))]
 	rev := m.node.Store().Rev() - rng.Int64N(compactBehindRevisionsMax)
 	if rev <= m.node.Store().CompactRev() {
 		return
@@ -651,4 +645,19 @@ func (wt *watcher) checkSegments(committed []lin.Event, completeRevision int64) 
 		}
 	}
 	return nil
+}
+
+// randomServingMember draws one of the members that are up and not paused,
+// nil if none is.
+func (w *world) randomServingMember(rng *rand.Rand) *member {
+	var live []*member
+	for _, m := range w.members {
+		if m.up() && !m.paused {
+			live = append(live, m)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	return live[rng.IntN(len(live))]
 }
