@@ -36,10 +36,13 @@ func TestLeaderLost(t *testing.T) {
 		}
 	}
 	// The follower notices after one to two election timeouts (raft's
-	// randomized timeout), then waits three more.
-	if lostAt < (leaderlessElectionTimeoutsMax+1)*electionTicks || lostAt > (leaderlessElectionTimeoutsMax+2)*electionTicks {
-		t.Fatalf("LeaderLost after %d ticks, want between %d and %d (election timeout %d ticks)", lostAt,
-			(leaderlessElectionTimeoutsMax+1)*electionTicks, (leaderlessElectionTimeoutsMax+2)*electionTicks, electionTicks)
+	// randomized timeout, counted from the last heartbeat it got, up to a
+	// heartbeat interval before the cut), then waits three more.
+	earliest := (leaderlessElectionTimeoutsMax+1)*electionTicks - f.cfg.HeartbeatTicks
+	latest := (leaderlessElectionTimeoutsMax + 2) * electionTicks
+	if lostAt < earliest || lostAt > latest {
+		t.Fatalf("LeaderLost after %d ticks, want between %d and %d (election timeout %d ticks, heartbeat %d)", lostAt,
+			earliest, latest, electionTicks, f.cfg.HeartbeatTicks)
 	}
 	h.drop = nil
 	for tick := 0; f.LeaderLost(); tick++ {
