@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -182,9 +183,9 @@ func RestoreBackup(data []byte, fs vfs.FS, dir string, skipHash bool) error {
 			return err
 		}
 		if name == "" {
-			return syncDir(fs, dir)
+			return durable.SyncDir(fs, dir)
 		}
-		if err := writeSynced(fs, fs.PathJoin(dir, name), data); err != nil {
+		if err := durable.WriteFile(fs, fs.PathJoin(dir, name), data); err != nil {
 			return err
 		}
 	}
@@ -213,22 +214,6 @@ func readBackupFile(r *bytes.Reader) (string, []byte, error) {
 		return "", nil, fmt.Errorf("file %s: %w", name, ErrBackupCorrupt)
 	}
 	return string(name), data, nil
-}
-
-func writeSynced(fs vfs.FS, path string, data []byte) error {
-	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func padBytes(n int64) int64 { return (backupAlignBytes - n%backupAlignBytes) % backupAlignBytes }

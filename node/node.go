@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cairn-db/cairn/node/lease"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
@@ -186,7 +187,7 @@ func createDurably(fs vfs.FS, dir string) error {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	for d := fs.PathDir(dir); ; d = fs.PathDir(d) {
-		if err := syncDir(fs, d); err != nil {
+		if err := durable.SyncDir(fs, d); err != nil {
 			return fmt.Errorf("sync %s: %w", d, err)
 		}
 		if parent := fs.PathDir(d); parent == d || d == "" || d == "." {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3"
@@ -60,35 +61,7 @@ func liveDBName(fs vfs.FS, dir string) (string, error) {
 
 // setLiveDBName replaces CURRENT atomically and durably.
 func setLiveDBName(fs vfs.FS, dir, name string) error {
-	tmp := fs.PathJoin(dir, currentFile+".tmp")
-	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write([]byte(name + "\n")); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fs.Rename(tmp, fs.PathJoin(dir, currentFile)); err != nil {
-		return err
-	}
-	return syncDir(fs, dir)
-}
-
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.ReplaceFile(fs, fs.PathJoin(dir, currentFile), []byte(name+"\n"))
 }
 
 // removeStale deletes databases other than the live one and snapshots not

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -223,7 +224,7 @@ func (s *SnapshotStager) finish() ([]byte, error) {
 	if err := s.syncFile(); err != nil {
 		return nil, err
 	}
-	if err := syncDir(s.fs, s.partial); err != nil {
+	if err := durable.SyncDir(s.fs, s.partial); err != nil {
 		return nil, fmt.Errorf("sync staged snapshot at %d: %w", s.index, err)
 	}
 	if _, err := s.fs.Stat(s.final); err == nil {

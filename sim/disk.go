@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -214,7 +215,7 @@ func (c *crashImage) copyDir(dir string) error {
 			return err
 		}
 	}
-	return syncDir(c.out, dir)
+	return durable.SyncDir(c.out, dir)
 }
 
 func (c *crashImage) copyEntry(path string, stream *rand.Rand) error {
@@ -266,19 +267,7 @@ func (c *crashImage) copyFile(path string, stream *rand.Rand) error {
 		}
 		copy(data[off:], block)
 	}
-	f, err := c.out.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return durable.WriteFile(c.out, path, data)
 }
 
 // unionOfNames lists dir in both filesystems; it may be missing from one
@@ -308,21 +297,6 @@ func readFileOf(fs *vfs.MemFS, path string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-func syncDir(fs vfs.FS, dir string) error {
-	if dir == "" {
-		dir = "/"
-	}
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
-}
-
 // syncDirs syncs every directory under dir, so that a CrashClone keeping
 // nothing unsynced still holds every current file, with its synced data.
 func syncDirs(fs *vfs.MemFS, dir string) error {
@@ -339,5 +313,5 @@ func syncDirs(fs *vfs.MemFS, dir string) error {
 			}
 		}
 	}
-	return syncDir(fs, dir)
+	return durable.SyncDir(fs, dir)
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -15,11 +16,11 @@ func liveDisk(t *testing.T, extra bool) *vfs.MemFS {
 	t.Helper()
 	fs := vfs.NewCrashableMem()
 	must(t, fs.MkdirAll("d", 0o755))
-	must(t, syncDir(fs, ""))
+	must(t, durable.SyncDir(fs, ""))
 	writeFile(t, fs, "d/gone", 1, true)
 	writeFile(t, fs, "d/r", 2, true)
 	a := writeFile(t, fs, "d/a", 3, true)
-	must(t, syncDir(fs, "d"))
+	must(t, durable.SyncDir(fs, "d"))
 	_, err := a.Write(bytes.Repeat([]byte{'u'}, 2*crashBlockBytes))
 	must(t, err)
 	must(t, a.Close())

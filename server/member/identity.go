@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/node/cluster"
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -147,7 +148,7 @@ func (m *Member) saveIdentity(id identity) error {
 	if err != nil {
 		return err
 	}
-	return writeDurably(m.cfg.FS, m.identityPath(), b)
+	return durable.ReplaceFile(m.cfg.FS, m.identityPath(), b)
 }
 
 func readFile(fs vfs.FS, path string) ([]byte, error) {
@@ -157,35 +158,4 @@ func readFile(fs vfs.FS, path string) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(f)
-}
-
-// writeDurably replaces path's content atomically: a temporary file,
-// synced, renamed over path, and the directory synced so the rename
-// survives a crash.
-func writeDurably(fs vfs.FS, path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fs.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := fs.OpenDir(fs.PathDir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

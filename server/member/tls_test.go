@@ -1,7 +1,6 @@
 package member
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,23 +56,6 @@ func TestTLSStartErrors(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestTLSClientPortWithClientCertAuth serves the official client over
 // https with client certificates, and refuses (and logs) a plain-text
 // client and a client without a certificate on the same port.
@@ -83,7 +64,7 @@ func TestTLSClientPortWithClientCertAuth(t *testing.T) {
 	ca := tlstest.NewCA(t, "ca")
 	server := ca.Issue(t, "m1", "127.0.0.1").Write(t, dir, "server", ca)
 	client := ca.Issue(t, "client", "127.0.0.1")
-	log := &lockedBuffer{}
+	log := &tlstest.Log{}
 	cfg := testConfig(filepath.Join(dir, "data"), etcdapi.Limits{})
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	cfg.ListenClientURLs = []string{"https://127.0.0.1:0", "http://127.0.0.1:0"}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -54,32 +55,16 @@ func SelfCert(fs vfs.FS, dir string, hosts []string, validityYears uint) (certFi
 	if err != nil {
 		return "", "", err
 	}
-	if err := writeSynced(fs, keyFile, keyPEM); err != nil {
+	if err := durable.WriteFile(fs, keyFile, keyPEM); err != nil {
 		return "", "", err
 	}
-	if err := writeSynced(fs, certFile, certPEM); err != nil {
+	if err := durable.WriteFile(fs, certFile, certPEM); err != nil {
 		return "", "", err
 	}
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return "", "", err
-	}
-	if err := errors.Join(d.Sync(), d.Close()); err != nil {
+	if err := durable.SyncDir(fs, dir); err != nil {
 		return "", "", fmt.Errorf("sync certificate directory: %w", err)
 	}
 	return certFile, keyFile, nil
-}
-
-// writeSynced writes data to a new file at path and syncs it.
-func writeSynced(fs vfs.FS, path string, data []byte) error {
-	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	return errors.Join(f.Sync(), f.Close())
 }
 
 // selfSigned makes a P-521 ECDSA key (etcd's choice) and a CA certificate

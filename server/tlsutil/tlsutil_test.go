@@ -1,7 +1,6 @@
 package tlsutil_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,34 +27,16 @@ const callTimeout = 3 * time.Second
 // logWaitTimeout bounds the wait for the server to log a refusal.
 const logWaitTimeout = 5 * time.Second
 
-// syncBuffer is a log sink the server's goroutines write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testServer is a gRPC health server on a TLS listener built by tlsutil,
 // with its log.
 type testServer struct {
 	addr string
-	log  *syncBuffer
+	log  *tlstest.Log
 }
 
 func startServer(t *testing.T, cfg tlsutil.Config) *testServer {
 	t.Helper()
-	log := &syncBuffer{}
+	log := &tlstest.Log{}
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	s, err := tlsutil.NewServer(cfg)
 	if err != nil {
@@ -324,7 +304,7 @@ func TestNewServerRefusesIncompleteConfig(t *testing.T) {
 }
 
 func TestPlainConnectionsOnTheSameServer(t *testing.T) {
-	log := &syncBuffer{}
+	log := &tlstest.Log{}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,7 +71,7 @@ func TestTransportOverMutualTLS(t *testing.T) {
 	heartbeat := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(1), To: proto.Uint64(2), Term: proto.Uint64(1)}
 
 	refused := make(chan uint64, 1)
-	var intruderLog lockedLog
+	var intruderLog tlstest.Log
 	intruderSender := newSender(intruder, refused, slog.New(slog.NewTextHandler(&intruderLog, nil)))
 	defer intruderSender.Stop()
 	intruderSender.Send([]*raftpb.Message{heartbeat})
@@ -121,22 +120,4 @@ func TestTransportOverMutualTLS(t *testing.T) {
 	if _, err := FetchMembers(ctx, "http://"+l.Addr().String(), client); err == nil {
 		t.Fatal("a plain-text dial of the TLS peer port was answered")
 	}
-}
-
-// lockedLog is a log sink written from the transport's goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
