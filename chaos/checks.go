@@ -130,6 +130,8 @@ func linearizabilityDetail(verdict lin.Result) string {
 		return "porcupine found no linearization"
 	case lin.ResultTimeout:
 		return "search timed out: not proven"
+	case lin.ResultStepBudget:
+		return "search took its whole step budget: not proven"
 	}
 	return ""
 }

@@ -2,22 +2,45 @@ package linearizability
 
 import (
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 )
 
+// Porcupine's search is bounded by the number of model steps it takes, a
+// count that depends only on the history, never on the machine: a history
+// that needs more is undecided (ResultStepBudget) on every machine alike,
+// so a seed's verdict is the same wherever it runs. The budget grows with
+// the history: SearchStepsPerOperation for each operation checked, and at
+// least SearchStepsMin. The simulator's 60-second histories take 20-40
+// steps an operation and at most about 100,000 in all (docs/simulation.md).
+// A step costs 2-20 µs (the model copies and hashes the keyspace).
+const (
+	SearchStepsPerOperation = 1000
+	SearchStepsMin          = 1_000_000
+)
+
+// searchStepsFor is the step budget of a search over ops operations.
+func searchStepsFor(ops int) int64 {
+	return max(SearchStepsMin, int64(ops)*SearchStepsPerOperation)
+}
+
 // Result is the verdict of a linearizability check.
 type Result int
 
-// Check verdicts. ResultTimeout means the search ran out of time without
-// deciding: the history is neither proven nor refuted. Callers must report
-// it as a failure of its own (the timeout is a guard against a search that
-// blows up, never a way to pass), with the timeout and the history's size.
+// Check verdicts. ResultTimeout means the search ran out of time, and
+// ResultStepBudget that it took SearchStepsMax steps, without deciding: the
+// history is neither proven nor refuted. Callers must report either as a
+// failure of its own (the bounds guard against a search that blows up,
+// never a way to pass), with the bound and the history's size. A timeout
+// depends on the machine; the step budget does not, so deterministic
+// callers (the simulator) pass no timeout.
 const (
 	ResultOK Result = iota + 1
 	ResultIllegal
 	ResultTimeout
+	ResultStepBudget
 )
 
 func (r Result) String() string {
@@ -28,6 +51,8 @@ func (r Result) String() string {
 		return "illegal"
 	case ResultTimeout:
 		return "timeout"
+	case ResultStepBudget:
+		return "step budget exhausted"
 	}
 	return "invalid"
 }
@@ -65,20 +90,61 @@ func CheckCommitted(startRevision int64, history []porcupine.Operation, committe
 
 // check is CheckCommitted with revisions other writers made (nil: none).
 func check(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation, committed []Event, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
+	verdict, info, _ := checkWithin(startRevision, foreign, history, committed, timeout, 0)
+	return verdict, info
+}
+
+// checkWithin is check with a search of at most stepsMax model steps (0:
+// the budget for the history's size, searchStepsFor); it also returns the
+// steps the search took.
+func checkWithin(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation, committed []Event, timeout time.Duration, stepsMax int64) (Result, porcupine.LinearizationInfo, int64) {
 	prepared := prepare(startRevision, foreign, history)
 	if committed != nil {
 		prepared = NarrowUnknownWrites(prepared, committed)
 	}
-	model := newModel(startRevision, foreign, prepared)
+	if stepsMax == 0 {
+		stepsMax = searchStepsFor(len(prepared))
+	}
+	model, budget := withStepBudget(newModel(startRevision, foreign, prepared), stepsMax)
 	if !gapsFillable(startRevision, foreign, prepared) {
 		// Searching would try every way to spread too few unknown writes
 		// over the gaps. Check the acknowledged operations alone instead:
 		// as fast, and their partial linearizations still show the gaps.
 		_, info := porcupine.CheckOperationsVerbose(model, acknowledged(prepared), timeout)
-		return ResultIllegal, info
+		return ResultIllegal, info, budget.steps()
 	}
 	verdict, info := porcupine.CheckOperationsVerbose(model, prepared, timeout)
-	return resultOf(verdict), info
+	if budget.exhausted() {
+		return ResultStepBudget, info, budget.steps()
+	}
+	return resultOf(verdict), info, budget.steps()
+}
+
+// stepBudget counts a model's steps. Once it is spent every step fails,
+// which ends porcupine's search quickly (as an illegal verdict that
+// exhausted tells apart from a real one).
+type stepBudget struct {
+	taken atomic.Int64
+	max   int64
+}
+
+func (b *stepBudget) exhausted() bool { return b.taken.Load() > b.max }
+
+// steps is how many steps the search took, at most the budget.
+func (b *stepBudget) steps() int64 { return min(b.taken.Load(), b.max) }
+
+// withStepBudget wraps m's Step so that it fails once it has been called
+// more than stepsMax times.
+func withStepBudget(m porcupine.Model, stepsMax int64) (porcupine.Model, *stepBudget) {
+	b := &stepBudget{max: stepsMax}
+	step := m.Step
+	m.Step = func(state, input, output any) (bool, any) {
+		if b.taken.Add(1) > b.max {
+			return false, state
+		}
+		return step(state, input, output)
+	}
+	return m, b
 }
 
 // gapsFillable reports whether there are at least as many unknown-outcome

@@ -47,6 +47,8 @@ type Recorder struct {
 		lastInfo *porcupine.LinearizationInfo
 		// lastHistory is the history lastInfo describes.
 		lastHistory []porcupine.Operation
+		// lastSteps is the model steps the last Check's search took.
+		lastSteps int64
 		// foreign are the revisions other writers created (SetForeign).
 		foreign *foreignRevisions
 	}
@@ -159,13 +161,22 @@ func (r *Recorder) Check(timeout time.Duration) (Result, porcupine.Linearization
 	return r.CheckCommitted(nil, timeout)
 }
 
+// LastCheckSteps is how many model steps the last Check's search took (0
+// before any): a measure of its cost that, unlike its time, is the same on
+// every machine.
+func (r *Recorder) LastCheckSteps() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.lastSteps
+}
+
 // CheckCommitted is Check with unknown-outcome writes narrowed by the
 // committed history (CheckCommitted, the package function).
 func (r *Recorder) CheckCommitted(committed []Event, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
 	history := r.Operations()
-	verdict, info := check(r.startRevision, r.foreign(), history, committed, timeout)
+	verdict, info, steps := checkWithin(r.startRevision, r.foreign(), history, committed, timeout, 0)
 	r.mu.Lock()
-	r.mu.lastInfo, r.mu.lastHistory = &info, history
+	r.mu.lastInfo, r.mu.lastHistory, r.mu.lastSteps = &info, history, steps
 	r.mu.Unlock()
 	return verdict, info
 }

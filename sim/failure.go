@@ -23,10 +23,12 @@ const (
 	// FailLinearizability: porcupine proved the client history is not
 	// linearizable.
 	FailLinearizability FailureKind = "linearizability"
-	// FailLinearizabilityTimeout: porcupine's search did not finish
-	// within its guard; the history is neither proven nor refuted, which
-	// is a failure to investigate, never a pass.
-	FailLinearizabilityTimeout FailureKind = "linearizability-timeout"
+	// FailLinearizabilityUndecided: porcupine's search took its whole
+	// step budget (lin.SearchStepsPerOperation) without deciding; the history is
+	// neither proven nor refuted, which is a failure to investigate, never
+	// a pass. The budget counts model steps, not time, so the verdict is
+	// the same on every machine.
+	FailLinearizabilityUndecided FailureKind = "linearizability-undecided"
 	// FailSerializableRead: a serializable read returned something other
 	// than the committed keyspace at its header revision, or a header
 	// revision ahead of its member's applied state.

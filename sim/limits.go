@@ -93,9 +93,11 @@ type Usage struct {
 	MessagesInFlightPeak int           `json:"messages_in_flight_peak"`
 	HeapBytesPeak        uint64        `json:"heap_bytes_peak"`
 	WallTime             time.Duration `json:"wall_ns"`
-	// LinearizabilityCheck is the wall time of porcupine's search, which
-	// has its own guard (linearizabilityTimeout).
+	// LinearizabilityCheck is the wall time of porcupine's search, and
+	// LinearizabilitySteps the model steps it took, which its own budget
+	// bounds (lin.SearchStepsPerOperation).
 	LinearizabilityCheck time.Duration `json:"linearizability_check_ns"`
+	LinearizabilitySteps int64         `json:"linearizability_steps"`
 }
 
 // limiter counts a run's use of its limits and fails the run at the first

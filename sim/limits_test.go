@@ -53,17 +53,17 @@ func TestUsageIsReported(t *testing.T) {
 	}
 }
 
-// Porcupine's verdicts map to failures: a timeout is a failure of its own
+// Porcupine's verdicts map to failures: an exhausted step budget is a failure of its own
 // kind, never a pass.
 func TestLinearizabilityVerdicts(t *testing.T) {
-	if f := linearizabilityFailure(lin.ResultOK, time.Minute, 10); f != nil {
+	if f := linearizabilityFailure(lin.ResultOK, 10, 100); f != nil {
 		t.Fatalf("ok gave %v", f)
 	}
-	if f := linearizabilityFailure(lin.ResultIllegal, time.Minute, 10); f == nil || f.Kind != FailLinearizability {
+	if f := linearizabilityFailure(lin.ResultIllegal, 10, 100); f == nil || f.Kind != FailLinearizability {
 		t.Fatalf("illegal gave %v", f)
 	}
-	f := linearizabilityFailure(lin.ResultTimeout, time.Minute, 1234)
-	if f == nil || f.Kind != FailLinearizabilityTimeout || f.Message != "linearizability check timed out after 1m0s (history of 1234 ops)" {
-		t.Fatalf("timeout gave %v", f)
+	f := linearizabilityFailure(lin.ResultStepBudget, 1234, 1234000)
+	if f == nil || f.Kind != FailLinearizabilityUndecided || f.Message != "linearizability check undecided after 1234000 model steps (history of 1234 ops)" {
+		t.Fatalf("an exhausted step budget gave %v", f)
 	}
 }

@@ -338,7 +338,7 @@ func summarize(f flags, results []workerLine, workerRSSBytes int64, wall time.Du
 // with the seed that reached it: what the limits' margins are measured
 // against.
 func peaks(results []workerLine) string {
-	var events, queued, inFlight, heap, wall, check workerLine
+	var events, queued, inFlight, heap, wall, check, steps workerLine
 	for _, r := range results {
 		u := r.Usage
 		if u.Events > events.Usage.Events {
@@ -359,9 +359,13 @@ func peaks(results []workerLine) string {
 		if u.LinearizabilityCheck > check.Usage.LinearizabilityCheck {
 			check = r
 		}
+		if u.LinearizabilitySteps > steps.Usage.LinearizabilitySteps {
+			steps = r
+		}
 	}
-	return fmt.Sprintf("peaks: events %d (seed %d, %.0f virtual s), queued events %d (seed %d), messages in flight %d (seed %d), heap in use %d MiB (seed %d), wall time %v (seed %d), linearizability check %v (seed %d)",
+	return fmt.Sprintf("peaks: events %d (seed %d, %.0f virtual s), queued events %d (seed %d), messages in flight %d (seed %d), heap in use %d MiB (seed %d), wall time %v (seed %d), linearizability check %v (seed %d), %d model steps (seed %d)",
 		events.Usage.Events, events.Seed, float64(events.SimulatedMicros)/1e6, queued.Usage.QueuedEventsPeak, queued.Seed,
 		inFlight.Usage.MessagesInFlightPeak, inFlight.Seed, heap.Usage.HeapBytesPeak>>20, heap.Seed,
-		wall.Usage.WallTime.Round(time.Millisecond), wall.Seed, check.Usage.LinearizabilityCheck.Round(time.Millisecond), check.Seed)
+		wall.Usage.WallTime.Round(time.Millisecond), wall.Seed, check.Usage.LinearizabilityCheck.Round(time.Millisecond), check.Seed,
+		steps.Usage.LinearizabilitySteps, steps.Seed)
 }
