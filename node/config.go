@@ -214,6 +214,11 @@ type TestingKnobs struct {
 	// version made exactly at the compacted revision when the key has a
 	// newer one (issue 11): a read at the compacted revision misses it.
 	CompactDropsNewestVersion bool
+	// FollowerSendsAhead lets a follower send its messages, acknowledgements
+	// of appended entries included, before it persists those entries, as
+	// only a leader may (Node.sendsAhead): a crash can then lose an entry
+	// a quorum was counted on, and with it an acknowledged write.
+	FollowerSendsAhead bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -80,6 +80,10 @@ type Node struct {
 	removed bool
 	// installed is set between a snapshot install and its report in Output.
 	installed bool
+	// sentAhead is a leader's Ready whose messages went out before its
+	// entries were persisted (sendsAhead); the next Process persists and
+	// applies it before taking another Ready.
+	sentAhead *raft.Ready
 	members   memberList
 	// alarms are the active alarms as of the applied index (alarm.go).
 	alarms alarmList
@@ -437,7 +441,7 @@ func (n *Node) finishRead(r pendingRead) {
 
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
-	return n.removed || n.failed != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
+	return n.removed || n.failed != nil || n.sentAhead != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
 		n.reads.hasReleasable(n.releasableIndex()) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
 		n.compactionDue()
 }

@@ -32,7 +32,7 @@ func (n *Node) Process() (out Output, err error) {
 	out = Output{Done: n.completed}
 	n.completed = nil
 	n.reads.send(n.raw, n.ticks, n.cfg.ReadIndexRetryTicks)
-	if n.raw.HasReady() {
+	if n.sentAhead != nil || n.raw.HasReady() {
 		if err := n.handleReady(&out); err != nil {
 			return Output{}, err
 		}
@@ -67,11 +67,21 @@ func (n *Node) recoverStorageFailure(out *Output, err *error) {
 }
 
 func (n *Node) handleReady(out *Output) error {
-	rd := n.raw.Ready()
+	var rd raft.Ready
+	if n.sentAhead != nil {
+		rd, n.sentAhead = *n.sentAhead, nil
+	} else {
+		rd = n.raw.Ready()
+		if n.sendsAhead(rd) {
+			out.Messages, rd.Messages = rd.Messages, nil
+			n.sentAhead = &rd
+			return nil
+		}
+	}
 	if err := n.persist(rd); err != nil {
 		return err
 	}
-	out.Messages = rd.Messages
+	out.Messages = append(out.Messages, rd.Messages...)
 	if n.installed {
 		out.SnapshotInstalled, out.MembershipChanged = true, true
 		n.installed = false
@@ -93,6 +103,28 @@ func (n *Node) handleReady(out *Output) error {
 	}
 	n.raw.Advance(rd)
 	return nil
+}
+
+// sendsAhead reports whether rd's messages may go out before its entries
+// are persisted: the leader's disk write then overlaps the round trip to
+// its followers and their writes, instead of preceding them (the raft
+// thesis, section 10.2.1; etcd's leader does the same). It is safe for a
+// leader whose term and vote are already durable: raft counts the
+// leader's own entries toward a commit before they are on its disk, but
+// every message that carries a commit index, and every apply, comes from
+// a later Ready, which Process takes only after persisting this one. A
+// follower never sends ahead: its acknowledgement says the entries are on
+// its disk. Nor does a Ready with a snapshot, or with nothing to sync.
+func (n *Node) sendsAhead(rd raft.Ready) bool {
+	if len(rd.Messages) == 0 || len(rd.Entries) == 0 || !rd.MustSync || !raft.IsEmptySnap(rd.Snapshot) ||
+		!(n.isLeader() || n.cfg.Knobs.FollowerSendsAhead) {
+		return false
+	}
+	if raft.IsEmptyHardState(rd.HardState) {
+		return true
+	}
+	durable := n.log.HardState()
+	return rd.HardState.GetTerm() == durable.GetTerm() && rd.HardState.GetVote() == durable.GetVote()
 }
 
 // persist makes the Ready's entries and HardState durable with one commit,
