@@ -10,8 +10,16 @@ import (
 // one sstable may reference before a compaction rewrites its values, and
 // when a blob file whose values are mostly deleted (old versions, the
 // truncated raft log) is rewritten to reclaim its space.
+//
+// The reference depth trades read amplification (a scan may read values
+// from that many blob files) for write amplification. Versions are keyed
+// by user key, so every flush overlaps every other and a small depth makes
+// each compaction rewrite the values it moves: with 20,000 puts of 20 KiB
+// over 50 keys, one member wrote 2.47 GB and read 1.16 GB at depth 10,
+// 1.81 GB and 0.51 GB at 50, 1.72 GB and 0.42 GB at 200 (etcd: about
+// 0.9 GB written).
 const (
-	blobReferenceDepthMax = 10
+	blobReferenceDepthMax = 50
 	blobRewriteAgeMin     = time.Minute
 	blobGarbageRatioMax   = 0.3
 )
