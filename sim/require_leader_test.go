@@ -8,10 +8,11 @@ import (
 // TestRequireLeaderWatchesEnd: under partitions and pauses, a watcher that
 // requires a leader is refused by a member that knows none and its stream
 // ends once the member's node reports LeaderLost; it resumes elsewhere
-// and the watch check still passes. Seed 19 is one whose trace has both
-// (seeds 27, 37, 38 and 39 too).
+// and the watch check still passes. Seed 21 is one whose trace has both
+// (seeds 27, 29, 35 and 38 too, of 1-40, since the corruption checks'
+// entries shifted the runs).
 func TestRequireLeaderWatchesEnd(t *testing.T) {
-	res := Run(Options{Seed: 19, DurationMicros: 60 * second, KeepTrace: true,
+	res := Run(Options{Seed: 21, DurationMicros: 60 * second, KeepTrace: true,
 		Faults: []FaultKind{FaultPartition, FaultIsolateLeader, FaultPause}})
 	t.Logf("%d trace lines, %d acknowledged operations", res.TraceLines, res.OpsAcknowledged)
 	if !res.Passed() {

@@ -115,6 +115,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// a key's version made at the compacted revision while a newer
 		// one exists; only reads at the compacted revision can see it.
 		{"compact-drops-newest-version", node.TestingKnobs{CompactDropsNewestVersion: true}, nil, []FailureKind{FailHistoricalRead}},
+		// The corruption checks (node/corrupt.go): one member applies
+		// some puts with another value; the periodic or the compaction
+		// hash check must raise CORRUPT.
+		{"corrupt-applied-value", node.TestingKnobs{CorruptAppliedValue: true}, nil, []FailureKind{FailCorruptAlarm}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
