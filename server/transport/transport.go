@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairn-db/cairn/server/tlsutil"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -46,6 +47,9 @@ type Config struct {
 	// Members lists the cluster's members: for members joining it, and to
 	// refuse members that were removed.
 	Members func() []*membershippb.Member
+	// HashKV answers a peer's initial corruption check (hashkv.go); nil
+	// answers none.
+	HashKV func(*pb.HashKVRequest) (*pb.HashKVResponse, error)
 	// OnRemoved is called when a peer says this member was removed from
 	// the cluster; the member must stop.
 	OnRemoved func()
@@ -180,7 +184,10 @@ func (t *Transport) Register(s *grpc.Server) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "cairn.peer.v1.Raft",
 		HandlerType: (*any)(nil),
-		Methods:     []grpc.MethodDesc{{MethodName: "Members", Handler: t.membersHandler}},
+		Methods: []grpc.MethodDesc{
+			{MethodName: "Members", Handler: t.membersHandler},
+			{MethodName: "HashKV", Handler: t.hashKVHandler},
+		},
 		Streams: []grpc.StreamDesc{{
 			StreamName:    "Send",
 			Handler:       func(_ any, stream grpc.ServerStream) error { return t.receive(stream) },

@@ -70,14 +70,13 @@ type etcdOnlyFlag struct {
 }
 
 const (
-	reasonBbolt      = "cairn stores its data in Pebble, not bbolt"
-	reasonNoWAL      = "cairn keeps its raft log in Pebble, truncated by --snapshot-count, not in WAL and snapshot files"
-	reasonDiscovery  = "discovery is not supported: bootstrap with --initial-cluster"
-	reasonAuth       = "authentication is not supported yet"
-	reasonLogLine    = "cairn does not log slow requests by this threshold"
-	reasonTracing    = "only read with --enable-distributed-tracing, which cairn refuses"
-	reasonNoGateway  = "cairn serves no HTTP/JSON gateway"
-	reasonCorruption = "corruption checks are not supported yet"
+	reasonBbolt     = "cairn stores its data in Pebble, not bbolt"
+	reasonNoWAL     = "cairn keeps its raft log in Pebble, truncated by --snapshot-count, not in WAL and snapshot files"
+	reasonDiscovery = "discovery is not supported: bootstrap with --initial-cluster"
+	reasonAuth      = "authentication is not supported yet"
+	reasonLogLine   = "cairn does not log slow requests by this threshold"
+	reasonTracing   = "only read with --enable-distributed-tracing, which cairn refuses"
+	reasonNoGateway = "cairn serves no HTTP/JSON gateway"
 )
 
 // etcdOnlyFlags are etcd's flags that cairn accepts without implementing,
@@ -133,8 +132,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "distributed-tracing-instance-id", status: flagIgnored, reason: reasonTracing},
 	{name: "distributed-tracing-sampling-rate", kind: kindInt, status: flagIgnored, reason: reasonTracing},
 
-	{name: "corrupt-check-time", kind: kindDuration, status: flagRefused, acceptedValue: "0s", reason: reasonCorruption},
-	{name: "compact-hash-check-time", kind: kindDuration, status: flagIgnored, reason: "only read with the CompactHashCheck feature gate, which cairn refuses"},
 	{name: "compaction-batch-limit", kind: kindInt, status: flagIgnored, reason: "cairn bounds the keys one compaction step removes by itself, so compaction never stops the world"},
 	{name: "warning-apply-duration", kind: kindDuration, status: flagIgnored, reason: reasonLogLine},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: kindInt, status: flagIgnored, reason: "Pebble reclaims free space by its own compactions; there is nothing to defragment at start"},
