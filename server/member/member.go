@@ -83,6 +83,9 @@ type Config struct {
 	CorruptCheckTime     time.Duration
 	CompactHashCheckTime time.Duration
 	InitialCorruptCheck  bool
+	// DisableGRPCGateway is --enable-grpc-gateway=false: no JSON gateway
+	// under /v3/ (gateway.go).
+	DisableGRPCGateway bool
 	// LeaseClock is the node's clock for lease expiry. Default the wall
 	// clock; the chaos self-tests plant a wrong one.
 	LeaseClock node.Clock
@@ -203,6 +206,9 @@ type Member struct {
 	// leaderConns forwards followers' keep-alives and promotions to the
 	// leader.
 	leaderConns *leaderConns
+	// gateway is the JSON gateway of the client URLs' HTTP side
+	// (gateway.go); its connection is closed after grpc stops.
+	gateway *gateway
 	// loopback is the in-process client of this member's own services that
 	// the Lock and Election services run on; closed after grpc stops.
 	loopback *clientv3.Client
@@ -557,6 +563,9 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 		}
 		if m.loopback != nil {
 			m.loopback.Close()
+		}
+		if m.gateway != nil {
+			m.gateway.close()
 		}
 		if m.peerGRPC != nil {
 			m.peerGRPC.Stop()

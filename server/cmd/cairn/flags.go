@@ -76,7 +76,7 @@ const (
 	reasonAuth      = "authentication is not supported yet"
 	reasonLogLine   = "cairn does not log slow requests by this threshold"
 	reasonTracing   = "only read with --enable-distributed-tracing, which cairn refuses"
-	reasonNoGateway = "cairn serves no HTTP/JSON gateway"
+	reasonNoGateway = "cairn's JSON gateway does not restrict origins or hosts"
 )
 
 // etcdOnlyFlags are etcd's flags that cairn accepts without implementing,
@@ -91,7 +91,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "backend-batch-limit", kind: kindInt, status: flagIgnored, reason: reasonBbolt + "; it commits once per raft batch"},
 	{name: "socket-reuse-port", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "SO_REUSEPORT is not supported"},
 	{name: "socket-reuse-address", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "SO_REUSEADDR is not supported"},
-	{name: "enable-grpc-gateway", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: reasonNoGateway},
 	{name: "raft-read-timeout", kind: kindDuration, status: flagIgnored, reason: "cairn's peer transport is gRPC streams with their own keepalives"},
 	{name: "raft-write-timeout", kind: kindDuration, status: flagIgnored, reason: "cairn's peer transport is gRPC streams with their own keepalives"},
 

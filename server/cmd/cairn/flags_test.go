@@ -503,4 +503,7 @@ func TestCorruptionCheckFlags(t *testing.T) {
 	if _, err := parse("--compact-hash-check-time=0s"); err == nil || err.Error() != "--compact-hash-check-time must be >0 (set to 0s)" {
 		t.Fatalf("zero compact-hash-check-time: %v", err)
 	}
+	if inv, err := parse("--enable-grpc-gateway=false"); err != nil || !inv.cfg.DisableGRPCGateway {
+		t.Fatalf("--enable-grpc-gateway=false: %v", err)
+	}
 }

@@ -18,6 +18,8 @@ type opsFlags struct {
 	// corruption checks (docs/operations.md, Corruption checks).
 	corruptCheckTime     *time.Duration
 	compactHashCheckTime *time.Duration
+	// enableGateway is --enable-grpc-gateway: the JSON gateway under /v3/.
+	enableGateway *bool
 }
 
 func addOpsFlags(fs *flag.FlagSet) opsFlags {
@@ -28,6 +30,7 @@ func addOpsFlags(fs *flag.FlagSet) opsFlags {
 			"Duration of time between cluster corruption check passes."),
 		compactHashCheckTime: fs.Duration("compact-hash-check-time", time.Minute,
 			"Duration of time between leader checks followers compaction hashes."),
+		enableGateway: fs.Bool("enable-grpc-gateway", true, "Enable GRPC gateway."),
 	}
 }
 
@@ -45,6 +48,7 @@ func (f opsFlags) apply(cfg *member.Config, gates *featureGates) error {
 		cfg.CompactHashCheckTime = *f.compactHashCheckTime
 	}
 	cfg.InitialCorruptCheck = gates.enabled("InitialCorruptCheck")
+	cfg.DisableGRPCGateway = !*f.enableGateway
 	level, err := metrics.ParseLevel(*f.metricsLevel)
 	if err != nil {
 		return err
