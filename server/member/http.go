@@ -18,6 +18,7 @@ import (
 // the client port's TLS, as etcd's do.
 func (m *Member) serveHTTP() error {
 	m.metrics = metrics.New(m.node, m.cfg.Limits.QuotaBackendBytes, m.cfg.MetricsLevel)
+	m.metrics.Register(m.transport.Collectors()...)
 	g, err := newGateway()
 	if err != nil {
 		return err

@@ -83,6 +83,9 @@ type Config struct {
 	CorruptCheckTime     time.Duration
 	CompactHashCheckTime time.Duration
 	InitialCorruptCheck  bool
+	// PeerProbeInterval is how often the round trip to each peer is
+	// measured for etcd_network_peer_round_trip_time_seconds. Default 5 s.
+	PeerProbeInterval time.Duration
 	// DisableGRPCGateway is --enable-grpc-gateway=false: no JSON gateway
 	// under /v3/ (gateway.go).
 	DisableGRPCGateway bool
@@ -280,6 +283,7 @@ func (m *Member) startLoop() {
 		ReportSnapshot:    func(id uint64, ok bool) { m.driver.ReportSnapshot(id, ok) },
 		Members:           m.node.Members,
 		HashKV:            m.node.HashKV,
+		ProbeInterval:     m.cfg.PeerProbeInterval,
 		OnRemoved:         func() { m.driver.Abort(node.ErrRemoved) },
 		MemberDir:         m.memberDir(),
 		FS:                m.cfg.FS,
