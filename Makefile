@@ -76,7 +76,7 @@ test-race:
 	@set -e; for mp in $(RACE_PACKAGES); do m=$${mp%%:*}; p=$${mp#*:}; \
 		echo "== go test -race $$m $$p"; (cd $$m && $(GO) test -count=1 -race $$p); done
 
-test-e2e: build ref
+test-e2e: build build-failpoints ref
 	cd server && $(GO) test -count=1 -tags e2e ./e2e/...
 
 ## test-chaos: a 40 s chaos run of every fault against a 3-member cairn, and

@@ -83,6 +83,9 @@ func (n *Node) applyEntry(b *pebble.Batch, w *mvcc.Writer, e *raftpb.Entry, out 
 			n.leaderEntryApplied(e) // a new leader's empty entry
 			return nil
 		}
+		if isHashEntry(e.Data) {
+			return n.applyHashEntry(e.GetIndex(), e.Data)
+		}
 		return n.applyRequest(b, w, e.Data, out)
 	case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 		cc, err := unmarshalConfChange(e)
@@ -133,7 +136,11 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 	if isLeaseRequest(req) {
 		return n.applyLease(b, w, req, out)
 	}
-	c.Response, c.Err = applyToStore(w, req)
+	if n.cfg.Knobs.CorruptAppliedValue {
+		c.Response, c.Err = applyCorruptly(w, req)
+	} else {
+		c.Response, c.Err = applyToStore(w, req)
+	}
 	if c.Err == nil {
 		n.completeHeader(c.Response)
 		n.metrics.noteApplied(req)

@@ -140,6 +140,15 @@ type Config struct {
 	// PebbleOptions, if set, adjusts the Pebble options before Open (the
 	// simulator uses it to make background work deterministic).
 	PebbleOptions func(*pebble.Options)
+	// CorruptCheckTicks is how often the leader runs etcd's periodic
+	// corruption check (--corrupt-check-time; corrupt.go). Default 0: off.
+	CorruptCheckTicks int
+	// CompactHashCheckTicks is how often the leader runs etcd's
+	// compaction hash check when a compaction applied since the last one
+	// (--compact-hash-check-time with the CompactHashCheck gate;
+	// corrupt.go). Default 0: off.
+	CompactHashCheckTicks int
+
 	// Knobs plant bugs for tests that prove the checkers can fail. The zero
 	// value plants none. Never set in production.
 	Knobs TestingKnobs
@@ -219,6 +228,12 @@ type TestingKnobs struct {
 	// only a leader may (Node.sendsAhead): a crash can then lose an entry
 	// a quorum was counted on, and with it an acknowledged write.
 	FollowerSendsAhead bool
+	// CorruptAppliedValue makes this member store one put in
+	// corruptPutEveryRevisions with a value that differs from the one
+	// proposed, silently (its watch events carry the proposed value): its
+	// keyspace is no longer the cluster's, which the corruption checks
+	// must turn into a CORRUPT alarm.
+	CorruptAppliedValue bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round
@@ -305,6 +320,8 @@ func (c *Config) Validate() error {
 		return errors.New("node: periodic AutoCompactionMode needs a positive AutoCompactionRetention")
 	case c.AutoCompactionMode == AutoCompactionRevision && c.AutoCompactionRetainRevisions <= 0:
 		return errors.New("node: revision AutoCompactionMode needs a positive AutoCompactionRetainRevisions")
+	case c.CorruptCheckTicks < 0 || c.CompactHashCheckTicks < 0:
+		return errors.New("node: CorruptCheckTicks and CompactHashCheckTicks must not be negative")
 	case c.HeartbeatTicks >= c.ElectionTicks:
 		return fmt.Errorf("node: HeartbeatTicks (%d) must be below ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
 	}

@@ -145,12 +145,22 @@ func (h *harness) settle() {
 			}
 			h.record(m, out.Done)
 			h.deliver(out.Messages)
+			h.hashForChecks(m, out.HashRequests)
 		}
 		if !busy {
 			return
 		}
 	}
 	h.t.Fatalf("nodes still busy after %d rounds", maxProcessRounds)
+}
+
+// hashForChecks answers the corruption checks' hash requests at once, as
+// the simulator does.
+func (h *harness) hashForChecks(m *member, reqs []HashRequest) {
+	for _, r := range reqs {
+		resp, err := m.n.HashKV(&pb.HashKVRequest{Revision: r.Revision})
+		m.n.ReportHash(r, resp, err)
+	}
 }
 
 func (h *harness) record(m *member, cs []Completion) {

@@ -87,6 +87,9 @@ type Node struct {
 	members   memberList
 	// alarms are the active alarms as of the applied index (alarm.go).
 	alarms alarmList
+	// corruption is this member's part in the corruption checks
+	// (corrupt.go).
+	corruption corruptionChecks
 	// downgrade is the downgrade in progress (downgrade.go).
 	downgrade downgradeCell
 	// noSpaceRaised says this member proposed its NOSPACE alarm at tick
@@ -120,6 +123,10 @@ type Output struct {
 	// SnapshotInstalled says the keyspace was replaced by a snapshot's:
 	// watchers must catch up from the store, not from Events.
 	SnapshotInstalled bool
+	// HashRequests are hashes of the keyspace the corruption checks need
+	// (corrupt.go): the driver computes each with HashKV, off the loop if
+	// it can, and hands the answer to ReportHash.
+	HashRequests []HashRequest
 	// Events are the keyspace changes applied by this Process call, in
 	// revision order, with Kv and PrevKv set: the feed of watches on this
 	// member. Readers of Store already see them.
@@ -384,6 +391,7 @@ func (n *Node) Tick() {
 	n.finishTransfers()
 	n.sampleDBSize()
 	n.autoCompactTick()
+	n.corruptionCheckTick()
 }
 
 // Step delivers a message from a peer.
@@ -443,7 +451,7 @@ func (n *Node) finishRead(r pendingRead) {
 func (n *Node) HasReady() bool {
 	return n.removed || n.failed != nil || n.sentAhead != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
 		n.reads.hasReleasable(n.releasableIndex()) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
-		n.compactionDue()
+		n.compactionDue() || len(n.corruption.wanted) > 0
 }
 
 // compactionDue reports whether a pending compaction may take its next

@@ -47,6 +47,7 @@ func (n *Node) Process() (out Output, err error) {
 			return Output{}, err
 		}
 	}
+	out.HashRequests = n.corruption.takeWanted()
 	n.publishStatus()
 	return out, nil
 }

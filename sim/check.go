@@ -27,6 +27,7 @@ func (w *world) finish() {
 	if w.failed() {
 		return
 	}
+	w.checkNoCorruptAlarm()
 	w.healAll()
 	w.checkLiveness()
 	w.finalRead()

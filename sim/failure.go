@@ -53,6 +53,10 @@ const (
 	// FailError: an operation that must not fail did (a member's
 	// Process, a proposal, reading the simulated disk).
 	FailError FailureKind = "error"
+	// FailCorruptAlarm: a member raised the CORRUPT alarm: the
+	// corruption checks found members whose keyspaces differ at one
+	// revision.
+	FailCorruptAlarm FailureKind = "corrupt-alarm"
 	// FailWorkerCrash: the process running the seed died (cairnsim sets
 	// it; a run never reports it about itself).
 	FailWorkerCrash FailureKind = "worker-crash"

@@ -102,7 +102,9 @@ func (m *member) open() error {
 		Logger:                 &raftTrace{m: m},
 		PebbleOptions:          m.pebbleOptions,
 		Limits:                 m.w.quota.limits(),
-		Knobs:                  m.w.opts.Knobs,
+		Knobs:                  m.knobs(),
+		CorruptCheckTicks:      corruptCheckTicks,
+		CompactHashCheckTicks:  compactHashCheckTicks,
 		Clock:                  m.leaseClock,
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
@@ -208,6 +210,8 @@ func (m *member) process() {
 	}
 	m.w.net.send(m, out.Messages)
 	m.w.feedWatchers(m, out)
+	m.hashForChecks(out.HashRequests)
+	m.w.checkCorruptAlarmOn(m)
 	for _, c := range out.Done {
 		if op, ok := m.waiting[c.ID]; ok {
 			delete(m.waiting, c.ID)

@@ -115,13 +115,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// a key's version made at the compacted revision while a newer
 		// one exists; only reads at the compacted revision can see it.
 		{"compact-drops-newest-version", node.TestingKnobs{CompactDropsNewestVersion: true}, nil, []FailureKind{FailHistoricalRead}},
-		// The leader's send-ahead (Node.sendsAhead) allowed to followers:
-		// an acknowledgement of entries that are not yet on the
-		// follower's disk, then a crash that loses them. Raft itself
-		// fails-stop when a leader's commit index is past the log the
-		// follower kept; a write acknowledged on the lost entries is
-		// lost.
-		{"follower-sends-ahead", node.TestingKnobs{FollowerSendsAhead: true}, []FaultKind{FaultCrashMinority, FaultIsolateLeader}, []FailureKind{FailPanic, FailLostWrite, FailCrashRecovery, FailLinearizability}},
+		// The corruption checks (node/corrupt.go): one member applies
+		// some puts with another value; the periodic or the compaction
+		// hash check must raise CORRUPT.
+		{"corrupt-applied-value", node.TestingKnobs{CorruptAppliedValue: true}, nil, []FailureKind{FailCorruptAlarm}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/node"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
@@ -93,9 +94,13 @@ type Driver struct {
 	unreachable chan uint64
 	// snapshots carries the outcome of snapshots sent to peers.
 	snapshots chan snapshotReport
-	stopc     chan struct{}
-	donec     chan struct{}
-	stopOnce  sync.Once
+	// hashWanted carries the corruption checks' hash requests to the
+	// hasher goroutine, hashed carries its answers back to the loop.
+	hashWanted chan node.HashRequest
+	hashed     chan hashAnswer
+	stopc      chan struct{}
+	donec      chan struct{}
+	stopOnce   sync.Once
 
 	mu sync.Mutex
 	// err is the reason the loop stopped; guarded by mu.
@@ -124,11 +129,44 @@ func Start(n *node.Node, cfg Config) *Driver {
 		inbox:       make(chan *raftpb.Message, cfg.QueueLength),
 		unreachable: make(chan uint64, 64),
 		snapshots:   make(chan snapshotReport, 64),
+		hashWanted:  make(chan node.HashRequest, hashRequestsMax),
+		hashed:      make(chan hashAnswer, hashRequestsMax),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 	}
 	go d.run()
+	go d.hashForChecks()
 	return d
+}
+
+// hashRequestsMax bounds the corruption checks' hashes waiting to be
+// computed; a request that finds the queue full is dropped (the check
+// goes on without this member's report).
+const hashRequestsMax = 4
+
+// hashAnswer is a hash computed for a corruption check.
+type hashAnswer struct {
+	req  node.HashRequest
+	resp *pb.HashKVResponse
+	err  error
+}
+
+// hashForChecks computes the corruption checks' hashes one at a time, off
+// the loop: a hash reads the whole keyspace.
+func (d *Driver) hashForChecks() {
+	for {
+		select {
+		case req := <-d.hashWanted:
+			resp, err := d.node.HashKV(&pb.HashKVRequest{Revision: req.Revision})
+			select {
+			case d.hashed <- hashAnswer{req: req, resp: resp, err: err}:
+			case <-d.donec:
+				return
+			}
+		case <-d.donec:
+			return
+		}
+	}
 }
 
 // Serve carries a client request through its life in the core and
@@ -262,6 +300,8 @@ func (d *Driver) run() {
 			l.n.ReportUnreachable(id)
 		case r := <-d.snapshots:
 			l.n.ReportSnapshot(r.id, r.delivered)
+		case a := <-d.hashed:
+			l.n.ReportHash(a.req, a.resp, a.err)
 		case <-d.stopc:
 			l.abandon(ErrStopped)
 			return
@@ -349,8 +389,19 @@ func (l *loop) process() error {
 			l.d.cfg.OnMembershipChanged()
 		}
 		l.complete(out.Done)
+		l.wantHashes(out.HashRequests)
 	}
 	return nil
+}
+
+func (l *loop) wantHashes(reqs []node.HashRequest) {
+	for _, r := range reqs {
+		select {
+		case l.d.hashWanted <- r:
+		default:
+			l.d.cfg.Logger.Warn("corruption check: hash request dropped, the hasher is busy", "revision", r.Revision)
+		}
+	}
 }
 
 func (l *loop) complete(done []node.Completion) {

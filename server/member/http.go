@@ -18,10 +18,18 @@ import (
 // the client port's TLS, as etcd's do.
 func (m *Member) serveHTTP() error {
 	m.metrics = metrics.New(m.node, m.cfg.Limits.QuotaBackendBytes, m.cfg.MetricsLevel)
+	m.metrics.Register(m.transport.Collectors()...)
+	g, err := newGateway()
+	if err != nil {
+		return err
+	}
+	m.gateway = g
 	for _, urls := range []struct {
 		flag string
 		urls []string
-	}{{"--listen-metrics-urls", m.cfg.ListenMetricsURLs}, {"--listen-client-http-urls", m.cfg.ListenClientHTTPURLs}} {
+		// client says the URLs serve clients: the JSON gateway too.
+		client bool
+	}{{"--listen-metrics-urls", m.cfg.ListenMetricsURLs, false}, {"--listen-client-http-urls", m.cfg.ListenClientHTTPURLs, true}} {
 		for _, raw := range urls.urls {
 			if u, err := url.Parse(raw); err == nil && u.Scheme == "https" && m.tls.client == nil {
 				return errMetricsTLS
@@ -32,7 +40,7 @@ func (m *Member) serveHTTP() error {
 			return err
 		}
 		for _, l := range ls {
-			m.serveHTTPOn(l)
+			m.serveHTTPOn(l, urls.client)
 		}
 	}
 	return nil
@@ -42,10 +50,15 @@ func (m *Member) serveHTTP() error {
 // certificates.
 var errMetricsTLS = errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
 
-// httpMux is the handler of every HTTP listener.
-func (m *Member) httpMux() *http.ServeMux {
+// httpMux is the handler of every HTTP listener; those of the client URLs
+// serve the JSON gateway too (gateway.go), as etcd's do.
+func (m *Member) httpMux(client bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	m.healthMux(mux)
+	if client && !m.cfg.DisableGRPCGateway {
+		mux.Handle("/v3/", m.gateway)
+		mux.Handle("/v3beta/", m.gateway)
+	}
 	mux.Handle("/metrics", m.metrics.Handler())
 	if m.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -57,15 +70,15 @@ func (m *Member) httpMux() *http.ServeMux {
 	return mux
 }
 
-func (m *Member) newHTTPServer() *http.Server {
+func (m *Member) newHTTPServer(client bool) *http.Server {
 	errorLog := slog.NewLogLogger(m.cfg.Logger.With("component", "http").Handler(), slog.LevelWarn)
-	srv := &http.Server{Handler: m.httpMux(), ErrorLog: errorLog}
+	srv := &http.Server{Handler: m.httpMux(client), ErrorLog: errorLog}
 	m.httpServers = append(m.httpServers, srv)
 	return srv
 }
 
-func (m *Member) serveHTTPOn(l net.Listener) {
-	srv := m.newHTTPServer()
+func (m *Member) serveHTTPOn(l net.Listener, client bool) {
+	srv := m.newHTTPServer(client)
 	m.httpListeners = append(m.httpListeners, l)
 	go srv.Serve(l)
 }
@@ -79,7 +92,7 @@ func (m *Member) serveClientListeners() {
 		if len(m.cfg.ListenClientHTTPURLs) == 0 {
 			var httpL net.Listener
 			grpcL, httpL = splitClientListener(l, m.cfg.Logger.With("component", "tls", "port", "client"), &m.serveWG)
-			go m.newHTTPServer().Serve(httpL)
+			go m.newHTTPServer(true).Serve(httpL)
 		}
 		m.serveWG.Add(1)
 		go func() {
@@ -89,4 +102,11 @@ func (m *Member) serveClientListeners() {
 			}
 		}()
 	}
+	m.serveWG.Add(1)
+	go func() {
+		defer m.serveWG.Done()
+		if err := m.grpc.Serve(m.gateway.listener); err != nil {
+			m.cfg.Logger.Error("gateway listener stopped", "error", err)
+		}
+	}()
 }

@@ -36,6 +36,8 @@ type start struct {
 	join bool
 	// peers are members to talk to before the node knows its members.
 	peers []*membershippb.Member
+	// restarted says the data directory already held this member.
+	restarted bool
 }
 
 func (m *Member) identityPath() string { return m.cfg.FS.PathJoin(m.memberDir(), "identity") }
@@ -50,7 +52,7 @@ func (m *Member) resolveStart() (start, error) {
 		if err := json.Unmarshal(b, &id); err != nil || id.MemberID == 0 {
 			return start{}, fmt.Errorf("%s is corrupt: %q", m.identityPath(), b)
 		}
-		return start{identity: id}, nil
+		return start{identity: id, restarted: true}, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return start{}, err

@@ -74,6 +74,21 @@ type Config struct {
 	// (cmd/cairn/failpoints.go), and tests run members on a vfs.MemFS.
 	FS    vfs.FS
 	Knobs node.TestingKnobs
+	// CorruptCheckTime is --corrupt-check-time: how often the leader
+	// compares the members' hashes (0: never). CompactHashCheckTime is
+	// --compact-hash-check-time with the CompactHashCheck gate on (0:
+	// never). InitialCorruptCheck is the InitialCorruptCheck gate: a
+	// restarted member compares its hash with its peers' before it
+	// serves. See corrupt.go.
+	CorruptCheckTime     time.Duration
+	CompactHashCheckTime time.Duration
+	InitialCorruptCheck  bool
+	// PeerProbeInterval is how often the round trip to each peer is
+	// measured for etcd_network_peer_round_trip_time_seconds. Default 5 s.
+	PeerProbeInterval time.Duration
+	// DisableGRPCGateway is --enable-grpc-gateway=false: no JSON gateway
+	// under /v3/ (gateway.go).
+	DisableGRPCGateway bool
 	// LeaseClock is the node's clock for lease expiry. Default the wall
 	// clock; the chaos self-tests plant a wrong one.
 	LeaseClock node.Clock
@@ -194,6 +209,9 @@ type Member struct {
 	// leaderConns forwards followers' keep-alives and promotions to the
 	// leader.
 	leaderConns *leaderConns
+	// gateway is the JSON gateway of the client URLs' HTTP side
+	// (gateway.go); its connection is closed after grpc stops.
+	gateway *gateway
 	// loopback is the in-process client of this member's own services that
 	// the Lock and Election services run on; closed after grpc stops.
 	loopback *clientv3.Client
@@ -232,6 +250,10 @@ func Start(cfg Config) (*Member, error) {
 		m.node.Close()
 		return nil, fmt.Errorf("record member identity: %w", err)
 	}
+	if err := m.initialCorruptCheck(st); err != nil {
+		m.node.Close()
+		return nil, err
+	}
 	if err := m.listen(); err != nil {
 		m.node.Close()
 		return nil, err
@@ -260,6 +282,8 @@ func (m *Member) startLoop() {
 		ReportUnreachable: func(id uint64) { m.driver.ReportUnreachable(id) },
 		ReportSnapshot:    func(id uint64, ok bool) { m.driver.ReportSnapshot(id, ok) },
 		Members:           m.node.Members,
+		HashKV:            m.node.HashKV,
+		ProbeInterval:     m.cfg.PeerProbeInterval,
 		OnRemoved:         func() { m.driver.Abort(node.ErrRemoved) },
 		MemberDir:         m.memberDir(),
 		FS:                m.cfg.FS,
@@ -373,6 +397,8 @@ func (m *Member) openNode(st start) error {
 		ClusterToken:           m.cfg.InitialClusterToken,
 		FS:                     m.cfg.FS,
 		Knobs:                  m.cfg.Knobs,
+		CorruptCheckTicks:      ticksOf(m.cfg.CorruptCheckTime, m.cfg.TickInterval),
+		CompactHashCheckTicks:  ticksOf(m.cfg.CompactHashCheckTime, m.cfg.TickInterval),
 		// A write waits for a leader as long as the driver waits for it.
 		RequestTimeoutTicks: int(requestTimeout / m.cfg.TickInterval),
 		CacheBytes:          m.budget.BlockCacheBytes,
@@ -541,6 +567,9 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 		}
 		if m.loopback != nil {
 			m.loopback.Close()
+		}
+		if m.gateway != nil {
+			m.gateway.close()
 		}
 		if m.peerGRPC != nil {
 			m.peerGRPC.Stop()

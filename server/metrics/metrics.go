@@ -70,6 +70,10 @@ func New(src Source, quotaBytes int64, level Level) *Registry {
 	return r
 }
 
+// Register adds collectors measured elsewhere (the peer transport's) to
+// the registry; a name registered twice panics, a programmer's error.
+func (r *Registry) Register(collectors ...prometheus.Collector) { r.reg.MustRegister(collectors...) }
+
 // GRPCServerOptions count the client gRPC server's requests and bytes.
 func (r *Registry) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{

@@ -64,7 +64,7 @@ func (p *peer) streamSnapshot(m *raftpb.Message) error {
 	if err != nil {
 		return err
 	}
-	w := chunkWriter{s}
+	w := chunkWriter{s: s, sent: func(n int) { p.t.metrics.sent(p.id, n) }}
 	msg, err := proto.Marshal(m)
 	if err != nil {
 		return err
@@ -90,13 +90,21 @@ func (p *peer) outgoingContext() context.Context {
 		metadataMember, fmt.Sprintf("%x", p.t.cfg.MemberID))
 }
 
-type chunkWriter struct{ s grpc.ClientStream }
+// chunkWriter sends snapshot chunks, counting their bytes with sent.
+type chunkWriter struct {
+	s    grpc.ClientStream
+	sent func(bytes int)
+}
 
 func (w chunkWriter) send(kind byte, payload []byte) error {
 	b := make([]byte, 1+len(payload))
 	b[0] = kind
 	copy(b[1:], payload)
-	return w.s.SendMsg(wrapperspb.Bytes(b))
+	if err := w.s.SendMsg(wrapperspb.Bytes(b)); err != nil {
+		return err
+	}
+	w.sent(len(b))
+	return nil
 }
 
 // sendChunks sends what the reader reads until its end.
@@ -128,7 +136,7 @@ func (t *Transport) receiveSnapshot(stream grpc.ServerStream) error {
 	if err != nil {
 		return err
 	}
-	m, err := receiveMessage(stream)
+	m, err := receiveMessage(stream, t.counter(from))
 	if err != nil {
 		return err
 	}
@@ -136,7 +144,7 @@ func (t *Transport) receiveSnapshot(stream grpc.ServerStream) error {
 		return status.Errorf(codes.InvalidArgument, "snapshot stream carries %s from %x to %x", m.GetType(), m.GetFrom(), m.GetTo())
 	}
 	t.receivingSnapshot.Lock()
-	data, err := t.stageSnapshot(stream, m.GetSnapshot().GetMetadata().GetIndex())
+	data, err := t.stageSnapshot(stream, m.GetSnapshot().GetMetadata().GetIndex(), t.counter(from))
 	t.receivingSnapshot.Unlock()
 	if err != nil {
 		return err
@@ -146,19 +154,25 @@ func (t *Transport) receiveSnapshot(stream grpc.ServerStream) error {
 	return stream.SendMsg(&emptypb.Empty{})
 }
 
-func receiveChunk(stream grpc.ServerStream) (byte, []byte, error) {
+// counter counts bytes received from member from.
+func (t *Transport) counter(from uint64) func(int) {
+	return func(n int) { t.metrics.received(from, n) }
+}
+
+func receiveChunk(stream grpc.ServerStream, received func(bytes int)) (byte, []byte, error) {
 	c := &wrapperspb.BytesValue{}
 	if err := stream.RecvMsg(c); err != nil {
 		return 0, nil, err
 	}
+	received(len(c.Value))
 	if len(c.Value) == 0 {
 		return 0, nil, status.Error(codes.InvalidArgument, "empty snapshot chunk")
 	}
 	return c.Value[0], c.Value[1:], nil
 }
 
-func receiveMessage(stream grpc.ServerStream) (*raftpb.Message, error) {
-	kind, payload, err := receiveChunk(stream)
+func receiveMessage(stream grpc.ServerStream, received func(bytes int)) (*raftpb.Message, error) {
+	kind, payload, err := receiveChunk(stream, received)
 	if err != nil {
 		return nil, err
 	}
@@ -171,13 +185,13 @@ func receiveMessage(stream grpc.ServerStream) (*raftpb.Message, error) {
 
 // stageSnapshot hands the stream's chunks to the node's stager until the
 // end chunk, and returns the staged snapshot's Snapshot.Data.
-func (t *Transport) stageSnapshot(stream grpc.ServerStream, index uint64) ([]byte, error) {
+func (t *Transport) stageSnapshot(stream grpc.ServerStream, index uint64, received func(bytes int)) ([]byte, error) {
 	st, err := node.StageSnapshot(t.cfg.FS, t.cfg.MemberDir, index)
 	if err != nil {
 		return nil, err
 	}
 	for {
-		kind, payload, err := receiveChunk(stream)
+		kind, payload, err := receiveChunk(stream, received)
 		if err == nil {
 			err = stageChunk(st, kind, payload)
 		}

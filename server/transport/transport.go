@@ -14,12 +14,14 @@ import (
 
 	"github.com/cairn-db/cairn/server/tlsutil"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -46,6 +48,9 @@ type Config struct {
 	// Members lists the cluster's members: for members joining it, and to
 	// refuse members that were removed.
 	Members func() []*membershippb.Member
+	// HashKV answers a peer's initial corruption check (hashkv.go); nil
+	// answers none.
+	HashKV func(*pb.HashKVRequest) (*pb.HashKVResponse, error)
 	// OnRemoved is called when a peer says this member was removed from
 	// the cluster; the member must stop.
 	OnRemoved func()
@@ -60,6 +65,9 @@ type Config struct {
 	// MaxMessageBytes bounds one message on the wire (a raft append of
 	// MaxSizePerMsg plus slack). Default 64 MiB.
 	MaxMessageBytes int
+	// ProbeInterval is how often the round-trip time to each peer is
+	// measured (metrics.go). Default 5 s.
+	ProbeInterval time.Duration
 	// TLS configures dialling https peer URLs (--peer-cert-file,
 	// --peer-trusted-ca-file, ...); nil dials them with the system's roots.
 	TLS    *tlsutil.Client
@@ -78,6 +86,8 @@ type Transport struct {
 	memberSet atomic.Pointer[map[uint64]bool]
 	// receivingSnapshot is held while a received snapshot is staged.
 	receivingSnapshot sync.Mutex
+	// metrics are the peer network metrics (metrics.go).
+	metrics *peerMetrics
 }
 
 // New returns a transport with no peers.
@@ -87,6 +97,9 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.MaxMessageBytes == 0 {
 		cfg.MaxMessageBytes = 64 << 20
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = defaultProbeInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -100,7 +113,7 @@ func New(cfg Config) *Transport {
 	if cfg.OnRemoved == nil {
 		cfg.OnRemoved = func() {}
 	}
-	return &Transport{cfg: cfg, peers: map[uint64]*peer{}}
+	return &Transport{cfg: cfg, peers: map[uint64]*peer{}, metrics: newPeerMetrics()}
 }
 
 // AddPeer starts sending to member id at its peer URLs.
@@ -119,6 +132,7 @@ func (t *Transport) AddPeer(id uint64, peerURLs []string) error {
 	}
 	p := newPeer(t, id, address)
 	t.peers[id] = p
+	t.metrics.addPeer(id)
 	go p.run()
 	return nil
 }
@@ -180,7 +194,11 @@ func (t *Transport) Register(s *grpc.Server) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "cairn.peer.v1.Raft",
 		HandlerType: (*any)(nil),
-		Methods:     []grpc.MethodDesc{{MethodName: "Members", Handler: t.membersHandler}},
+		Methods: []grpc.MethodDesc{
+			{MethodName: "Members", Handler: t.membersHandler},
+			{MethodName: "HashKV", Handler: t.hashKVHandler},
+			{MethodName: "Probe", Handler: t.probeHandler},
+		},
 		Streams: []grpc.StreamDesc{{
 			StreamName:    "Send",
 			Handler:       func(_ any, stream grpc.ServerStream) error { return t.receive(stream) },
@@ -217,6 +235,7 @@ func (t *Transport) receive(stream grpc.ServerStream) error {
 		if !t.isMember(from) {
 			return ErrMemberRemoved
 		}
+		t.metrics.received(from, proto.Size(m))
 		if m.GetFrom() != from || m.GetTo() != t.cfg.MemberID {
 			return status.Errorf(codes.InvalidArgument, "message from %x to %x on a stream from member %x to %x", m.GetFrom(), m.GetTo(), from, t.cfg.MemberID)
 		}
@@ -297,6 +316,7 @@ func (p *peer) enqueue(m *raftpb.Message) {
 	select {
 	case p.queue <- m:
 	default:
+		p.t.metrics.failed(p.id, 1)
 		p.dropped++
 		if p.dropped == 1 || p.dropped%1000 == 0 {
 			p.t.cfg.Logger.Warn("dropped raft messages: the queue to the peer is full", "peer", fmt.Sprintf("%x", p.id), "dropped", p.dropped)
@@ -362,12 +382,17 @@ func (p *peer) stream() error {
 	if err != nil {
 		return err
 	}
+	probeCtx, stopProbe := context.WithCancel(p.outgoingContext())
+	defer stopProbe()
+	go p.probe(probeCtx, conn)
 	for {
 		select {
 		case m := <-p.queue:
 			if err := s.SendMsg(m); err != nil {
+				p.t.metrics.failed(p.id, 1)
 				return p.explain(s, err)
 			}
+			p.t.metrics.sent(p.id, proto.Size(m))
 		case <-p.ctx.Done():
 			s.CloseSend()
 			return nil

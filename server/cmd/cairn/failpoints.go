@@ -30,6 +30,10 @@ const (
 	// of time, as a unit mistake in expiry would: leases expire after a
 	// quarter of their TTL.
 	failpointLeaseClockFast = "lease-clock-fast"
+	// failpointCorruptAppliedValue applies one put in sixteen with a value
+	// that differs from the one proposed, silently: the corruption
+	// checks' end-to-end test plants it in one member.
+	failpointCorruptAppliedValue = "corrupt-applied-value"
 )
 
 // plantFailpoints switches on the bugs $CAIRN_FAILPOINTS names.
@@ -44,12 +48,14 @@ func plantFailpoints(cfg *member.Config, logger *slog.Logger) error {
 			cfg.Knobs.ReadWithoutReadIndex = true
 		case failpointLeaseClockFast:
 			cfg.LeaseClock = &fastClock{start: time.Now()}
+		case failpointCorruptAppliedValue:
+			cfg.Knobs.CorruptAppliedValue = true
 		case failpointAckBeforeDurable:
 			cfg.Knobs.AckBeforeDurable = true
 			cfg.FS = newLossyFS(vfs.Default)
 		default:
-			return fmt.Errorf("$%s: unknown failpoint %q (known: %s, %s, %s)", failpointsEnv, name,
-				failpointStaleRead, failpointAckBeforeDurable, failpointLeaseClockFast)
+			return fmt.Errorf("$%s: unknown failpoint %q (known: %s, %s, %s, %s)", failpointsEnv, name,
+				failpointStaleRead, failpointAckBeforeDurable, failpointLeaseClockFast, failpointCorruptAppliedValue)
 		}
 	}
 	logger.Warn("FAILPOINTS ON: this member plants bugs on purpose", "failpoints", spec)

@@ -70,14 +70,13 @@ type etcdOnlyFlag struct {
 }
 
 const (
-	reasonBbolt      = "cairn stores its data in Pebble, not bbolt"
-	reasonNoWAL      = "cairn keeps its raft log in Pebble, truncated by --snapshot-count, not in WAL and snapshot files"
-	reasonDiscovery  = "discovery is not supported: bootstrap with --initial-cluster"
-	reasonAuth       = "authentication is not supported yet"
-	reasonLogLine    = "cairn does not log slow requests by this threshold"
-	reasonTracing    = "only read with --enable-distributed-tracing, which cairn refuses"
-	reasonNoGateway  = "cairn serves no HTTP/JSON gateway"
-	reasonCorruption = "corruption checks are not supported yet"
+	reasonBbolt     = "cairn stores its data in Pebble, not bbolt"
+	reasonNoWAL     = "cairn keeps its raft log in Pebble, truncated by --snapshot-count, not in WAL and snapshot files"
+	reasonDiscovery = "discovery is not supported: bootstrap with --initial-cluster"
+	reasonAuth      = "authentication is not supported yet"
+	reasonLogLine   = "cairn does not log slow requests by this threshold"
+	reasonTracing   = "only read with --enable-distributed-tracing, which cairn refuses"
+	reasonNoGateway = "cairn's JSON gateway does not restrict origins or hosts"
 )
 
 // etcdOnlyFlags are etcd's flags that cairn accepts without implementing,
@@ -92,7 +91,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "backend-batch-limit", kind: kindInt, status: flagIgnored, reason: reasonBbolt + "; it commits once per raft batch"},
 	{name: "socket-reuse-port", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "SO_REUSEPORT is not supported"},
 	{name: "socket-reuse-address", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "SO_REUSEADDR is not supported"},
-	{name: "enable-grpc-gateway", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: reasonNoGateway},
 	{name: "raft-read-timeout", kind: kindDuration, status: flagIgnored, reason: "cairn's peer transport is gRPC streams with their own keepalives"},
 	{name: "raft-write-timeout", kind: kindDuration, status: flagIgnored, reason: "cairn's peer transport is gRPC streams with their own keepalives"},
 
@@ -133,8 +131,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "distributed-tracing-instance-id", status: flagIgnored, reason: reasonTracing},
 	{name: "distributed-tracing-sampling-rate", kind: kindInt, status: flagIgnored, reason: reasonTracing},
 
-	{name: "corrupt-check-time", kind: kindDuration, status: flagRefused, acceptedValue: "0s", reason: reasonCorruption},
-	{name: "compact-hash-check-time", kind: kindDuration, status: flagIgnored, reason: "only read with the CompactHashCheck feature gate, which cairn refuses"},
 	{name: "compaction-batch-limit", kind: kindInt, status: flagIgnored, reason: "cairn bounds the keys one compaction step removes by itself, so compaction never stops the world"},
 	{name: "warning-apply-duration", kind: kindDuration, status: flagIgnored, reason: reasonLogLine},
 	{name: "bootstrap-defrag-threshold-megabytes", kind: kindInt, status: flagIgnored, reason: "Pebble reclaims free space by its own compactions; there is nothing to defragment at start"},

@@ -15,7 +15,8 @@ type etcdFeatureGate struct {
 	// value is refused.
 	accepted []bool
 	// reason says why the other value is refused, or why the gate has no
-	// effect (logged, and in docs/compatibility.md).
+	// effect (logged, and in docs/compatibility.md); empty for a gate
+	// cairn implements.
 	reason string
 }
 
@@ -27,9 +28,9 @@ var etcdFeatureGates = []etcdFeatureGate{
 	// The beta gates are performance choices that are on by default and
 	// invisible to clients; switching them off changes nothing in cairn.
 	{name: "AllBeta", accepted: []bool{false, true}, reason: "cairn's beta gates have no effect"},
-	{name: "CompactHashCheck", accepted: []bool{false}, reason: reasonCorruption},
+	{name: "CompactHashCheck", accepted: []bool{false, true}},
 	{name: "FastLeaseKeepAlive", accepted: []bool{false, true}, reason: "cairn renews a lease after a ReadIndex, without waiting for its apply either way"},
-	{name: "InitialCorruptCheck", accepted: []bool{false}, reason: reasonCorruption},
+	{name: "InitialCorruptCheck", accepted: []bool{false, true}},
 	{name: "LeaseCheckpoint", accepted: []bool{false}, reason: "lease checkpoints are not supported yet"},
 	{name: "LeaseCheckpointPersist", accepted: []bool{false}, reason: "lease checkpoints are not supported yet"},
 	{name: "PriorityRequest", accepted: []bool{false}, reason: "request priorities are not supported"},
@@ -80,6 +81,10 @@ func (g *featureGates) Set(s string) error {
 	return nil
 }
 
+// enabled says whether gate name is set to true (etcd's default for the
+// gates cairn implements is false).
+func (g *featureGates) enabled(name string) bool { return g.gates[name] }
+
 func findGate(name string) *etcdFeatureGate {
 	for i := range etcdFeatureGates {
 		if etcdFeatureGates[i].name == name {
@@ -99,6 +104,9 @@ func (g *featureGates) check() (notices []string, err error) {
 		}
 		if !slices.Contains(gate.accepted, on) {
 			return nil, refusedError{setting: fmt.Sprintf("--feature-gates=%s=%t", gate.name, on)}
+		}
+		if gate.reason == "" {
+			continue // implemented: read by options.config
 		}
 		notices = append(notices, fmt.Sprintf("--feature-gates=%s=%t is accepted and has no effect: %s", gate.name, on, gate.reason))
 	}

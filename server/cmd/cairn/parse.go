@@ -219,7 +219,7 @@ func (o *options) config() (member.Config, error) {
 	if err := o.tls.apply(&cfg); err != nil {
 		return member.Config{}, err
 	}
-	if err := o.ops.apply(&cfg); err != nil {
+	if err := o.ops.apply(&cfg, &o.featureGates); err != nil {
 		return member.Config{}, err
 	}
 	return cfg, nil
