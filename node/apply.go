@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -104,6 +105,9 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 	}
 	if isLeaseRequest(req) {
 		return n.applyLease(b, w, req, out)
+	}
+	if auth.IsRequest(req) {
+		return n.applyAuth(b, w, req, out)
 	}
 	c := Completion{ID: req.GetHeader().GetID()}
 	c.Response, c.Err = applyToStore(w, req)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/lease"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
@@ -79,6 +80,9 @@ type Node struct {
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor
+	// authStore holds the users, roles and auth settings applied so far
+	// (authrequests.go).
+	authStore *auth.Store
 }
 
 // Output is what one Process call asks the driver to do.
@@ -219,6 +223,9 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("load members: %w", err)
 	}
 	n.members.set(members)
+	if err := n.loadAuth(); err != nil {
+		return nil, err
+	}
 	if n.store, err = n.openStore(); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}

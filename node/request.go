@@ -38,6 +38,8 @@ type Request struct {
 	MoveLeader      *pb.MoveLeaderRequest
 	// ClusterMemberAttrSet publishes a member's name and client URLs.
 	ClusterMemberAttrSet *membershippb.ClusterMemberAttrSetRequest
+	// AuthRequests are the Auth service's requests (authrequests.go).
+	AuthRequests
 }
 
 // Limits are the request limits a member enforces, with etcd's defaults.
@@ -222,9 +224,11 @@ func (r Request) addsData() bool {
 
 // internal is the request as raft replicates it.
 func (r Request) internal() *pb.InternalRaftRequest {
-	return &pb.InternalRaftRequest{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn,
+	ir := &pb.InternalRaftRequest{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn,
 		Compaction: r.Compaction, LeaseGrant: r.LeaseGrant, LeaseRevoke: r.LeaseRevoke,
 		ClusterMemberAttrSet: r.ClusterMemberAttrSet}
+	r.AuthRequests.addTo(ir)
+	return ir
 }
 
 // overQuota reports whether the database, as last sampled, is past the

@@ -276,6 +276,9 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 		return fmt.Errorf("load installed members: %w", err)
 	}
 	n.members.set(members)
+	if err := n.loadAuth(); err != nil {
+		return fmt.Errorf("load installed auth state: %w", err)
+	}
 	n.applied = meta.GetIndex()
 	n.lastSnapshot = nil
 	return nil
