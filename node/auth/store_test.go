@@ -71,7 +71,9 @@ func (f *fixture) fails(ir *pb.InternalRaftRequest, want error) {
 	}
 }
 
-func hashed(password string) string { return base64.StdEncoding.EncodeToString([]byte("h:" + password)) }
+func hashed(password string) string {
+	return base64.StdEncoding.EncodeToString([]byte("h:" + password))
+}
 
 func userAdd(name string) *pb.InternalRaftRequest {
 	return &pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: name, HashedPassword: hashed(name)}}
