@@ -20,6 +20,9 @@
 //     the expectations are proven to be etcd's.
 //   - interop_etcdctl_test.go: the same etcdctl commands against etcd and cairn,
 //     outputs compared after normalising cluster and member ids.
+//   - auth_etcdctl_test.go: etcdctl's user, role and auth commands (adding,
+//     granting, revoking, deleting, the root rules, auth enable and status)
+//     against etcd and cairn, outputs and errors compared.
 //   - diff_test.go: a seeded random operation stream sent through the raw KV
 //     gRPC stubs to etcd and cairn, every response compared with proto.Equal.
 //     E2E_DIFF_SEED and E2E_DIFF_OPS override the seed and length;

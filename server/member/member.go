@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.etcd.io/raft/v3/raftpb"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 )
 
@@ -84,11 +85,18 @@ type Config struct {
 	// certificate names the address it connects from
 	// (--peer-skip-client-san-verification).
 	PeerSkipClientSANVerification bool
+	// BcryptCost is --bcrypt-cost: the cost of the bcrypt hash of a
+	// password added or changed through the Auth service. Default
+	// bcrypt.DefaultCost (10).
+	BcryptCost int
 }
 
 func (c *Config) ensureDefaults() {
 	if c.TickInterval == 0 {
 		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
 	}
 	if c.ElectionTimeout == 0 {
 		c.ElectionTimeout = time.Second
@@ -431,6 +439,7 @@ func (m *Member) serve() {
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
 	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn)
 	pb.RegisterLeaseServer(m.grpc, lease)
+	pb.RegisterAuthServer(m.grpc, etcdapi.NewAuth(m.driver, m.cfg.BcryptCost))
 	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)
 	v3lockpb.RegisterLockServer(m.grpc, etcdapi.NewLock(m.loopback))
 	v3electionpb.RegisterElectionServer(m.grpc, etcdapi.NewElection(m.loopback))

@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/member"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // version is cairn's own version; the etcd API it speaks is etcdapi.APIVersion.
@@ -131,6 +132,7 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	catchUp := fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
 	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
 	quota := fs.Int64("quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded.")
+	bcryptCost := fs.Int("bcrypt-cost", bcrypt.DefaultCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
 	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
 	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health and, with --enable-pprof, /debug/pprof.")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
@@ -185,6 +187,10 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		SnapshotCatchUpEntries:   *catchUp,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps), QuotaBackendBytes: *quota},
 		MemoryBudgetBytes:        budgetBytes,
+		BcryptCost:               *bcryptCost,
+	}
+	if err := etcdapi.ValidateBcryptCost(*bcryptCost); err != nil {
+		return member.Config{}, 0, false, err
 	}
 	if err := tlsFlags.apply(&cfg); err != nil {
 		return member.Config{}, 0, false, err
