@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/driver"
@@ -22,12 +23,13 @@ type Auth struct {
 	d *driver.Driver
 	// bcryptCost is --bcrypt-cost.
 	bcryptCost int
+	logger     *slog.Logger
 }
 
 // NewAuth returns the Auth service of the member d drives, hashing
 // passwords at bcryptCost (bcrypt.MinCost to bcrypt.MaxCost).
-func NewAuth(d *driver.Driver, bcryptCost int) *Auth {
-	return &Auth{d: d, bcryptCost: bcryptCost}
+func NewAuth(d *driver.Driver, bcryptCost int, logger *slog.Logger) *Auth {
+	return &Auth{d: d, bcryptCost: bcryptCost, logger: logger}
 }
 
 // ValidateBcryptCost checks a --bcrypt-cost value as etcd does.
@@ -51,8 +53,13 @@ func serveAuth[R any](ctx context.Context, s *Auth, req node.AuthRequests) (R, e
 }
 
 // AuthEnable implements etcdserverpb.AuthServer.
+// Permissions are not enforced yet: the operator is told, every time.
 func (s *Auth) AuthEnable(ctx context.Context, r *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
-	return serveAuth[*pb.AuthEnableResponse](ctx, s, node.AuthRequests{AuthEnable: r})
+	resp, err := serveAuth[*pb.AuthEnableResponse](ctx, s, node.AuthRequests{AuthEnable: r})
+	if err == nil {
+		s.logger.Warn("auth enabled, but cairn does not check tokens or permissions yet: every client may still read and write everything (docs/security.md)")
+	}
+	return resp, err
 }
 
 // AuthDisable implements etcdserverpb.AuthServer.

@@ -439,7 +439,7 @@ func (m *Member) serve() {
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
 	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn)
 	pb.RegisterLeaseServer(m.grpc, lease)
-	pb.RegisterAuthServer(m.grpc, etcdapi.NewAuth(m.driver, m.cfg.BcryptCost))
+	pb.RegisterAuthServer(m.grpc, etcdapi.NewAuth(m.driver, m.cfg.BcryptCost, m.cfg.Logger))
 	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)
 	v3lockpb.RegisterLockServer(m.grpc, etcdapi.NewLock(m.loopback))
 	v3electionpb.RegisterElectionServer(m.grpc, etcdapi.NewElection(m.loopback))
