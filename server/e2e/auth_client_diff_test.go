@@ -110,4 +110,3 @@ func (m *Member) authClient() pb.AuthClient {
 	m.t.Cleanup(func() { conn.Close() })
 	return pb.NewAuthClient(conn)
 }
-
