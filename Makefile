@@ -18,16 +18,19 @@ SEEDS ?= 1000
 export CAIRN_BIN := $(BIN)/cairn
 export ETCD_BIN := $(REF)/etcd
 export ETCDCTL_BIN := $(REF)/etcdctl
+export ETCDUTL_BIN := $(REF)/etcdutl
+export CAIRNUTL_BIN := $(BIN)/cairnutl
 export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
 .PHONY: all build build-failpoints run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
 
 all: build
 
-## build: compile cairn (server) and cairnsim into ./bin
+## build: compile cairn and cairnutl (server) and cairnsim into ./bin
 build:
 	@mkdir -p $(BIN)
 	cd server && $(GO) build -o $(BIN)/cairn ./cmd/cairn
+	cd server && $(GO) build -o $(BIN)/cairnutl ./cmd/cairnutl
 	cd sim && $(GO) build -o $(BIN)/cairnsim ./cmd/cairnsim
 
 ## run: one cairn node on localhost:2379 with its data in ./default.cairn

@@ -54,6 +54,10 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 		if err := n.applyEntry(b, w, e, out); err != nil {
 			return fmt.Errorf("apply entry %d: %w", e.GetIndex(), err)
 		}
+		// Until the next sample, the quota counts what applied entries
+		// may have added: a burst of writes meets the quota at once, not
+		// a sampling interval later.
+		n.dbSizeBytes += int64(len(e.GetData()))
 	}
 	last := ents[len(ents)-1].GetIndex()
 	if !n.cfg.Knobs.SkipAppliedIndex {
@@ -61,7 +65,7 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := n.timed(&n.metrics.backendCommit, func() error { return b.Commit(pebble.NoSync) }); err != nil {
 		return fmt.Errorf("commit applied state: %w", err)
 	}
 	w.Publish()
@@ -103,16 +107,40 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 		out.Done = append(out.Done, Completion{ID: req.GetHeader().GetID()})
 		return n.applyMemberAttrs(b, attrs, out)
 	}
-	if isLeaseRequest(req) {
-		return n.applyLease(b, w, req, out)
+	c := Completion{ID: req.GetHeader().GetID()}
+	if a := req.GetAlarm(); a != nil {
+		resp, err := n.applyAlarm(b, w.Rev(), a)
+		if err != nil {
+			return fmt.Errorf("apply alarm: %w", err)
+		}
+		c.Response = resp
+		out.Done = append(out.Done, c)
+		return nil
+	}
+	if d := req.GetDowngradeInfoSet(); d != nil {
+		resp, err := n.applyDowngrade(b, w.Rev(), d)
+		if err != nil {
+			return fmt.Errorf("apply downgrade: %w", err)
+		}
+		c.Response = resp
+		out.Done = append(out.Done, c)
+		return nil
 	}
 	if auth.IsRequest(req) {
 		return n.applyAuth(b, w, req, out)
 	}
-	c := Completion{ID: req.GetHeader().GetID()}
+	if c.Err = n.refusedByAlarm(req); c.Err != nil {
+		n.metrics.proposalsFailed.Add(1)
+		out.Done = append(out.Done, c)
+		return nil
+	}
+	if isLeaseRequest(req) {
+		return n.applyLease(b, w, req, out)
+	}
 	c.Response, c.Err = applyToStore(w, req)
 	if c.Err == nil {
 		n.completeHeader(c.Response)
+		n.metrics.noteApplied(req)
 	}
 	if req.GetCompaction().GetPhysical() && c.Err == nil {
 		n.physical = append(n.physical, c)

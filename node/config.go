@@ -165,6 +165,13 @@ type TestingKnobs struct {
 	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
 	// cut off, serves stale reads.
 	ReadIndexWithoutHeartbeat bool
+	// WatchSkipsHandoverEvent makes the watch hub (node/watch) lose the
+	// first live revision of a watcher a catch-up hands over to the live
+	// feed.
+	WatchSkipsHandoverEvent bool
+	// WatchResyncForgetsWatcher makes the watch hub drop a watcher when its
+	// member installs a snapshot, instead of catching it up.
+	WatchResyncForgetsWatcher bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/lease"
@@ -57,8 +59,8 @@ type Node struct {
 	// transfers are MoveLeader requests waiting for their target to lead
 	// (moveleader.go).
 	transfers []leaderTransfer
-	// dbSizeBytes is the database's size on disk as last sampled, for the
-	// quota.
+	// dbSizeBytes is the database's size on disk as last sampled, plus the
+	// bytes of the entries applied since, for the quota.
 	dbSizeBytes int64
 	// physical holds completions of physical compactions, released when the
 	// store has removed every obsolete version.
@@ -73,10 +75,24 @@ type Node struct {
 	// installed is set between a snapshot install and its report in Output.
 	installed bool
 	members   memberList
+	// alarms are the active alarms as of the applied index (alarm.go).
+	alarms alarmList
+	// downgrade is the downgrade in progress (downgrade.go).
+	downgrade downgradeCell
+	// noSpaceRaised says this member proposed its NOSPACE alarm at tick
+	// noSpaceRaisedAtTick and has not seen it apply.
+	noSpaceRaised       bool
+	noSpaceRaisedAtTick uint64
 	// lastSnapshot is the newest checkpoint made for sending, if any.
 	lastSnapshot *raftpb.Snapshot
 
 	status statusCell
+	// metrics are the core's counters (metrics.go).
+	metrics nodeMetrics
+	// backups numbers this member's backups, for their directory names;
+	// the first one clears those a crash left (backup.go).
+	backups        atomic.Uint64
+	backupsCleared sync.Once
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor
@@ -223,6 +239,16 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, fmt.Errorf("load members: %w", err)
 	}
 	n.members.set(members)
+	alarms, err := loadAlarms(db)
+	if err != nil {
+		return nil, fmt.Errorf("load alarms: %w", err)
+	}
+	n.alarms.set(alarms)
+	downgrade, err := loadDowngrade(db)
+	if err != nil {
+		return nil, err
+	}
+	n.downgrade.p.Store(downgrade)
 	if err := n.loadAuth(); err != nil {
 		return nil, err
 	}
@@ -371,6 +397,9 @@ func (n *Node) finishRead(r pendingRead) {
 	case r.req.MemberList != nil || r.req.isMemberChange():
 		n.finishMemberRequest(r.id, r.req)
 		return
+	case r.req.Downgrade != nil:
+		n.finishDowngrade(r.id, r.req.Downgrade)
+		return
 	}
 	n.completed = append(n.completed, c)
 }
@@ -392,7 +421,8 @@ func (n *Node) compactionDue() bool {
 // DiskSpaceUsage is the bytes the member's database occupies on disk; safe
 // for concurrent use.
 func (n *Node) DiskSpaceUsage() int64 {
-	return int64(n.db.Metrics().DiskSpaceUsage())
+	total, _ := n.DBSize()
+	return total
 }
 
 // ReportUnreachable tells raft that a message to member id could not be

@@ -81,6 +81,7 @@ func (n *Node) handleReady(out *Output) error {
 		return err
 	}
 	if rd.SoftState != nil {
+		n.metrics.noteLeader(rd.SoftState.Lead)
 		n.status.setSoft(rd.SoftState)
 		if rd.SoftState.RaftState != raft.StateLeader {
 			n.proposals.forget()
@@ -114,7 +115,14 @@ func (n *Node) persist(rd raft.Ready) error {
 			return fmt.Errorf("stage hard state: %w", err)
 		}
 	}
-	if err := b.Commit(n.syncOption(rd.MustSync)); err != nil {
+	commit := func() error { return b.Commit(n.syncOption(rd.MustSync)) }
+	var err error
+	if rd.MustSync {
+		err = n.timed(&n.metrics.walSync, commit)
+	} else {
+		err = commit()
+	}
+	if err != nil {
 		return fmt.Errorf("persist raft log: %w", err)
 	}
 	n.raftLog.appended(rd.Entries)
@@ -172,6 +180,7 @@ type Status struct {
 func (n *Node) Status() Status { return n.status.load() }
 
 func (n *Node) publishStatus() {
+	n.metrics.proposalsPending.Store(int64(len(n.parked) + len(n.proposals.byID)))
 	hs := n.log.HardState()
 	cs := n.log.ConfState()
 	last, _ := n.log.LastIndex()

@@ -36,6 +36,10 @@ type Request struct {
 	MemberPromote   *pb.MemberPromoteRequest
 	MemberList      *pb.MemberListRequest
 	MoveLeader      *pb.MoveLeaderRequest
+	// Alarm lists, raises or clears alarms, through raft (alarm.go).
+	Alarm *pb.AlarmRequest
+	// Downgrade validates, enables or cancels a downgrade (downgrade.go).
+	Downgrade *pb.DowngradeRequest
 	// ClusterMemberAttrSet publishes a member's name and client URLs.
 	ClusterMemberAttrSet *membershippb.ClusterMemberAttrSetRequest
 	// AuthRequests are the Auth service's requests (authrequests.go).
@@ -51,10 +55,12 @@ type Limits struct {
 	// (--max-txn-ops). Default 128.
 	MaxTxnOps int
 	// QuotaBackendBytes bounds the database's size on disk
-	// (--quota-backend-bytes): beyond it, requests that add data fail with
-	// "etcdserver: mvcc: database space exceeded" (deletes, revocations and
-	// compactions, which free space, still pass). Default 2 GiB; negative:
-	// no quota.
+	// (--quota-backend-bytes): a request that may add data (a put, a txn
+	// with puts, a lease grant) and would take the database past it fails
+	// with "etcdserver: mvcc: database space exceeded" and raises the
+	// member's NOSPACE alarm, which refuses such requests until it is
+	// disarmed (alarm.go); reads, deletes, revocations and compactions
+	// still pass. Default 2 GiB; negative: no quota.
 	QuotaBackendBytes int64
 }
 
@@ -115,6 +121,8 @@ func (n *Node) Start(req Request) uint64 {
 		n.startMemberRequest(id, req)
 	case req.MoveLeader != nil:
 		n.startMoveLeader(id, req.MoveLeader)
+	case req.Downgrade != nil:
+		n.startDowngrade(id, req.Downgrade)
 	default:
 		n.propose(id, req.internal())
 	}
@@ -140,10 +148,7 @@ func (n *Node) admit(req Request) error {
 	if err := req.check(n.cfg.Limits, n.isLearner()); err != nil {
 		return err
 	}
-	if req.addsData() && n.overQuota() {
-		return rpctypes.ErrGRPCNoSpace
-	}
-	return nil
+	return n.admitQuota(req)
 }
 
 // check validates a request on its own: its shape, the limits, and
@@ -216,26 +221,13 @@ func isSerializableTxn(req *pb.TxnRequest) bool {
 	return true
 }
 
-// addsData reports whether the quota applies: the request may make the
-// database larger.
-func (r Request) addsData() bool {
-	return r.Put != nil || r.LeaseGrant != nil || (r.Txn != nil && !mvcc.IsReadOnlyTxn(r.Txn))
-}
-
 // internal is the request as raft replicates it.
 func (r Request) internal() *pb.InternalRaftRequest {
 	ir := &pb.InternalRaftRequest{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn,
 		Compaction: r.Compaction, LeaseGrant: r.LeaseGrant, LeaseRevoke: r.LeaseRevoke,
-		ClusterMemberAttrSet: r.ClusterMemberAttrSet}
+		ClusterMemberAttrSet: r.ClusterMemberAttrSet, Alarm: r.Alarm}
 	r.AuthRequests.addTo(ir)
 	return ir
-}
-
-// overQuota reports whether the database, as last sampled, is past the
-// quota.
-func (n *Node) overQuota() bool {
-	q := n.cfg.Limits.QuotaBackendBytes
-	return q > 0 && n.dbSizeBytes > q
 }
 
 // sampleDBSize refreshes the database size the quota reads, every
@@ -300,6 +292,7 @@ func (n *Node) submit(p parkedProposal) {
 	switch {
 	case errors.Is(err, raft.ErrProposalDropped):
 		if len(n.parked) >= parkedProposalsMax {
+			n.metrics.proposalsFailed.Add(1)
 			n.completed = append(n.completed, Completion{ID: p.id, Err: rpctypes.ErrGRPCRequestTooManyRequests})
 			return
 		}
@@ -317,6 +310,7 @@ func (n *Node) retryParked() {
 	for _, p := range parked {
 		if n.ticks-p.sinceTick >= uint64(n.cfg.RequestTimeoutTicks) {
 			delete(n.memberChanges, p.id)
+			n.metrics.proposalsFailed.Add(1)
 			n.completed = append(n.completed, Completion{ID: p.id, Err: rpctypes.ErrGRPCTimeout})
 			continue
 		}
@@ -361,6 +355,7 @@ func (r *deferredRead) serve() (proto.Message, error) {
 	var resp headed
 	var err error
 	if r.req.Range != nil {
+		r.n.metrics.ranges.Add(1)
 		resp, err = r.n.view.Range(r.req.Range)
 	} else {
 		resp, err = r.n.view.ReadTxn(r.req.Txn)

@@ -276,6 +276,16 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 		return fmt.Errorf("load installed members: %w", err)
 	}
 	n.members.set(members)
+	alarms, err := loadAlarms(n.db)
+	if err != nil {
+		return fmt.Errorf("load installed alarms: %w", err)
+	}
+	n.alarms.set(alarms)
+	downgrade, err := loadDowngrade(n.db)
+	if err != nil {
+		return err
+	}
+	n.downgrade.p.Store(downgrade)
 	if err := n.loadAuth(); err != nil {
 		return fmt.Errorf("load installed auth state: %w", err)
 	}

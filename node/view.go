@@ -3,6 +3,8 @@ package node
 import (
 	"sync"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/cairn-db/cairn/node/mvcc"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -72,4 +74,11 @@ func (v *StoreView) With(f func(*mvcc.Store)) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	f(v.store)
+}
+
+// metrics are the Pebble metrics of the live database.
+func (v *StoreView) metrics() *pebble.Metrics {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.store.Metrics()
 }

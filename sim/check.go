@@ -41,6 +41,7 @@ func (w *world) finish() {
 		return
 	}
 	w.checkConvergence()
+	w.checkAlarmsAgree()
 	w.checkAckedWrites()
 	w.checkLeasesAndWatches()
 	w.checkLinearizable()
@@ -63,7 +64,7 @@ func (w *world) checkLiveness() {
 	c := &client{w: w, id: 0, seenModRevision: map[string]int64{}}
 	deadline := w.sched.nowMicros + livenessBoundMicros
 	for w.sched.nowMicros < deadline && !w.failed() {
-		op := w.issueOnce(c, lin.Put("liveness", fmt.Sprint(w.sched.nowMicros)))
+		op := w.issueOnce(c, w.livenessWrite("liveness", fmt.Sprint(w.sched.nowMicros)))
 		if op != nil && op.acked {
 			w.trace.printf("liveness: write committed")
 			return
@@ -176,6 +177,15 @@ func (w *world) checkConvergence() {
 func (w *world) checkAckedWrites() {
 	for _, p := range w.ackedPuts {
 		for _, m := range w.inCluster() {
+			if p.revision < m.node.Store().CompactRev() {
+				// Compacted away (the workload compacts): the committed
+				// history has it, or it was lost.
+				if !w.appliedPut(p.revision, p.key, p.value) {
+					w.failAs(FailLostWrite, "acknowledged put %s=%s at revision %d is not in the committed history", p.key, p.value, p.revision)
+					return
+				}
+				continue
+			}
 			rr, err := m.node.Store().Range(&pb.RangeRequest{Key: []byte(p.key), Revision: p.revision})
 			if err != nil {
 				w.failAs(FailLostWrite, "acknowledged put %s=%s at revision %d: read on %s: %v", p.key, p.value, p.revision, m.name(), err)

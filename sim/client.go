@@ -108,6 +108,7 @@ func (op *pendingOp) complete(m *member, c node.Completion) {
 	if err != nil {
 		op.c.w.trace.printf("c%d ✗ %v", op.c.id, err)
 		op.fail()
+		op.c.w.refused(m, err)
 		return
 	}
 	op.c.w.trace.printf("c%d ← %s", op.c.id, linearizability.DescribeOperation(op.req, resp))

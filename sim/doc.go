@@ -30,9 +30,11 @@
 // package linearizability); every member that applied up to the same
 // revision has the same keyspace hash there (convergence); and every
 // acknowledged write's revision holds that write in the final store (no
-// acknowledged write lost). Simulated watchers consume each member's
-// Output.Events and must have received every committed event of their range
-// in order, once, with the right prev_kv (watch.go); leases must not lose
+// acknowledged write lost). Every member runs the real watch hub
+// (node/watch); simulated watchers are streams on it and must have received
+// every committed event of their range in order, once, with the right
+// prev_kv, and all of it before each progress notification (watch.go);
+// leases must not lose
 // their keys before their TTL passed since the last acknowledged
 // keep-alive, revoked leases' keys must be gone on every member, and a
 // fenced lock has one holder at a time (lease.go, lease_check.go).

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/node/watch"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3"
@@ -64,6 +65,10 @@ type member struct {
 	// messages that reached it meanwhile, delivered when it resumes.
 	paused bool
 	held   []heldMessage
+	// hub is the member's watch hub (watch.go), nil while crashed;
+	// hubTicks counts the ticks it was given.
+	hub      *watch.Hub
+	hubTicks int64
 }
 
 const memberDir = "data"
@@ -94,6 +99,7 @@ func (m *member) open() error {
 		Rand:                   rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
 		Logger:                 &raftTrace{m: m},
 		PebbleOptions:          m.pebbleOptions,
+		Limits:                 m.w.quota.limits(),
 		Knobs:                  m.w.opts.Knobs,
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
@@ -103,6 +109,7 @@ func (m *member) open() error {
 		return fmt.Errorf("%s: open: %w", m.name(), err)
 	}
 	m.node = n
+	m.openWatchHub()
 	m.waitStorageIdle()
 	m.waiting = map[uint64]*pendingOp{}
 	m.callbacks = map[uint64]completionCallback{}
@@ -224,6 +231,7 @@ func (m *member) tick() {
 		return
 	}
 	m.node.Tick()
+	m.tickWatchHub()
 	m.kick()
 }
 

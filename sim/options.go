@@ -39,12 +39,11 @@ type Options struct {
 	MemTableBytes int64
 
 	// Planted bugs of the simulator's own clients, for tests that prove the
-	// watch and lease checks can fail: a watcher loses one event; a watcher
-	// does not catch up after its member installed a snapshot; lease
+	// watch and lease checks can fail: a watcher loses one event; lease
 	// keep-alives are answered by whichever member gets them (a follower
 	// "renews" without the leader); the lock holder writes the fenced key
 	// without the fence, and goes on writing after it let its lease go.
-	plantDropWatchEvent, plantNoSnapshotCatchUp, plantFollowerKeepAlive, plantUnfencedLock bool
+	plantDropWatchEvent, plantFollowerKeepAlive, plantUnfencedLock bool
 }
 
 // Virtual time constants, in microseconds.
@@ -90,6 +89,8 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"read-before-applied":          {ReadBeforeApplied: true},
 	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
 	"read-index-without-heartbeat": {ReadIndexWithoutHeartbeat: true},
+	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
+	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

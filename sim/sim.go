@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/linearizability"
+	"github.com/cairn-db/cairn/node/watch"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -50,6 +51,8 @@ type world struct {
 	clients  []*client
 	net      *network
 	workload workload
+	// quota is the members' --quota-backend-bytes (quota.go).
+	quota    quotaWorld
 	rec      *linearizability.Recorder
 	trace    *tracer
 	limits   *limiter
@@ -69,8 +72,15 @@ type world struct {
 	// revision they were acknowledged at: each must be in every member's
 	// history at the end.
 	ackedPuts []ackedPut
-	// watchers are the simulated watches (watch.go).
-	watchers []*watcher
+	// watchers are the simulated watches (watch.go); hubConfig the
+	// members' watch hub configuration, drawn once; applied the events of
+	// every revision a member applied, the committed history; watchRng
+	// the watch world's own random source.
+	watchers    []*watcher
+	hubConfig   *watch.Config
+	applied     map[int64][]linearizability.Event
+	createdOnly map[int64]bool
+	watchRng    *rand.Rand
 	// leases are the lease workload's leases by ID, and in grant order
 	// (lease.go); clockFaults the skews and jumps the lease checks allow
 	// for.
@@ -158,6 +168,7 @@ func newWorld(opts Options) *world {
 	w.net = newNetwork(w)
 	w.removing = map[uint64]bool{}
 	w.workload = workload{rng: w.rng}
+	w.quota = newQuotaWorld(opts.Seed)
 	w.sched.onPanic = func(r any) { w.failAs(FailPanic, "%v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)

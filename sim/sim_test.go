@@ -94,6 +94,13 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// election timeout resumes believing it leads and renews a lease
 		// the new leader has already expired.
 		{"keep-alive-without-readindex", node.TestingKnobs{KeepAliveWithoutReadIndex: true}, []FaultKind{FaultPause, FaultIsolateLeader}, []FailureKind{FailLease}},
+		// The watch hub in the core: a catch-up that hands a watcher over
+		// to the live feed loses the next revision.
+		{"watch-skips-handover-event", node.TestingKnobs{WatchSkipsHandoverEvent: true}, nil, []FailureKind{FailWatch}},
+		// ... and a snapshot install that makes the hub forget a watcher
+		// (the simulator moves a watcher onto every member about to
+		// install one).
+		{"watch-resync-forgets-watcher", node.TestingKnobs{WatchResyncForgetsWatcher: true}, []FaultKind{FaultCrash, FaultCrashMinority, FaultMembership, FaultPartition}, []FailureKind{FailWatch}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,7 +12,6 @@ func TestPlantedClientBugsAreFound(t *testing.T) {
 		check FailureKind
 	}{
 		{"watcher-drops-an-event", Options{plantDropWatchEvent: true}, FailWatch},
-		{"no-catch-up-after-snapshot", Options{plantNoSnapshotCatchUp: true, Faults: []FaultKind{FaultCrash, FaultCrashMinority, FaultMembership, FaultPartition}}, FailWatch},
 		{"follower-acks-keep-alive", Options{plantFollowerKeepAlive: true}, FailLease},
 		{"unfenced-lock", Options{plantUnfencedLock: true}, FailLock},
 	}

@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -130,4 +131,33 @@ func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int6
 		}
 	}
 	return removed, it.Error()
+}
+
+// Defragment rewrites the whole database with Pebble's manual compaction,
+// dropping the space of removed versions and deleted keys. Reads and
+// writes proceed meanwhile: Pebble compacts in the background of its
+// published version, and commits never wait for it. It returns when the
+// compaction has finished or ctx is done.
+func (s *Store) Defragment(ctx context.Context) error {
+	if err := s.db.Compact(ctx, defragStart, defragEnd, true); err != nil {
+		return fmt.Errorf("defragment: %w", err)
+	}
+	return nil
+}
+
+// defragStart and defragEnd span every key the member writes: all of them
+// begin with a printable ASCII letter.
+var (
+	defragStart = []byte{0x00}
+	defragEnd   = []byte{0xff}
+)
+
+// Checkpoint writes a consistent copy of the whole database into dir
+// (hard links where it can), its write-ahead log flushed first. Safe for
+// concurrent use with reads and writes.
+func (s *Store) Checkpoint(dir string) error {
+	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }

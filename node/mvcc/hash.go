@@ -10,34 +10,59 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
+// KeyValueHash is a hash of the keyspace at one revision, as etcd's
+// HashKV answers it.
+type KeyValueHash struct {
+	// Hash covers, per key in key order, every version with a revision in
+	// (CompactRevision, Revision] and the newest version at or below
+	// CompactRevision unless it is a tombstone.
+	Hash uint32
+	// CompactRevision is the compacted revision, -1 if none (as etcd).
+	CompactRevision int64
+	// Revision is the revision hashed.
+	Revision int64
+	// CurrentRevision is the store's revision when the hash was taken.
+	CurrentRevision int64
+}
+
 // HashKV returns a hash of the keyspace as of rev (0 means the current
-// revision) and the compacted revision. It covers, per key in key order,
-// every version with a revision in (compactRev, rev] and the newest version
-// at or below compactRev unless it is a tombstone: exactly what compaction
-// keeps, so replicas agree however far their physical removal got. Safe for
-// concurrent use.
+// revision) and the compacted revision (0 if none). See HashByRev.
 func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
+	h, err := s.HashByRev(rev)
+	return h.Hash, max(h.CompactRevision, 0), err
+}
+
+// HashByRev hashes the keyspace as of rev (0 means the current revision).
+// It covers exactly what compaction keeps, so replicas agree at the same
+// revision however far their physical removal of old versions got. Safe
+// for concurrent use.
+func (s *Store) HashByRev(rev int64) (_ KeyValueHash, err error) {
 	v := s.openView()
 	defer v.close()
-	compactRev = max(v.compactRev, 0)
+	out := KeyValueHash{CompactRevision: v.compactRev, Revision: rev, CurrentRevision: v.rev}
 	switch {
 	case rev == 0:
-		rev = v.rev
+		out.Revision = v.rev
 	case rev > v.rev:
-		return 0, 0, rpctypes.ErrGRPCFutureRev
+		return KeyValueHash{}, rpctypes.ErrGRPCFutureRev
 	case rev < v.compactRev:
-		return 0, 0, rpctypes.ErrGRPCCompacted
+		return KeyValueHash{}, rpctypes.ErrGRPCCompacted
 	}
 	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: versionsStart, UpperBound: versionsEnd})
 	if err != nil {
-		return 0, 0, fmt.Errorf("hash kv: %w", err)
+		return KeyValueHash{}, fmt.Errorf("hash kv: %w", err)
 	}
 	defer closeIter(it, &err)
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	if err := hashVersions(it, h, compactRev, rev); err != nil {
-		return 0, 0, fmt.Errorf("hash kv: %w", err)
+	// The hash starts with the name of what it covers, so an empty
+	// keyspace does not hash to zero, which etcd's clients cannot tell
+	// from an absent hash.
+	h.Write(versionsStart)
+	if err := hashVersions(it, h, max(v.compactRev, 0), out.Revision); err != nil {
+		return KeyValueHash{}, fmt.Errorf("hash kv: %w", err)
 	}
-	return h.Sum32(), compactRev, nil
+	out.Hash = h.Sum32()
+	return out, nil
 }
 
 // hashVersions feeds h with the covered versions. Versions of a key come

@@ -122,6 +122,10 @@ func readMeta(g getter, key []byte, name string, missing int64) (int64, error) {
 	return decodeInt64(name, v)
 }
 
+// Metrics are the Pebble metrics of the store's database. Safe for
+// concurrent use.
+func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
+
 // Rev returns the current (published) revision. Safe for concurrent use.
 func (s *Store) Rev() int64 { return s.state.Load().rev }
 

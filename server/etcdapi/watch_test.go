@@ -46,8 +46,7 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hubCfg.Logger = quiet
-	hub := watch.New(watch.NodeStore(n.Store()), hubCfg)
+	hub := watch.New(watch.NodeStore(n.Store()), hubCfg, quiet)
 	d := driver.Start(n, driver.Config{TickInterval: 5 * time.Millisecond, Logger: quiet, OnEvents: hub.Notify})
 	id := Identity{ClusterID: 11, MemberID: 1}
 	if limits.MaxTxnOps == 0 {

@@ -1,46 +1,39 @@
 package member
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+
+	"github.com/cairn-db/cairn/server/metrics"
 )
 
-// serveHTTP starts the HTTP endpoints on --listen-metrics-urls: /health,
-// which answers as etcd's does, and the Go profiler under /debug/pprof when
-// --enable-pprof is set.
+// serveHTTP starts the HTTP endpoints on --listen-metrics-urls and
+// --listen-client-http-urls: /health, /livez, /readyz and /version, which
+// answer as etcd's do (health.go), /metrics (server/metrics), and the Go
+// profiler under /debug/pprof when --enable-pprof is set. https URLs use
+// the client port's TLS, as etcd's do.
 func (m *Member) serveHTTP() error {
-	if len(m.cfg.ListenMetricsURLs) == 0 {
-		return nil
-	}
-	for _, raw := range m.cfg.ListenMetricsURLs {
-		if u, err := url.Parse(raw); err == nil && u.Scheme == "https" && m.tls.client == nil {
-			return errMetricsTLS
+	m.metrics = metrics.New(m.node, m.cfg.Limits.QuotaBackendBytes, m.cfg.MetricsLevel)
+	for _, urls := range []struct {
+		flag string
+		urls []string
+	}{{"--listen-metrics-urls", m.cfg.ListenMetricsURLs}, {"--listen-client-http-urls", m.cfg.ListenClientHTTPURLs}} {
+		for _, raw := range urls.urls {
+			if u, err := url.Parse(raw); err == nil && u.Scheme == "https" && m.tls.client == nil {
+				return errMetricsTLS
+			}
 		}
-	}
-	// https metrics URLs use the client port's TLS, as etcd's do.
-	ls, err := listenAll("--listen-metrics-urls", m.cfg.ListenMetricsURLs, m.tls.client)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/health", m.health)
-	if m.cfg.EnablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	errorLog := slog.NewLogLogger(m.cfg.Logger.With("component", "metrics").Handler(), slog.LevelWarn)
-	for _, l := range ls {
-		srv := &http.Server{Handler: mux, ErrorLog: errorLog}
-		m.httpServers = append(m.httpServers, srv)
-		m.httpListeners = append(m.httpListeners, l)
-		go srv.Serve(l)
+		ls, err := listenAll(urls.flag, urls.urls, m.tls.client)
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			m.serveHTTPOn(l)
+		}
 	}
 	return nil
 }
@@ -49,18 +42,51 @@ func (m *Member) serveHTTP() error {
 // certificates.
 var errMetricsTLS = errors.New("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
 
-// health reports whether the member knows a leader, in etcd's format.
-func (m *Member) health(w http.ResponseWriter, _ *http.Request) {
-	type health struct {
-		Health string `json:"health"`
-		Reason string `json:"reason"`
+// httpMux is the handler of every HTTP listener.
+func (m *Member) httpMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	m.healthMux(mux)
+	mux.Handle("/metrics", m.metrics.Handler())
+	if m.cfg.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	h := health{Health: "true"}
-	code := http.StatusOK
-	if m.node.Status().Leader == 0 {
-		h, code = health{Health: "false", Reason: "RAFT NO LEADER"}, http.StatusServiceUnavailable
+	return mux
+}
+
+func (m *Member) newHTTPServer() *http.Server {
+	errorLog := slog.NewLogLogger(m.cfg.Logger.With("component", "http").Handler(), slog.LevelWarn)
+	srv := &http.Server{Handler: m.httpMux(), ErrorLog: errorLog}
+	m.httpServers = append(m.httpServers, srv)
+	return srv
+}
+
+func (m *Member) serveHTTPOn(l net.Listener) {
+	srv := m.newHTTPServer()
+	m.httpListeners = append(m.httpListeners, l)
+	go srv.Serve(l)
+}
+
+// serveClientListeners serves gRPC on every client listener and, unless
+// --listen-client-http-urls moved it elsewhere, HTTP/1.1 beside it on the
+// same port (clientmux.go).
+func (m *Member) serveClientListeners() {
+	for _, l := range m.listeners {
+		grpcL := l
+		if len(m.cfg.ListenClientHTTPURLs) == 0 {
+			var httpL net.Listener
+			grpcL, httpL = splitClientListener(l, m.cfg.Logger.With("component", "tls", "port", "client"), &m.serveWG)
+			go m.newHTTPServer().Serve(httpL)
+		}
+		m.serveWG.Add(1)
+		go func() {
+			defer m.serveWG.Done()
+			if err := m.grpc.Serve(grpcL); err != nil {
+				m.cfg.Logger.Error("client listener stopped", "address", l.Addr().String(), "error", err)
+			}
+		}()
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(h)
 }

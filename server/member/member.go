@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/driver"
 	"github.com/cairn-db/cairn/server/etcdapi"
+	"github.com/cairn-db/cairn/server/metrics"
 	"github.com/cairn-db/cairn/server/tlsutil"
 	"github.com/cairn-db/cairn/server/transport"
 	"github.com/cairn-db/cairn/server/watch"
@@ -39,10 +40,15 @@ type Config struct {
 	AdvertiseClientURLs      []string
 	ListenPeerURLs           []string
 	InitialAdvertisePeerURLs []string
-	// ListenMetricsURLs serve HTTP: /health, and /debug/pprof when
-	// EnablePprof is set (--listen-metrics-urls, --enable-pprof).
-	ListenMetricsURLs []string
-	EnablePprof       bool
+	// ListenMetricsURLs serve HTTP: /health, /livez, /readyz, /version,
+	// /metrics, and /debug/pprof when EnablePprof is set
+	// (--listen-metrics-urls, --enable-pprof). The client URLs serve the
+	// same beside gRPC, unless ListenClientHTTPURLs
+	// (--listen-client-http-urls) are given: then those serve HTTP and the
+	// client URLs gRPC only.
+	ListenMetricsURLs    []string
+	ListenClientHTTPURLs []string
+	EnablePprof          bool
 	// InitialCluster is --initial-cluster; empty means this member alone
 	// with its advertised peer URLs.
 	InitialCluster      string
@@ -85,6 +91,10 @@ type Config struct {
 	// certificate names the address it connects from
 	// (--peer-skip-client-san-verification).
 	PeerSkipClientSANVerification bool
+	// CairnVersion is cairn's own version, shown by /version.
+	CairnVersion string
+	// MetricsLevel is --metrics: basic (default) or extensive.
+	MetricsLevel metrics.Level
 	// BcryptCost is --bcrypt-cost: the cost of the bcrypt hash of a
 	// password added or changed through the Auth service. Default
 	// bcrypt.DefaultCost (10).
@@ -153,6 +163,8 @@ type Member struct {
 	loopback *clientv3.Client
 	// Identity is the cluster and member ID this member answers with.
 	Identity etcdapi.Identity
+	// metrics export the member's metrics under etcd's names.
+	metrics *metrics.Registry
 	// budget is cfg.MemoryBudgetBytes split among the node's caches and
 	// the watch hub's window.
 	budget node.MemoryBudget
@@ -220,8 +232,7 @@ func (m *Member) startLoop() {
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
 		RecentBytesMax: int(m.budget.WatchWindowBytes),
-		Logger:         m.cfg.Logger.With("component", "watch"),
-	})
+	}, m.cfg.Logger.With("component", "watch"))
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -415,9 +426,9 @@ func (m *Member) closeListeners() {
 const clientStreamWorkers = 256
 
 func (m *Member) serve() {
-	maintenance := etcdapi.NewMaintenance(m.driver, m.Identity, m.node.DiskSpaceUsage, m.cfg.Limits)
-	m.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(m.cfg.Limits.MaxRequestBytes+etcdapi.GRPCOverheadBytes),
+	maintenance := etcdapi.NewMaintenance(m.driver)
+	m.grpc = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(m.cfg.Limits.MaxRequestBytes + etcdapi.GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		// Every unary call otherwise runs on a new goroutine whose stack
@@ -429,7 +440,7 @@ func (m *Member) serve() {
 		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
 		// Plain text on http listeners, TLS on https ones.
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
-	)
+	}, m.metrics.GRPCServerOptions()...)...)
 	kv := etcdapi.NewKV(m.driver)
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
 	pb.RegisterKVServer(m.grpc, kv)
@@ -443,15 +454,8 @@ func (m *Member) serve() {
 	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)
 	v3lockpb.RegisterLockServer(m.grpc, etcdapi.NewLock(m.loopback))
 	v3electionpb.RegisterElectionServer(m.grpc, etcdapi.NewElection(m.loopback))
-	for _, l := range m.listeners {
-		m.serveWG.Add(1)
-		go func() {
-			defer m.serveWG.Done()
-			if err := m.grpc.Serve(l); err != nil {
-				m.cfg.Logger.Error("client listener stopped", "address", l.Addr().String(), "error", err)
-			}
-		}()
-	}
+	m.metrics.InitializeGRPC(m.grpc)
+	m.serveClientListeners() // http.go
 	m.cfg.Logger.Info("ready to serve client requests",
 		"name", m.cfg.Name, "member-id", fmt.Sprintf("%x", m.Identity.MemberID),
 		"cluster-id", fmt.Sprintf("%x", m.Identity.ClusterID), "client-urls", m.cfg.AdvertiseClientURLs)

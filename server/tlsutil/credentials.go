@@ -30,23 +30,43 @@ var _ credentials.TransportCredentials = (*serverCredentials)(nil)
 
 func (c *serverCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	tc, ok := conn.(*tls.Conn)
+	if w, wraps := conn.(TLSConnWrapper); wraps {
+		tc, ok = w.TLSConn()
+	}
 	if !ok {
 		return conn, plainAuthInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 	}
 	// gRPC clears the deadline once the connection is set up (after the
 	// client's HTTP/2 preface); until then this one bounds it.
-	if err := conn.SetDeadline(time.Now().Add(HandshakeTimeout)); err != nil {
+	if err := Handshake(tc, c.logger); err != nil {
 		return nil, nil, err
 	}
-	if err := tc.HandshakeContext(context.Background()); err != nil {
-		c.logger.Warn("refused a TLS connection", "remote-address", conn.RemoteAddr().String(),
-			"local-address", conn.LocalAddr().String(), "error", err.Error())
-		return nil, nil, err
-	}
-	return tc, credentials.TLSInfo{
+	return conn, credentials.TLSInfo{
 		State:          tc.ConnectionState(),
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 	}, nil
+}
+
+// TLSConnWrapper is a connection that wraps a TLS connection, such as one
+// whose first bytes a listener read to route it; Credentials see through it.
+type TLSConnWrapper interface {
+	TLSConn() (*tls.Conn, bool)
+}
+
+// Handshake completes tc's TLS handshake within HandshakeTimeout, and logs
+// a refusal. It leaves the deadline set: the caller clears it once the
+// client has also sent what must follow the handshake. A handshake already
+// done returns its result at once.
+func Handshake(tc *tls.Conn, logger *slog.Logger) error {
+	if err := tc.SetDeadline(time.Now().Add(HandshakeTimeout)); err != nil {
+		return err
+	}
+	if err := tc.HandshakeContext(context.Background()); err != nil {
+		logger.Warn("refused a TLS connection", "remote-address", tc.RemoteAddr().String(),
+			"local-address", tc.LocalAddr().String(), "error", err.Error())
+		return err
+	}
+	return nil
 }
 
 func (c *serverCredentials) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {

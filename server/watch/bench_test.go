@@ -140,7 +140,7 @@ func BenchmarkFanOut(b *testing.B) {
 	for _, shape := range fanOutShapes {
 		for _, n := range []int{1, 100, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/watchers=%d", shape.name, n), func(b *testing.B) {
-				h := New(fanOutStore{}, Config{})
+				h := New(fanOutStore{}, Config{}, nil)
 				b.Cleanup(h.Close)
 				streams := openStreams(b, h, n, shape.req)
 				src := newEventSource(b, "bench/key", h.Rev())
@@ -178,7 +178,7 @@ func newCatchUpEnv(b *testing.B, cfg Config) *catchUpEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &catchUpEnv{db: db, store: store, hub: New(store, cfg)}
+	e := &catchUpEnv{db: db, store: store, hub: New(store, cfg, nil)}
 	b.Cleanup(e.hub.Close)
 	value := make([]byte, benchValueBytes)
 	for i := range benchCatchUpRevisions {
@@ -262,3 +262,10 @@ func BenchmarkCatchUp(b *testing.B) {
 		})
 	}
 }
+
+// quietLogger keeps Pebble's informational lines out of benchmark output.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)         {}
+func (quietLogger) Errorf(f string, args ...any) { fmt.Printf(f+"\n", args...) }
+func (quietLogger) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }

@@ -51,7 +51,7 @@ func TestMemoryBoundedUnderLargeWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	hub := New(NodeStore(n.Store()), Config{RecentBytesMax: int(budget.WatchWindowBytes), ResyncInterval: time.Hour})
+	hub := New(NodeStore(n.Store()), Config{RecentBytesMax: int(budget.WatchWindowBytes), ResyncInterval: time.Hour}, nil)
 	defer hub.Close()
 	reader, stalled := hub.NewStream(), hub.NewStream()
 	for _, s := range []*Stream{reader, stalled} {

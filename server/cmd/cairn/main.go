@@ -80,6 +80,7 @@ func run(args []string) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = logger
+	cfg.CairnVersion = version
 	if err := plantFailpoints(&cfg, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		return 2
@@ -134,12 +135,13 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 	quota := fs.Int64("quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded.")
 	bcryptCost := fs.Int("bcrypt-cost", bcrypt.DefaultCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
 	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
-	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health and, with --enable-pprof, /debug/pprof.")
+	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health, /livez, /readyz, /version, /metrics and, with --enable-pprof, /debug/pprof.")
 	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
 	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
 	memoryBudget := fs.String("memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
-	tlsFlags := addTLSFlags(fs)
+	tlsFlags := addTLSFlags(fs) // tlsflags.go
+	ops := addOpsFlags(fs)      // ops_flags.go
 	if err := fs.Parse(args); err != nil {
 		return member.Config{}, 0, false, err
 	}
@@ -193,6 +195,9 @@ func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
 		return member.Config{}, 0, false, err
 	}
 	if err := tlsFlags.apply(&cfg); err != nil {
+		return member.Config{}, 0, false, err
+	}
+	if err := ops.apply(&cfg); err != nil {
 		return member.Config{}, 0, false, err
 	}
 	return cfg, level, *showVersion, nil

@@ -21,3 +21,5 @@ func (s viewStore) History(key, rangeEnd []byte, fromRev, toRev int64, maxEvents
 	})
 	return evs, upTo, err
 }
+
+var _ Store = (*mvcc.Store)(nil)

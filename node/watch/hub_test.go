@@ -37,10 +37,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	}
 	e := &env{t: t, db: db, store: store}
 	e.hub = New(store, cfg)
-	t.Cleanup(func() {
-		e.hub.Close()
-		db.Close()
-	})
+	t.Cleanup(func() { db.Close() })
 	return e
 }
 
@@ -92,7 +89,7 @@ type client struct {
 }
 
 func newClient(t *testing.T, h *Hub) *client {
-	return &client{t: t, s: h.NewStream(), events: map[int64][]*mvccpb.Event{}}
+	return &client{t: t, s: h.NewStream(nil), events: map[int64][]*mvccpb.Event{}}
 }
 
 // take takes what is queued and checks per-watcher order and atomicity:
@@ -126,18 +123,31 @@ func (c *client) take() []Response {
 	return rs
 }
 
-// drainUntil takes until cond holds, failing after a few seconds.
+// drainRoundsMax bounds drainUntil: rounds of taking and catching up.
+const drainRoundsMax = 100000
+
+// drainUntil takes and runs catch-up steps, as a driver does, until cond
+// holds, failing if it does not within drainRoundsMax rounds.
 func (c *client) drainUntil(what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s", what)
+	for round := 0; !cond(); round++ {
+		if round == drainRoundsMax {
+			c.t.Fatalf("no %s after %d rounds of taking and catching up", what, round)
 		}
-		select {
-		case <-c.s.Ready():
-			c.take()
-		case <-time.After(10 * time.Millisecond):
+		c.take()
+		c.catchUp()
+	}
+}
+
+// catchUp runs catch-up steps while the hub wants them.
+func (c *client) catchUp() {
+	c.t.Helper()
+	for steps := 0; c.s.hub.WantsCatchUp(); steps++ {
+		if steps == drainRoundsMax {
+			c.t.Fatalf("catch-up still busy after %d steps", steps)
+		}
+		if _, err := c.s.hub.CatchUp(); err != nil {
+			c.t.Fatal(err)
 		}
 	}
 }
@@ -258,8 +268,24 @@ func TestHubMatchesReference(t *testing.T) {
 }
 
 func testHubMatchesReference(t *testing.T, seed uint64, bounds Config) {
+	if err := referenceMismatch(t, seed, bounds); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// referenceMismatch runs the random workload of TestHubMatchesReference
+// and describes the first watcher whose events differ from the
+// reference's once the hub settled (nil if none does).
+func referenceMismatch(t *testing.T, seed uint64, bounds Config) error {
+	_, err := runReference(t, seed, bounds)
+	return err
+}
+
+// runReference runs the random workload and returns the transcript of
+// every response each client took, in order, and the first mismatch.
+func runReference(t *testing.T, seed uint64, bounds Config) (string, error) {
 	e := newEnv(t, Config{BufferEventsMax: 3, CatchUpEventsMax: 2, RecentBytesMax: bounds.RecentBytesMax,
-		BufferBytesMax: bounds.BufferBytesMax, ResyncInterval: time.Millisecond})
+		BufferBytesMax: bounds.BufferBytesMax, ResyncInterval: time.Millisecond, Knobs: bounds.Knobs})
 	rng := rand.New(rand.NewPCG(seed, 99))
 	clients := []*client{newClient(t, e.hub), newClient(t, e.hub), newClient(t, e.hub)}
 	type watch struct {
@@ -283,20 +309,85 @@ func testHubMatchesReference(t *testing.T, seed uint64, bounds Config) {
 				start = resp.Header.Revision + 1
 			}
 			watches = append(watches, watch{c: c, s: spec{req: req, id: resp.WatchId}, startRev: start})
-		default:
+		case r < 8:
 			clients[rng.IntN(len(clients))].take()
+		default:
+			if _, err := e.hub.CatchUp(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	final := e.store.Rev()
-	for _, w := range watches {
-		want := w.s.expected(e.all, w.startRev)
-		w.c.drainUntil(fmt.Sprintf("watch %d: %d events", w.s.id, len(want)), func() bool {
-			return len(w.c.events[w.s.id]) >= len(want)
-		})
-		if got := w.c.events[w.s.id]; !sameEvents(got, want) {
-			t.Fatalf("watch %d %v (start %d, rev %d):\ngot  %s\nwant %s", w.s.id, w.s.req, w.startRev, final, eventsString(got), eventsString(want))
+	settle(t, e.hub, clients)
+	var transcript bytes.Buffer
+	for i, c := range clients {
+		for _, r := range c.responses {
+			fmt.Fprintf(&transcript, "client %d: id=%d rev=%d created=%v canceled=%v compact=%d events=%s\n",
+				i, r.WatchId, r.Header.Revision, r.Created, r.Canceled, r.CompactRevision, eventsString(r.Events))
 		}
 	}
+	for _, w := range watches {
+		want := w.s.expected(e.all, w.startRev)
+		if got := w.c.events[w.s.id]; !sameEvents(got, want) {
+			return transcript.String(), fmt.Errorf("watch %d %v (start %d, rev %d):\ngot  %s\nwant %s", w.s.id, w.s.req, w.startRev, final, eventsString(got), eventsString(want))
+		}
+	}
+	return transcript.String(), nil
+}
+
+// TestHubIsDeterministic: the same calls give the same responses in the
+// same order, byte for byte (no map order leaks into what streams get),
+// with bounds small enough that watchers fall behind and catch up.
+func TestHubIsDeterministic(t *testing.T) {
+	for seed := range uint64(3) {
+		bounds := Config{RecentBytesMax: 2000, BufferBytesMax: 500}
+		first, err := runReference(t, seed, bounds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for run := range 3 {
+			again, err := runReference(t, seed, bounds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again != first {
+				t.Fatalf("seed %d: run %d took different responses than the first", seed, run+2)
+			}
+		}
+	}
+}
+
+// settle takes and catches up, as a driver does, until no stream has
+// anything queued and the hub wants no catch-up step.
+func settle(t *testing.T, h *Hub, clients []*client) {
+	t.Helper()
+	for round := 0; ; round++ {
+		if round == drainRoundsMax {
+			t.Fatalf("hub not settled after %d rounds", round)
+		}
+		busy := h.WantsCatchUp()
+		for _, c := range clients {
+			busy = busy || c.s.Queued()
+			c.take()
+		}
+		if !busy {
+			return
+		}
+		clients[0].catchUp()
+	}
+}
+
+// TestPlantedHandoverBugIsFound: the reference comparison catches a hub
+// that loses the first revision after a catch-up hands a watcher over to
+// the live feed (the simulator's watch-skips-handover-event plant).
+func TestPlantedHandoverBugIsFound(t *testing.T) {
+	for seed := range uint64(4) {
+		if err := referenceMismatch(t, seed, Config{RecentBytesMax: 1 << 24, BufferBytesMax: 1 << 20, Knobs: Knobs{SkipHandoverEvent: true}}); err != nil {
+			t.Logf("found with seed %d: %v", seed, err)
+			return
+		}
+	}
+	t.Fatal("4 seeds did not find the planted handover bug")
 }
 
 // TestSlowConsumerBounded: a stream that never reads does not slow the
@@ -315,9 +406,7 @@ func TestSlowConsumerBounded(t *testing.T) {
 		if i%100 == 0 {
 			fast.take()
 		}
-		e.hub.mu.Lock()
-		pending := len(slow.s.state.queue)
-		e.hub.mu.Unlock()
+		pending := len(slow.s.queue)
 		if pending > bufferMax+1 {
 			t.Fatalf("after %d writes the slow stream holds %d responses, bound %d", i+1, pending, bufferMax)
 		}
@@ -347,12 +436,10 @@ func TestSlowConsumerBoundedInBytes(t *testing.T) {
 	const writes = 200
 	for i := range writes {
 		e.put("k", fmt.Sprint(i)+value)
-		e.hub.mu.Lock()
 		queued := 0
-		for _, r := range slow.s.state.queue {
+		for _, r := range slow.s.queue {
 			queued += eventsBytes(r.Events)
 		}
-		e.hub.mu.Unlock()
 		if queued > bufferBytesMax+2*(64<<10)+2*eventOverheadBytes {
 			t.Fatalf("after %d writes of 64 KiB the slow stream holds %d bytes of events, bound %d", i+1, queued, bufferBytesMax)
 		}
@@ -386,12 +473,10 @@ func TestRecentWindowBoundedInBytes(t *testing.T) {
 				if got < min(written, recentBytesMax/4-2*valueBytes-2*eventOverheadBytes) {
 					t.Fatalf("after %d puts of %d bytes the window holds only %d bytes", i+1, valueBytes, got)
 				}
-				e.hub.mu.Lock()
-				sum, from := eventsBytes(e.hub.mu.recent), e.hub.mu.recentFrom
-				if n := len(e.hub.mu.recent); n > 0 && (from != e.hub.mu.recent[0].Kv.ModRevision || e.hub.mu.recent[n-1].Kv.ModRevision != e.hub.mu.rev) {
-					t.Fatalf("window [%d..%d] does not end at the hub's revision %d or starts off %d", e.hub.mu.recent[0].Kv.ModRevision, e.hub.mu.recent[n-1].Kv.ModRevision, e.hub.mu.rev, from)
+				sum, from := eventsBytes(e.hub.recent), e.hub.recentFrom
+				if n := len(e.hub.recent); n > 0 && (from != e.hub.recent[0].Kv.ModRevision || e.hub.recent[n-1].Kv.ModRevision != e.hub.rev) {
+					t.Fatalf("window [%d..%d] does not end at the hub's revision %d or starts off %d", e.hub.recent[0].Kv.ModRevision, e.hub.recent[n-1].Kv.ModRevision, e.hub.rev, from)
 				}
-				e.hub.mu.Unlock()
 				if sum != got {
 					t.Fatalf("window accounts %d bytes, holds %d", got, sum)
 				}
@@ -515,25 +600,45 @@ func TestProgressNeverAhead(t *testing.T) {
 }
 
 // TestPeriodicProgress: synced watchers with progress_notify get one per
-// idle interval, with their watch ID and the current revision.
+// idle interval of the driver's clock, with their watch ID and the current
+// revision; an interval with an event sends none.
 func TestPeriodicProgress(t *testing.T) {
-	e := newEnv(t, Config{ProgressNotifyInterval: 5 * time.Millisecond})
+	const interval = 5 * time.Millisecond
+	e := newEnv(t, Config{ProgressNotifyInterval: interval})
 	e.put("k", "1")
 	c := newClient(t, e.hub)
 	id := c.create(&pb.WatchCreateRequest{Key: []byte("k"), ProgressNotify: true}).WatchId
 	c.create(&pb.WatchCreateRequest{Key: []byte("k")}) // no progress_notify
-	c.drainUntil("periodic progress", func() bool {
-		n := 0
-		for _, r := range c.responses {
-			if !r.Created && len(r.Events) == 0 {
-				if r.WatchId != id || r.Header.Revision != 2 {
-					t.Fatalf("unexpected progress %v", r.WatchResponse)
-				}
-				n++
+	progress := func() (n int) {
+		for _, r := range c.take() {
+			if r.Created || len(r.Events) > 0 {
+				continue
 			}
+			if r.WatchId != id || r.Header.Revision != e.hub.Rev() {
+				t.Fatalf("unexpected progress %v", r.WatchResponse)
+			}
+			n++
 		}
-		return n >= 2
-	})
+		return n
+	}
+	e.hub.Tick(0)
+	e.hub.Tick(interval - 1)
+	if n := progress(); n != 0 {
+		t.Fatalf("%d progress notifications before the interval", n)
+	}
+	e.hub.Tick(interval)
+	if n := progress(); n != 1 {
+		t.Fatalf("%d progress notifications after one idle interval, want 1", n)
+	}
+	e.put("k", "2")
+	e.hub.Tick(2 * interval)
+	if n := progress(); n != 0 {
+		t.Fatalf("%d progress notifications after an interval with an event", n)
+	}
+	e.hub.Tick(3 * interval)
+	if n := progress(); n != 1 {
+		t.Fatalf("%d progress notifications after the next idle interval, want 1", n)
+	}
 }
 
 // TestNotifySkipsOldEvents: events at or below the hub's revision (a hub
@@ -575,5 +680,38 @@ func TestResponseLength(t *testing.T) {
 	}
 	if got := responseLength(evs[3:], 10); got != 1 {
 		t.Errorf("one large revision: %d", got)
+	}
+}
+
+// TestResyncCatchesUpAfterAJump: revisions the hub never saw (a snapshot
+// install) reach every watcher through Resync and history; with the
+// planted ResyncForgetsWatcher bug one watcher gets none of them.
+func TestResyncCatchesUpAfterAJump(t *testing.T) {
+	for _, planted := range []bool{false, true} {
+		e := newEnv(t, Config{Knobs: Knobs{ResyncForgetsWatcher: planted}})
+		e.put("a", "0")
+		c := newClient(t, e.hub)
+		ids := []int64{
+			c.create(&pb.WatchCreateRequest{Key: []byte("a")}).WatchId,
+			c.create(&pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}}).WatchId,
+		}
+		for i := range 5 {
+			e.write(func(w *mvcc.Writer) error { // applied without Notify, as an install
+				_, err := w.Put(&pb.PutRequest{Key: []byte("a"), Value: []byte(fmt.Sprint(i))})
+				return err
+			})
+		}
+		e.hub.Resync()
+		e.put("a", "live")
+		settle(t, e.hub, []*client{c})
+		complete := 0
+		for _, id := range ids {
+			if len(c.events[id]) == 6 {
+				complete++
+			}
+		}
+		if want := map[bool]int{false: 2, true: 1}[planted]; complete != want {
+			t.Fatalf("planted=%v: %d of 2 watchers got all 6 events, want %d: %v", planted, complete, want, c.events)
+		}
 	}
 }

@@ -35,43 +35,47 @@ type Response struct {
 }
 
 // Stream is one client's watch stream: its watchers and the responses
-// queued for it, in the order they must be sent. Its methods are safe from
-// any goroutine; typically one reads requests and calls Create, Cancel and
-// RequestProgress, and one waits on Ready and sends what Take returns.
+// queued for it, in the order they must be sent. Like the hub, it is
+// driven by one caller.
 type Stream struct {
-	hub   *Hub
-	ready chan struct{} // signalled when the queue becomes non-empty; capacity 1
-
-	// state is guarded by hub.mu.
-	state struct {
-		watchers map[int64]*watcher
-		// nextID is the next watch ID to try for a create without one.
-		nextID int64
-		queue  []Response
-		closed bool
-	}
+	hub *Hub
+	// index is the stream's position in hub.streams while open.
+	index int
+	// watchers are the stream's watchers by ID (those canceled for a
+	// compacted start included, until the client cancels them: etcd keeps
+	// their IDs taken); list holds the same ones in a deterministic order,
+	// w.streamIndex being w's position.
+	watchers map[int64]*watcher
+	list     []*watcher
+	// nextID is the next watch ID to try for a create without one.
+	nextID int64
+	queue  []Response
+	closed bool
+	// progressWaiting is set while the stream is in hub.progressWaiting.
+	progressWaiting bool
+	// onQueued, if set, is called when the queue becomes non-empty.
+	onQueued func()
 }
 
-// NewStream opens a stream.
-func (h *Hub) NewStream() *Stream {
-	s := &Stream{hub: h, ready: make(chan struct{}, 1)}
-	s.state.watchers = map[int64]*watcher{}
-	h.mu.Lock()
-	h.mu.streams[s] = struct{}{}
-	h.mu.Unlock()
+// NewStream opens a stream. onQueued, if not nil, is called (from within
+// the hub's calls) whenever the stream's queue becomes non-empty: a
+// driver's cue to Take.
+func (h *Hub) NewStream(onQueued func()) *Stream {
+	s := &Stream{hub: h, index: len(h.streams), watchers: map[int64]*watcher{}, onQueued: onQueued}
+	h.streams = append(h.streams, s)
 	return s
 }
 
-// Ready is signalled when responses are queued; then call Take.
-func (s *Stream) Ready() <-chan struct{} { return s.ready }
+// Queued reports whether responses are waiting to be taken.
+func (s *Stream) Queued() bool { return len(s.queue) > 0 }
 
 // Take returns every queued response, oldest first, and empties the queue.
+// It is the stream's acknowledgement: a stream takes again only once it
+// sent what it took before, so the events taken no longer count against
+// the watchers' buffers.
 func (s *Stream) Take() []Response {
-	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	q := s.state.queue
-	s.state.queue = nil
+	q := s.queue
+	s.queue = nil
 	for _, r := range q {
 		if r.w == nil {
 			continue
@@ -79,28 +83,26 @@ func (s *Stream) Take() []Response {
 		r.w.pending -= len(r.Events)
 		r.w.pendingBytes -= r.bytes
 		if r.w.pending == 0 && !r.w.synced && !r.w.gone {
-			h.poke()
+			s.hub.catchUpDue = true
 		}
 	}
 	return q
 }
 
-// pushLocked queues a response. REQUIRES: hub.mu is held.
-func (s *Stream) pushLocked(r Response) {
-	if s.state.closed {
+// push queues a response.
+func (s *Stream) push(r Response) {
+	if s.closed {
 		return
 	}
-	s.state.queue = append(s.state.queue, r)
-	select {
-	case s.ready <- struct{}{}:
-	default:
+	s.queue = append(s.queue, r)
+	if len(s.queue) == 1 && s.onQueued != nil {
+		s.onQueued()
 	}
 }
 
-// pushProgressLocked queues a stream-wide progress notification.
-// REQUIRES: hub.mu is held.
-func (s *Stream) pushProgressLocked(rev int64) {
-	s.pushLocked(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: InvalidWatchID}})
+// pushProgress queues a stream-wide progress notification.
+func (s *Stream) pushProgress(rev int64) {
+	s.push(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: InvalidWatchID}})
 }
 
 // Create handles a WatchCreateRequest as etcd does and queues its answer:
@@ -108,29 +110,28 @@ func (s *Stream) pushProgressLocked(rev int64) {
 // cancel_reason). The request is not kept.
 func (s *Stream) Create(req *pb.WatchCreateRequest) {
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	rev := h.store.Rev()
-	w, err := s.newWatcherLocked(req, rev)
+	w, err := s.newWatcher(req, rev)
 	resp := &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: InvalidWatchID, Created: true}
 	if err != nil {
 		resp.Canceled, resp.CancelReason = true, err.Error()
-		s.pushLocked(Response{WatchResponse: resp})
+		s.push(Response{WatchResponse: resp})
 		return
 	}
 	resp.WatchId = w.id
 	// The created response goes first: events follow it in the queue.
-	s.pushLocked(Response{WatchResponse: resp})
-	s.state.watchers[w.id] = w
-	h.addLocked(w)
+	s.push(Response{WatchResponse: resp})
+	s.watchers[w.id] = w
+	w.streamIndex = len(s.list)
+	s.list = append(s.list, w)
+	h.add(w)
 }
 
-// newWatcherLocked validates a create request and builds its watcher,
-// with etcd's conventions: an empty key is "\x00", range_end "\x00" means
-// every key from key, start revision 0 means after rev.
-// REQUIRES: hub.mu is held.
-func (s *Stream) newWatcherLocked(req *pb.WatchCreateRequest, rev int64) (*watcher, error) {
-	if s.state.closed {
+// newWatcher validates a create request and builds its watcher, with
+// etcd's conventions: an empty key is "\x00", range_end "\x00" means every
+// key from key, start revision 0 means after rev.
+func (s *Stream) newWatcher(req *pb.WatchCreateRequest, rev int64) (*watcher, error) {
+	if s.closed {
 		return nil, ErrEmptyWatcherRange // etcd's answer on a closed stream
 	}
 	if req.GetStartRevision() < 0 {
@@ -145,15 +146,9 @@ func (s *Stream) newWatcherLocked(req *pb.WatchCreateRequest, rev int64) (*watch
 	if len(end) != 0 && !fromKey && bytes.Compare(key, end) >= 0 {
 		return nil, ErrEmptyWatcherRange
 	}
-	id := req.GetWatchId()
-	if id == 0 {
-		for s.state.watchers[s.state.nextID] != nil {
-			s.state.nextID++
-		}
-		id = s.state.nextID
-		s.state.nextID++
-	} else if s.state.watchers[id] != nil {
-		return nil, ErrWatcherDuplicateID
+	id, err := s.watchID(req.GetWatchId())
+	if err != nil {
+		return nil, err
 	}
 	w := &watcher{
 		stream: s, id: id, key: key, startRev: req.GetStartRevision(),
@@ -178,29 +173,55 @@ func (s *Stream) newWatcherLocked(req *pb.WatchCreateRequest, rev int64) (*watch
 	return w, nil
 }
 
+// watchID is the ID of a new watcher: the one asked for, or the lowest
+// free one from nextID on when 0 was asked.
+func (s *Stream) watchID(asked int64) (int64, error) {
+	if asked != 0 {
+		if s.watchers[asked] != nil {
+			return 0, ErrWatcherDuplicateID
+		}
+		return asked, nil
+	}
+	for s.watchers[s.nextID] != nil {
+		s.nextID++
+	}
+	s.nextID++
+	return s.nextID - 1, nil
+}
+
 // Cancel cancels a watcher and queues the canceled response; events queued
 // for it and not yet taken are dropped. An unknown ID gets no answer, as in
 // etcd.
 func (s *Stream) Cancel(id int64) {
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	w := s.state.watchers[id]
-	if w == nil || s.state.closed {
+	w := s.watchers[id]
+	if w == nil || s.closed {
 		return
 	}
-	h.removeLocked(w)
-	delete(s.state.watchers, id)
-	kept := s.state.queue[:0]
-	for _, r := range s.state.queue {
+	h.remove(w)
+	s.forget(w)
+	kept := s.queue[:0]
+	for _, r := range s.queue {
 		if r.w != w {
 			kept = append(kept, r)
 		}
 	}
-	clear(s.state.queue[len(kept):])
-	s.state.queue = kept
+	clear(s.queue[len(kept):])
+	s.queue = kept
 	w.pending, w.pendingBytes = 0, 0
-	s.pushLocked(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.store.Rev()}, WatchId: id, Canceled: true}})
+	s.push(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.store.Rev()}, WatchId: id, Canceled: true}})
+	// The canceled watcher may have been all a deferred progress waited for.
+	h.answerProgress()
+}
+
+// forget removes a watcher from the stream's sets.
+func (s *Stream) forget(w *watcher) {
+	delete(s.watchers, w.id)
+	last := len(s.list) - 1
+	s.list[w.streamIndex] = s.list[last]
+	s.list[w.streamIndex].streamIndex = w.streamIndex
+	s.list[last] = nil
+	s.list = s.list[:last]
 }
 
 // RequestProgress queues a progress notification (watch ID -1) at the
@@ -209,31 +230,50 @@ func (s *Stream) Cancel(id int64) {
 // none, as in etcd.
 func (s *Stream) RequestProgress() {
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s.state.closed || len(s.state.watchers) == 0 {
+	if s.closed || len(s.watchers) == 0 {
 		return
 	}
-	if h.progressReadyLocked(s) {
-		s.pushProgressLocked(h.mu.rev)
+	if h.progressReady(s) {
+		s.pushProgress(h.rev)
 		return
 	}
-	h.mu.progressWaiting[s] = struct{}{}
+	if !s.progressWaiting {
+		s.progressWaiting = true
+		h.progressWaiting = append(h.progressWaiting, s)
+	}
 }
 
 // Close cancels every watcher of the stream and drops what is queued.
 func (s *Stream) Close() {
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, w := range s.state.watchers {
-		h.removeLocked(w)
+	if s.closed {
+		return
 	}
-	s.state.closed = true
-	s.state.watchers = nil
-	s.state.queue = nil
-	delete(h.mu.streams, s)
-	delete(h.mu.progressWaiting, s)
+	for _, w := range s.list {
+		h.remove(w)
+	}
+	s.closed = true
+	s.watchers, s.list, s.queue = nil, nil, nil
+	last := len(h.streams) - 1
+	h.streams[s.index] = h.streams[last]
+	h.streams[s.index].index = s.index
+	h.streams[last] = nil
+	h.streams = h.streams[:last]
+	if s.progressWaiting {
+		s.progressWaiting = false
+		h.progressWaiting = removeStream(h.progressWaiting, s)
+	}
+}
+
+func removeStream(streams []*Stream, s *Stream) []*Stream {
+	kept := streams[:0]
+	for _, other := range streams {
+		if other != s {
+			kept = append(kept, other)
+		}
+	}
+	clear(streams[len(kept):])
+	return kept
 }
 
 // watcher is one watch. Fields above the line are fixed at creation.
@@ -249,17 +289,18 @@ type watcher struct {
 	noPut, noDelete                  bool
 	prevKV, progressNotify, fragment bool
 
-	// Guarded by hub.mu.
-	//
-	// minRev is the next revision the watcher needs: every matching
-	// event below it has been queued, none at or above it.
+	// minRev is the next revision the watcher needs: every matching event
+	// below it has been queued, none at or above it.
 	minRev int64
 	// synced is set while the watcher is in the fan-out sets; otherwise,
-	// unless gone, it is in the catch-up set.
-	synced bool
-	gone   bool
-	// compacted is set when it was canceled for a compacted start.
-	compacted bool
+	// unless gone, it is in the catch-up set. setIndex is its position in
+	// the set it is in, streamIndex in its stream's list.
+	synced                bool
+	gone                  bool
+	setIndex, streamIndex int
+	// catchUpFailed is set when its last catch-up hit a store error; it
+	// is retried at the next resync.
+	catchUpFailed bool
 	// pending counts its events queued and not yet taken, pendingBytes
 	// their eventBytes. Invariant: 0 <= pending, 0 <= pendingBytes, and
 	// pendingBytes == 0 when pending == 0.
@@ -268,6 +309,8 @@ type watcher struct {
 	// hadEvents is set when events were queued since the last progress
 	// tick.
 	hadEvents bool
+	// batch is Notify's scratch space: its events of the current call.
+	batch []*mvccpb.Event
 }
 
 func (w *watcher) single() bool { return w.end == nil && !w.fromKey }
