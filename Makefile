@@ -4,7 +4,7 @@
 
 SHELL := /bin/bash
 GO ?= go
-MODULES := node server client linearizability sim chaos
+MODULES := node server client linearizability sim chaos deploy
 # Packages with goroutines of their own or concurrent readers: the driver
 # loop and gRPC services, the keyspace's concurrent reads, the recorder.
 RACE_PACKAGES := server:./... node:./mvcc/... linearizability:./... chaos:./proxy/...
@@ -22,7 +22,7 @@ export ETCDUTL_BIN := $(REF)/etcdutl
 export CAIRNUTL_BIN := $(BIN)/cairnutl
 export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
-.PHONY: all build build-failpoints run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
+.PHONY: all build build-failpoints image test-deploy run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
 
 all: build
 
@@ -32,6 +32,21 @@ build:
 	cd server && $(GO) build -o $(BIN)/cairn ./cmd/cairn
 	cd server && $(GO) build -o $(BIN)/cairnutl ./cmd/cairnutl
 	cd sim && $(GO) build -o $(BIN)/cairnsim ./cmd/cairnsim
+
+## image: cairn's container image as a tarball, bin/cairn-image.tar, for
+## `docker load -i` or `podman load -i`, written without a Docker daemon
+## (deploy/image; the Dockerfile describes the same image). IMAGE_TAG names it.
+IMAGE_TAG ?= cairn:latest
+image:
+	@mkdir -p $(BIN)/image
+	cd server && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/image/cairn ./cmd/cairn
+	cd deploy && $(GO) run ./cmd/cairnimage -binary $(BIN)/image/cairn -out $(BIN)/cairn-image.tar -tag $(IMAGE_TAG) \
+		-version "$$($(BIN)/image/cairn --version | sed -n 's/^cairn Version: //p')"
+
+## test-deploy: the image, Compose, Kubernetes and systemd tests alone (also in
+## make test): manifests decoded strictly, their flags run through cairn's parser
+test-deploy:
+	cd deploy && $(GO) test -count=1 ./...
 
 ## run: one cairn node on localhost:2379 with its data in ./default.cairn
 run: build

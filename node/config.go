@@ -69,6 +69,35 @@ type Config struct {
 	// etcd's request timeout plus two election timeouts).
 	RequestTimeoutTicks int
 
+	// DisablePreVote turns off raft's Pre-Vote (etcd's --pre-vote=false).
+	// Default: Pre-Vote on.
+	DisablePreVote bool
+	// InitialElectionTickAdvance fast-forwards a member's election ticks
+	// when it opens, so that a member that finds no leader campaigns after
+	// one randomised tick or more rather than a whole election timeout
+	// (etcd's --initial-election-tick-advance, on there by default).
+	// Default off; cmd/cairn follows etcd.
+	InitialElectionTickAdvance bool
+	// MaxLearners is how many learners the member API lets a cluster have
+	// (etcd's --max-learners). Default 1.
+	MaxLearners int
+	// DisableStrictReconfigCheck lets the member API make changes that
+	// leave fewer started or active voters than a quorum (etcd's
+	// --strict-reconfig-check=false). Default: checks on.
+	DisableStrictReconfigCheck bool
+	// UnsafeNoFsync commits raft entries without fsync (etcd's
+	// --unsafe-no-fsync): a crash of the machine loses acknowledged
+	// writes. For tests only.
+	UnsafeNoFsync bool
+
+	// AutoCompactionMode makes the leader compact the keyspace by itself
+	// (etcd's --auto-compaction-mode; autocompact.go): periodic keeps
+	// AutoCompactionRetention of history, revision keeps
+	// AutoCompactionRetainRevisions revisions. Default off.
+	AutoCompactionMode            AutoCompactionMode
+	AutoCompactionRetention       time.Duration
+	AutoCompactionRetainRevisions int64
+
 	// Limits are the request limits the member enforces.
 	Limits Limits
 	// ClusterID names the cluster in every response header.
@@ -206,6 +235,9 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxInflightMsgs == 0 {
 		c.MaxInflightMsgs = 256
 	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = 1
+	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = 10000
 	}
@@ -251,6 +283,10 @@ func (c *Config) Validate() error {
 		return errors.New("node: Dir must be set")
 	case c.Rand == nil:
 		return errors.New("node: Rand must be set")
+	case c.AutoCompactionMode == AutoCompactionPeriodic && c.AutoCompactionRetention <= 0:
+		return errors.New("node: periodic AutoCompactionMode needs a positive AutoCompactionRetention")
+	case c.AutoCompactionMode == AutoCompactionRevision && c.AutoCompactionRetainRevisions <= 0:
+		return errors.New("node: revision AutoCompactionMode needs a positive AutoCompactionRetainRevisions")
 	case c.HeartbeatTicks >= c.ElectionTicks:
 		return fmt.Errorf("node: HeartbeatTicks (%d) must be below ElectionTicks (%d)", c.HeartbeatTicks, c.ElectionTicks)
 	}

@@ -21,9 +21,6 @@ import (
 // and completed with the member list once applied.
 
 const (
-	// maxLearners is how many learners a cluster may have at once, as in
-	// etcd (--max-learners).
-	maxLearners = 1
 	// learnerReadyPercent is how much of the leader's log a learner must
 	// hold before it may be promoted, as in etcd.
 	learnerReadyPercent = 0.9
@@ -54,6 +51,14 @@ func (n *Node) startMemberRequest(id uint64, req Request) {
 		n.completed = append(n.completed, Completion{ID: id, Err: err})
 		return
 	}
+	// As etcd, refuse at once on what this member knows: a change that
+	// would lose the quorum could not pass the barrier either.
+	if req.MemberAdd != nil || req.MemberRemove != nil {
+		if err := n.checkStrictReconfig(req); err != nil {
+			n.completed = append(n.completed, Completion{ID: id, Err: err})
+			return
+		}
+	}
 	n.startBarrier(id, req)
 }
 
@@ -81,6 +86,9 @@ func (n *Node) finishMemberRequest(id uint64, req Request) {
 		return
 	}
 	kind, m, err := n.planMemberChange(req)
+	if err == nil {
+		err = n.checkStrictReconfig(req)
+	}
 	if err != nil {
 		n.completed = append(n.completed, Completion{ID: id, Err: err})
 		return
@@ -130,7 +138,7 @@ func (n *Node) planMemberAdd(r *pb.MemberAddRequest) (raftpb.ConfChangeType, *me
 	if err := n.checkNewPeerURLs(0, r.GetPeerURLs()); err != nil {
 		return 0, nil, err
 	}
-	if r.GetIsLearner() && n.learnerCount() >= maxLearners {
+	if r.GetIsLearner() && n.learnerCount() >= n.cfg.MaxLearners {
 		return 0, nil, rpctypes.ErrGRPCTooManyLearners
 	}
 	m := &membershippb.Member{
@@ -181,6 +189,99 @@ func (n *Node) checkNewPeerURLs(except uint64, urls []string) error {
 	}
 	return nil
 }
+
+// checkStrictReconfig refuses, as etcd's --strict-reconfig-check does, a
+// change that would leave fewer started voters (members that published
+// their name) than a quorum, and, on the leader, an addition or removal
+// that would leave fewer recently active voters than a quorum (raft's
+// RecentActive, which CheckQuorum renews every election timeout, stands
+// for etcd's "connected for 5 s"; a follower does not know who is active
+// and skips that part). Only the started count exempts learners, as in
+// etcd. "Not enough started" is etcd's plain error, which reaches the
+// client with code Unknown as etcd's does (checked against etcd 3.7.3).
+func (n *Node) checkStrictReconfig(req Request) error {
+	if n.cfg.DisableStrictReconfigCheck {
+		return nil
+	}
+	voters, started := n.voterCounts(0)
+	switch {
+	case req.MemberAdd != nil:
+		// A founding member restoring a cluster alone may add a second.
+		alone := started == 1 && voters == 1
+		if !req.MemberAdd.GetIsLearner() && !alone && started < quorum(voters+1) {
+			return rpctypes.ErrMemberNotEnoughStarted
+		}
+		if active, known := n.activeVoters(); known && voters > 1 && active < quorum(voters+1) {
+			return rpctypes.ErrGRPCUnhealthy
+		}
+	case req.MemberPromote != nil:
+		// The learner counts as a started voter.
+		if started+1 < quorum(voters+1) {
+			return rpctypes.ErrMemberNotEnoughStarted
+		}
+	case req.MemberRemove != nil:
+		return n.checkStrictRemove(req.MemberRemove.GetID())
+	}
+	return nil
+}
+
+func (n *Node) checkStrictRemove(id uint64) error {
+	if m, _ := n.members.get(id); m.GetRaftAttributes().GetIsLearner() {
+		return nil
+	}
+	remaining, started := n.voterCounts(id)
+	if started < quorum(remaining) {
+		return rpctypes.ErrMemberNotEnoughStarted
+	}
+	st := n.raw.Status()
+	if st.RaftState != raft.StateLeader {
+		return nil
+	}
+	// A member that is down is no part of the active quorum.
+	if id != n.cfg.ID && !st.Progress[id].RecentActive {
+		return nil
+	}
+	active, _ := n.activeVoters()
+	if active-1 < quorum(remaining) {
+		return rpctypes.ErrGRPCUnhealthy
+	}
+	return nil
+}
+
+// voterCounts counts the voters other than except, and those of them
+// that started.
+func (n *Node) voterCounts(except uint64) (voters, started int) {
+	for id, m := range n.members.current() {
+		if id == except || m.GetRaftAttributes().GetIsLearner() {
+			continue
+		}
+		voters++
+		if m.GetMemberAttributes().GetName() != "" {
+			started++
+		}
+	}
+	return voters, started
+}
+
+// activeVoters counts the voters the leader heard from within the last
+// election timeout, itself included; known is false off the leader.
+func (n *Node) activeVoters() (active int, known bool) {
+	st := n.raw.Status()
+	if st.RaftState != raft.StateLeader {
+		return 0, false
+	}
+	for id, m := range n.members.current() {
+		if m.GetRaftAttributes().GetIsLearner() {
+			continue
+		}
+		if pr, ok := st.Progress[id]; id == n.cfg.ID || ok && pr.RecentActive {
+			active++
+		}
+	}
+	return active, true
+}
+
+func quorum(voters int) int { return voters/2 + 1 }
 
 func (n *Node) learnerCount() int {
 	count := 0

@@ -24,7 +24,7 @@ func foundingMembers(ids ...uint64) []*membershippb.Member {
 // list as it left it.
 func TestMemberAPI(t *testing.T) {
 	ids := []uint64{1, 2, 3}
-	h := newHarness(t, ids, func(c *Config) { c.InitialMembers = foundingMembers(1, 2, 3); c.ClusterToken = "t" })
+	h := newHarness(t, ids, func(c *Config) { c.InitialMembers = startedMembers(ids, 1, 2, 3); c.ClusterToken = "t" })
 	lead := h.leader()
 	follower := ids[0]
 	if follower == lead {

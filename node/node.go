@@ -45,7 +45,10 @@ type Node struct {
 
 	ids   idGenerator
 	ticks uint64
-	reads readQueue
+	// autoCompactor, if automatic compaction is on, decides when the
+	// leader compacts (autocompact.go).
+	autoCompactor *autoCompactor
+	reads         readQueue
 	// completed are completions produced outside Process (by Start and
 	// Tick), handed out by the next Process.
 	completed []Completion
@@ -260,7 +263,9 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	n.autoCompactor = newAutoCompactor(&n.cfg, n.ticks, n.store.Rev())
 	n.campaignIfAlone()
+	n.advanceElectionTicks()
 	n.publishStatus()
 	return n, nil
 }
@@ -278,7 +283,7 @@ func (n *Node) raftConfig() *raft.Config {
 		MaxCommittedSizePerReady: n.cfg.MaxCommittedSizePerReadyBytes,
 		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
 		CheckQuorum:              true,
-		PreVote:                  true,
+		PreVote:                  !n.cfg.DisablePreVote,
 		ReadOnlyOption:           n.cfg.Knobs.readOnlyOption(),
 		Logger:                   n.cfg.Logger,
 	}
@@ -322,6 +327,19 @@ func (n *Node) campaignIfAlone() {
 	}
 }
 
+// advanceElectionTicks fast-forwards raft's election clock by all but one
+// election timeout's ticks, if InitialElectionTickAdvance asks for it: raft
+// then campaigns after its randomised extra ticks. Pre-Vote keeps such a
+// quick campaign from disrupting a leader the member has not heard yet.
+func (n *Node) advanceElectionTicks() {
+	if !n.cfg.InitialElectionTickAdvance || n.raw.Status().RaftState == raft.StateLeader {
+		return
+	}
+	for range n.cfg.ElectionTicks - 1 {
+		n.raw.Tick()
+	}
+}
+
 // Close releases the database. Work not yet returned by Process is lost,
 // which is safe: nothing unacknowledged was promised.
 func (n *Node) Close() error {
@@ -349,6 +367,7 @@ func (n *Node) Tick() {
 	n.expireMemberChanges()
 	n.finishTransfers()
 	n.sampleDBSize()
+	n.autoCompactTick()
 }
 
 // Step delivers a message from a peer.

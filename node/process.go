@@ -139,7 +139,7 @@ func (n *Node) releasableIndex() uint64 {
 }
 
 func (n *Node) syncOption(mustSync bool) *pebble.WriteOptions {
-	if mustSync && !n.cfg.Knobs.AckBeforeDurable {
+	if mustSync && !n.cfg.Knobs.AckBeforeDurable && !n.cfg.UnsafeNoFsync {
 		return pebble.Sync
 	}
 	return pebble.NoSync

@@ -30,6 +30,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Config is a member's configuration; cmd/cairn fills it from etcd's flags.
@@ -99,6 +100,39 @@ type Config struct {
 	// password added or changed through the Auth service. Default
 	// bcrypt.DefaultCost (10).
 	BcryptCost int
+
+	// MaxConcurrentStreams bounds the gRPC streams one client connection
+	// may open (--max-concurrent-streams). Default math.MaxUint32, etcd's.
+	MaxConcurrentStreams uint32
+	// GRPCKeepAliveMinTime is the shortest interval at which a client may
+	// ping; a client pinging faster is disconnected
+	// (--grpc-keepalive-min-time). Zero: gRPC's own 5 minutes; cmd/cairn
+	// passes etcd's 5 s.
+	GRPCKeepAliveMinTime time.Duration
+	// GRPCKeepAliveInterval and GRPCKeepAliveTimeout are how often the
+	// member pings an idle client connection and how long it waits for the
+	// answer before closing it (--grpc-keepalive-interval, -timeout). Zero:
+	// gRPC's defaults, 2 h and 20 s, which are etcd's too.
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	// DisablePreVote, InitialElectionTickAdvance, MaxLearners,
+	// DisableStrictReconfigCheck and UnsafeNoFsync reach node.Config as
+	// they are (--pre-vote=false, --initial-election-tick-advance,
+	// --max-learners, --strict-reconfig-check=false, --unsafe-no-fsync).
+	DisablePreVote             bool
+	InitialElectionTickAdvance bool
+	MaxLearners                int
+	DisableStrictReconfigCheck bool
+	UnsafeNoFsync              bool
+	// AutoCompactionMode, AutoCompactionRetention and
+	// AutoCompactionRetainRevisions reach node.Config as they are
+	// (--auto-compaction-mode, --auto-compaction-retention).
+	AutoCompactionMode            node.AutoCompactionMode
+	AutoCompactionRetention       time.Duration
+	AutoCompactionRetainRevisions int64
+	// WatchProgressNotifyInterval is the period of progress notifications
+	// (--watch-progress-notify-interval). Zero: the hub's default, 10 min.
+	WatchProgressNotifyInterval time.Duration
 }
 
 func (c *Config) ensureDefaults() {
@@ -134,6 +168,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.SelfSignedCertValidityYears == 0 {
 		c.SelfSignedCertValidityYears = tlsutil.DefaultSelfSignedCertValidityYears
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = math.MaxUint32
 	}
 }
 
@@ -231,7 +268,8 @@ func (m *Member) startLoop() {
 		Logger:            m.cfg.Logger.With("component", "transport"),
 	})
 	m.hub = watch.New(watch.NodeStore(m.node.Store()), watch.Config{
-		RecentBytesMax: int(m.budget.WatchWindowBytes),
+		RecentBytesMax:         int(m.budget.WatchWindowBytes),
+		ProgressNotifyInterval: m.cfg.WatchProgressNotifyInterval,
 	}, m.cfg.Logger.With("component", "watch"))
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
@@ -339,6 +377,16 @@ func (m *Member) openNode(st start) error {
 		CacheBytes:          m.budget.BlockCacheBytes,
 		MemTableBytes:       m.budget.MemTableBytes,
 		RaftEntryCacheBytes: m.budget.RaftEntryCacheBytes,
+
+		DisablePreVote:             m.cfg.DisablePreVote,
+		InitialElectionTickAdvance: m.cfg.InitialElectionTickAdvance,
+		MaxLearners:                m.cfg.MaxLearners,
+		DisableStrictReconfigCheck: m.cfg.DisableStrictReconfigCheck,
+		UnsafeNoFsync:              m.cfg.UnsafeNoFsync,
+
+		AutoCompactionMode:            m.cfg.AutoCompactionMode,
+		AutoCompactionRetention:       m.cfg.AutoCompactionRetention,
+		AutoCompactionRetainRevisions: m.cfg.AutoCompactionRetainRevisions,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)
@@ -430,7 +478,11 @@ func (m *Member) serve() {
 	m.grpc = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(m.cfg.Limits.MaxRequestBytes + etcdapi.GRPCOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(m.cfg.MaxConcurrentStreams),
+		// As etcd: a client may ping as often as GRPCKeepAliveMinTime while
+		// it has a stream open. gRPC reads zero fields as its defaults.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: m.cfg.GRPCKeepAliveMinTime, PermitWithoutStream: false}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: m.cfg.GRPCKeepAliveInterval, Timeout: m.cfg.GRPCKeepAliveTimeout}),
 		// Every unary call otherwise runs on a new goroutine whose stack
 		// grows to a handler's depth on each call (runtime.morestack was 9%
 		// of the CPU under a put load). Workers keep their grown stacks; a

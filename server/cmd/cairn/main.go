@@ -3,8 +3,9 @@
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/member"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // version is cairn's own version; the etcd API it speaks is etcdapi.APIVersion.
@@ -33,7 +33,7 @@ const failedGracePeriod = time.Second
 func main() {
 	tuneCAllocator()
 	setGCPercent()
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
 // defaultGCPercent is the garbage collector's target unless GOGC says
@@ -68,21 +68,45 @@ func setMemoryLimit(budgetBytes int64, logger *slog.Logger) {
 		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "go-memory-limit-bytes", b.GoRuntimeBytes)
 }
 
-func run(args []string) int {
-	cfg, logLevel, showVersion, err := parseFlags(args)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cairn:", err)
-		return 2
-	}
-	if showVersion {
-		fmt.Printf("cairn Version: %s\netcd API Version: %s\n", version, etcdapi.APIVersion)
+// run is cairn's main: it returns the exit status. A configuration error
+// is one line on stderr and status 2, as etcd's flag errors.
+func run(args, env []string, stdout, stderr io.Writer) int {
+	inv, err := parseFlags(args, env)
+	if errors.Is(err, errHelp) {
+		usage(stdout)
 		return 0
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	if err != nil {
+		fmt.Fprintln(stderr, "cairn:", err)
+		return 2
+	}
+	if inv.showVersion {
+		fmt.Fprintf(stdout, "cairn Version: %s\netcd API Version: %s\n", version, etcdapi.APIVersion)
+		return 0
+	}
+	if inv.checkConfig {
+		for _, notice := range inv.notices {
+			fmt.Fprintln(stdout, notice)
+		}
+		fmt.Fprintln(stdout, "cairn: the configuration is accepted")
+		return 0
+	}
+	logger, err := openLogger(inv.log, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "cairn:", err)
+		return 2
+	}
+	for _, notice := range inv.notices {
+		logger.Warn(notice)
+	}
+	if inv.cfg.UnsafeNoFsync {
+		logger.Warn("UNSAFE: --unsafe-no-fsync is set: writes are acknowledged without fsync and a machine crash loses them; for tests only")
+	}
+	cfg := inv.cfg
 	cfg.Logger = logger
 	cfg.CairnVersion = version
 	if err := plantFailpoints(&cfg, logger); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn:", err)
+		fmt.Fprintln(stderr, "cairn:", err)
 		return 2
 	}
 	setMemoryLimit(cfg.MemoryBudgetBytes, logger)
@@ -108,99 +132,19 @@ func waitForStop(m *member.Member, logger *slog.Logger) int {
 		logger.Info("stopped")
 		return 0
 	case <-m.Done():
-		logger.Error("member failed; stopping", "error", fmt.Sprint(m.Err()))
 		// A short grace lets answers already computed reach their clients
 		// (the MemberRemove that removed this member, say).
+		if errors.Is(m.Err(), node.ErrRemoved) {
+			// As etcd: being removed is an orderly end, status 0, so that a
+			// supervisor does not restart a member the cluster dropped.
+			logger.Warn("the member has been permanently removed from the cluster; stopping")
+			m.Stop(failedGracePeriod)
+			return 0
+		}
+		logger.Error("member failed; stopping", "error", fmt.Sprint(m.Err()))
 		m.Stop(failedGracePeriod)
 		return 1
 	}
-}
-
-func parseFlags(args []string) (member.Config, slog.Level, bool, error) {
-	fs := flag.NewFlagSet("cairn", flag.ContinueOnError)
-	name := fs.String("name", "default", "Human-readable name for this member.")
-	dataDir := fs.String("data-dir", "", "Path to the data directory (default \"${name}.cairn\").")
-	listenClient := fs.String("listen-client-urls", "http://localhost:2379", "List of URLs to listen on for client traffic.")
-	advertiseClient := fs.String("advertise-client-urls", "http://localhost:2379", "List of this member's client URLs to advertise to the public.")
-	listenPeer := fs.String("listen-peer-urls", "http://localhost:2380", "List of URLs to listen on for peer traffic.")
-	advertisePeer := fs.String("initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.")
-	initialCluster := fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping (default \"${name}=${initial-advertise-peer-urls}\").")
-	token := fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the cluster during bootstrap.")
-	state := fs.String("initial-cluster-state", "new", "Initial cluster state ('new' or 'existing').")
-	heartbeatMs := fs.Uint("heartbeat-interval", 100, "Time (in milliseconds) of a heartbeat interval.")
-	electionMs := fs.Uint("election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
-	snapshotCount := fs.Uint64("snapshot-count", 10000, "Number of committed transactions to trigger a snapshot.")
-	catchUp := fs.Uint64("snapshot-catchup-entries", 5000, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
-	maxRequestBytes := fs.Uint("max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
-	quota := fs.Int64("quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded.")
-	bcryptCost := fs.Int("bcrypt-cost", bcrypt.DefaultCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
-	maxTxnOps := fs.Uint("max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
-	metricsURLs := fs.String("listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health, /livez, /readyz, /version, /metrics and, with --enable-pprof, /debug/pprof.")
-	enablePprof := fs.Bool("enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
-	logLevel := fs.String("log-level", "info", "Configures log level. Only supports debug, info, warn, error.")
-	memoryBudget := fs.String("memory-budget", formatBytes(node.DefaultMemoryBudgetBytes), "Memory the member's caches of user data and the Go runtime share, in bytes or with a KiB, MiB or GiB suffix; resident memory stays within it under sustained writes (see docs/architecture.md, Memory budgets).")
-	showVersion := fs.Bool("version", false, "Print the version and exit.")
-	tlsFlags := addTLSFlags(fs) // tlsflags.go
-	ops := addOpsFlags(fs)      // ops_flags.go
-	if err := fs.Parse(args); err != nil {
-		return member.Config{}, 0, false, err
-	}
-	if fs.NArg() > 0 {
-		return member.Config{}, 0, false, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return member.Config{}, 0, false, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", *logLevel)
-	}
-	if *state != "new" && *state != "existing" {
-		return member.Config{}, 0, false, fmt.Errorf("--initial-cluster-state: %q is not 'new' or 'existing'", *state)
-	}
-	if *heartbeatMs == 0 || *electionMs < 5**heartbeatMs {
-		return member.Config{}, 0, false, fmt.Errorf("--election-timeout[%vms] should be at least 5 times as --heartbeat-interval[%vms]", *electionMs, *heartbeatMs)
-	}
-	if *catchUp == 0 || *snapshotCount == 0 {
-		return member.Config{}, 0, false, fmt.Errorf("--snapshot-count and --snapshot-catchup-entries must be positive")
-	}
-	budgetBytes, err := parseBytes(*memoryBudget)
-	if err != nil {
-		return member.Config{}, 0, false, fmt.Errorf("--memory-budget: %w", err)
-	}
-	if _, err := node.SplitMemoryBudget(budgetBytes); err != nil {
-		return member.Config{}, 0, false, fmt.Errorf("--memory-budget: %w", err)
-	}
-	if *dataDir == "" {
-		*dataDir = *name + ".cairn"
-	}
-	cfg := member.Config{
-		Name:                     *name,
-		DataDir:                  *dataDir,
-		ListenClientURLs:         splitURLs(*listenClient),
-		AdvertiseClientURLs:      splitURLs(*advertiseClient),
-		ListenPeerURLs:           splitURLs(*listenPeer),
-		InitialAdvertisePeerURLs: splitURLs(*advertisePeer),
-		InitialCluster:           *initialCluster,
-		InitialClusterToken:      *token,
-		InitialClusterState:      *state,
-		TickInterval:             time.Duration(*heartbeatMs) * time.Millisecond,
-		ElectionTimeout:          time.Duration(*electionMs) * time.Millisecond,
-		ListenMetricsURLs:        splitURLs(*metricsURLs),
-		EnablePprof:              *enablePprof,
-		SnapshotCount:            *snapshotCount,
-		SnapshotCatchUpEntries:   *catchUp,
-		Limits:                   etcdapi.Limits{MaxRequestBytes: int(*maxRequestBytes), MaxTxnOps: int(*maxTxnOps), QuotaBackendBytes: *quota},
-		MemoryBudgetBytes:        budgetBytes,
-		BcryptCost:               *bcryptCost,
-	}
-	if err := etcdapi.ValidateBcryptCost(*bcryptCost); err != nil {
-		return member.Config{}, 0, false, err
-	}
-	if err := tlsFlags.apply(&cfg); err != nil {
-		return member.Config{}, 0, false, err
-	}
-	if err := ops.apply(&cfg); err != nil {
-		return member.Config{}, 0, false, err
-	}
-	return cfg, level, *showVersion, nil
 }
 
 // byteUnits are the suffixes parseBytes accepts, largest first.

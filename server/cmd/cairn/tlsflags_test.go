@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseFlagsTLS(t *testing.T) {
-	cfg, _, _, err := parseFlags([]string{
+	cfg, err := parseConfig([]string{
 		"--cert-file", "c.pem", "--key-file", "k.pem", "--trusted-ca-file", "ca.pem", "--client-cert-auth",
 		"--client-crl-file", "crl.der", "--auto-tls", "--client-cert-file", "cc.pem", "--client-key-file", "ck.pem",
 		"--client-cert-allowed-hostname", "a.example,b.example", "--peer-client-cert-file", "pcc.pem", "--peer-client-key-file", "pck.pem",
@@ -43,7 +43,7 @@ func TestParseFlagsTLS(t *testing.T) {
 		t.Errorf("auto TLS %v %v %d", cfg.ClientAutoTLS, cfg.PeerAutoTLS, cfg.SelfSignedCertValidityYears)
 	}
 
-	defaults, _, _, err := parseFlags(nil)
+	defaults, err := parseConfig(nil)
 	if err != nil || !defaults.ClientTLS.Empty() || !defaults.PeerTLS.Empty() || defaults.ClientTLS.MinVersion != tls.VersionTLS12 ||
 		defaults.ClientTLS.MaxVersion != 0 || defaults.SelfSignedCertValidityYears != 1 {
 		t.Errorf("defaults: %+v %v", defaults, err)
@@ -63,7 +63,7 @@ func TestParseFlagsTLSErrors(t *testing.T) {
 		{[]string{"--cipher-suites", "FOO"}, `unexpected TLS cipher suite "FOO"`},
 		{[]string{"--auto-tls", "--self-signed-cert-validity", "0"}, "selfSignedCertValidity is invalid,it should be greater than 0"},
 	} {
-		_, _, _, err := parseFlags(c.args)
+		_, err := parseConfig(c.args)
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
