@@ -7,7 +7,7 @@ GO ?= go
 MODULES := node server client linearizability sim chaos deploy
 # Packages with goroutines of their own or concurrent readers: the driver
 # loop and gRPC services, the keyspace's concurrent reads, the recorder.
-RACE_PACKAGES := server:./... node:./mvcc/... linearizability:./... chaos:./proxy/...
+RACE_PACKAGES := server:./... node:./... linearizability:./... chaos:./proxy/...
 BIN := $(CURDIR)/bin
 REF := $(CURDIR)/.ref/bin
 TOOLS := $(CURDIR)/.tools/bin

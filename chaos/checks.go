@@ -99,14 +99,25 @@ func (r *runner) check() *Result {
 	r.mu.Unlock()
 	res.Stats = r.w.Stats()
 
+	// The store's history names the revisions the lock and lease traffic
+	// created, which the KV history's model must let happen.
+	history := r.readStoreHistory()
+	if history.err == nil {
+		r.recorder.SetForeign(history.foreign())
+	}
 	verdict, info := r.recorder.Check(r.cfg.CheckTimeout)
 	res.Linearizability = verdict
-	res.Checks = append(res.Checks, Check{Name: "linearizability", OK: verdict == lin.ResultOK, Detail: linearizabilityDetail(verdict)})
+	linearizability := Check{Name: "linearizability", OK: verdict == lin.ResultOK, Detail: linearizabilityDetail(verdict)}
+	if history.err != nil && !linearizability.OK {
+		linearizability.Detail += "; the revisions of the lock and lease traffic are unknown: " + history.err.Error()
+	}
+	res.Checks = append(res.Checks, linearizability)
 	res.Checks = append(res.Checks, r.checkSerializable(verdict, info))
-	history := r.readStoreHistory()
 	res.Checks = append(res.Checks, r.checkLostWrites(history))
 	res.Checks = append(res.Checks, r.checkWatches(history))
 	res.Checks = append(res.Checks, r.checkConvergence())
+	res.Checks = append(res.Checks, r.checkLocks(history))
+	res.Checks = append(res.Checks, r.checkLeases())
 	res.Checks = append(res.Checks, liveness, recovery)
 	exits := r.c.UnexpectedExits()
 	res.Checks = append(res.Checks, Check{Name: "exits", OK: len(exits) == 0, Detail: firstFew(exits)})
@@ -139,7 +150,7 @@ func (r *runner) checkSerializable(verdict lin.Result, info porcupine.Linearizat
 		check.Detail = "skipped: needs a linearizable history"
 		return check
 	}
-	committed, err := lin.CommittedEvents(startRevision, r.recorder.Operations(), info)
+	committed, err := r.recorder.CommittedEvents(info)
 	if err != nil {
 		return Check{Name: "serializable", Detail: err.Error()}
 	}
@@ -163,7 +174,7 @@ func (r *runner) checkSerializable(verdict lin.Result, info porcupine.Linearizat
 	return check
 }
 
-// storeHistory reads every event of the workload's keys from the first
+// storeHistory reads every event of the whole keyspace from the first
 // revision to the current one through a watch on member m.
 func storeHistory(m *cluster.Member) (map[eventKey]*mvccpb.Event, int64, error) {
 	cli, err := m.Client()
@@ -182,7 +193,7 @@ func storeHistory(m *cluster.Member) (map[eventKey]*mvccpb.Event, int64, error) 
 	if current <= startRevision {
 		return events, current, nil
 	}
-	watch := cli.Watch(ctx, workload.KeyPrefix, clientv3.WithPrefix(), clientv3.WithRev(startRevision+1))
+	watch := cli.Watch(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(startRevision+1))
 	var last int64
 	for resp := range watch {
 		if err := resp.Err(); err != nil {
@@ -219,18 +230,56 @@ func (r *runner) readStoreHistory() storeHistoryRead {
 		return storeHistoryRead{err: errors.New("no member serving")}
 	}
 	events, current, err := storeHistory(m)
+	if err == nil {
+		err = everyRevisionHasEvents(events, current)
+	}
 	if err != nil {
 		err = fmt.Errorf("read history from %s: %w", m.Name, err)
 	}
 	return storeHistoryRead{events: events, current: current, err: err}
 }
 
-// committed returns the history as the linearizability package's events,
-// in revision order.
-func (h storeHistoryRead) committed() []lin.Event {
+// everyRevisionHasEvents checks that the history covers every revision up
+// to current: each revision is made by at least one change.
+func everyRevisionHasEvents(events map[eventKey]*mvccpb.Event, current int64) error {
+	seen := make(map[int64]bool, current)
+	for k := range events {
+		seen[k.revision] = true
+	}
+	for revision := int64(startRevision) + 1; revision <= current; revision++ {
+		if !seen[revision] {
+			return fmt.Errorf("revision %d of %d has no event", revision, current)
+		}
+	}
+	return nil
+}
+
+// foreign returns the revisions no workload KV operation created: those of
+// the lock and lease traffic, whose keys are outside workload.KeyPrefix.
+func (h storeHistoryRead) foreign() []int64 {
+	workloadRevision := map[int64]bool{}
+	for k := range h.events {
+		if strings.HasPrefix(k.key, workload.KeyPrefix) {
+			workloadRevision[k.revision] = true
+		}
+	}
+	var foreign []int64
+	for revision := int64(startRevision) + 1; revision <= h.current; revision++ {
+		if !workloadRevision[revision] {
+			foreign = append(foreign, revision)
+		}
+	}
+	return foreign
+}
+
+// sortedKeys returns the keys of the history's events under prefix, in
+// revision order, then key order.
+func (h storeHistoryRead) sortedKeys(prefix string) []eventKey {
 	keys := make([]eventKey, 0, len(h.events))
 	for k := range h.events {
-		keys = append(keys, k)
+		if strings.HasPrefix(k.key, prefix) {
+			keys = append(keys, k)
+		}
 	}
 	slices.SortFunc(keys, func(a, b eventKey) int {
 		if a.revision != b.revision {
@@ -238,6 +287,13 @@ func (h storeHistoryRead) committed() []lin.Event {
 		}
 		return strings.Compare(a.key, b.key)
 	})
+	return keys
+}
+
+// committed returns the history of the workload's keys as the
+// linearizability package's events, in revision order.
+func (h storeHistoryRead) committed() []lin.Event {
+	keys := h.sortedKeys(workload.KeyPrefix)
 	out := make([]lin.Event, len(keys))
 	for i, k := range keys {
 		e := h.events[k]
@@ -289,14 +345,20 @@ func (r *runner) checkWatches(history storeHistoryRead) Check {
 		check.Detail = history.err.Error()
 		return check
 	}
+	// The watchers watch the workload's keys: the last revisions may be the
+	// lock and lease traffic's, which they never see.
+	committed := history.committed()
+	target := int64(startRevision)
+	if len(committed) > 0 {
+		target = committed[len(committed)-1].Revision
+	}
 	deadline := time.Now().Add(catchUpTimeout)
 	for _, w := range r.watchers {
-		for w.LastRevision() < history.current && w.Stopped() == "" && time.Now().Before(deadline) {
+		for w.LastRevision() < target && w.Stopped() == "" && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	r.stopWatchers()
-	committed := history.committed()
 	var problems []string
 	events, restarts := 0, 0
 	for _, w := range r.watchers {
@@ -307,12 +369,12 @@ func (r *runner) checkWatches(history storeHistoryRead) Check {
 			problems = append(problems, fmt.Sprintf("watcher of %s gave up: %s", w.Endpoint(), why))
 			continue
 		}
-		if last := w.LastRevision(); last < history.current {
-			problems = append(problems, fmt.Sprintf("watcher of %s reached revision %d, not %d, within %v", w.Endpoint(), last, history.current, catchUpTimeout))
+		if last := w.LastRevision(); last < target {
+			problems = append(problems, fmt.Sprintf("watcher of %s reached revision %d, not %d, within %v", w.Endpoint(), last, target, catchUpTimeout))
 			continue
 		}
 		request := lin.WatchRequest{Key: workload.KeyPrefix, End: lin.PrefixEnd(workload.KeyPrefix),
-			StartRevision: w.StartRevision(), PrevKV: true, CompleteRevision: history.current}
+			StartRevision: w.StartRevision(), PrevKV: true, CompleteRevision: target}
 		if err := lin.CheckWatch(committed, request, received); err != nil {
 			problems = append(problems, fmt.Sprintf("watcher of %s: %v", w.Endpoint(), err))
 		}

@@ -18,8 +18,9 @@
 //     committed history; no acknowledged write lost (each must be in the
 //     store's own history, read back through a watch from the first
 //     revision); every member's keyspace (and HashKV, where the target
-//     implements it) equal at one revision; liveness; and that no member
-//     exited unless a fault killed it;
+//     implements it) equal at one revision; that no lease call contradicts
+//     another and every abandoned lease expired (CheckLeases); liveness; and
+//     that no member exited unless a fault killed it;
 //  4. writes a report folder: the history, porcupine's HTML, the fault
 //     timeline, every member's log and the summary line.
 //

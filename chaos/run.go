@@ -39,6 +39,18 @@ type Config struct {
 	Clients      int
 	OpsPerSecond int
 	Keys         int
+	// LeaseClients is the number of clients granting and keeping alive
+	// leases, one pinned to each member and the rest balanced. Default
+	// one more than Members.
+	LeaseClients int
+	// LeaseTTLSeconds is the TTL of every lease. Default 2 s (etcd's
+	// minimum is 1.5 election timeouts, 1 s with the clusters' 500 ms).
+	LeaseTTLSeconds int64
+	// LockClients is the number of clients taking etcd-recipe locks on
+	// Locks lock names and writing under them with fencing. Defaults 3
+	// and 2; the session TTL is LeaseTTLSeconds.
+	LockClients int
+	Locks       int
 	// RequestTimeout bounds every workload request. Default 2 s.
 	RequestTimeout time.Duration
 	// LivenessBound is how long the cluster may take to commit a write
@@ -81,6 +93,18 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Keys == 0 {
 		c.Keys = 8
+	}
+	if c.LeaseClients == 0 {
+		c.LeaseClients = c.Members + 1
+	}
+	if c.LeaseTTLSeconds == 0 {
+		c.LeaseTTLSeconds = 2
+	}
+	if c.LockClients == 0 {
+		c.LockClients = 3
+	}
+	if c.Locks == 0 {
+		c.Locks = 2
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 2 * time.Second
@@ -137,6 +161,10 @@ type runner struct {
 	cfg Config
 	c   *cluster.Cluster
 	w   *workload.Workload
+	// leases keeps leases alive beside the KV traffic; locks takes locks
+	// and writes under them.
+	leases *workload.LeaseWorkload
+	locks  *workload.LockWorkload
 	// watchers watch every key through each member's client proxy; they
 	// run until the checks have seen them catch up.
 	watchers     []*workload.Watcher
@@ -234,9 +262,24 @@ func Run(cfg Config) (*Result, error) {
 		Keys: cfg.Keys, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
 	}, r.recorder)
 
+	ttl := time.Duration(cfg.LeaseTTLSeconds) * time.Second
+	r.leases = workload.NewLeases(workload.LeaseConfig{
+		Endpoints: r.c.ClientURLs(), Clients: cfg.LeaseClients, TTLSeconds: cfg.LeaseTTLSeconds,
+		KeepAliveInterval: ttl / leaseCallsPerTTL, HoldMin: ttl, HoldMax: leaseHoldTTLsMax * ttl,
+		RevokePercent: leaseRevokePercent, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
+	}, r.clock)
+	r.locks = workload.NewLocks(workload.LockConfig{
+		Endpoints: r.c.ClientURLs(), Clients: cfg.LockClients, Locks: cfg.Locks,
+		SessionTTLSeconds: int(cfg.LeaseTTLSeconds), WritesMax: lockWritesMax, Pause: lockPause,
+		LockTimeout: lockTimeout, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
+	})
+
 	ctx, cancel := context.WithCancel(context.Background())
-	workloadDone := make(chan error, 1)
-	go func() { workloadDone <- r.w.Run(ctx) }()
+	workloads := []func(context.Context) error{r.w.Run, r.leases.Run, r.locks.Run}
+	workloadDone := make(chan error, len(workloads))
+	for _, run := range workloads {
+		go func() { workloadDone <- run(ctx) }()
+	}
 	r.startWatchers()
 	defer r.stopWatchers()
 	r.injectFaults()
@@ -245,8 +288,10 @@ func Run(cfg Config) (*Result, error) {
 	}
 	r.awaitCommit("final heal")
 	cancel()
-	if err := <-workloadDone; err != nil {
-		r.recoveryFailure("workload: %v", err)
+	for range workloads {
+		if err := <-workloadDone; err != nil {
+			r.recoveryFailure("workload: %v", err)
+		}
 	}
 	cfg.Logf("chaos: workload stopped after %v; checking", time.Since(r.start).Round(time.Millisecond))
 	result := r.check()
@@ -254,6 +299,27 @@ func Run(cfg Config) (*Result, error) {
 	r.writeReport(result, workDir)
 	return result, nil
 }
+
+// The lease traffic's shape, in units of the lease TTL: calls on a held
+// lease come leaseCallsPerTTL times per TTL (a few may fail without the
+// lease expiring); a lease is held one to leaseHoldTTLsMax TTLs, then
+// revoked (leaseRevokePercent of them) or abandoned to expire.
+const (
+	leaseCallsPerTTL   = 6
+	leaseHoldTTLsMax   = 8
+	leaseRevokePercent = 30
+)
+
+// The lock traffic's shape: one to lockWritesMax fenced writes per
+// acquisition, lockPause apart; a lock is waited for at most lockTimeout.
+const (
+	lockWritesMax = 3
+	lockPause     = 50 * time.Millisecond
+	lockTimeout   = 5 * time.Second
+)
+
+// clock is the run's clock: the time since it started.
+func (r *runner) clock() time.Duration { return time.Since(r.start) }
 
 // injectFaults runs the schedule until the run's duration is spent.
 func (r *runner) injectFaults() {

@@ -24,7 +24,12 @@
 // create_revision, mod_revision and version. The store starts empty at a
 // start revision given by the caller (1 for a fresh etcd or cairn store, whose
 // first write creates revision 2); the recorded workload must be the only
-// writer from then on. Every request that changes something increments the
+// writer from then on, except for writers on keys no recorded operation
+// reads, whose revisions the Recorder is told after the run (SetForeign,
+// from the store's own history). Those foreign revisions may happen at any
+// point between recorded operations: a write creates the first revision
+// after its state that is not foreign, and an operation that changes
+// nothing may report any revision of the foreign run that follows its state. Every request that changes something increments the
 // revision by exactly one (all the ops of a txn share it); a put always
 // changes something, a delete of nothing does not. Acknowledged operations
 // must have returned exactly what etcd would in the state where they are
@@ -44,7 +49,10 @@
 // claims and that some acknowledged operation observed; elsewhere it is
 // linearized as taking no effect, which no recorded operation can tell from
 // taking effect after all of them. Both rules only remove orders that cannot
-// be valid.
+// be valid. A caller that knows the committed write history (a simulator
+// can read it back from a converged member) passes it to CheckCommitted,
+// which narrows each unknown write to what that history says it did
+// (NarrowUnknownWrites): the revision it created, or no effect.
 //
 // # Reads
 //

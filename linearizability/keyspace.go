@@ -25,6 +25,12 @@ func newKeyspace(revision int64, kvs []KeyValue) *keyspace {
 	return s
 }
 
+// withRevision returns the same keys at a later revision: the store after
+// writes to keys outside the model.
+func (s *keyspace) withRevision(revision int64) *keyspace {
+	return newKeyspace(revision, s.kvs)
+}
+
 func (s *keyspace) computeHash() uint64 {
 	h := mixInt(fnvOffset, s.revision)
 	for _, kv := range s.kvs {

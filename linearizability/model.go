@@ -2,6 +2,7 @@ package linearizability
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -17,11 +18,62 @@ type revisionFacts struct {
 	// observed (at least the start revision). An unknown write creating a
 	// higher revision is indistinguishable from one that never took effect.
 	maxRevision int64
+	// foreign are the revisions writers outside the history created; they
+	// are claimed too.
+	foreign *foreignRevisions
+}
+
+// foreignRevisions are revisions created by writers the history does not
+// record (locks, leases, other tools), on keys no recorded operation reads.
+// The model lets them happen at any point between recorded operations: a
+// write creates the first revision after its state that is not foreign, and
+// an operation that changes nothing may observe any revision of the foreign
+// run that follows its state. nil means none.
+type foreignRevisions struct {
+	// runEnd maps every foreign revision to the last revision of the run of
+	// consecutive foreign revisions it belongs to.
+	runEnd map[int64]int64
+}
+
+// newForeignRevisions indexes revisions; it returns nil for none.
+func newForeignRevisions(revisions []int64) *foreignRevisions {
+	if len(revisions) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(revisions)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	f := &foreignRevisions{runEnd: make(map[int64]int64, len(sorted))}
+	for i := len(sorted) - 1; i >= 0; i-- {
+		end := sorted[i]
+		if next, ok := f.runEnd[sorted[i]+1]; ok {
+			end = next
+		}
+		f.runEnd[sorted[i]] = end
+	}
+	return f
+}
+
+// after returns the last revision of the foreign run that follows revision,
+// or revision itself if revision+1 is not foreign.
+func (f *foreignRevisions) after(revision int64) int64 {
+	if f == nil {
+		return revision
+	}
+	if end, ok := f.runEnd[revision+1]; ok {
+		return end
+	}
+	return revision
 }
 
 // factsOf gathers the revision facts of a history.
-func factsOf(startRevision int64, history []porcupine.Operation) revisionFacts {
-	facts := revisionFacts{claimed: make(map[int64]bool), maxRevision: startRevision}
+func factsOf(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation) revisionFacts {
+	facts := revisionFacts{claimed: make(map[int64]bool), maxRevision: startRevision, foreign: foreign}
+	if foreign != nil {
+		for revision := range foreign.runEnd {
+			facts.claimed[revision] = true
+		}
+	}
 	for _, op := range history {
 		resp := op.Output.(Response)
 		if resp.Unknown {
@@ -73,10 +125,14 @@ func branchClaims(branch []Request, results []Response) bool {
 //
 // States are *keyspace values, immutable, with a precomputed hash.
 func NewModel(startRevision int64, history []porcupine.Operation) porcupine.Model {
+	return newModel(startRevision, nil, history)
+}
+
+func newModel(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation) porcupine.Model {
 	if startRevision < 1 {
 		panic(fmt.Sprintf("linearizability: start revision %d < 1", startRevision))
 	}
-	facts := factsOf(startRevision, history)
+	facts := factsOf(startRevision, foreign, history)
 	return porcupine.Model{
 		Init: func() any { return newKeyspace(startRevision, nil) },
 		Step: func(state, input, output any) (bool, any) {
@@ -92,11 +148,32 @@ func NewModel(startRevision int64, history []porcupine.Operation) porcupine.Mode
 }
 
 // step is the model's transition: an acknowledged operation must have
-// observed exactly what etcd would return in state s.
+// observed exactly what etcd would return in state s. Foreign revisions that
+// follow s are linearized before a write (it creates the first revision
+// after them), and any prefix of them before an operation that changes
+// nothing (it may report any revision among them).
 func step(facts revisionFacts, s *keyspace, req Request, observed Response) (bool, any) {
-	next, expected := s.apply(req)
+	base := s
+	if top := facts.foreign.after(s.revision); top > s.revision {
+		base = s.withRevision(top)
+	}
+	next, expected := base.apply(req)
 	if observed.Unknown {
-		return true, unknownStep(facts, s, next)
+		if next == base {
+			return true, s
+		}
+		return true, unknownStep(facts, s, next, observed.CommittedRevision)
+	}
+	if next == base && base != s {
+		seen := observed.HeaderRevision
+		if seen < s.revision || seen > base.revision {
+			return false, s
+		}
+		expected.HeaderRevision = seen
+		if seen == s.revision {
+			return responsesMatch(req, expected, observed), s
+		}
+		return responsesMatch(req, expected, observed), s.withRevision(seen)
 	}
 	return responsesMatch(req, expected, observed), next
 }
@@ -106,12 +183,17 @@ func step(facts revisionFacts, s *keyspace, req Request, observed Response) (boo
 // acknowledged write claims and some acknowledged operation could observe;
 // otherwise it is linearized as taking no effect, which is the same as taking
 // effect after every recorded operation (its return time is unbounded). This
-// keeps the search from trying every subset of pending unknown writes.
-func unknownStep(facts revisionFacts, s, next *keyspace) *keyspace {
+// keeps the search from trying every subset of pending unknown writes. A
+// write whose committed revision is known (committedRevision > 0) takes
+// effect only where it would create that revision.
+func unknownStep(facts revisionFacts, s, next *keyspace, committedRevision int64) *keyspace {
 	if next == s {
 		return s
 	}
 	if facts.claimed[next.revision] || next.revision > facts.maxRevision {
+		return s
+	}
+	if committedRevision > 0 && next.revision != committedRevision {
 		return s
 	}
 	return next

@@ -200,3 +200,21 @@ func TestUnknownReadsAreDropped(t *testing.T) {
 	}
 	expectResult(t, h, ResultOK)
 }
+
+// TestSerializableMarksReads: Serializable marks a read and every read in a
+// txn, describes it once, and refuses a write.
+func TestSerializableMarksReads(t *testing.T) {
+	txn := Serializable(Txn(nil, []Request{Get("a")}, []Request{Prefix("k", 0)}))
+	if !txn.Serializable || !txn.Then[0].Serializable || !txn.Else[0].Serializable {
+		t.Fatalf("not every read marked: %+v", txn)
+	}
+	if got := describeRequest(txn); got != `serializable txn(if [] then [get("a")] else [range("k","l",limit=0)])` {
+		t.Fatalf("described as %s", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Serializable(Put) did not panic")
+		}
+	}()
+	Serializable(Put("a", "1"))
+}

@@ -57,6 +57,12 @@ type Request struct {
 	Compares []Compare
 	Then     []Request
 	Else     []Request
+	// Serializable marks a read etcd serves from the member's local state
+	// without a ReadIndex barrier (RangeRequest.serializable; a read-only
+	// txn whose ranges all are). It may be stale, so it must never be
+	// recorded in a linearizable history: CheckSerializableRead checks it.
+	// The model ignores it.
+	Serializable bool
 }
 
 // KeyValue is one key as etcd's mvccpb.KeyValue reports it.
@@ -74,8 +80,12 @@ type Response struct {
 	// Unknown marks an operation whose outcome the client does not know
 	// (timeout, lost connection, crashed server): it may or may not have
 	// taken effect, at any time after its invocation. Every other field
-	// is ignored.
+	// but CommittedRevision is ignored.
 	Unknown bool
+	// CommittedRevision, for an unknown-outcome write only, is the revision
+	// the committed history shows it created (NarrowUnknownWrites sets it;
+	// 0: not known): the model lets it take effect there and nowhere else.
+	CommittedRevision int64
 	// HeaderRevision is the response header's revision: the revision a
 	// write created, or the store's revision when a read or a write that
 	// changed nothing was served.
@@ -151,6 +161,30 @@ func Range(key, end string, limit int64) Request {
 // starting with prefix.
 func Prefix(prefix string, limit int64) Request { return Range(prefix, PrefixEnd(prefix), limit) }
 
+// Serializable returns read r (a get, a range, or a txn without writes)
+// marked serializable, with every read inside a txn marked too, as etcd's
+// clientv3.WithSerializable does. It panics on a write: only reads can be
+// served locally.
+func Serializable(r Request) Request {
+	if r.isWrite() {
+		panic(fmt.Sprintf("linearizability: serializable write %s", describeRequest(r)))
+	}
+	r.Serializable = true
+	r.Then, r.Else = serializableOps(r.Then), serializableOps(r.Else)
+	return r
+}
+
+func serializableOps(ops []Request) []Request {
+	if ops == nil {
+		return nil
+	}
+	out := make([]Request, len(ops))
+	for i, op := range ops {
+		out[i] = Serializable(op)
+	}
+	return out
+}
+
 // Delete returns the request of etcd DeleteRange of the single key.
 func Delete(key string) Request { return Request{Kind: OpDelete, Key: key} }
 
@@ -206,8 +240,16 @@ func (r Request) isWrite() bool {
 	return false
 }
 
-// describeRequest renders a request as a call, e.g. put("k1","v3").
+// describeRequest renders a request as a call, e.g. put("k1","v3"); a
+// serializable read is prefixed "serializable ".
 func describeRequest(r Request) string {
+	if r.Serializable {
+		r.Serializable = false
+		if r.Kind == OpTxn {
+			r.Then, r.Else = linearizableOps(r.Then), linearizableOps(r.Else)
+		}
+		return "serializable " + describeRequest(r)
+	}
 	switch r.Kind {
 	case OpPut:
 		return fmt.Sprintf("put(%q,%q)", r.Key, r.Value)
@@ -225,6 +267,17 @@ func describeRequest(r Request) string {
 			describeCompares(r.Compares), describeRequests(r.Then), describeRequests(r.Else))
 	}
 	return r.Kind.String()
+}
+
+// linearizableOps returns ops without their serializable marks, so a
+// serializable txn says so once.
+func linearizableOps(ops []Request) []Request {
+	out := make([]Request, len(ops))
+	for i, op := range ops {
+		op.Serializable = false
+		out[i] = op
+	}
+	return out
 }
 
 func describeRequests(ops []Request) string {

@@ -47,7 +47,32 @@ type Recorder struct {
 		lastInfo *porcupine.LinearizationInfo
 		// lastHistory is the history lastInfo describes.
 		lastHistory []porcupine.Operation
+		// foreign are the revisions other writers created (SetForeign).
+		foreign *foreignRevisions
 	}
+}
+
+// SetForeign tells the recorder which revisions writers it does not record
+// created, on keys no recorded operation reads (locks and leases beside a
+// KV workload, say); read them from the store's own history after the run.
+// Check, CommittedEvents and WriteReport then let those revisions happen at
+// any point between recorded operations.
+func (r *Recorder) SetForeign(revisions []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.foreign = newForeignRevisions(revisions)
+}
+
+func (r *Recorder) foreign() *foreignRevisions {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.foreign
+}
+
+// CommittedEvents reconstructs the committed write history from the
+// linearization of the recorder's last Check; see the package function.
+func (r *Recorder) CommittedEvents(info porcupine.LinearizationInfo) ([]Event, error) {
+	return committedEvents(r.startRevision, r.foreign(), r.Operations(), info)
 }
 
 // NewRecorder returns a Recorder for a store that starts empty at
@@ -131,8 +156,14 @@ func (r *Recorder) Operations() []porcupine.Operation {
 // Check checks the history recorded so far; see the package function Check.
 // It keeps the history and linearization info for WriteReport.
 func (r *Recorder) Check(timeout time.Duration) (Result, porcupine.LinearizationInfo) {
+	return r.CheckCommitted(nil, timeout)
+}
+
+// CheckCommitted is Check with unknown-outcome writes narrowed by the
+// committed history (CheckCommitted, the package function).
+func (r *Recorder) CheckCommitted(committed []Event, timeout time.Duration) (Result, porcupine.LinearizationInfo) {
 	history := r.Operations()
-	verdict, info := Check(r.startRevision, history, timeout)
+	verdict, info := check(r.startRevision, r.foreign(), history, committed, timeout)
 	r.mu.Lock()
 	r.mu.lastInfo, r.mu.lastHistory = &info, history
 	r.mu.Unlock()
@@ -148,8 +179,8 @@ func (r *Recorder) WriteReport(dir string) error {
 	r.mu.Unlock()
 	if info == nil {
 		checked := r.Operations()
-		_, checkedInfo := Check(r.startRevision, checked, defaultReportTimeout)
+		_, checkedInfo := check(r.startRevision, r.foreign(), checked, nil, defaultReportTimeout)
 		info, history = &checkedInfo, checked
 	}
-	return WriteReport(dir, r.startRevision, history, *info)
+	return writeReport(dir, r.startRevision, r.foreign(), history, *info)
 }

@@ -26,13 +26,17 @@ const (
 // history and startRevision) as ReportVisualizationFile. dir is created if
 // needed.
 func WriteReport(dir string, startRevision int64, history []porcupine.Operation, info porcupine.LinearizationInfo) error {
+	return writeReport(dir, startRevision, nil, history, info)
+}
+
+func writeReport(dir string, startRevision int64, foreign *foreignRevisions, history []porcupine.Operation, info porcupine.LinearizationInfo) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create report dir: %w", err)
 	}
 	if err := writeHistoryFile(filepath.Join(dir, ReportHistoryFile), history); err != nil {
 		return err
 	}
-	model := NewModel(startRevision, Prepare(startRevision, history))
+	model := newModel(startRevision, foreign, prepare(startRevision, foreign, history))
 	if err := porcupine.VisualizePath(model, info, filepath.Join(dir, ReportVisualizationFile)); err != nil {
 		return fmt.Errorf("write visualization: %w", err)
 	}

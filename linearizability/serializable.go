@@ -19,16 +19,20 @@ var ErrBeyondHistory = errors.New("read revision beyond committed history")
 // one way the linearization picks one, so the events of such revisions are a
 // possible history, not necessarily the one that happened.
 func CommittedEvents(startRevision int64, history []porcupine.Operation, info porcupine.LinearizationInfo) ([]Event, error) {
+	return committedEvents(startRevision, nil, history, info)
+}
+
+func committedEvents(startRevision int64, foreign *foreignRevisions, history []porcupine.Operation, info porcupine.LinearizationInfo) ([]Event, error) {
 	partitions := info.PartialLinearizationsOperations()
 	if len(partitions) != 1 || len(partitions[0]) == 0 {
 		return nil, fmt.Errorf("committed events: no linearization in check info")
 	}
-	prepared := Prepare(startRevision, history)
+	prepared := prepare(startRevision, foreign, history)
 	linearization := partitions[0][0]
 	if len(linearization) != len(prepared) {
 		return nil, fmt.Errorf("committed events: linearization covers %d of %d operations; was the check ok?", len(linearization), len(prepared))
 	}
-	facts := factsOf(startRevision, prepared)
+	facts := factsOf(startRevision, foreign, prepared)
 	state := newKeyspace(startRevision, nil)
 	var events []Event
 	for _, op := range linearization {

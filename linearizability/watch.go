@@ -3,6 +3,7 @@ package linearizability
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // EventType is the type of a watch event, as etcd's mvccpb.Event_EventType.
@@ -55,6 +56,13 @@ type WatchRequest struct {
 	// caught up with (a progress notification, or the watch ended after the
 	// workload quiesced): events up to it must all have been received.
 	CompleteRevision int64
+	// CompactRevisions are the revisions compactions targeted while the
+	// watch ran. A watch, or a catch-up of a slow watcher, that reads
+	// from exactly the compacted revision gets that revision's events
+	// (its deletes too) without prev_kv, as etcd 3.7.3 serves them from
+	// what compaction kept; so events at these revisions may lack
+	// prev_kv. A prev_kv that is present must still be right.
+	CompactRevisions []int64
 }
 
 // ErrWatch is wrapped by every watch-guarantee violation CheckWatch reports.
@@ -84,7 +92,7 @@ func CheckWatch(committed []Event, watch WatchRequest, received []Event) error {
 	if n := len(received); n > 0 {
 		through = max(through, received[n-1].Revision)
 	}
-	return compareStreams(expected, received, through, watch.PrevKV)
+	return compareStreams(expected, received, through, watch)
 }
 
 // checkCommitted rejects a malformed committed history, which is a bug in
@@ -163,7 +171,7 @@ type revisionKey struct {
 // compareStreams matches received against the expected events up to
 // revision through. Both are in revision order; within a revision they are
 // matched by key, since a txn's events may be listed in any order.
-func compareStreams(expected []expectedEvent, received []Event, through int64, prevKV bool) error {
+func compareStreams(expected []expectedEvent, received []Event, through int64, watch WatchRequest) error {
 	want := make(map[revisionKey]expectedEvent)
 	for _, e := range expected {
 		if e.event.Revision <= through {
@@ -177,7 +185,7 @@ func compareStreams(expected []expectedEvent, received []Event, through int64, p
 		if !ok {
 			return fmt.Errorf("%w: received %v, which was not committed in the watched range at or after the start revision", ErrWatch, e)
 		}
-		if err := checkEvent(w, e, prevKV); err != nil {
+		if err := checkEvent(w, e, watch.PrevKV, slices.Contains(watch.CompactRevisions, e.Revision)); err != nil {
 			return err
 		}
 		got[k] = true
@@ -185,7 +193,7 @@ func compareStreams(expected []expectedEvent, received []Event, through int64, p
 	return checkMissing(expected, got, through)
 }
 
-func checkEvent(want expectedEvent, e Event, prevKV bool) error {
+func checkEvent(want expectedEvent, e Event, prevKV, prevKVOptional bool) error {
 	if e.Type != want.event.Type || e.Value != want.event.Value {
 		return fmt.Errorf("%w: received %v, committed %v", ErrWatch, e, want.event)
 	}
@@ -193,6 +201,9 @@ func checkEvent(want expectedEvent, e Event, prevKV bool) error {
 		if e.PrevKV != nil {
 			return fmt.Errorf("%w: %v carries prev_kv %+v that was not requested", ErrWatch, e, *e.PrevKV)
 		}
+		return nil
+	}
+	if e.PrevKV == nil && prevKVOptional {
 		return nil
 	}
 	if !prevKVEqual(want.prevKV, e.PrevKV) {

@@ -194,6 +194,15 @@ type TestingKnobs struct {
 	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
 	// cut off, serves stale reads.
 	ReadIndexWithoutHeartbeat bool
+	// ServeLocalStaleView serves a serializable range (ServeLocal) from
+	// the keyspace one revision before the published one, as a reader
+	// that kept a view from before the last Publish would, while its
+	// header reports the published revision: a torn read.
+	ServeLocalStaleView bool
+	// LeaseTimeFromTicks ignores the driver's lease Clock and measures
+	// lease time in ticks, so a member whose ticks run fast expires leases
+	// early.
+	LeaseTimeFromTicks bool
 	// WatchSkipsHandoverEvent makes the watch hub (node/watch) lose the
 	// first live revision of a watcher a catch-up hands over to the live
 	// feed.
@@ -201,6 +210,10 @@ type TestingKnobs struct {
 	// WatchResyncForgetsWatcher makes the watch hub drop a watcher when its
 	// member installs a snapshot, instead of catching it up.
 	WatchResyncForgetsWatcher bool
+	// CompactDropsNewestVersion makes MVCC compaction remove a key's
+	// version made exactly at the compacted revision when the key has a
+	// newer one (issue 11): a read at the compacted revision misses it.
+	CompactDropsNewestVersion bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round

@@ -16,16 +16,19 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Clock tells the node the time, for lease expiry. The production driver
-// passes the wall clock, the simulator its virtual time. Now must be safe
-// for concurrent use when the lease view (Node.Leases) is used from other
-// goroutines than the driver's.
+// Clock tells the node the time for leases: grants, keep-alives, expiry
+// and a new leader's extension read it, and nothing else does. Raft time
+// is ticks (Tick), a separate input, so the two can drift apart as they do
+// on a real machine. The time must be monotonic, as etcd's lessor's is:
+// the production driver passes time.Now, whose readings carry Go's
+// monotonic clock; the simulator passes each member's own lease clock in
+// virtual time, which its clock faults skew and jump apart from its ticks.
 type Clock interface {
 	Now() time.Time
 }
 
-// tickEpoch is where the default clock starts: without a Clock, time is
-// Ticks × TickInterval after it.
+// tickEpoch is where the default clock starts: without a Clock (unit
+// tests), lease time is Ticks × TickInterval after it.
 var tickEpoch = time.Unix(0, 0).UTC()
 
 // A lease record: "ll" + ID (8 bytes BE, sign bit flipped) → granted TTL in
@@ -41,7 +44,7 @@ func leaseRecordKey(id int64) []byte {
 
 // now is the node's time for leases.
 func (n *Node) now() time.Time {
-	if n.cfg.Clock != nil {
+	if n.cfg.Clock != nil && !n.cfg.Knobs.LeaseTimeFromTicks {
 		return n.cfg.Clock.Now()
 	}
 	return tickEpoch.Add(time.Duration(n.ticks) * n.cfg.TickInterval)
@@ -64,7 +67,7 @@ func (n *Node) openStore() (*mvcc.Store, error) {
 	if err := n.recoverLeases(); err != nil {
 		return nil, err
 	}
-	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists})
+	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion})
 }
 
 func (n *Node) recoverLeases() (err error) {
@@ -276,10 +279,3 @@ func (n *Node) leaseLeases() *pb.LeaseLeasesResponse {
 // Leases returns the leases this member has applied, for the simulator's
 // end-of-run checks; call it only from the driver's goroutine.
 func (n *Node) Leases() []lease.Lease { return n.lessor.Leases() }
-
-// LeaseKeys returns the keys attached to a lease, in key order.
-func (v *StoreView) LeaseKeys(id int64) ([][]byte, error) {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.store.LeaseKeys(id)
-}

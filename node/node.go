@@ -48,7 +48,10 @@ type Node struct {
 	// autoCompactor, if automatic compaction is on, decides when the
 	// leader compacts (autocompact.go).
 	autoCompactor *autoCompactor
-	reads         readQueue
+	// leaderlessTicks counts the ticks since the member last knew a
+	// leader (leaderless.go).
+	leaderlessTicks int
+	reads           readQueue
 	// completed are completions produced outside Process (by Start and
 	// Tick), handed out by the next Process.
 	completed []Completion
@@ -258,7 +261,11 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.store, err = n.openStore(); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
-	n.view.swap(n.store)
+	live, err := liveDBName(n.cfg.FS, n.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n.view.publish(n.store, n.db, n.cfg.FS.PathJoin(n.cfg.Dir, live))
 	n.dbSizeBytes = n.DiskSpaceUsage()
 	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -341,15 +348,25 @@ func (n *Node) advanceElectionTicks() {
 }
 
 // Close releases the database. Work not yet returned by Process is lost,
-// which is safe: nothing unacknowledged was promised.
+// which is safe: nothing unacknowledged was promised. Reads that start
+// after Close fail with ErrStopped; a read still in flight is the caller's
+// error (stop serving first), and Close then leaves the databases open
+// rather than close them under it.
 func (n *Node) Close() error {
 	if n.db == nil {
 		return ErrStopped
 	}
-	err := n.db.Close()
+	if readers := n.view.unpublish(n.db); readers > 0 {
+		return fmt.Errorf("node: close with %d reads in flight", readers)
+	}
+	err := errors.Join(n.view.reap(n.removeAll), n.db.Close())
 	n.db = nil
 	return err
 }
+
+// removeAll removes a directory of the member's that is no longer in use;
+// a failure leaves garbage that Open removes.
+func (n *Node) removeAll(dir string) { _ = n.cfg.FS.RemoveAll(dir) }
 
 // Store is the member's keyspace. Its read methods are safe for concurrent
 // use and see every request applied so far on this member.
@@ -362,6 +379,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 func (n *Node) Tick() {
 	n.ticks++
 	n.raw.Tick()
+	n.trackLeader()
 	n.leaseTick()
 	n.retryParked()
 	n.expireMemberChanges()

@@ -26,6 +26,9 @@ func (n *Node) Process() (out Output, err error) {
 		return Output{}, ErrRemoved
 	}
 	defer n.recoverStorageFailure(&out, &err)
+	if err := n.view.reap(n.removeAll); err != nil {
+		return Output{}, err
+	}
 	out = Output{Done: n.completed}
 	n.completed = nil
 	n.reads.send(n.raw, n.ticks, n.cfg.ReadIndexRetryTicks)

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"slices"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // readBatch is a group of linearizable reads that share one ReadIndex
@@ -120,4 +122,20 @@ func (q *readQueue) release(applied uint64) []pendingRead {
 	}
 	q.confirmed = q.confirmed[n:]
 	return released
+}
+
+// rangeRequest is the range a deferred read serves: its own, unless the
+// planted bug ServeLocalStaleView makes a local read of the latest
+// revision read the one before.
+func (r *deferredRead) rangeRequest() *pb.RangeRequest {
+	if !r.local || !r.n.cfg.Knobs.ServeLocalStaleView || r.req.Range.GetRevision() != 0 {
+		return r.req.Range
+	}
+	rev := r.n.view.Rev()
+	if rev <= 1 {
+		return r.req.Range
+	}
+	stale := proto.Clone(r.req.Range).(*pb.RangeRequest)
+	stale.Revision = rev - 1
+	return stale
 }

@@ -140,7 +140,7 @@ func (n *Node) ServeLocal(req Request) (Completion, bool) {
 	if err := req.check(n.cfg.Limits, n.status.load().isLearner()); err != nil {
 		return Completion{Err: err}, true
 	}
-	return Completion{read: &deferredRead{n: n, req: req}}, true
+	return Completion{read: &deferredRead{n: n, req: req, local: true}}, true
 }
 
 // admit runs the checks every request passes before it starts.
@@ -349,6 +349,8 @@ func (n *Node) completeHeader(resp proto.Message) {
 type deferredRead struct {
 	n   *Node
 	req Request
+	// local is set for a read ServeLocal admitted.
+	local bool
 }
 
 func (r *deferredRead) serve() (proto.Message, error) {
@@ -356,7 +358,7 @@ func (r *deferredRead) serve() (proto.Message, error) {
 	var err error
 	if r.req.Range != nil {
 		r.n.metrics.ranges.Add(1)
-		resp, err = r.n.view.Range(r.req.Range)
+		resp, err = r.n.view.Range(r.rangeRequest())
 	} else {
 		resp, err = r.n.view.ReadTxn(r.req.Txn)
 	}

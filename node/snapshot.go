@@ -197,25 +197,17 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := n.cfg.FS.Rename(staged, live); err != nil {
 		return fmt.Errorf("install snapshot at %d: %w", meta.GetIndex(), err)
 	}
-	n.view.mu.Lock()
-	defer n.view.mu.Unlock()
 	return n.switchDB(name, meta)
 }
 
-// switchDB closes the live database, opens the installed one, makes it this
-// member's (its raft state rewritten, synced) and only then names it in
-// CURRENT. Each step is durable before the next starts, so a crash leaves
-// CURRENT naming either the old database, intact, or the installed one
-// with this member's raft state in it; Open removes the other.
-// REQUIRES: n.view.mu is held for writing.
+// switchDB opens the installed database, makes it this member's (its raft
+// state rewritten, synced) and only then names it in CURRENT and publishes
+// it to readers. Each step is durable before the next starts, so a crash
+// leaves CURRENT naming either the old database, intact, or the installed
+// one with this member's raft state in it; Open removes the other. The old
+// database stays open for the reads in flight on it: it is retired, and
+// closed and removed by the loop once they are done (StoreView.reap).
 func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
-	old, err := liveDBName(n.cfg.FS, n.cfg.Dir)
-	if err != nil {
-		return err
-	}
-	if err := n.db.Close(); err != nil {
-		return fmt.Errorf("close database for snapshot install: %w", err)
-	}
 	// openPebbleAt syncs the member's directory: the renamed snapshot
 	// directory is durable from here on.
 	db, err := openPebbleAt(n.cfg, name)
@@ -236,10 +228,8 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 			return fmt.Errorf("switch to installed snapshot: %w", err)
 		}
 	}
-	if old != name {
-		n.cfg.FS.RemoveAll(n.cfg.FS.PathJoin(n.cfg.Dir, old))
-	}
-	return nil
+	n.view.publish(n.store, n.db, n.cfg.FS.PathJoin(n.cfg.Dir, name))
+	return n.view.reap(n.removeAll)
 }
 
 // adoptSnapshotState rewrites the snapshot's raft state as this member's and
@@ -270,7 +260,7 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 	if err != nil {
 		return fmt.Errorf("open installed keyspace: %w", err)
 	}
-	n.store, n.view.store = store, store
+	n.store = store
 	members, err := loadMembers(n.db)
 	if err != nil {
 		return fmt.Errorf("load installed members: %w", err)

@@ -43,8 +43,14 @@ func (w *world) finish() {
 	w.checkConvergence()
 	w.checkAlarmsAgree()
 	w.checkAckedWrites()
-	w.checkLeasesAndWatches()
-	w.checkLinearizable()
+	committed, err := w.committedHistory(w.mostAdvanced())
+	if err != nil {
+		w.fail("%v", err)
+		return
+	}
+	w.checkSerializableReads(committed)
+	w.checkLeasesAndWatches(committed)
+	w.checkLinearizable(committed)
 }
 
 func (w *world) healAll() {
@@ -52,6 +58,7 @@ func (w *world) healAll() {
 	w.net.heal()
 	for _, m := range w.members {
 		m.tickMicros, m.diskMicros = tickMicros, defaultDiskMicros
+		m.leaseClock.setRate(100)
 		m.diskFailing.Off()
 		m.resume()
 		w.restart(m)
@@ -200,9 +207,12 @@ func (w *world) checkAckedWrites() {
 	}
 }
 
-func (w *world) checkLinearizable() {
+// checkLinearizable checks the client history, with the windows of its
+// unknown-outcome writes narrowed by the committed history
+// (lin.NarrowUnknownWrites).
+func (w *world) checkLinearizable(committed []lin.Event) {
 	start := time.Now()
-	result, _ := w.rec.Check(linearizabilityTimeout)
+	result, _ := w.rec.CheckCommitted(committed, linearizabilityTimeout)
 	w.limits.usage.LinearizabilityCheck = time.Since(start)
 	if f := linearizabilityFailure(result, linearizabilityTimeout, len(w.rec.Operations())); f != nil {
 		w.failAs(f.Kind, "%s", f.Message)

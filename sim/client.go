@@ -49,6 +49,10 @@ func (c *client) issue() {
 	}
 	c.counter++
 	req := c.w.workload.next(c)
+	if req.Serializable {
+		c.readSerializable(m, req)
+		return
+	}
 	c.start(m, req)
 }
 
@@ -131,11 +135,21 @@ func (op *pendingOp) response(c node.Completion) (linearizability.Response, erro
 	return fromResponse(op.req, resp)
 }
 
+// remember keeps the mod_revision of every key a get (alone or in the
+// branch of a txn that ran) returned.
 func (c *client) remember(req linearizability.Request, resp linearizability.Response) {
-	switch {
-	case req.Kind == linearizability.OpGet:
+	switch req.Kind {
+	case linearizability.OpGet:
 		c.seenModRevision[req.Key] = resp.KV.ModRevision
-	case req.Kind == linearizability.OpTxn && !resp.Succeeded && len(resp.Results) == 1:
-		c.seenModRevision[req.Key] = resp.Results[0].KV.ModRevision
+	case linearizability.OpTxn:
+		branch := req.Else
+		if resp.Succeeded {
+			branch = req.Then
+		}
+		for i, op := range branch {
+			if op.Kind == linearizability.OpGet && i < len(resp.Results) {
+				c.seenModRevision[op.Key] = resp.Results[i].KV.ModRevision
+			}
+		}
 	}
 }

@@ -32,7 +32,7 @@ func toNodeRequest(r lin.Request) node.Request {
 }
 
 func toRangeRequest(r lin.Request) *pb.RangeRequest {
-	return &pb.RangeRequest{Key: []byte(r.Key), RangeEnd: []byte(r.End), Limit: r.Limit}
+	return &pb.RangeRequest{Key: []byte(r.Key), RangeEnd: []byte(r.End), Limit: r.Limit, Serializable: r.Serializable}
 }
 
 func toPut(r lin.Request) *pb.PutRequest {

@@ -27,8 +27,15 @@ const (
 	// within its guard; the history is neither proven nor refuted, which
 	// is a failure to investigate, never a pass.
 	FailLinearizabilityTimeout FailureKind = "linearizability-timeout"
+	// FailSerializableRead: a serializable read returned something other
+	// than the committed keyspace at its header revision, or a header
+	// revision ahead of its member's applied state.
+	FailSerializableRead FailureKind = "serializable-read"
 	// FailWatch: a watcher's events break a watch guarantee.
 	FailWatch FailureKind = "watch"
+	// FailHistoricalRead: a read at a past revision did not return the
+	// committed store at that revision, or the wrong error.
+	FailHistoricalRead FailureKind = "historical-read"
 	// FailLease: a lease expired early, or revoked leases left keys.
 	FailLease FailureKind = "lease"
 	// FailLock: two sessions held the lock at once.

@@ -9,8 +9,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// clockFault is a stretch of time in which a member's clock ran at a rate
-// other than real time (skew), or a moment it jumped.
+// clockFault is a stretch of time in which a member's lease clock ran at a
+// rate other than real time (skew), or a moment it jumped.
 type clockFault struct {
 	startMicros, endMicros int64 // endMicros 0: until the end of the run
 	// rate is the clock's speed relative to real time; 0 for a jump.
@@ -49,10 +49,9 @@ func (w *world) clockBounds(from, to int64) (rate float64, jumped bool) {
 	return rate, jumped
 }
 
-// checkLeasesAndWatches runs the watch and lease checks on the converged
-// cluster; it must run before the linearizability check, as it completes
-// the history's revocation records.
-func (w *world) checkLeasesAndWatches() {
+// mostAdvanced is the member of the converged cluster at the highest
+// revision.
+func (w *world) mostAdvanced() *member {
 	members := w.inCluster()
 	source := members[0]
 	for _, m := range members {
@@ -60,11 +59,14 @@ func (w *world) checkLeasesAndWatches() {
 			source = m
 		}
 	}
-	committed, err := w.committedHistory(source)
-	if err != nil {
-		w.fail("%v", err)
-		return
-	}
+	return source
+}
+
+// checkLeasesAndWatches runs the watch and lease checks on the converged
+// cluster against the committed history; it must run before the
+// linearizability check, as it completes the history's revocation records.
+func (w *world) checkLeasesAndWatches(committed []lin.Event) {
+	members := w.inCluster()
 	w.resolveRevocations(committed)
 	w.checkWatches(committed)
 	w.checkLeaseExpiry()
@@ -118,10 +120,11 @@ func revocationResponseOf(l *simLease, events []lin.Event) lin.Response {
 
 // checkLeaseExpiry: a lease the client did not revoke loses its keys only
 // once its TTL has passed since the last acknowledged keep-alive (or the
-// grant) was sent, in real time scaled by the fastest clock that ran
-// meanwhile, less one tick. Leases during which a clock jumped are
-// excused: a leader whose clock leaps expires leases early, as etcd's
-// would.
+// grant) was sent, in real time scaled by the fastest lease clock that
+// ran meanwhile, less one tick. Leases during which a lease clock jumped
+// are excused: a leader whose clock leaps expires leases early, as etcd's
+// would. Faults of raft ticks alone are not recorded: they must not move
+// lease time.
 func (w *world) checkLeaseExpiry() {
 	checked, excused := 0, 0
 	for _, l := range w.leaseOrder {

@@ -47,6 +47,8 @@ type member struct {
 	// tickMicros is this member's tick period: skewed clocks tick at
 	// different rates.
 	tickMicros int64
+	// leaseClock is the time its node reads for leases (lease_clock.go).
+	leaseClock *leaseClock
 	// diskMicros is the virtual latency of one Process (an fsync).
 	diskMicros int64
 	// waiting maps request IDs on this member to client operations.
@@ -101,6 +103,7 @@ func (m *member) open() error {
 		PebbleOptions:          m.pebbleOptions,
 		Limits:                 m.w.quota.limits(),
 		Knobs:                  m.w.opts.Knobs,
+		Clock:                  m.leaseClock,
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
 		RequestTimeoutTicks: 15,
@@ -231,6 +234,9 @@ func (m *member) tick() {
 		return
 	}
 	m.node.Tick()
+	if m.node.LeaderLost() {
+		m.w.endLeaderlessStreams(m)
+	}
 	m.tickWatchHub()
 	m.kick()
 }

@@ -194,23 +194,37 @@ func (n *nemesis) isolateLeader() func() {
 	return n.partition([]*member{leader})
 }
 
+// skew makes a member's raft ticks, its lease clock, or both run at
+// another rate (clockTarget).
 func (n *nemesis) skew(m *member) func() {
 	percent := int64(skewPercentMin + n.w.rng.IntN(skewPercentMax-skewPercentMin+1))
-	m.tickMicros = tickMicros * 100 / percent
-	n.w.trace.printf("nemesis: %s ticks every %dms", m.name(), m.tickMicros/millisecond)
-	// The rate the lease check allows for is the one the rounded period
-	// gives, a hair above percent at 300 %.
-	healed := n.w.noteClockFault(float64(tickMicros) / float64(m.tickMicros))
-	return func() { m.tickMicros = tickMicros; healed() }
+	target := n.clockTarget()
+	n.w.trace.printf("nemesis: %s %s at %d%%", m.name(), target, percent)
+	healed := func() {}
+	if target.ticks {
+		m.tickMicros = tickMicros * 100 / percent
+	}
+	if target.lease {
+		m.leaseClock.setRate(percent)
+		healed = n.w.noteClockFault(float64(percent) / 100)
+	}
+	return func() { m.tickMicros = tickMicros; m.leaseClock.setRate(100); healed() }
 }
 
-// jump makes a member's clock leap ahead by a burst of ticks.
+// jump makes a member's raft time (a burst of ticks), its lease clock, or
+// both leap ahead at once.
 func (n *nemesis) jump(m *member) func() {
 	ticks := 1 + n.w.rng.IntN(jumpTicksMax)
-	n.w.trace.printf("nemesis: %s clock jumps %d ticks", m.name(), ticks)
-	n.w.noteClockFault(0)
-	for range ticks {
-		m.tick()
+	target := n.clockTarget()
+	n.w.trace.printf("nemesis: %s %s jump %d ticks", m.name(), target, ticks)
+	if target.lease {
+		n.w.noteClockFault(0)
+		m.leaseClock.jump(int64(ticks) * tickMicros)
+	}
+	if target.ticks {
+		for range ticks {
+			m.tick()
+		}
 	}
 	return func() {}
 }

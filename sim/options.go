@@ -89,8 +89,11 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"read-before-applied":          {ReadBeforeApplied: true},
 	"keep-alive-without-readindex": {KeepAliveWithoutReadIndex: true},
 	"read-index-without-heartbeat": {ReadIndexWithoutHeartbeat: true},
+	"serve-local-stale-view":       {ServeLocalStaleView: true},
+	"lease-time-from-ticks":        {LeaseTimeFromTicks: true},
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
+	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

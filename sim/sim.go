@@ -76,11 +76,17 @@ type world struct {
 	// members' watch hub configuration, drawn once; applied the events of
 	// every revision a member applied, the committed history; watchRng
 	// the watch world's own random source.
-	watchers    []*watcher
-	hubConfig   *watch.Config
-	applied     map[int64][]linearizability.Event
-	createdOnly map[int64]bool
-	watchRng    *rand.Rand
+	watchers  []*watcher
+	hubConfig *watch.Config
+	applied   map[int64][]linearizability.Event
+	// compactRevisions are the revisions the compactor asked a member to
+	// compact at, in order; the watch check allows events without
+	// prev_kv there.
+	compactRevisions []int64
+	watchRng         *rand.Rand
+	// historyRng is the historical reader's random source
+	// (history_reads.go).
+	historyRng *rand.Rand
 	// leases are the lease workload's leases by ID, and in grant order
 	// (lease.go); clockFaults the skews and jumps the lease checks allow
 	// for.
@@ -97,6 +103,9 @@ type world struct {
 	// clients of read bursts (readburst.go).
 	disk         diskWorld
 	burstReaders []*burstReader
+	// serializableReads are the acknowledged serializable reads, checked
+	// at the end (serializable.go).
+	serializableReads []serializableRead
 }
 
 type ackedPut struct {
@@ -199,7 +208,8 @@ func (w *world) startMembers() {
 }
 
 func (w *world) newMember(id uint64, joins bool) *member {
-	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros}
+	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros,
+		leaseClock: newLeaseClock(w)}
 	m.diskFailing.Injector = spareWALRotation{Injector: walSyncFails{}, spared: &w.walRotationSyncsSpared}
 	m.crashPoint = newCrashPoint(func() *vfs.MemFS { return m.fs })
 	return m

@@ -63,6 +63,12 @@ type watcher struct {
 	segments []watchSegment
 	// resumes counts how many times the watch was (re)attached.
 	resumes int
+	// requireLeader watches carry etcd's hasleader metadata
+	// (clientv3.WithRequireLeader, as Kubernetes sets it): a member that
+	// knows no leader refuses them, and ends them once node.LeaderLost;
+	// leaderLostEnds counts those ends. A third of the watchers do.
+	requireLeader  bool
+	leaderLostEnds int
 }
 
 // watchSegment is what a watcher received from one start revision on,
@@ -188,6 +194,7 @@ func (w *world) startWatchers() {
 		wt := &watcher{w: w, id: i + 1, req: w.randomWatchRequest()}
 		rng := w.watchRand()
 		wt.slow, wt.progressNotify = rng.IntN(3) == 0, rng.IntN(2) == 0
+		wt.requireLeader = w.historyRand().IntN(3) == 0
 		wt.readMicros = millisecond
 		if wt.slow {
 			wt.readMicros = 100*millisecond + rng.Int64N(watchSlowReadMicros)
@@ -204,6 +211,7 @@ func (w *world) startWatchers() {
 		w.trace.printf("compactor: on")
 		w.sched.after(rng.Int64N(compactEveryMicros), w.compact)
 	}
+	w.startHistoryReader()
 }
 
 // randomWatchRequest draws what a watcher watches: everything, the KV
@@ -239,28 +247,18 @@ func (w *world) compact() {
 	}
 	rng := w.watchRand()
 	defer w.sched.after(second+rng.Int64N(compactEveryMicros), w.compact)
-	var live []*member
-	for _, m := range w.members {
-		if m.up() && !m.paused {
-			live = append(live, m)
-		}
-	}
-	if len(live) == 0 {
+	m := w.randomServingMember(rng)
+	if m == nil {
 		return
 	}
-	m := live[rng.IntN(len(live))]
 	rev := m.node.Store().Rev() - rng.Int64N(compactBehindRevisionsMax)
-	// At exactly the compacted revision etcd keeps neither tombstones nor
-	// previous values, so a watch from there gets that revision without
-	// its deletions and prev_kv: a quirk the watch check does not model,
-	// so the compactor picks a revision that only created keys, where it
-	// loses nothing.
-	for rev > m.node.Store().CompactRev() && !w.createdOnly[rev] {
-		rev--
-	}
 	if rev <= m.node.Store().CompactRev() {
 		return
 	}
+	// A watch from exactly rev will get rev's events without prev_kv,
+	// as in etcd: the watch check allows that at the revisions recorded
+	// here (a superset: a request may not commit).
+	w.compactRevisions = append(w.compactRevisions, rev)
 	w.trace.printf("compactor → %s compact at revision %d", m.name(), rev)
 	m.node.Start(node.Request{Compaction: &pb.CompactionRequest{Revision: rev}})
 	m.kick()
@@ -282,10 +280,13 @@ func (wt *watcher) reconnect() {
 				m = wt.home
 			}
 		}
+		if m != nil && wt.refusedBy(m) {
+			m = nil
+		}
 		if m != nil {
 			wt.attach(m)
 		}
-	} else if m := w.randomLiveMember(); m != nil && m != wt.m {
+	} else if m := w.randomLiveMember(); m != nil && m != wt.m && !wt.refusedBy(m) {
 		w.trace.printf("%s moves %s → %s", wt.name(), wt.m.name(), m.name())
 		wt.attach(m)
 	}
@@ -294,6 +295,32 @@ func (wt *watcher) reconnect() {
 		delay = second + w.rng.Int64N(watchMoveMicros)
 	}
 	w.sched.after(w.rng.Int64N(delay)+millisecond, wt.reconnect)
+}
+
+// refusedBy reports whether m refuses the watcher's stream: it requires a
+// leader and m knows none (`etcdserver: no leader`, as the server's
+// interceptor answers).
+func (wt *watcher) refusedBy(m *member) bool {
+	if wt.requireLeader && m.node.Status().Leader == 0 {
+		wt.w.trace.printf("%s: %s refuses the stream: no leader", wt.name(), m.name())
+		return true
+	}
+	return false
+}
+
+// endLeaderlessStreams ends, as the server does when node.LeaderLost, the
+// streams on m of watchers that require a leader; they reconnect on their
+// own schedule, to another member, from the revision after the last one
+// received.
+func (w *world) endLeaderlessStreams(m *member) {
+	for _, wt := range w.watchers {
+		if wt.requireLeader && wt.m == m && wt.attached() {
+			w.trace.printf("%s: %s lost its leader: the stream ends with etcdserver: no leader", wt.name(), m.name())
+			wt.stream.Close()
+			wt.m, wt.stream = nil, nil
+			wt.leaderLostEnds++
+		}
+	}
 }
 
 // attached reports whether the watcher has a stream on a running member.
@@ -467,31 +494,17 @@ func (w *world) logApplied(m *member, events []*mvccpb.Event) {
 		}
 		i = j
 		if w.applied == nil {
-			w.applied, w.createdOnly = map[int64][]lin.Event{}, map[int64]bool{}
+			w.applied = map[int64][]lin.Event{}
 		}
 		logged, ok := w.applied[rev]
 		if !ok {
 			w.applied[rev] = evs
-			if createsOnly(events[i-len(evs) : i]) {
-				w.createdOnly[rev] = true
-			}
 			continue
 		}
 		if fmt.Sprint(logged) != fmt.Sprint(evs) {
 			w.failAs(FailConvergence, "%s applied %v at revision %d, another member %v", m.name(), evs, rev, logged)
 		}
 	}
-}
-
-// createsOnly reports whether events only created keys: puts without a
-// previous value.
-func createsOnly(events []*mvccpb.Event) bool {
-	for _, e := range events {
-		if e.GetType() != mvccpb.Event_PUT || e.GetPrevKv() != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // watchSnapshotInstall moves a watcher onto a member about to install a
@@ -578,7 +591,7 @@ func (w *world) checkWatches(committed []lin.Event) {
 			w.failAs(FailWatch, "%s %s: %v", wt.name(), describeWatch(wt.req), err)
 			continue
 		}
-		w.trace.printf("watch %s: %d segments through revision %d, resumed %d times: ok", wt.name(), len(wt.segments), wt.m.hub.Rev(), wt.resumes)
+		w.trace.printf("watch %s: %d segments through revision %d, resumed %d times, %d ended for a lost leader: ok", wt.name(), len(wt.segments), wt.m.hub.Rev(), wt.resumes, wt.leaderLostEnds)
 	}
 }
 
@@ -616,6 +629,7 @@ func (wt *watcher) checkSegments(committed []lin.Event, completeRevision int64) 
 	for i, seg := range wt.segments {
 		req := wt.req
 		req.StartRevision = seg.start
+		req.CompactRevisions = wt.w.compactRevisions
 		for _, p := range seg.progress {
 			req.CompleteRevision = p.revision
 			if err := lin.CheckWatch(committed, req, seg.received[:p.received]); err != nil {
@@ -631,4 +645,19 @@ func (wt *watcher) checkSegments(committed []lin.Event, completeRevision int64) 
 		}
 	}
 	return nil
+}
+
+// randomServingMember draws one of the members that are up and not paused,
+// nil if none is.
+func (w *world) randomServingMember(rng *rand.Rand) *member {
+	var live []*member
+	for _, m := range w.members {
+		if m.up() && !m.paused {
+			live = append(live, m)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	return live[rng.IntN(len(live))]
 }

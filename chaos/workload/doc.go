@@ -22,4 +22,9 @@
 // Every acknowledged write is also kept (key, value, revision) for the
 // lost-write check, which looks for each in the store's own history after the
 // run.
+//
+// LeaseWorkload runs beside the KV clients: it grants bare leases (no key
+// attached, so the KV history stays the store's only writer), keeps them
+// alive for a while, then revokes or abandons them, and keeps every call
+// with the times it was sent and answered, for the lease check.
 package workload

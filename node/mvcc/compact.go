@@ -17,7 +17,7 @@ func (s *Store) CompactPending() bool { return s.compaction.pending }
 // caller commits b before the next step. done reports that nothing is left.
 //
 // Per key, the newest version at or below the compaction's revision stays
-// unless it is a tombstone; older versions go. Readers are unaffected: they
+// unless it is a tombstone below that revision; older versions go. Readers are unaffected: they
 // never read below the compacted revision, and a removed tombstone reads
 // the same as nothing.
 func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error) {
@@ -43,7 +43,8 @@ func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error)
 	}
 	defer closeIter(chunks, &err)
 	m := &chunkMerger{chunkBits: s.chunkBits, b: b, it: chunks}
-	cursor, err := compactKeys(it, b, m, s.compaction.cursor, s.compaction.target, maxKeys)
+	plan := compactPlan{target: s.compaction.target, dropNewestAtTarget: s.opts.CompactDropsNewestAtTarget}
+	cursor, err := compactKeys(it, b, m, s.compaction.cursor, plan, maxKeys)
 	if err == nil {
 		err = m.flush()
 	}
@@ -72,11 +73,19 @@ func (s *Store) saveCursor(b *pebble.Batch, cursor []byte) (bool, error) {
 
 // compactKeys visits up to maxKeys user keys from cursor and deletes their
 // obsolete versions into b. It returns the next cursor, nil at the end.
-func compactKeys(it *pebble.Iterator, b *pebble.Batch, m *chunkMerger, cursor []byte, target int64, maxKeys int) ([]byte, error) {
+// compactPlan is what one compaction removes: versions made obsolete by
+// a compaction at target; dropNewestAtTarget plants a bug (see
+// Options.CompactDropsNewestAtTarget).
+type compactPlan struct {
+	target             int64
+	dropNewestAtTarget bool
+}
+
+func compactKeys(it *pebble.Iterator, b *pebble.Batch, m *chunkMerger, cursor []byte, plan compactPlan, maxKeys int) ([]byte, error) {
 	valid := it.SeekGE(cursor)
 	for n := 0; valid && n < maxKeys; n++ {
 		_, prefix, _ := decodeVersionKey(it.Key())
-		removed, err := compactKey(it, b, prefix, target)
+		removed, err := compactKey(it, b, prefix, plan)
 		if err == nil && removed {
 			err = m.removed(indexKeyOf(prefix))
 		} else if err == nil {
@@ -99,12 +108,12 @@ func compactKeys(it *pebble.Iterator, b *pebble.Batch, m *chunkMerger, cursor []
 
 // compactKey deletes the versions of one key that a compaction at target
 // makes obsolete: all below the newest at or below target, and that one
-// too if it is a tombstone.
+// too if it is a tombstone below target.
 //
 // it is positioned at the key's newest version. When that one is a
-// tombstone at or below target, the key goes entirely, with its key index
-// entry.
-func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int64) (removed bool, err error) {
+// tombstone below target, the key goes entirely, with its key index entry.
+func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, plan compactPlan) (removed bool, err error) {
+	target := plan.target
 	newest := decodeRevision(it.Key()[len(prefix):])
 	valid := it.SeekGE(seekAtOrBelow(prefix, target))
 	if !valid || !hasVersionPrefix(it.Key(), prefix) {
@@ -114,7 +123,16 @@ func compactKey(it *pebble.Iterator, b *pebble.Batch, prefix []byte, target int6
 	if err != nil {
 		return false, err
 	}
-	if len(v) > 0 && v[0] == kindTombstone {
+	// A tombstone exactly at target stays until a later compaction, so a
+	// watch from the compacted revision still sees that revision's
+	// deletes (as etcd 3.7 does).
+	atOrBelow := decodeRevision(it.Key()[len(prefix):])
+	if plan.dropNewestAtTarget && atOrBelow.main == target && newest.main > target {
+		if err := b.Delete(it.Key(), nil); err != nil {
+			return false, err
+		}
+	}
+	if len(v) > 0 && v[0] == kindTombstone && atOrBelow.main < target {
 		if err := b.Delete(it.Key(), nil); err != nil {
 			return false, err
 		}

@@ -26,8 +26,9 @@ import (
 //
 // fromRev below the compacted revision fails with rpctypes.ErrGRPCCompacted,
 // as a watch from there fails in etcd. From exactly the compacted revision
-// the history is what survives compaction, as in etcd: the puts of that
-// revision, but not its deletes, and no PrevKv for its events.
+// the history is that revision's events, puts and deletes (compaction keeps
+// a tombstone at its own revision), but no PrevKv for them, as in etcd
+// 3.7.3.
 //
 // There is no revision index: History scans every version of every key in
 // the range (one seek per key, then the key's versions down to fromRev), so
@@ -129,12 +130,6 @@ func (c *historyCollector) visitKey(it *pebble.Iterator, prefix []byte) error {
 		newer = -1
 		if rev.main < c.from {
 			return nil
-		}
-		// A tombstone at the compacted revision is removed by compaction
-		// sooner or later; it is never reported, so the answer does not
-		// depend on how far removal got.
-		if kv == nil && rev.main == c.compactRev {
-			continue
 		}
 		c.events = append(c.events, historyEvent{rev: rev, ev: versionEvent(userKey, rev, kv)})
 		newer = len(c.events) - 1

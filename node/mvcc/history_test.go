@@ -203,21 +203,58 @@ func TestHistoryCompacted(t *testing.T) {
 	check("after removal")
 }
 
-// TestHistoryDeleteAtCompactedRevision: a delete at the compacted
-// revision is not reported, before or after physical removal.
+// TestHistoryDeleteAtCompactedRevision: a delete at the compacted revision
+// is reported without PrevKv, before and after physical removal, as etcd
+// 3.7.3's watch does (server/e2e TestWatchFromCompactRevisionSameAsEtcd);
+// the next compaction above it removes the tombstone.
 func TestHistoryDeleteAtCompactedRevision(t *testing.T) {
 	h := newHarness(t)
 	h.put("a", "1") // 2
 	h.del("a", "")  // 3
 	h.put("b", "1") // 4
-	h.write(func(w *Writer) {
-		if _, err := w.Compact(&pb.CompactionRequest{Revision: 3}); err != nil {
-			t.Fatal(err)
+	compact := func(rev int64) {
+		h.write(func(w *Writer) {
+			if _, err := w.Compact(&pb.CompactionRequest{Revision: rev}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	removeAll := func() {
+		for done := false; !done; {
+			b := h.db.NewBatch()
+			var err error
+			if done, err = h.s.CompactStep(b, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
 		}
-	})
-	got, _, err := h.s.History([]byte{0}, []byte{0}, 3, 4, 100)
-	if err != nil || eventsString(got) != "PUT \"b\"@4 prev=false; " {
-		t.Fatalf("history from 3: %s %v", eventsString(got), err)
+	}
+	compact(3)
+	want := "DELETE \"a\"@3 prev=false; PUT \"b\"@4 prev=false; "
+	for _, stage := range []string{"before removal", "after removal"} {
+		got, _, err := h.s.History([]byte{0}, []byte{0}, 3, 4, 100)
+		if err != nil || eventsString(got) != want {
+			t.Fatalf("%s: history from 3: %s %v, want %s", stage, eventsString(got), err, want)
+		}
+		removeAll()
+	}
+	if n, _ := countVersions(h.db); n != 2 { // a's tombstone at 3, b@4
+		t.Errorf("%d versions after compaction at 3, want 2", n)
+	}
+	// The key index entry of a still says created at 2; the tombstone
+	// alone no longer shows it, and the check allows that.
+	if err := h.s.VerifyKeyIndex(); err != nil {
+		t.Errorf("key index after compaction at 3: %v", err)
+	}
+	compact(4)
+	removeAll()
+	if n, _ := countVersions(h.db); n != 1 { // b@4
+		t.Errorf("%d versions after compaction at 4, want 1", n)
+	}
+	if resp := h.get(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: 4}); keysOf(resp) != "b" {
+		t.Errorf("read at 4: %v", resp)
 	}
 }
 

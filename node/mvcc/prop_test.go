@@ -393,7 +393,9 @@ func (r *runner) checkPhysical() error {
 				want++
 			}
 		}
-		if newestBelow >= 0 && h[newestBelow].kv != nil {
+		// The newest version at or below the compacted revision stays,
+		// a tombstone only when it is exactly at that revision.
+		if newestBelow >= 0 && (h[newestBelow].kv != nil || h[newestBelow].rev == r.m.compactRev) {
 			want++
 		}
 	}

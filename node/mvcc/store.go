@@ -17,6 +17,13 @@ type Options struct {
 	// rpctypes.ErrGRPCLeaseNotFound.
 	LeaseExists func(id int64) bool
 
+	// CompactDropsNewestAtTarget is a planted bug for the simulator's
+	// checks (node.TestingKnobs.CompactDropsNewestVersion): compaction
+	// also removes a key's version made exactly at the compacted revision
+	// when the key has a newer one, so a read at the compacted revision
+	// misses the key. Never set outside planted-bug tests.
+	CompactDropsNewestAtTarget bool
+
 	// chunkBits sets the key chunk size to about 2^chunkBits keys; 0 means
 	// defaultChunkBits. Every store of one cluster must use the same, so
 	// only tests change it, to make chunks of a few keys.
@@ -53,6 +60,11 @@ type Store struct {
 	// writerActive is set while a Writer exists that has not published.
 	// Owned by the apply goroutine.
 	writerActive bool
+
+	// afterStateLoad, if set (tests only), runs in openView between the
+	// load of the published state and the Pebble snapshot, where a Publish
+	// from the apply goroutine forces the reader to try again.
+	afterStateLoad func()
 }
 
 // Open opens the keyspace stored in db, recovering the current and the
@@ -162,6 +174,9 @@ type readView struct {
 func (s *Store) openView() readView {
 	for {
 		st := s.state.Load()
+		if s.afterStateLoad != nil {
+			s.afterStateLoad()
+		}
 		snap := s.db.NewSnapshot()
 		if s.state.Load() == st {
 			return readView{snap: snap, rev: st.rev, compactRev: st.compactRev, chunkBits: s.chunkBits}

@@ -42,7 +42,12 @@ type Config struct {
 	// OnSnapshotInstalled is called on the loop goroutine after the
 	// keyspace was replaced by a snapshot's; it must not block.
 	OnSnapshotInstalled func()
-	Logger              *slog.Logger
+	// OnLeaderLost is called on the loop goroutine after every tick at
+	// which the node reports LeaderLost (no leader for three election
+	// timeouts): the streams that require a leader must end. It must not
+	// block. Nil ignores it.
+	OnLeaderLost func()
+	Logger       *slog.Logger
 }
 
 func (c *Config) ensureDefaults() {
@@ -69,6 +74,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.OnSnapshotInstalled == nil {
 		c.OnSnapshotInstalled = func() {}
+	}
+	if c.OnLeaderLost == nil {
+		c.OnLeaderLost = func() {}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -307,6 +315,9 @@ func (l *loop) step(m *raftpb.Message) {
 
 func (l *loop) tick(now time.Time) {
 	l.n.Tick()
+	if l.n.LeaderLost() {
+		l.d.cfg.OnLeaderLost()
+	}
 	l.expire(now)
 }
 

@@ -88,21 +88,48 @@ func (s *Lease) LeaseLeases(ctx context.Context, req *pb.LeaseLeasesRequest) (*p
 // LeaseKeepAlive implements etcdserverpb.LeaseServer: one renewal per
 // request, answered in order. An unknown or expired lease gets TTL 0. An
 // error ends the stream; etcd's client opens a new one.
+//
+// Requests are received on another goroutine so that the stream also ends
+// when its context does (a stream that requires a leader, canceled when
+// the member lost it), not only at the client's next request.
 func (s *Lease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	reqs := make(chan *pb.LeaseKeepAliveRequest)
+	recvc := make(chan error, 1)
+	go func() { recvc <- recvKeepAlives(stream, reqs) }()
+	for {
+		select {
+		case req := <-reqs:
+			resp, err := s.renew(stream.Context(), req)
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		case err := <-recvc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+// recvKeepAlives hands the stream's requests to reqs, one at a time, until
+// the stream fails (io.EOF when the client closed its side) or its context
+// ends.
+func recvKeepAlives(stream pb.Lease_LeaseKeepAliveServer, reqs chan<- *pb.LeaseKeepAliveRequest) error {
 	for {
 		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		if err != nil {
 			return err
 		}
-		resp, err := s.renew(stream.Context(), req)
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
+		select {
+		case reqs <- req:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
 		}
 	}
 }

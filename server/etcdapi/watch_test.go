@@ -254,9 +254,25 @@ func TestWatchFragments(t *testing.T) {
 
 // TestWatchStalledConsumer: a client that never reads its watch does not
 // hold up writes, and a reader that then starts gets every event.
+//
+// The work is bounded by bytes and events, not by a deadline: ≈5 MB of
+// events (past gRPC's flow-control windows and its 4 MiB message limit)
+// in stalledWrites puts of 64 KiB, far more than the hub's buffer of
+// stalledBufferEventsMax, so the watcher falls behind and is caught up.
+// The stream's context is only a hang guard, far above what the test
+// needs even on a loaded machine (it used to be 1200 puts of 4 KiB under
+// a 10 s deadline, which a full `make test` sometimes exceeded).
 func TestWatchStalledConsumer(t *testing.T) {
-	m := startMember(t, watch.Config{BufferEventsMax: 64, ResyncInterval: time.Millisecond}, Limits{})
-	stalled, err := pb.NewWatchClient(m.conn).Watch(ctx(t))
+	const (
+		stalledWrites          = 80
+		stalledValueBytes      = 64 << 10
+		stalledBufferEventsMax = 8
+		stalledHangGuard       = 2 * time.Minute
+	)
+	m := startMember(t, watch.Config{BufferEventsMax: stalledBufferEventsMax, ResyncInterval: time.Millisecond}, Limits{})
+	streamCtx, cancel := context.WithTimeout(context.Background(), stalledHangGuard)
+	t.Cleanup(cancel)
+	stalled, err := pb.NewWatchClient(m.conn).Watch(streamCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,22 +280,25 @@ func TestWatchStalledConsumer(t *testing.T) {
 	if err := stalled.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: create}}); err != nil {
 		t.Fatal(err)
 	}
-	value := strings.Repeat("v", 4096)
-	const writes = 1200 // ≈5 MB of events: past gRPC's flow-control windows and its 4 MiB message limit
-	for range writes {
+	value := strings.Repeat("v", stalledValueBytes)
+	for range stalledWrites {
 		m.put(t, "s", value)
 	}
-	got := 0
-	for got < writes {
+	got, receivedBytes := 0, 0
+	for got < stalledWrites {
 		resp, err := stalled.Recv()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, ev := range resp.Events {
-			if want := int64(got + 2); ev.Kv.ModRevision != want {
-				t.Fatalf("event at %d, want %d", ev.Kv.ModRevision, want)
+			if want := int64(got + 2); ev.Kv.ModRevision != want || len(ev.Kv.Value) != stalledValueBytes {
+				t.Fatalf("event at %d with %d bytes, want %d with %d", ev.Kv.ModRevision, len(ev.Kv.Value), want, stalledValueBytes)
 			}
 			got++
+			receivedBytes += len(ev.Kv.Value)
 		}
+	}
+	if receivedBytes < 5_000_000 {
+		t.Fatalf("received %d bytes of values, want ≥ 5 MB", receivedBytes)
 	}
 }

@@ -105,7 +105,9 @@ func waitGone(t *testing.T, c *clientv3.Client, key string, within time.Duration
 func TestKeepAliveKeepsLeaseAlive(t *testing.T) {
 	_, c := startMember(t, t.TempDir(), etcdapi.Limits{})
 	ctx := ctxT(t)
-	g, err := c.Grant(ctx, 1)
+	// A 2 s TTL: the client renews every third of it, so a renewal
+	// delayed by load beyond a whole second does not let the lease lapse.
+	g, err := c.Grant(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +123,12 @@ func TestKeepAliveKeepsLeaseAlive(t *testing.T) {
 		for range ch {
 		}
 	}()
-	time.Sleep(3 * time.Second) // three TTLs
+	time.Sleep(5 * time.Second) // two and a half TTLs
 	if r, err := c.Get(ctx, "alive"); err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("key of a kept-alive lease: %v, %v", r, err)
 	}
 	stop()
-	waitGone(t, c, "alive", 5*time.Second)
+	waitGone(t, c, "alive", 10*time.Second)
 }
 
 func TestConcurrencyMutexAndElection(t *testing.T) {
@@ -279,7 +281,8 @@ const leaseTTLAcrossLeaderChange = 3
 // an abandoned one still does.
 func TestLeasesAcrossLeaderChange(t *testing.T) {
 	members, clients := startCluster(t)
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), abandonedExpiryBound+20*time.Second)
+	defer cancel()
 	if _, err := clients[0].Put(ctx, "warm", "up"); err != nil {
 		t.Fatal(err)
 	}
@@ -317,25 +320,40 @@ func TestLeasesAcrossLeaderChange(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	members[leader].Stop(0)
 	// The new leader gives every lease its full TTL again: the abandoned
-	// one expires a TTL and an election after the stop; the others must
-	// live on through keep-alives that, on a loaded machine under the race
-	// detector, may take most of a second each.
-	time.Sleep(2*leaseTTLAcrossLeaderChange*time.Second + time.Second)
-	for i, c := range clients {
-		if i == leader {
-			continue
+	// one expires a TTL and an election after the stop. Until every
+	// surviving member has seen it go, each must still hold the keys of the
+	// kept-alive leases. The wait is bounded by abandonedExpiryBound, not
+	// timed: a loaded machine under the race detector only makes it longer.
+	deadline := time.Now().Add(abandonedExpiryBound)
+	for {
+		gone := 0
+		for i, c := range clients {
+			if i == leader {
+				continue
+			}
+			for j := range clients {
+				r, err := c.Get(ctx, fmt.Sprintf("alive%d", j))
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case j != leader && len(r.Kvs) != 1:
+					t.Fatalf("member %d: key of kept-alive lease %x (through member %d) is gone", i, ids[j], j)
+				case j == leader && len(r.Kvs) == 0:
+					gone++
+				}
+			}
 		}
-		for j := range clients {
-			r, err := c.Get(ctx, fmt.Sprintf("alive%d", j))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if j != leader && len(r.Kvs) != 1 {
-				t.Fatalf("member %d: key of kept-alive lease %x (through member %d) is gone", i, ids[j], j)
-			}
-			if j == leader && len(r.Kvs) != 0 {
-				t.Fatalf("member %d: key of abandoned lease %x survived", i, ids[j])
-			}
+		if gone == len(clients)-1 {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key of abandoned lease %x survived %v after its member stopped", ids[leader], abandonedExpiryBound)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// abandonedExpiryBound bounds the wait in TestLeasesAcrossLeaderChange for
+// the abandoned lease to expire: its TTL and an election, many times over.
+const abandonedExpiryBound = 30 * time.Second

@@ -1,6 +1,7 @@
 package member
 
 import (
+	"cmp"
 	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -74,6 +75,9 @@ type Config struct {
 	// (cmd/cairn/failpoints.go), and tests run members on a vfs.MemFS.
 	FS    vfs.FS
 	Knobs node.TestingKnobs
+	// LeaseClock is the node's clock for lease expiry. Default the wall
+	// clock; the chaos self-tests plant a wrong one.
+	LeaseClock node.Clock
 	// MemoryBudgetBytes is --memory-budget: the memory the member's
 	// caches of user data share (node.SplitMemoryBudget). Default
 	// node.DefaultMemoryBudgetBytes.
@@ -186,8 +190,11 @@ type Member struct {
 	peerListeners []net.Listener
 	transport     *transport.Transport
 	// hub serves watches from the events the driver hands it.
-	hub         *watch.Hub
-	httpServers []*http.Server
+	hub *watch.Hub
+	// leaderStreams are the client streams that require a leader; they
+	// end when the node reports LeaderLost.
+	leaderStreams *etcdapi.LeaderStreams
+	httpServers   []*http.Server
 	// httpListeners are the listeners of httpServers, in the same order.
 	httpListeners []net.Listener
 	serveWG       sync.WaitGroup
@@ -271,6 +278,7 @@ func (m *Member) startLoop() {
 		RecentBytesMax:         int(m.budget.WatchWindowBytes),
 		ProgressNotifyInterval: m.cfg.WatchProgressNotifyInterval,
 	}, m.cfg.Logger.With("component", "watch"))
+	m.leaderStreams = etcdapi.NewLeaderStreams(func() bool { return m.node.Status().Leader != 0 })
 	m.driver = driver.Start(m.node, driver.Config{
 		TickInterval:        m.cfg.TickInterval,
 		Logger:              m.cfg.Logger,
@@ -278,6 +286,7 @@ func (m *Member) startLoop() {
 		OnEvents:            m.hub.Notify,
 		OnMembershipChanged: m.syncPeers,
 		OnSnapshotInstalled: m.hub.Resync,
+		OnLeaderLost:        m.leaderStreams.CancelAll,
 	})
 }
 
@@ -366,7 +375,7 @@ func (m *Member) openNode(st start) error {
 		Rand:                   newRand(),
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
-		Clock:                  wallClock{},
+		Clock:                  cmp.Or[node.Clock](m.cfg.LeaseClock, wallClock{}),
 		Limits:                 m.cfg.Limits,
 		ClusterID:              m.Identity.ClusterID,
 		ClusterToken:           m.cfg.InitialClusterToken,
@@ -489,7 +498,7 @@ func (m *Member) serve() {
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
 		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
-		grpc.StreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner)),
+		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor()),
 		// Plain text on http listeners, TLS on https ones.
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
 	}, m.metrics.GRPCServerOptions()...)...)

@@ -86,8 +86,10 @@ func waitPublished(t *testing.T, m *Member) {
 	}
 }
 
+// ctxT bounds a test's requests: a guard against a hang, long enough
+// for a loaded machine under the race detector.
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -78,7 +78,7 @@ func (m *Member) autoTLS(c *tlsutil.Config, auto bool, port string, listenURLs [
 			hosts = append(hosts, u.Host)
 		}
 	}
-	certFile, keyFile, err := tlsutil.SelfCert(filepath.Join(m.cfg.DataDir, "fixtures", port), hosts, m.cfg.SelfSignedCertValidityYears)
+	certFile, keyFile, err := tlsutil.SelfCert(m.cfg.FS, filepath.Join(m.cfg.DataDir, "fixtures", port), hosts, m.cfg.SelfSignedCertValidityYears)
 	if err != nil {
 		return fmt.Errorf("failed to get %s self-signed certs: %w", port, err)
 	}

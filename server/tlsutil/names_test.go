@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cairn-db/cairn/server/tlsutil"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func TestVersionsAndCipherSuitesAsEtcd(t *testing.T) {
@@ -44,10 +45,10 @@ func TestVersionsAndCipherSuitesAsEtcd(t *testing.T) {
 
 func TestSelfCert(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "fixtures", "client")
-	if _, _, err := tlsutil.SelfCert(dir, nil, 0); err == nil || err.Error() != "selfSignedCertValidity is invalid,it should be greater than 0" {
+	if _, _, err := tlsutil.SelfCert(vfs.Default, dir, nil, 0); err == nil || err.Error() != "selfSignedCertValidity is invalid,it should be greater than 0" {
 		t.Fatalf("validity 0: %v", err)
 	}
-	certFile, keyFile, err := tlsutil.SelfCert(dir, []string{"127.0.0.1:2379", "localhost:2379"}, 2)
+	certFile, keyFile, err := tlsutil.SelfCert(vfs.Default, dir, []string{"127.0.0.1:2379", "localhost:2379"}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestSelfCert(t *testing.T) {
 		t.Errorf("validity %v years, want 2", years)
 	}
 	before, _ := os.ReadFile(certFile)
-	if _, _, err := tlsutil.SelfCert(dir, nil, 1); err != nil {
+	if _, _, err := tlsutil.SelfCert(vfs.Default, dir, nil, 1); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := os.ReadFile(certFile); string(after) != string(before) {

@@ -11,9 +11,10 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // DefaultSelfSignedCertValidityYears is --self-signed-cert-validity's
@@ -28,12 +29,14 @@ const selfSignedSerialBits = 128
 // certificate for hosts (host:port strings; the ports are dropped), valid
 // for validityYears, and returns their paths. Existing files are reused,
 // as etcd reuses them across restarts; --auto-tls keeps them in
-// <data-dir>/fixtures/client and --peer-auto-tls in .../peer.
-func SelfCert(dir string, hosts []string, validityYears uint) (certFile, keyFile string, err error) {
+// <data-dir>/fixtures/client and --peer-auto-tls in .../peer. The files
+// are written through fs, the member's filesystem, and synced with their
+// directory.
+func SelfCert(fs vfs.FS, dir string, hosts []string, validityYears uint) (certFile, keyFile string, err error) {
 	if validityYears == 0 {
 		return "", "", errors.New("selfSignedCertValidity is invalid,it should be greater than 0")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return "", "", fmt.Errorf("create certificate directory: %w", err)
 	}
 	if certFile, err = filepath.Abs(filepath.Join(dir, "cert.pem")); err != nil {
@@ -42,8 +45,8 @@ func SelfCert(dir string, hosts []string, validityYears uint) (certFile, keyFile
 	if keyFile, err = filepath.Abs(filepath.Join(dir, "key.pem")); err != nil {
 		return "", "", err
 	}
-	_, certErr := os.Stat(certFile)
-	_, keyErr := os.Stat(keyFile)
+	_, certErr := fs.Stat(certFile)
+	_, keyErr := fs.Stat(keyFile)
 	if certErr == nil && keyErr == nil {
 		return certFile, keyFile, nil
 	}
@@ -51,13 +54,32 @@ func SelfCert(dir string, hosts []string, validityYears uint) (certFile, keyFile
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+	if err := writeSynced(fs, keyFile, keyPEM); err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+	if err := writeSynced(fs, certFile, certPEM); err != nil {
 		return "", "", err
+	}
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return "", "", err
+	}
+	if err := errors.Join(d.Sync(), d.Close()); err != nil {
+		return "", "", fmt.Errorf("sync certificate directory: %w", err)
 	}
 	return certFile, keyFile, nil
+}
+
+// writeSynced writes data to a new file at path and syncs it.
+func writeSynced(fs vfs.FS, path string, data []byte) error {
+	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // selfSigned makes a P-521 ECDSA key (etcd's choice) and a CA certificate
