@@ -53,6 +53,11 @@ func (n *Node) loadAuth() error {
 		return fmt.Errorf("load auth state: %w", err)
 	}
 	n.authStore = s
+	if n.tokens == nil {
+		n.tokens = auth.NewTokens()
+		n.authNowNanos.Store(n.now().UnixNano())
+	}
+	n.publishAuth(true)
 	return nil
 }
 
@@ -60,6 +65,11 @@ func (n *Node) loadAuth() error {
 // is a failure of the member, not of the request.
 func (n *Node) applyAuth(b *pebble.Batch, w *mvcc.Writer, req *pb.InternalRaftRequest, out *Output) error {
 	c := Completion{ID: req.GetHeader().GetID()}
+	info := auth.Info{User: req.GetHeader().GetUsername(), Revision: req.GetHeader().GetAuthRevision()}
+	if c.Err = n.authStore.CheckManagement(info, req); c.Err != nil {
+		out.Done = append(out.Done, c)
+		return nil
+	}
 	var err error
 	c.Response, c.Err, err = n.authStore.Apply(b, req, &pb.ResponseHeader{Revision: w.Rev()})
 	if err != nil {
@@ -67,9 +77,34 @@ func (n *Node) applyAuth(b *pebble.Batch, w *mvcc.Writer, req *pb.InternalRaftRe
 	}
 	if c.Err == nil {
 		n.completeHeader(c.Response)
+		n.authChanged = true
+		if user, ok := auth.InvalidatesTokens(req); ok {
+			n.tokens = n.tokens.WithoutUser(user)
+		}
+		if req.AuthDisable != nil {
+			n.tokens = auth.NewTokens()
+		}
 	}
 	out.Done = append(out.Done, c)
 	return nil
+}
+
+// applyAuthenticate issues a simple token when an Authenticate entry at
+// index applies, if the auth state is still the one its password was
+// checked against; every member registers it, and the member that
+// proposed it answers.
+func (n *Node) applyAuthenticate(w *mvcc.Writer, index uint64, req *pb.InternalRaftRequest, out *Output) {
+	c := Completion{ID: req.GetHeader().GetID()}
+	a := req.GetAuthenticate()
+	if c.Err = n.authStore.CheckAuthenticate(a.GetName(), req.GetHeader().GetAuthRevision()); c.Err == nil {
+		token := auth.SimpleToken(a.GetSimpleToken(), index)
+		n.tokens = n.tokens.With(token, a.GetName(), n.now().UnixNano()+n.cfg.AuthTokenTTL.Nanoseconds())
+		n.tokensChanged = true
+		resp := &pb.AuthenticateResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}, Token: token}
+		n.completeHeader(resp)
+		c.Response = resp
+	}
+	out.Done = append(out.Done, c)
 }
 
 // AuthEnabled reports whether auth is enabled, as of the last applied

@@ -53,7 +53,10 @@ func TestAuthRequestsReplicated(t *testing.T) {
 	if !h.caughtUp(leader, follower) {
 		t.Fatal("follower did not catch up after a crash")
 	}
-	resp, err = h.serve(follower, Request{AuthRequests: AuthRequests{AuthRoleList: &pb.AuthRoleListRequest{}}})
+	if _, err := h.serve(follower, Request{AuthRequests: AuthRequests{AuthRoleList: &pb.AuthRoleListRequest{}}}); !errors.Is(err, rpctypes.ErrGRPCUserEmpty) {
+		t.Fatalf("role list without credentials once auth is enabled: %v", err)
+	}
+	resp, err = h.serve(follower, Request{AuthRequests: AuthRequests{AuthRoleList: &pb.AuthRoleListRequest{}}, Credentials: Credentials{CommonName: "root"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,17 @@ type Node struct {
 	// authStore holds the users, roles and auth settings applied so far
 	// (authrequests.go).
 	authStore *auth.Store
+	// tokens are the simple tokens this member issued (authcheck.go).
+	tokens *auth.Tokens
+	// authView is the auth state readers on other goroutines check
+	// against, published by the loop (authcheck.go).
+	authView atomic.Pointer[authState]
+	// authNowNanos is the member's clock at the last tick, the time
+	// tokens expire by on every goroutine.
+	authNowNanos atomic.Int64
+	// authChanged and tokensChanged say the batch being applied changed
+	// the auth store, or only the tokens.
+	authChanged, tokensChanged bool
 }
 
 // Output is what one Process call asks the driver to do.
@@ -385,6 +396,7 @@ func (n *Node) Tick() {
 	n.expireMemberChanges()
 	n.finishTransfers()
 	n.sampleDBSize()
+	n.authTick()
 	n.autoCompactTick()
 }
 
