@@ -3,12 +3,14 @@ package etcdapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/driver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -53,13 +55,36 @@ func serveAuth[R any](ctx context.Context, s *Auth, req node.AuthRequests) (R, e
 }
 
 // AuthEnable implements etcdserverpb.AuthServer.
-// Permissions are not enforced yet: the operator is told, every time.
 func (s *Auth) AuthEnable(ctx context.Context, r *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
-	resp, err := serveAuth[*pb.AuthEnableResponse](ctx, s, node.AuthRequests{AuthEnable: r})
-	if err == nil {
-		s.logger.Warn("auth enabled, but cairn does not check tokens or permissions yet: every client may still read and write everything (docs/security.md)")
+	return serveAuth[*pb.AuthEnableResponse](ctx, s, node.AuthRequests{AuthEnable: r})
+}
+
+// authenticateAttemptsMax bounds how often Authenticate checks a password
+// again because the auth state changed between the check and the token's
+// issue ("revision of auth store is old"); etcd retries without a bound.
+const authenticateAttemptsMax = 8
+
+// Authenticate implements etcdserverpb.AuthServer: the core checks the
+// password on this goroutine (bcrypt is costly) against its published auth
+// state, then issues a token through raft if that state is unchanged; if it
+// changed, the password is checked again, as etcd does.
+func (s *Auth) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	var err error
+	for range authenticateAttemptsMax {
+		var req node.Request
+		if req, err = s.d.Node().PrepareAuthenticate(r); err != nil {
+			if !errors.Is(err, rpctypes.ErrGRPCAuthNotEnabled) {
+				s.logger.Warn("invalid authentication was requested", "user", r.GetName(), "error", err)
+			}
+			return nil, err
+		}
+		var resp *pb.AuthenticateResponse
+		resp, err = serve[*pb.AuthenticateResponse](ctx, s.d, req)
+		if !errors.Is(err, rpctypes.ErrGRPCAuthOldRevision) {
+			return resp, err
+		}
 	}
-	return resp, err
+	return nil, err
 }
 
 // AuthDisable implements etcdserverpb.AuthServer.

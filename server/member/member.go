@@ -3,7 +3,6 @@ package member
 import (
 	"cmp"
 	crand "crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math"
@@ -104,6 +103,9 @@ type Config struct {
 	// password added or changed through the Auth service. Default
 	// bcrypt.DefaultCost (10).
 	BcryptCost int
+	// AuthTokenTTL is --auth-token-ttl: how long a simple auth token stays
+	// valid after its last use. Default 300 s (node.Config).
+	AuthTokenTTL time.Duration
 
 	// MaxConcurrentStreams bounds the gRPC streams one client connection
 	// may open (--max-concurrent-streams). Default math.MaxUint32, etcd's.
@@ -373,6 +375,7 @@ func (m *Member) openNode(st start) error {
 		SnapshotCount:          m.cfg.SnapshotCount,
 		SnapshotCatchUpEntries: m.cfg.SnapshotCatchUpEntries,
 		Rand:                   newRand(),
+		AuthTokenTTL:           m.cfg.AuthTokenTTL,
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
 		Clock:                  cmp.Or[node.Clock](m.cfg.LeaseClock, wallClock{}),
@@ -414,11 +417,14 @@ func (m *Member) memberDir() string { return filepath.Join(m.cfg.DataDir, "membe
 
 // newRand seeds the node's request-ID source from the operating system.
 func newRand() *rand.Rand {
-	var seed [16]byte
+	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		panic(fmt.Sprintf("member: read random seed: %v", err))
 	}
-	return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	// ChaCha8, a cryptographically strong generator: its output includes
+	// the random part of auth tokens, which must not be predictable from
+	// the lease IDs a client sees.
+	return rand.New(rand.NewChaCha8(seed))
 }
 
 func (m *Member) listen() error {
@@ -497,13 +503,16 @@ func (m *Member) serve() {
 		// of the CPU under a put load). Workers keep their grown stacks; a
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
-		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
-		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor()),
+		grpc.ChainUnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner),
+			etcdapi.CredentialsUnaryInterceptor(m.cfg.ClientTLS.ClientCertAuth)),
+		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor(),
+			etcdapi.CredentialsStreamInterceptor(m.cfg.ClientTLS.ClientCertAuth)),
 		// Plain text on http listeners, TLS on https ones.
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
 	}, m.metrics.GRPCServerOptions()...)...)
 	kv := etcdapi.NewKV(m.driver)
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
+	watchService.Permitted = m.node.CheckWatch
 	pb.RegisterKVServer(m.grpc, kv)
 	pb.RegisterWatchServer(m.grpc, watchService)
 	m.leaderConns = newLeaderConns(m)

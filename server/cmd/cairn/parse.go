@@ -204,6 +204,7 @@ func (o *options) config() (member.Config, error) {
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(o.maxRequestBytes), MaxTxnOps: int(o.maxTxnOps), QuotaBackendBytes: o.quotaBackendBytes},
 		MemoryBudgetBytes:        budgetBytes,
 		BcryptCost:               o.bcryptCost,
+		AuthTokenTTL:             time.Duration(o.authTokenTTLSeconds) * time.Second,
 		MaxConcurrentStreams:     uint32(o.maxConcurrentStreams),
 		GRPCKeepAliveMinTime:     o.grpcKeepAliveMinTime,
 		// etcd passes no keepalive parameters unless both are positive;
