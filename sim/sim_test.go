@@ -115,14 +115,19 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// a key's version made at the compacted revision while a newer
 		// one exists; only reads at the compacted revision can see it.
 		{"compact-drops-newest-version", node.TestingKnobs{CompactDropsNewestVersion: true}, nil, []FailureKind{FailHistoricalRead}},
+		// Auth in the core: a write admitted before a revocation and
+		// applied after it, without the check at apply.
+		// (run with the auth workload: plantedBugNeedsAuth).
+		{"skip-apply-auth-check", node.TestingKnobs{SkipApplyAuthCheck: true}, nil, []FailureKind{FailAuth}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			seeds := cmp.Or(plantedBugSeedsFor[tc.name], plantedBugSeeds)
 			for seed := uint64(1); seed <= seeds; seed++ {
-				res := Run(Options{Seed: seed, DurationMicros: shortRunMicros, Knobs: tc.knobs, Faults: tc.faults})
+				res := Run(Options{Seed: seed, DurationMicros: shortRunMicros, Knobs: tc.knobs, Faults: tc.faults, Auth: plantedBugNeedsAuth[tc.name]})
 				if slices.ContainsFunc(tc.checks, res.FailedWith) {
-					t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 20s -plant %s)", seed, res.Failures, seed, tc.name)
+					auth := map[bool]string{true: " -auth"}[plantedBugNeedsAuth[tc.name]]
+					t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 20s%s -plant %s)", seed, res.Failures, seed, auth, tc.name)
 					return
 				}
 				if !res.Passed() {
@@ -133,6 +138,9 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		})
 	}
 }
+
+// plantedBugNeedsAuth are the planted bugs only the auth workload reaches.
+var plantedBugNeedsAuth = map[string]bool{"skip-apply-auth-check": true}
 
 // plantedBugSeeds is how many seeds a planted-bug test may try.
 const plantedBugSeeds = 40
