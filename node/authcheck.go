@@ -63,21 +63,26 @@ func (n *Node) authTick() {
 	}
 }
 
-// resolve decides who presented c: nobody while auth is disabled or
-// without credentials; the token's user, if the token is known and
-// unexpired (else "invalid auth token"); else the certificate's common
-// name. Simple tokens are resolved at the current auth revision, as in
-// etcd: a change of permissions applies to tokens already issued.
+// resolve decides who presented c: the token's user, if the token is
+// known and unexpired (else "invalid auth token"); else the certificate's
+// common name; else nobody. Simple tokens are resolved at the current auth
+// revision, as in etcd: a change of permissions applies to tokens already
+// issued.
+//
+// While auth is disabled on this member nothing is refused, but known
+// credentials are still resolved: the entry enabling auth may be committed
+// and not yet applied here, and a write admitted now is then checked, when
+// it applies, as its user's (etcd carries no user, and refuses it with
+// "user name is empty"). Enabling auth does not move the auth revision.
 func (n *Node) resolve(st *authState, c Credentials) (auth.Info, error) {
-	if !st.store.Enabled() {
-		return auth.Info{}, nil
-	}
 	if c.Token != "" {
 		user, ok := st.tokens.Lookup(c.Token, n.authNowNanos.Load(), n.cfg.AuthTokenTTL.Nanoseconds())
-		if !ok {
+		switch {
+		case ok:
+			return auth.Info{User: user, Revision: st.store.Revision()}, nil
+		case st.store.Enabled():
 			return auth.Info{}, rpctypes.ErrGRPCInvalidAuthToken
 		}
-		return auth.Info{User: user, Revision: st.store.Revision()}, nil
 	}
 	if c.CommonName != "" {
 		return auth.Info{User: c.CommonName, Revision: st.store.Revision()}, nil
@@ -165,11 +170,11 @@ func (n *Node) PrepareAuthenticate(r *pb.AuthenticateRequest) (Request, error) {
 // checked when the request is served (reads) or applied (writes).
 func (n *Node) admitAuth(req Request) (auth.Info, error) {
 	st := n.authView.Load()
-	if req.Authenticate != nil || !st.store.Enabled() {
+	if req.Authenticate != nil {
 		return auth.Info{}, nil
 	}
 	info, err := n.requestInfo(st, req)
-	if err != nil {
+	if err != nil || !st.store.Enabled() {
 		return info, err
 	}
 	switch {

@@ -422,3 +422,25 @@ func TestAuthMemberRequestsRunAsRoot(t *testing.T) {
 	}
 	t.Fatal("the expired lease's key is still there")
 }
+
+// TestAuthWriteAdmittedBeforeEnable: a write admitted while auth is not
+// enabled yet on its member, and applied after the enable, is checked as
+// its certificate's user; one without credentials is refused, as in etcd.
+func TestAuthWriteAdmittedBeforeEnable(t *testing.T) {
+	c := newAuthCluster(t, TestingKnobs{})
+	root := c.token(c.leader, "root", "rootpw")
+	c.wantErr(c.leader, withToken(Request{AuthRequests: AuthRequests{AuthDisable: &pb.AuthDisableRequest{}}}, root), nil)
+	enable := c.node(c.leader).Start(Request{AuthRequests: AuthRequests{AuthEnable: &pb.AuthEnableRequest{}}})
+	byCert := c.node(c.leader).Start(Request{Put: &pb.PutRequest{Key: []byte("a1")}, Credentials: Credentials{CommonName: "alice"}})
+	denied := c.node(c.leader).Start(Request{Put: &pb.PutRequest{Key: []byte("b1")}, Credentials: Credentials{CommonName: "alice"}})
+	anonymous := c.node(c.leader).Start(Request{Put: &pb.PutRequest{Key: []byte("a2")}})
+	c.settle()
+	for _, tc := range []struct {
+		id   uint64
+		want error
+	}{{enable, nil}, {byCert, nil}, {denied, rpctypes.ErrGRPCPermissionDenied}, {anonymous, rpctypes.ErrGRPCUserEmpty}} {
+		if err := c.mustComplete(c.leader, tc.id).Err; !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
+			t.Fatalf("request %x: %v, want %v", tc.id, err, tc.want)
+		}
+	}
+}

@@ -393,7 +393,7 @@ func (r *deferredRead) serve() (proto.Message, error) {
 	}
 	// As etcd: credentials resolved before a change of the auth state
 	// that landed while the read was served are stale.
-	if info.Revision != 0 && info.Revision != r.n.authView.Load().store.Revision() {
+	if now := r.n.authView.Load().store; now.Enabled() && info.Revision != 0 && info.Revision != now.Revision() {
 		return nil, rpctypes.ErrGRPCAuthOldRevision
 	}
 	return resp, nil

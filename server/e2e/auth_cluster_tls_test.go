@@ -50,6 +50,15 @@ func testClusterTLSAuth(t *testing.T, kind Kind) {
 	must(cli.UserAdd(ctx, "alice", "alicepw"))
 	must(cli.UserGrantRole(ctx, "alice", "alice-rw"))
 	must(cli.AuthEnable(ctx))
+	// Every member applies the enable before the workload: a member that
+	// has not would take a write without its user, which etcd then refuses
+	// ("user name is empty") when the write applies after the enable.
+	for _, m := range c.Running() {
+		st, err := m.Client().AuthStatus(ctx)
+		if err != nil || !st.Enabled {
+			t.Fatalf("%s: auth status %v %v", m.Name, st, err)
+		}
+	}
 
 	tlsWorkload(t, cli)
 	for _, m := range c.Members {
@@ -76,6 +85,27 @@ func testClusterTLSAuth(t *testing.T, kind Kind) {
 	}
 	if _, err := alice.Put(ctx, "tls/alice", "v"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		t.Fatalf("alice's token did not win over the certificate's name: %v", err)
+	}
+	// Alice's lease, kept alive through every member: a follower forwards
+	// the keep-alive to the leader with her token.
+	lease, err := alice.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Put(ctx, "alice/leased", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Running() {
+		one, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, TLS: p.clientTLS(t, p.client),
+			Username: "alice", Password: "alicepw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ka, err := one.KeepAliveOnce(ctx, lease.ID)
+		one.Close()
+		if err != nil || ka.TTL <= 0 {
+			t.Fatalf("%s: alice's keep-alive: %v %v", m.Name, ka, err)
+		}
 	}
 
 	intruder, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: p.clientTLS(t, p.intruder),
