@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -67,6 +68,13 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 	if err := n.timed(&n.metrics.backendCommit, func() error { return b.Commit(pebble.NoSync) }); err != nil {
 		return fmt.Errorf("commit applied state: %w", err)
 	}
+	// The auth state is published before the keyspace: a read that sees
+	// the keyspace after a change of the auth state sees that change too,
+	// and fails as stale (deferredRead.serve).
+	if n.authChanged || n.tokensChanged {
+		n.publishAuth(n.authChanged)
+		n.authChanged, n.tokensChanged = false, false
+	}
 	w.Publish()
 	out.Events = append(out.Events, w.Events()...)
 	n.applied = last
@@ -86,7 +94,7 @@ func (n *Node) applyEntry(b *pebble.Batch, w *mvcc.Writer, e *raftpb.Entry, out 
 		if isHashEntry(e.Data) {
 			return n.applyHashEntry(e.GetIndex(), e.Data)
 		}
-		return n.applyRequest(b, w, e.Data, out)
+		return n.applyRequest(b, w, e.GetIndex(), e.Data, out)
 	case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 		cc, err := unmarshalConfChange(e)
 		if err != nil {
@@ -97,7 +105,7 @@ func (n *Node) applyEntry(b *pebble.Batch, w *mvcc.Writer, e *raftpb.Entry, out 
 	return fmt.Errorf("unknown entry type %v: %w", e.GetType(), errCorrupt)
 }
 
-func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *Output) error {
+func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, index uint64, data []byte, out *Output) error {
 	req := n.proposals.take(data)
 	if req == nil {
 		req = &pb.InternalRaftRequest{}
@@ -128,7 +136,23 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, data []byte, out *O
 		out.Done = append(out.Done, c)
 		return nil
 	}
+	if auth.IsRequest(req) {
+		return n.applyAuth(b, w, req, out)
+	}
+	if req.GetAuthenticate() != nil {
+		n.applyAuthenticate(w, index, req, out)
+		return nil
+	}
 	if c.Err = n.refusedByAlarm(req); c.Err != nil {
+		n.metrics.proposalsFailed.Add(1)
+		out.Done = append(out.Done, c)
+		return nil
+	}
+	reqErr, err := n.checkWrite(w, req)
+	if err != nil {
+		return fmt.Errorf("check permissions: %w", err)
+	}
+	if c.Err = reqErr; c.Err != nil {
 		n.metrics.proposalsFailed.Add(1)
 		out.Done = append(out.Done, c)
 		return nil

@@ -192,7 +192,7 @@ func (n *Node) autoCompactTick() {
 	n.cfg.Logger.Infof("starting auto compaction at revision %d (%s)", target, n.cfg.autoCompactionString())
 	// The completion has no waiter; drivers drop it. The compactor sees
 	// the result in the store's compacted revision.
-	n.Start(Request{Compaction: &pb.CompactionRequest{Revision: target}})
+	n.Start(Request{Compaction: &pb.CompactionRequest{Revision: target}, byMember: true})
 }
 
 // autoCompactionString describes the configuration for the log.

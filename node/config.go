@@ -129,8 +129,12 @@ type Config struct {
 	// drivers such as tests; the server passes the wall clock).
 	Clock Clock
 
-	// Rand is the source of request IDs. Required.
+	// Rand is the source of request IDs, lease IDs and the random part of
+	// simple auth tokens. Required.
 	Rand Rand
+	// AuthTokenTTL is how long a simple auth token stays valid after its
+	// last use (--auth-token-ttl), by the member's Clock. Default 300 s.
+	AuthTokenTTL time.Duration
 	// Logger receives raft's log lines. Default: discards everything but
 	// Fatal and Panic, which panic.
 	Logger raft.Logger
@@ -203,6 +207,11 @@ type TestingKnobs struct {
 	// ReadOnlyLeaseBased): a leader deposed without knowing it, frozen or
 	// cut off, serves stale reads.
 	ReadIndexWithoutHeartbeat bool
+	// SkipApplyAuthCheck applies writes without checking their
+	// permissions again against the auth state of their entry: a
+	// permission revoked between a write's admission and its apply is
+	// bypassed.
+	SkipApplyAuthCheck bool
 	// ServeLocalStaleView serves a serializable range (ServeLocal) from
 	// the keyspace one revision before the published one, as a reader
 	// that kept a view from before the last Publish would, while its
@@ -258,6 +267,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.TickInterval == 0 {
 		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.AuthTokenTTL == 0 {
+		c.AuthTokenTTL = 300 * time.Second
 	}
 	if c.ReadIndexRetryTicks == 0 {
 		c.ReadIndexRetryTicks = c.ElectionTicks

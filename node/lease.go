@@ -198,7 +198,7 @@ func (n *Node) leaseTick() {
 		// revocation that never applies is asked again (a duplicate finds
 		// the lease gone and is harmless). The completion has no waiter;
 		// drivers drop it.
-		n.Start(Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+		n.Start(Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}, byMember: true})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cairn-db/cairn/node/lease"
 	"github.com/cairn-db/cairn/node/mvcc"
@@ -109,6 +110,20 @@ type Node struct {
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor
+	// authStore holds the users, roles and auth settings applied so far
+	// (authrequests.go).
+	authStore *auth.Store
+	// tokens are the simple tokens this member issued (authcheck.go).
+	tokens *auth.Tokens
+	// authView is the auth state readers on other goroutines check
+	// against, published by the loop (authcheck.go).
+	authView atomic.Pointer[authState]
+	// authNowNanos is the member's clock at the last tick, the time
+	// tokens expire by on every goroutine.
+	authNowNanos atomic.Int64
+	// authChanged and tokensChanged say the batch being applied changed
+	// the auth store, or only the tokens.
+	authChanged, tokensChanged bool
 }
 
 // Output is what one Process call asks the driver to do.
@@ -263,6 +278,9 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 		return nil, err
 	}
 	n.downgrade.p.Store(downgrade)
+	if err := n.loadAuth(); err != nil {
+		return nil, err
+	}
 	if n.store, err = n.openStore(); err != nil {
 		return nil, fmt.Errorf("open keyspace: %w", err)
 	}
@@ -390,6 +408,7 @@ func (n *Node) Tick() {
 	n.expireMemberChanges()
 	n.finishTransfers()
 	n.sampleDBSize()
+	n.authTick()
 	n.autoCompactTick()
 	n.corruptionCheckTick()
 }

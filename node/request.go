@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/mvcc"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -42,6 +43,17 @@ type Request struct {
 	Downgrade *pb.DowngradeRequest
 	// ClusterMemberAttrSet publishes a member's name and client URLs.
 	ClusterMemberAttrSet *membershippb.ClusterMemberAttrSetRequest
+	// AuthRequests are the Auth service's requests (authrequests.go).
+	AuthRequests
+	// Authenticate issues a token (PrepareAuthenticate makes it).
+	Authenticate *Authenticate
+
+	// Credentials are not a request: they are what the client presented
+	// with it, for any request above (authcheck.go).
+	Credentials Credentials
+	// byMember marks the member's own requests (a lease expiry's revoke,
+	// an automatic compaction): they run as the root user, as etcd's do.
+	byMember bool
 }
 
 // Limits are the request limits a member enforces, with etcd's defaults.
@@ -104,6 +116,11 @@ func (n *Node) Start(req Request) uint64 {
 		n.completed = append(n.completed, Completion{ID: id, Err: err})
 		return id
 	}
+	info, err := n.admitAuth(req)
+	if err != nil {
+		n.completed = append(n.completed, Completion{ID: id, Err: err})
+		return id
+	}
 	switch {
 	case req.isRead():
 		if req.isSerializable() {
@@ -121,8 +138,15 @@ func (n *Node) Start(req Request) uint64 {
 		n.startMoveLeader(id, req.MoveLeader)
 	case req.Downgrade != nil:
 		n.startDowngrade(id, req.Downgrade)
+	case req.Authenticate != nil:
+		n.propose(id, &pb.InternalRaftRequest{
+			Header:       &pb.RequestHeader{AuthRevision: req.Authenticate.checkedRevision},
+			Authenticate: &pb.InternalAuthenticateRequest{Name: req.Authenticate.Name, SimpleToken: auth.TokenPrefix(n.cfg.Rand.Uint64)},
+		})
 	default:
-		n.propose(id, req.internal())
+		ir := req.internal()
+		ir.Header = &pb.RequestHeader{Username: info.User, AuthRevision: info.Revision}
+		n.propose(id, ir)
 	}
 	return id
 }
@@ -221,9 +245,11 @@ func isSerializableTxn(req *pb.TxnRequest) bool {
 
 // internal is the request as raft replicates it.
 func (r Request) internal() *pb.InternalRaftRequest {
-	return &pb.InternalRaftRequest{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn,
+	ir := &pb.InternalRaftRequest{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn,
 		Compaction: r.Compaction, LeaseGrant: r.LeaseGrant, LeaseRevoke: r.LeaseRevoke,
 		ClusterMemberAttrSet: r.ClusterMemberAttrSet, Alarm: r.Alarm}
+	r.AuthRequests.addTo(ir)
+	return ir
 }
 
 // sampleDBSize refreshes the database size the quota reads, every
@@ -247,7 +273,10 @@ func (n *Node) isLeader() bool { return n.raw.BasicStatus().RaftState == raft.St
 
 // propose encodes a write once, checks its size and hands it to raft.
 func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
-	ir.Header = &pb.RequestHeader{ID: id}
+	if ir.Header == nil {
+		ir.Header = &pb.RequestHeader{}
+	}
+	ir.Header.ID = id
 	if g := ir.GetLeaseGrant(); g != nil && g.GetID() == 0 {
 		g.ID = n.newLeaseID()
 	}
@@ -350,6 +379,27 @@ type deferredRead struct {
 }
 
 func (r *deferredRead) serve() (proto.Message, error) {
+	st := r.n.authView.Load()
+	info, err := r.n.requestInfo(st, r.req)
+	if err == nil {
+		err = r.n.checkRead(st, info, r.req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.read()
+	if err != nil {
+		return nil, err
+	}
+	// As etcd: credentials resolved before a change of the auth state
+	// that landed while the read was served are stale.
+	if now := r.n.authView.Load().store; now.Enabled() && info.Revision != 0 && info.Revision != now.Revision() {
+		return nil, rpctypes.ErrGRPCAuthOldRevision
+	}
+	return resp, nil
+}
+
+func (r *deferredRead) read() (proto.Message, error) {
 	var resp headed
 	var err error
 	if r.req.Range != nil {

@@ -249,6 +249,9 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 		return err
 	}
 	n.downgrade.p.Store(downgrade)
+	if err := n.loadAuth(); err != nil {
+		return fmt.Errorf("load installed auth state: %w", err)
+	}
 	n.applied = meta.GetIndex()
 	n.lastSnapshot = nil
 	return nil

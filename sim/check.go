@@ -46,6 +46,7 @@ func (w *world) finish() {
 	w.checkSerializableReads(committed)
 	w.checkLeasesAndWatches(committed)
 	w.checkLinearizable(committed)
+	w.checkAuth(committed)
 }
 
 func (w *world) healAll() {

@@ -40,6 +40,9 @@ const (
 	FailHistoricalRead FailureKind = "historical-read"
 	// FailLease: a lease expired early, or revoked leases left keys.
 	FailLease FailureKind = "lease"
+	// FailAuth: a write applied or a read served after the user lost the
+	// permission, or a permission denied that was never revoked (auth.go).
+	FailAuth FailureKind = "auth"
 	// FailLock: two sessions held the lock at once.
 	FailLock FailureKind = "lock"
 	// FailLimit: the run exceeded one of its Limits.

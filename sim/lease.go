@@ -136,7 +136,7 @@ func (c *leaseClient) grant() {
 	l.revocation = w.rec.Invoke(revocationClientBase+len(w.leaseOrder), l.revocationRequest())
 	sent := w.sched.nowMicros
 	w.trace.printf("l%d → %s grant %x ttl %ds", c.id, m.name(), l.id, l.ttlSeconds)
-	id := m.node.Start(node.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: l.id, TTL: l.ttlSeconds}})
+	id := m.start(node.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: l.id, TTL: l.ttlSeconds}})
 	w.await(m, id, func(m *member, done *node.Completion) {
 		if done == nil || done.Err != nil {
 			w.trace.printf("l%d ✗ grant %x: %v", c.id, l.id, completionError(done))
@@ -203,7 +203,7 @@ func (c *leaseClient) end(l *simLease, revoke bool) {
 		if m := w.randomLiveMember(); m != nil {
 			l.revokeSentMicros = w.sched.nowMicros
 			w.trace.printf("l%d → %s revoke %x", c.id, m.name(), l.id)
-			id := m.node.Start(node.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: l.id}})
+			id := m.start(node.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: l.id}})
 			w.await(m, id, func(*member, *node.Completion) {})
 		}
 	}
@@ -234,7 +234,7 @@ func (c *leaseClient) keepAlive(l *simLease) {
 	if leader == nil {
 		return
 	}
-	id := leader.node.Start(node.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: l.id}})
+	id := leader.start(node.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: l.id}})
 	w.await(leader, id, func(m *member, done *node.Completion) {
 		if done == nil || l.ended {
 			return

@@ -97,7 +97,7 @@ func (n *nemesis) startAdded(id uint64) {
 func (n *nemesis) request(leader *member, req node.Request, done func(proto.Message)) {
 	w := n.w
 	w.trace.printf("nemesis: %s through %s", describeMemberRequest(req), leader.name())
-	id := leader.node.Start(req)
+	id := leader.start(req)
 	w.await(leader, id, func(_ *member, c *node.Completion) {
 		if c == nil {
 			w.trace.printf("nemesis: member request: timeout or crash")

@@ -262,7 +262,7 @@ func (n *nemesis) transfer() func() {
 	to := others[w.rng.IntN(len(others))]
 	w.trace.printf("nemesis: transfer leadership %s → %s", leader.name(), to.name())
 	// As etcdctl move-leader does; nobody waits for the answer.
-	leader.node.Start(node.Request{MoveLeader: &pb.MoveLeaderRequest{TargetID: to.id}})
+	leader.start(node.Request{MoveLeader: &pb.MoveLeaderRequest{TargetID: to.id}})
 	leader.kick()
 	return func() {}
 }

@@ -35,10 +35,16 @@ func (w *world) await(m *member, id uint64, cb completionCallback) {
 // in the client history like any KV client's: done receives the response
 // and whether it was acknowledged. A put carries lease leaseID.
 func (w *world) recordedOp(clientID int, m *member, req lin.Request, leaseID int64, done func(lin.Response, bool)) {
+	w.recordedOpAs(node.Credentials{}, clientID, m, req, leaseID, func(resp lin.Response, ok bool, _ error) { done(resp, ok) })
+}
+
+// recordedOpAs is recordedOp with the client's credentials; done also
+// receives the request's error.
+func (w *world) recordedOpAs(creds node.Credentials, clientID int, m *member, req lin.Request, leaseID int64, done func(lin.Response, bool, error)) {
 	op := w.rec.Invoke(clientID, req)
 	w.inflight++
 	w.trace.printf("c%d → %s %s", clientID, m.name(), describeRequest(req))
-	finish := func(resp lin.Response, outcome string) {
+	finish := func(resp lin.Response, outcome string, err error) {
 		w.inflight--
 		switch outcome {
 		case "ok":
@@ -53,27 +59,28 @@ func (w *world) recordedOp(clientID int, m *member, req lin.Request, leaseID int
 			w.rec.Unknown(op)
 			w.trace.printf("c%d ? %s", clientID, outcome)
 		}
-		done(resp, outcome == "ok")
+		done(resp, outcome == "ok", err)
 	}
 	nreq := toNodeRequest(req)
+	nreq.Credentials = creds
 	if nreq.Put != nil {
 		nreq.Put.Lease = leaseID
 	}
 	outcome := func(c *node.Completion) {
 		if c == nil {
-			finish(lin.Response{}, "timeout or crash")
+			finish(lin.Response{}, "timeout or crash", nil)
 			return
 		}
 		resp, err := c.Result()
 		if err == nil {
 			var r lin.Response
 			if r, err = fromResponse(req, resp); err == nil {
-				finish(r, "ok")
+				finish(r, "ok", nil)
 				return
 			}
 		}
 		w.trace.printf("c%d ✗ %v", clientID, err)
-		finish(lin.Response{}, "failed")
+		finish(lin.Response{}, "failed", err)
 	}
 	id, local := startOn(m, nreq)
 	if local != nil {
@@ -88,6 +95,7 @@ func (w *world) recordedOp(clientID int, m *member, req lin.Request, leaseID int
 // any other starts on the member's loop and completes later under the
 // returned ID.
 func startOn(m *member, req node.Request) (uint64, *node.Completion) {
+	req = m.w.withRoot(req)
 	if c, ok := m.node.ServeLocal(req); ok {
 		return 0, &c
 	}

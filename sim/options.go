@@ -24,6 +24,10 @@ type Options struct {
 	NoFaults bool
 	// Faults restricts the nemesis to these kinds; empty means all.
 	Faults []FaultKind
+	// Auth runs the auth workload (auth.go): users, roles and
+	// permissions changing under load, clients holding tokens; every
+	// other client acts as the root user.
+	Auth bool
 	// Knobs plant bugs in every member (planted-bug tests).
 	Knobs node.TestingKnobs
 	// Trace, if set, receives the readable trace as the run goes.
@@ -75,8 +79,12 @@ func (o *Options) resolve() *rand.Rand {
 }
 
 func (o Options) String() string {
-	return fmt.Sprintf("seed=%d members=%d clients=%d duration=%ds faults=%v knobs=%+v",
+	s := fmt.Sprintf("seed=%d members=%d clients=%d duration=%ds faults=%v knobs=%+v",
 		o.Seed, o.Members, o.Clients, o.DurationMicros/second, !o.NoFaults, o.Knobs)
+	if o.Auth {
+		s += " auth=true"
+	}
+	return s
 }
 
 // plantedBugs are the node's planted bugs by their -plant name.
@@ -94,6 +102,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
+	"skip-apply-auth-check":        {SkipApplyAuthCheck: true},
 	// Rare in a sweep (about one seed in 50-100 with -faults
 	// crash,isolate-leader,slow-disk: a follower must crash between its
 	// early acknowledgement and its write); node's

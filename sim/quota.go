@@ -70,7 +70,7 @@ func (w *world) refused(m *member, err error) {
 		}
 		w.quota.disarms++
 		w.trace.printf("disarm the NOSPACE alarm of %x on %s", a.GetMemberID(), m.name())
-		id := m.node.Start(node.Request{Alarm: &pb.AlarmRequest{
+		id := m.start(node.Request{Alarm: &pb.AlarmRequest{
 			Action: pb.AlarmRequest_DEACTIVATE, MemberID: a.GetMemberID(), Alarm: a.GetAlarm(),
 		}})
 		w.await(m, id, func(*member, *node.Completion) {})

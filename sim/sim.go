@@ -106,6 +106,8 @@ type world struct {
 	// serializableReads are the acknowledged serializable reads, checked
 	// at the end (serializable.go).
 	serializableReads []serializableRead
+	// auth is the auth workload's state, nil without it (auth.go).
+	auth *authWorld
 }
 
 type ackedPut struct {
@@ -150,6 +152,7 @@ func (w *world) simulate() {
 	w.startClients()
 	w.startWatchers()
 	w.startLeaseClients()
+	w.startAuth()
 	(&nemesis{w: w, kinds: w.faultKinds()}).start()
 	w.runUntil(w.opts.DurationMicros)
 	w.finish()

@@ -119,14 +119,19 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// some puts with another value; the periodic or the compaction
 		// hash check must raise CORRUPT.
 		{"corrupt-applied-value", node.TestingKnobs{CorruptAppliedValue: true}, nil, []FailureKind{FailCorruptAlarm}},
+		// Auth in the core: a write admitted before a revocation and
+		// applied after it, without the check at apply.
+		// (run with the auth workload: plantedBugNeedsAuth).
+		{"skip-apply-auth-check", node.TestingKnobs{SkipApplyAuthCheck: true}, nil, []FailureKind{FailAuth}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			seeds := cmp.Or(plantedBugSeedsFor[tc.name], plantedBugSeeds)
 			for seed := uint64(1); seed <= seeds; seed++ {
-				res := Run(Options{Seed: seed, DurationMicros: shortRunMicros, Knobs: tc.knobs, Faults: tc.faults})
+				res := Run(Options{Seed: seed, DurationMicros: shortRunMicros, Knobs: tc.knobs, Faults: tc.faults, Auth: plantedBugNeedsAuth[tc.name]})
 				if slices.ContainsFunc(tc.checks, res.FailedWith) {
-					t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 20s -plant %s)", seed, res.Failures, seed, tc.name)
+					auth := map[bool]string{true: " -auth"}[plantedBugNeedsAuth[tc.name]]
+					t.Logf("found by seed %d: %v (reproduce: go run ./sim/cmd/cairnsim -seed %d -duration 20s%s -plant %s)", seed, res.Failures, seed, auth, tc.name)
 					return
 				}
 				if !res.Passed() {
@@ -137,6 +142,9 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		})
 	}
 }
+
+// plantedBugNeedsAuth are the planted bugs only the auth workload reaches.
+var plantedBugNeedsAuth = map[string]bool{"skip-apply-auth-check": true}
 
 // plantedBugSeeds is how many seeds a planted-bug test may try.
 const plantedBugSeeds = 40

@@ -260,7 +260,7 @@ func (w *world) compact() {
 	// here (a superset: a request may not commit).
 	w.compactRevisions = append(w.compactRevisions, rev)
 	w.trace.printf("compactor → %s compact at revision %d", m.name(), rev)
-	m.node.Start(node.Request{Compaction: &pb.CompactionRequest{Revision: rev}})
+	m.start(node.Request{Compaction: &pb.CompactionRequest{Revision: rev}})
 	m.kick()
 }
 

@@ -117,3 +117,7 @@ func (s *Store) LeaseKeys(id int64) ([][]byte, error) {
 	defer v.close()
 	return leaseKeys(v.snap, id)
 }
+
+// LeaseKeys returns the keys attached to lease id as of the requests
+// applied so far, in key order.
+func (w *Writer) LeaseKeys(id int64) ([][]byte, error) { return leaseKeys(w.b, id) }

@@ -127,6 +127,14 @@ func (s *Stream) Create(req *pb.WatchCreateRequest) {
 	h.add(w)
 }
 
+// Refuse answers a create request the member refused before the hub saw
+// it (the client may not read the range) as etcd does: created and
+// canceled, watch ID -1, with reason as cancel_reason.
+func (s *Stream) Refuse(reason error) {
+	s.push(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: s.hub.store.Rev()},
+		WatchId: InvalidWatchID, Created: true, Canceled: true, CancelReason: reason.Error()}})
+}
+
 // newWatcher validates a create request and builds its watcher, with
 // etcd's conventions: an empty key is "\x00", range_end "\x00" means every
 // key from key, start revision 0 means after rev.

@@ -20,6 +20,12 @@
 //     the expectations are proven to be etcd's.
 //   - interop_etcdctl_test.go: the same etcdctl commands against etcd and cairn,
 //     outputs compared after normalising cluster and member ids.
+//   - auth_etcdctl_test.go: etcdctl's user, role and auth commands (adding,
+//     granting, revoking, deleting, the root rules, auth enable and status)
+//     against etcd and cairn, outputs and errors compared.
+//   - auth_client_diff_test.go: raw Auth gRPC requests, including ones etcdctl
+//     never sends (empty names, no permission, a client's undecodable hash),
+//     responses and errors compared with etcd's.
 //   - diff_test.go: a seeded random operation stream sent through the raw KV
 //     gRPC stubs to etcd and cairn, every response compared with proto.Equal.
 //     E2E_DIFF_SEED and E2E_DIFF_OPS override the seed and length;

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -260,8 +261,9 @@ func (m *Member) WaitExit(d time.Duration) (exited bool, err error) {
 	}
 }
 
-// waitReady polls with the official client until a Get succeeds, the process
-// exits, or readyTimeout passes.
+// waitReady polls with the official client until a Get succeeds (or is
+// refused for want of a user: auth is enabled, and the member serves), the
+// process exits, or readyTimeout passes.
 func (m *Member) waitReady() {
 	m.t.Helper()
 	c := m.newClient()
@@ -277,7 +279,7 @@ func (m *Member) waitReady() {
 		ctx, cancel := context.WithTimeout(context.Background(), readyPollTimeout)
 		_, lastErr = c.Get(ctx, "e2e-readiness-probe")
 		cancel()
-		if lastErr == nil {
+		if lastErr == nil || errors.Is(lastErr, rpctypes.ErrUserEmpty) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

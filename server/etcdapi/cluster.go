@@ -61,5 +61,5 @@ func (c *Cluster) MemberPromote(ctx context.Context, req *pb.MemberPromoteReques
 	if err != nil {
 		return nil, err
 	}
-	return pb.NewClusterClient(conn).MemberPromote(ctx, req)
+	return pb.NewClusterClient(conn).MemberPromote(forwardCredentials(ctx), req)
 }

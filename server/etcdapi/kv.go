@@ -39,6 +39,7 @@ func NewKV(d *driver.Driver) *KV { return &KV{d: d} }
 // serve carries one request and asserts its response's type.
 func serve[R any](ctx context.Context, d *driver.Driver, req node.Request) (R, error) {
 	var zero R
+	req.Credentials = credentialsOf(ctx)
 	resp, err := d.Serve(ctx, req)
 	if err != nil {
 		return zero, err

@@ -66,7 +66,7 @@ func (s *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequ
 		resp = r
 		return err
 	}, func(ctx context.Context, c pb.LeaseClient) error {
-		r, err := c.LeaseTimeToLive(ctx, req)
+		r, err := c.LeaseTimeToLive(forwardCredentials(ctx), req)
 		if err == nil {
 			r.Header = s.localHeader()
 		}
@@ -144,7 +144,7 @@ func (s *Lease) renew(ctx context.Context, req *pb.LeaseKeepAliveRequest) (*pb.L
 		// The header is taken before the forward, as etcd does, so its
 		// revision is never after a revocation the renewal did not see.
 		h := s.localHeader()
-		ttl, err := forwardKeepAlive(ctx, c, req.GetID())
+		ttl, err := forwardKeepAlive(forwardCredentials(ctx), c, req.GetID())
 		resp = &pb.LeaseKeepAliveResponse{Header: h, ID: req.GetID(), TTL: ttl}
 		return err
 	})

@@ -26,7 +26,10 @@ type Maintenance struct {
 func NewMaintenance(d *driver.Driver) *Maintenance { return &Maintenance{d: d} }
 
 // Status implements etcdserverpb.MaintenanceServer.
-func (m *Maintenance) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+func (m *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if err := m.d.Node().CheckCredentials(credentialsOf(ctx)); err != nil {
+		return nil, err
+	}
 	return m.d.Node().StatusResponse(), nil
 }
 
@@ -37,18 +40,27 @@ func (m *Maintenance) Alarm(ctx context.Context, req *pb.AlarmRequest) (*pb.Alar
 }
 
 // Hash implements etcdserverpb.MaintenanceServer.
-func (m *Maintenance) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+func (m *Maintenance) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := m.d.Node().CheckAdmin(credentialsOf(ctx)); err != nil {
+		return nil, err
+	}
 	return m.d.Node().Hash()
 }
 
 // HashKV implements etcdserverpb.MaintenanceServer.
-func (m *Maintenance) HashKV(_ context.Context, req *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+func (m *Maintenance) HashKV(ctx context.Context, req *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := m.d.Node().CheckAdmin(credentialsOf(ctx)); err != nil {
+		return nil, err
+	}
 	return m.d.Node().HashKV(req)
 }
 
 // Defragment implements etcdserverpb.MaintenanceServer: the member's
 // database is compacted while it keeps serving.
 func (m *Maintenance) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := m.d.Node().CheckAdmin(credentialsOf(ctx)); err != nil {
+		return nil, err
+	}
 	return m.d.Node().Defragment(ctx)
 }
 
@@ -67,6 +79,9 @@ const snapshotChunkBytes = 32 * 1024
 // format (node/backup.go), ending with its SHA-256, in 32 KiB messages
 // that count down the remaining bytes.
 func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	if err := m.d.Node().CheckAdmin(credentialsOf(srv.Context())); err != nil {
+		return err
+	}
 	b, err := m.d.Node().Backup()
 	if err != nil {
 		return err

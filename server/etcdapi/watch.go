@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/watch"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -21,6 +22,10 @@ type Watch struct {
 	// maxRequestBytes is the size past which a response to a watcher that
 	// asked for fragments is split, as etcd does (--max-request-bytes).
 	maxRequestBytes int
+	// Permitted, if set, is the core's decision whether the client that
+	// presented the credentials may watch [key, rangeEnd)
+	// (node.Node.CheckWatch); a refusal is answered as etcd does.
+	Permitted func(c node.Credentials, key, rangeEnd []byte) error
 }
 
 // NewWatch returns the Watch service; term reports the current raft term
@@ -40,7 +45,8 @@ func (s *Watch) Watch(stream pb.Watch_WatchServer) error {
 	ws := s.hub.NewStream()
 	defer ws.Close()
 	recvc := make(chan error, 1)
-	go func() { recvc <- recvLoop(stream, ws) }()
+	creds := credentialsOf(stream.Context())
+	go func() { recvc <- s.recvLoop(stream, ws, creds) }()
 	for {
 		select {
 		case <-ws.Ready():
@@ -65,7 +71,7 @@ func (s *Watch) Watch(stream pb.Watch_WatchServer) error {
 
 // recvLoop hands requests to the stream until the client closes its side
 // (nil) or the stream fails.
-func recvLoop(stream pb.Watch_WatchServer, ws *watch.Stream) error {
+func (s *Watch) recvLoop(stream pb.Watch_WatchServer, ws *watch.Stream, creds node.Credentials) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -76,13 +82,25 @@ func recvLoop(stream pb.Watch_WatchServer, ws *watch.Stream) error {
 		}
 		switch {
 		case req.GetCreateRequest() != nil:
-			ws.Create(req.GetCreateRequest())
+			s.create(ws, req.GetCreateRequest(), creds)
 		case req.GetCancelRequest() != nil:
 			ws.Cancel(req.GetCancelRequest().GetWatchId())
 		case req.GetProgressRequest() != nil:
 			ws.RequestProgress()
 		}
 	}
+}
+
+// create checks, as etcd does after refusing a negative start revision,
+// that the client may read the range, and creates the watcher.
+func (s *Watch) create(ws *watch.Stream, req *pb.WatchCreateRequest, creds node.Credentials) {
+	if s.Permitted != nil && req.GetStartRevision() >= 0 {
+		if err := s.Permitted(creds, req.GetKey(), req.GetRangeEnd()); err != nil {
+			ws.Refuse(err)
+			return
+		}
+	}
+	ws.Create(req)
 }
 
 func (s *Watch) send(stream pb.Watch_WatchServer, r watch.Response) error {

@@ -70,9 +70,10 @@ func (m *Member) healthCheck(ctx context.Context, excludedAlarms map[string]bool
 func (m *Member) readCheck(ctx context.Context, serializable bool) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	_, err := m.driver.Serve(ctx, node.Request{Range: &pb.RangeRequest{
+	// As etcd's, the check reads as the root user.
+	_, err := m.driver.Serve(ctx, node.AsMember(node.Request{Range: &pb.RangeRequest{
 		Key: healthReadKey, KeysOnly: true, Limit: 1, Serializable: serializable,
-	}})
+	}}))
 	return err
 }
 

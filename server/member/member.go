@@ -3,7 +3,6 @@ package member
 import (
 	"cmp"
 	crand "crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math"
@@ -29,6 +28,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.etcd.io/raft/v3/raftpb"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 )
@@ -114,6 +114,13 @@ type Config struct {
 	CairnVersion string
 	// MetricsLevel is --metrics: basic (default) or extensive.
 	MetricsLevel metrics.Level
+	// BcryptCost is --bcrypt-cost: the cost of the bcrypt hash of a
+	// password added or changed through the Auth service. Default
+	// bcrypt.DefaultCost (10).
+	BcryptCost int
+	// AuthTokenTTL is --auth-token-ttl: how long a simple auth token stays
+	// valid after its last use. Default 300 s (node.Config).
+	AuthTokenTTL time.Duration
 
 	// MaxConcurrentStreams bounds the gRPC streams one client connection
 	// may open (--max-concurrent-streams). Default math.MaxUint32, etcd's.
@@ -152,6 +159,9 @@ type Config struct {
 func (c *Config) ensureDefaults() {
 	if c.TickInterval == 0 {
 		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
 	}
 	if c.ElectionTimeout == 0 {
 		c.ElectionTimeout = time.Second
@@ -389,6 +399,7 @@ func (m *Member) openNode(st start) error {
 		SnapshotCount:          m.cfg.SnapshotCount,
 		SnapshotCatchUpEntries: m.cfg.SnapshotCatchUpEntries,
 		Rand:                   newRand(),
+		AuthTokenTTL:           m.cfg.AuthTokenTTL,
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
 		Clock:                  cmp.Or[node.Clock](m.cfg.LeaseClock, wallClock{}),
@@ -432,11 +443,14 @@ func (m *Member) memberDir() string { return filepath.Join(m.cfg.DataDir, "membe
 
 // newRand seeds the node's request-ID source from the operating system.
 func newRand() *rand.Rand {
-	var seed [16]byte
+	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		panic(fmt.Sprintf("member: read random seed: %v", err))
 	}
-	return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	// ChaCha8, a cryptographically strong generator: its output includes
+	// the random part of auth tokens, which must not be predictable from
+	// the lease IDs a client sees.
+	return rand.New(rand.NewChaCha8(seed))
 }
 
 func (m *Member) listen() error {
@@ -515,13 +529,16 @@ func (m *Member) serve() {
 		// of the CPU under a put load). Workers keep their grown stacks; a
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
-		grpc.UnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner)),
-		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor()),
+		grpc.ChainUnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner),
+			etcdapi.CredentialsUnaryInterceptor(m.cfg.ClientTLS.ClientCertAuth)),
+		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor(),
+			etcdapi.CredentialsStreamInterceptor(m.cfg.ClientTLS.ClientCertAuth)),
 		// Plain text on http listeners, TLS on https ones.
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "client"))),
 	}, m.metrics.GRPCServerOptions()...)...)
 	kv := etcdapi.NewKV(m.driver)
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
+	watchService.Permitted = m.node.CheckWatch
 	pb.RegisterKVServer(m.grpc, kv)
 	pb.RegisterWatchServer(m.grpc, watchService)
 	m.leaderConns = newLeaderConns(m)
@@ -529,6 +546,7 @@ func (m *Member) serve() {
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
 	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn)
 	pb.RegisterLeaseServer(m.grpc, lease)
+	pb.RegisterAuthServer(m.grpc, etcdapi.NewAuth(m.driver, m.cfg.BcryptCost, m.cfg.Logger))
 	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)
 	v3lockpb.RegisterLockServer(m.grpc, etcdapi.NewLock(m.loopback))
 	v3electionpb.RegisterElectionServer(m.grpc, etcdapi.NewElection(m.loopback))

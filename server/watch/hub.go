@@ -198,6 +198,11 @@ func (s *Stream) Create(req *pb.WatchCreateRequest) {
 	s.hub.locked(func(*core.Hub) { s.core.Create(req) })
 }
 
+// Refuse queues the answer to a create request the member refused.
+func (s *Stream) Refuse(reason error) {
+	s.hub.locked(func(*core.Hub) { s.core.Refuse(reason) })
+}
+
 // Cancel cancels a watcher and queues the canceled response.
 func (s *Stream) Cancel(id int64) {
 	s.hub.locked(func(*core.Hub) { s.core.Cancel(id) })

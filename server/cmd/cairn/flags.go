@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/etcdapi"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The flag table. Every flag of `etcd --help` (3.7.3) is in exactly one
@@ -73,7 +74,7 @@ const (
 	reasonBbolt     = "cairn stores its data in Pebble, not bbolt"
 	reasonNoWAL     = "cairn keeps its raft log in Pebble, truncated by --snapshot-count, not in WAL and snapshot files"
 	reasonDiscovery = "discovery is not supported: bootstrap with --initial-cluster"
-	reasonAuth      = "authentication is not supported yet"
+	reasonAuth      = "JWT auth tokens are not supported yet: cairn issues simple tokens"
 	reasonLogLine   = "cairn does not log slow requests by this threshold"
 	reasonTracing   = "only read with --enable-distributed-tracing, which cairn refuses"
 	reasonNoGateway = "cairn's JSON gateway does not restrict origins or hosts"
@@ -118,8 +119,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "host-whitelist", status: flagRefused, acceptedValue: "*", reason: reasonNoGateway},
 
 	{name: "auth-token", status: flagRefused, acceptedValue: "simple", reason: reasonAuth},
-	{name: "bcrypt-cost", kind: kindInt, status: flagIgnored, reason: reasonAuth + "; no passwords are hashed"},
-	{name: "auth-token-ttl", kind: kindInt, status: flagIgnored, reason: reasonAuth + "; no tokens are issued"},
 
 	{name: "enable-log-rotation", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "log rotation is not supported: rotate with logrotate's copytruncate or log to stderr"},
 	{name: "log-rotation-config-json", status: flagIgnored, reason: "only read with --enable-log-rotation, which cairn refuses"},
@@ -167,6 +166,8 @@ type options struct {
 	maxRequestBytes          uint
 	quotaBackendBytes        int64
 	maxTxnOps                uint
+	bcryptCost               int
+	authTokenTTLSeconds      uint
 	listenMetricsURLs        string
 	enablePprof              bool
 	logger                   string
@@ -216,6 +217,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.UintVar(&o.maxRequestBytes, "max-request-bytes", uint(etcdapi.DefaultLimits.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
 	fs.Int64Var(&o.quotaBackendBytes, "quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded. 0 means the default.")
 	fs.UintVar(&o.maxTxnOps, "max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
+	fs.IntVar(&o.bcryptCost, "bcrypt-cost", bcrypt.DefaultCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
+	fs.UintVar(&o.authTokenTTLSeconds, "auth-token-ttl", 300, "The lifetime in seconds of the auth token.")
 	fs.StringVar(&o.listenMetricsURLs, "listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health, /livez, /readyz, /version, /metrics and, with --enable-pprof, /debug/pprof.")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
 	fs.StringVar(&o.logger, "logger", "zap", "Structured logging; only 'zap' (etcd's name for it) is accepted.")

@@ -155,6 +155,9 @@ func (o *options) config() (member.Config, error) {
 	if o.snapshotCatchUpEntries == 0 || o.snapshotCount == 0 {
 		return member.Config{}, fmt.Errorf("--snapshot-count and --snapshot-catchup-entries must be positive")
 	}
+	if err := etcdapi.ValidateBcryptCost(o.bcryptCost); err != nil {
+		return member.Config{}, err
+	}
 	budgetBytes, err := parseBytes(o.memoryBudget)
 	if err != nil {
 		return member.Config{}, fmt.Errorf("--memory-budget: %w", err)
@@ -200,6 +203,8 @@ func (o *options) config() (member.Config, error) {
 		SnapshotCatchUpEntries:   o.snapshotCatchUpEntries,
 		Limits:                   etcdapi.Limits{MaxRequestBytes: int(o.maxRequestBytes), MaxTxnOps: int(o.maxTxnOps), QuotaBackendBytes: o.quotaBackendBytes},
 		MemoryBudgetBytes:        budgetBytes,
+		BcryptCost:               o.bcryptCost,
+		AuthTokenTTL:             time.Duration(o.authTokenTTLSeconds) * time.Second,
 		MaxConcurrentStreams:     uint32(o.maxConcurrentStreams),
 		GRPCKeepAliveMinTime:     o.grpcKeepAliveMinTime,
 		// etcd passes no keepalive parameters unless both are positive;

@@ -39,6 +39,7 @@ type flags struct {
 	workers  int
 	duration time.Duration
 	noFaults bool
+	auth     bool
 	bug      string
 	worker   bool
 	profile  string
@@ -59,6 +60,7 @@ func parseFlags() flags {
 	flag.IntVar(&f.workers, "workers", runtime.NumCPU(), "worker processes for a sweep")
 	flag.DurationVar(&f.duration, "duration", 60*time.Second, "virtual time of client load and faults per run")
 	flag.BoolVar(&f.noFaults, "no-faults", false, "turn the nemesis off")
+	flag.BoolVar(&f.auth, "auth", false, "run the auth workload: users, roles and permissions changing under load")
 	flag.StringVar(&f.bug, "plant", "", "plant a bug: "+sim.PlantedBugNames())
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
@@ -105,7 +107,7 @@ func options(f flags, seed uint64, knobs node.TestingKnobs) sim.Options {
 			kinds = append(kinds, sim.FaultKind(strings.TrimSpace(k)))
 		}
 	}
-	return sim.Options{Seed: seed, DurationMicros: f.duration.Microseconds(), NoFaults: f.noFaults, Faults: kinds, Knobs: knobs, Limits: f.limits}
+	return sim.Options{Seed: seed, DurationMicros: f.duration.Microseconds(), NoFaults: f.noFaults, Auth: f.auth, Faults: kinds, Knobs: knobs, Limits: f.limits}
 }
 
 func single(f flags, knobs node.TestingKnobs) int {
@@ -170,6 +172,9 @@ func reproduce(f flags, seed uint64) string {
 	}
 	if f.noFaults {
 		cmd += " -no-faults"
+	}
+	if f.auth {
+		cmd += " -auth"
 	}
 	if f.bug != "" {
 		cmd += " -plant " + f.bug

@@ -101,6 +101,9 @@ func workerArgs(f flags) []string {
 	if f.noFaults {
 		args = append(args, "-no-faults")
 	}
+	if f.auth {
+		args = append(args, "-auth")
+	}
 	if f.bug != "" {
 		args = append(args, "-plant", f.bug)
 	}
