@@ -100,6 +100,11 @@ type Config struct {
 
 	// Limits are the request limits the member enforces.
 	Limits Limits
+	// RangeStreamFirstChunkKeys is the limit of a RangeStream's first chunk
+	// (rangestream.go); later chunks double or halve it towards
+	// Limits.MaxRequestBytes. Default 10, etcd 3.7's; the simulator draws
+	// smaller ones so that its few keys take several chunks.
+	RangeStreamFirstChunkKeys int64
 	// ClusterID names the cluster in every response header.
 	ClusterID uint64
 	// ClusterToken is the cluster's --initial-cluster-token, from which
@@ -214,6 +219,11 @@ type TestingKnobs struct {
 	// version made exactly at the compacted revision when the key has a
 	// newer one (issue 11): a read at the compacted revision misses it.
 	CompactDropsNewestVersion bool
+	// RangeStreamUnpinned reads every chunk of a RangeStream at the latest
+	// revision instead of the one its first chunk read, so a stream that
+	// writes interleave returns keys of several revisions under one
+	// header.
+	RangeStreamUnpinned bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round
@@ -261,6 +271,9 @@ func (c *Config) EnsureDefaults() {
 		c.RequestTimeoutTicks = 70
 	}
 	c.Limits.ensureDefaults()
+	if c.RangeStreamFirstChunkKeys == 0 {
+		c.RangeStreamFirstChunkKeys = defaultRangeStreamFirstChunkKeys
+	}
 	if c.MaxCompactKeysPerTick == 0 {
 		c.MaxCompactKeysPerTick = 10000
 	}

@@ -107,6 +107,8 @@ func (m *member) open() error {
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
 		RequestTimeoutTicks: 15,
+		// Streamed ranges take several chunks of the few keys.
+		RangeStreamFirstChunkKeys: rangeStreamFirstChunkKeys(m.w.opts.Seed),
 	})
 	if err != nil {
 		return fmt.Errorf("%s: open: %w", m.name(), err)

@@ -94,6 +94,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
+	"range-stream-unpinned":        {RangeStreamUnpinned: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants
