@@ -101,6 +101,9 @@ type Node struct {
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor
+	// checkpoints is the leader's state of lease checkpointing
+	// (lease_checkpoint.go).
+	checkpoints leaseCheckpoints
 }
 
 // Output is what one Process call asks the driver to do.
@@ -421,6 +424,9 @@ func (n *Node) finishRead(r pendingRead) {
 	case r.req.isRead():
 		c.read = &deferredRead{n: n, req: r.req}
 	case r.req.LeaseKeepAlive != nil:
+		if n.clearBeforeRenew(r.id, r.req.LeaseKeepAlive) {
+			return
+		}
 		c.Response, c.Err = n.keepAlive(r.req.LeaseKeepAlive)
 	case r.req.LeaseTimeToLive != nil:
 		c.Response, c.Err = n.timeToLive(r.req.LeaseTimeToLive)

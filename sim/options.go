@@ -95,6 +95,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
 	"range-stream-unpinned":        {RangeStreamUnpinned: true},
+	"lease-checkpoint-ignored":     {LeaseCheckpointIgnoredAtPromotion: true},
 }
 
 // PlantedBug returns the knobs that plant the bug of that name ("" plants

@@ -119,6 +119,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// instead of the first chunk's: keys of several revisions under
 		// one header, which the linearizability check refutes.
 		{"range-stream-unpinned", node.TestingKnobs{RangeStreamUnpinned: true}, nil, []FailureKind{FailLinearizability}},
+		// Lease checkpoints (with the plant, every seed checkpoints): a
+		// promoted lessor that ignores the checkpoints restarts leases in
+		// full.
+		{"lease-checkpoint-ignored", node.TestingKnobs{LeaseCheckpointIgnoredAtPromotion: true}, []FaultKind{FaultIsolateLeader, FaultLeaderTransfer, FaultCrash}, []FailureKind{FailLease}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

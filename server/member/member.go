@@ -123,6 +123,9 @@ type Config struct {
 	MaxLearners                int
 	DisableStrictReconfigCheck bool
 	UnsafeNoFsync              bool
+	// LeaseCheckpointInterval reaches node.Config as it is: positive with
+	// --feature-gates=LeaseCheckpoint=true (etcd's 5 minutes), else 0.
+	LeaseCheckpointInterval time.Duration
 	// AutoCompactionMode, AutoCompactionRetention and
 	// AutoCompactionRetainRevisions reach node.Config as they are
 	// (--auto-compaction-mode, --auto-compaction-retention).
@@ -388,6 +391,7 @@ func (m *Member) openNode(st start) error {
 		AutoCompactionMode:            m.cfg.AutoCompactionMode,
 		AutoCompactionRetention:       m.cfg.AutoCompactionRetention,
 		AutoCompactionRetainRevisions: m.cfg.AutoCompactionRetainRevisions,
+		LeaseCheckpointInterval:       m.cfg.LeaseCheckpointInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)
