@@ -33,6 +33,10 @@ type Config struct {
 	// Join starts a member added to a running cluster: with no data it does
 	// not bootstrap, and waits for the leader's snapshot.
 	Join bool
+	// ForceNewCluster restarts a member that has data as a one-member
+	// cluster keeping its data, member ID and cluster ID (etcd's
+	// --force-new-cluster, forcenew.go); without data it changes nothing.
+	ForceNewCluster bool
 
 	// FS is the filesystem Pebble uses. Default: vfs.Default (the OS).
 	FS vfs.FS

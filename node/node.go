@@ -231,13 +231,19 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
 	n.raftLog.Storage, n.raftLog.recentBytesMax = n.log, int(cfg.RaftEntryCacheBytes)
-	if n.log.IsEmpty() && !cfg.Join {
+	existed := !n.log.IsEmpty()
+	if !existed && !cfg.Join {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
 		}
 	}
 	if n.applied, err = loadAppliedIndex(db); err != nil {
 		return nil, err
+	}
+	if cfg.ForceNewCluster && existed {
+		if err := n.forceNewCluster(); err != nil {
+			return nil, err
+		}
 	}
 	members, err := loadMembers(db)
 	if err != nil {

@@ -123,6 +123,9 @@ type Config struct {
 	MaxLearners                int
 	DisableStrictReconfigCheck bool
 	UnsafeNoFsync              bool
+	// ForceNewCluster restarts a member with data as a one-member cluster
+	// keeping its data (--force-new-cluster; node.Config.ForceNewCluster).
+	ForceNewCluster bool
 	// LeaseCheckpointInterval reaches node.Config as it is: positive with
 	// --feature-gates=LeaseCheckpoint=true (etcd's 5 minutes), else 0.
 	LeaseCheckpointInterval time.Duration
@@ -392,6 +395,7 @@ func (m *Member) openNode(st start) error {
 		AutoCompactionRetention:       m.cfg.AutoCompactionRetention,
 		AutoCompactionRetainRevisions: m.cfg.AutoCompactionRetainRevisions,
 		LeaseCheckpointInterval:       m.cfg.LeaseCheckpointInterval,
+		ForceNewCluster:               m.cfg.ForceNewCluster,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)

@@ -216,6 +216,7 @@ func (o *options) config() (member.Config, error) {
 		DisableStrictReconfigCheck:    !o.strictReconfigCheck,
 		MaxLearners:                   o.maxLearners,
 		UnsafeNoFsync:                 o.unsafeNoFsync,
+		ForceNewCluster:               o.forceNewCluster,
 		AutoCompactionMode:            compaction.mode,
 		AutoCompactionRetention:       compaction.retention,
 		AutoCompactionRetainRevisions: compaction.retainRevisions,
