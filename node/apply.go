@@ -143,6 +143,9 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, index uint64, data 
 		n.applyAuthenticate(w, index, req, out)
 		return nil
 	}
+	if cp := req.GetLeaseCheckpoint(); cp != nil {
+		return n.applyLeaseCheckpoint(b, req.GetHeader().GetID(), cp, out)
+	}
 	if c.Err = n.refusedByAlarm(req); c.Err != nil {
 		n.metrics.proposalsFailed.Add(1)
 		out.Done = append(out.Done, c)

@@ -331,8 +331,11 @@ func (p *permissions) leasePuts(id int64) error {
 // auth state, when it is served.
 func (n *Node) checkRead(st *authState, info auth.Info, req Request) error {
 	p := &permissions{store: st.store, info: info, leaseKeys: n.view.LeaseKeys}
-	if req.Range != nil {
+	switch {
+	case req.Range != nil:
 		return p.rangeRequest(req.Range)
+	case req.RangeStream != nil:
+		return p.rangeRequest(req.RangeStream)
 	}
 	return p.txn(req.Txn)
 }

@@ -304,6 +304,17 @@ func TestAuthBypassMixedTxn(t *testing.T) {
 
 // TestAuthBypassRangePastPermission: a range, delete or watch reaching
 // one key past the permission is denied.
+// wantStream starts a RangeStream on member id and requires err when its
+// chunks are asked for (nil: the stream starts).
+func (c *authCluster) wantStream(id uint64, req Request, want error) {
+	c.t.Helper()
+	rid := c.node(id).Start(req)
+	c.settle()
+	if _, err := c.mustComplete(id, rid).Stream(); !errors.Is(err, want) && !(want == nil && err == nil) {
+		c.t.Fatalf("stream %+v: got %v, want %v", req, err, want)
+	}
+}
+
 func TestAuthBypassRangePastPermission(t *testing.T) {
 	c := newAuthCluster(t, TestingKnobs{})
 	alice := c.token(c.leader, "alice", "alicepw")
@@ -321,6 +332,7 @@ func TestAuthBypassRangePastPermission(t *testing.T) {
 		c.wantErr(c.leader, rangeAs(alice, tc.key, tc.end, false), tc.want)
 		c.wantLocal(c.follower, rangeAs(alice, tc.key, tc.end, true), tc.want)
 		c.wantErr(c.leader, withToken(Request{DeleteRange: &pb.DeleteRangeRequest{Key: []byte(tc.key), RangeEnd: []byte(tc.end)}}, alice), tc.want)
+		c.wantStream(c.leader, withToken(Request{RangeStream: &pb.RangeRequest{Key: []byte(tc.key), RangeEnd: []byte(tc.end)}}, alice), tc.want)
 		if err := c.node(c.follower).CheckWatch(Credentials{Token: alice}, []byte(tc.key), []byte(tc.end)); !errors.Is(err, tc.want) && !(err == nil && tc.want == nil) {
 			t.Fatalf("watch [%q, %q): %v, want %v", tc.key, tc.end, err, tc.want)
 		}

@@ -33,6 +33,10 @@ type Config struct {
 	// Join starts a member added to a running cluster: with no data it does
 	// not bootstrap, and waits for the leader's snapshot.
 	Join bool
+	// ForceNewCluster restarts a member that has data as a one-member
+	// cluster keeping its data, member ID and cluster ID (etcd's
+	// --force-new-cluster, forcenew.go); without data it changes nothing.
+	ForceNewCluster bool
 
 	// FS is the filesystem Pebble uses. Default: vfs.Default (the OS).
 	FS vfs.FS
@@ -100,6 +104,11 @@ type Config struct {
 
 	// Limits are the request limits the member enforces.
 	Limits Limits
+	// RangeStreamFirstChunkKeys is the limit of a RangeStream's first chunk
+	// (rangestream.go); later chunks double or halve it towards
+	// Limits.MaxRequestBytes. Default 10, etcd 3.7's; the simulator draws
+	// smaller ones so that its few keys take several chunks.
+	RangeStreamFirstChunkKeys int64
 	// ClusterID names the cluster in every response header.
 	ClusterID uint64
 	// ClusterToken is the cluster's --initial-cluster-token, from which
@@ -124,6 +133,12 @@ type Config struct {
 	// --heartbeat-interval); with ElectionTicks it sets the minimum lease
 	// TTL and how much a new leader extends leases. Default 100 ms.
 	TickInterval time.Duration
+	// LeaseCheckpointInterval, when positive, turns lease checkpoints on
+	// (etcd's LeaseCheckpoint feature gate, lease_checkpoint.go): the
+	// leader replicates each lease's remaining TTL this often, so a new
+	// leader continues it instead of restarting it in full. etcd 3.7.3
+	// checkpoints every 5 minutes; cmd/cairn follows it. Default 0: off.
+	LeaseCheckpointInterval time.Duration
 	// Clock is the time leases expire by, read only by the leader. Default:
 	// Ticks × TickInterval since the Unix epoch (for single-goroutine
 	// drivers such as tests; the server passes the wall clock).
@@ -243,6 +258,14 @@ type TestingKnobs struct {
 	// keyspace is no longer the cluster's, which the corruption checks
 	// must turn into a CORRUPT alarm.
 	CorruptAppliedValue bool
+	// RangeStreamUnpinned reads every chunk of a RangeStream at the latest
+	// revision instead of the one its first chunk read, so a stream that
+	// writes interleave returns keys of several revisions under one
+	// header.
+	RangeStreamUnpinned bool
+	// LeaseCheckpointIgnoredAtPromotion makes a promoted lessor give every
+	// lease its full TTL, as if no checkpoint had applied.
+	LeaseCheckpointIgnoredAtPromotion bool
 }
 
 // readOnlyOption is how raft confirms a ReadIndex: with a heartbeat round
@@ -293,6 +316,9 @@ func (c *Config) EnsureDefaults() {
 		c.RequestTimeoutTicks = 70
 	}
 	c.Limits.ensureDefaults()
+	if c.RangeStreamFirstChunkKeys == 0 {
+		c.RangeStreamFirstChunkKeys = defaultRangeStreamFirstChunkKeys
+	}
 	if c.MaxCompactKeysPerTick == 0 {
 		c.MaxCompactKeysPerTick = 10000
 	}

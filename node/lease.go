@@ -61,7 +61,9 @@ func (n *Node) electionTimeout() time.Duration {
 func (n *Node) openStore() (*mvcc.Store, error) {
 	if n.lessor == nil {
 		n.lessor = lease.New(lease.Config{
-			MinTTLSeconds: lease.MinTTLSeconds(n.cfg.ElectionTicks, n.cfg.TickInterval),
+			MinTTLSeconds:                lease.MinTTLSeconds(n.cfg.ElectionTicks, n.cfg.TickInterval),
+			CheckpointInterval:           n.cfg.LeaseCheckpointInterval,
+			CheckpointIgnoredAtPromotion: n.cfg.Knobs.LeaseCheckpointIgnoredAtPromotion,
 		})
 	}
 	if err := n.recoverLeases(); err != nil {
@@ -85,11 +87,13 @@ func (n *Node) recoverLeases() (err error) {
 	}()
 	for valid := it.First(); valid; valid = it.Next() {
 		k, v := it.Key(), it.Value()
-		if len(k) != len(leaseRecordPrefix)+8 || len(v) != 8 {
+		if len(k) != len(leaseRecordPrefix)+8 {
 			return fmt.Errorf("lease record %x = %x: %w", k, v, errCorrupt)
 		}
 		id := int64(binary.BigEndian.Uint64(k[len(leaseRecordPrefix):]) ^ (1 << 63))
-		n.lessor.Recover(id, int64(binary.BigEndian.Uint64(v)))
+		if err := recoverLeaseRecord(n.lessor, id, v); err != nil {
+			return err
+		}
 	}
 	return it.Error()
 }
@@ -191,7 +195,11 @@ func (n *Node) leaseTick() {
 	}
 	if n.raw.BasicStatus().RaftState != raft.StateLeader {
 		n.lessor.Demote()
+		n.checkpoints.reset(n)
 		return
+	}
+	if n.cfg.LeaseCheckpointInterval > 0 {
+		n.proposeDueCheckpoints()
 	}
 	for _, id := range n.lessor.Expired(n.now()) {
 		// Expired reports the lease again after its retry interval, so a

@@ -124,6 +124,9 @@ type Node struct {
 	// authChanged and tokensChanged say the batch being applied changed
 	// the auth store, or only the tokens.
 	authChanged, tokensChanged bool
+	// checkpoints is the leader's state of lease checkpointing
+	// (lease_checkpoint.go).
+	checkpoints leaseCheckpoints
 }
 
 // Output is what one Process call asks the driver to do.
@@ -255,13 +258,19 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
 	n.raftLog.Storage, n.raftLog.recentBytesMax = n.log, int(cfg.RaftEntryCacheBytes)
-	if n.log.IsEmpty() && !cfg.Join {
+	existed := !n.log.IsEmpty()
+	if !existed && !cfg.Join {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
 		}
 	}
 	if n.applied, err = loadAppliedIndex(db); err != nil {
 		return nil, err
+	}
+	if cfg.ForceNewCluster && existed {
+		if err := n.forceNewCluster(); err != nil {
+			return nil, err
+		}
 	}
 	members, err := loadMembers(db)
 	if err != nil {
@@ -453,6 +462,9 @@ func (n *Node) finishRead(r pendingRead) {
 	case r.req.isRead():
 		c.read = &deferredRead{n: n, req: r.req}
 	case r.req.LeaseKeepAlive != nil:
+		if n.clearBeforeRenew(r.id, r.req.LeaseKeepAlive) {
+			return
+		}
 		c.Response, c.Err = n.keepAlive(r.req.LeaseKeepAlive)
 	case r.req.LeaseTimeToLive != nil:
 		c.Response, c.Err = n.timeToLive(r.req.LeaseTimeToLive)

@@ -43,6 +43,10 @@ type Request struct {
 	Downgrade *pb.DowngradeRequest
 	// ClusterMemberAttrSet publishes a member's name and client URLs.
 	ClusterMemberAttrSet *membershippb.ClusterMemberAttrSetRequest
+	// RangeStream is a range answered in chunks (etcd 3.7's KV.RangeStream):
+	// its Completion is read with Completion.Stream (rangestream.go).
+	RangeStream *pb.RangeRequest
+
 	// AuthRequests are the Auth service's requests (authrequests.go).
 	AuthRequests
 	// Authenticate issues a token (PrepareAuthenticate makes it).
@@ -182,6 +186,8 @@ func (r Request) check(limits Limits, learner bool) error {
 	switch {
 	case r.Range != nil:
 		return mvcc.CheckRange(r.Range)
+	case r.RangeStream != nil:
+		return checkRangeStream(r.RangeStream)
 	case r.Put != nil:
 		return mvcc.CheckPut(r.Put)
 	case r.DeleteRange != nil:
@@ -216,15 +222,15 @@ func (r Request) servedByLearner() bool {
 
 // isRead reports whether the request only reads the keyspace.
 func (r Request) isRead() bool {
-	return r.Range != nil || (r.Txn != nil && mvcc.IsReadOnlyTxn(r.Txn))
+	return r.Range != nil || r.RangeStream != nil || (r.Txn != nil && mvcc.IsReadOnlyTxn(r.Txn))
 }
 
 // isSerializable reports whether a read may be served from local state
 // without a ReadIndex barrier: a serializable range, or a read-only txn
 // whose ranges, in either branch, are all serializable.
 func (r Request) isSerializable() bool {
-	if r.Range != nil {
-		return r.Range.GetSerializable()
+	if r.Range != nil || r.RangeStream != nil {
+		return r.Range.GetSerializable() || r.RangeStream.GetSerializable()
 	}
 	return r.Txn != nil && isSerializableTxn(r.Txn)
 }
@@ -402,6 +408,9 @@ func (r *deferredRead) serve() (proto.Message, error) {
 func (r *deferredRead) read() (proto.Message, error) {
 	var resp headed
 	var err error
+	if r.req.RangeStream != nil {
+		panic("node: Result of a RangeStream's completion: its chunks are read with Completion.Stream")
+	}
 	if r.req.Range != nil {
 		r.n.metrics.ranges.Add(1)
 		resp, err = r.n.view.Range(r.rangeRequest())

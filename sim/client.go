@@ -24,8 +24,10 @@ type pendingOp struct {
 	req linearizability.Request
 	// recorded is false for operations left out of the history.
 	recorded bool
-	done     bool
-	acked    bool
+	// stream is set for a range sent as a RangeStream (rangestream.go).
+	stream bool
+	done   bool
+	acked  bool
 }
 
 // keys is the simulated keyspace: few keys, so operations contend.
@@ -61,7 +63,11 @@ func (c *client) start(m *member, req linearizability.Request) {
 	op.rec = c.w.rec.Invoke(c.id, req)
 	c.w.inflight++
 	c.w.trace.printf("c%d → %s %s", c.id, m.name(), describeRequest(req))
-	id, local := startOn(m, toNodeRequest(req))
+	nreq := toNodeRequest(req)
+	if op.stream = c.streamed(req); op.stream {
+		nreq = node.Request{RangeStream: nreq.Range}
+	}
+	id, local := startOn(m, nreq)
 	if local != nil {
 		op.complete(m, *local)
 		return
@@ -108,7 +114,17 @@ func (op *pendingOp) complete(m *member, c node.Completion) {
 	if op.done {
 		return
 	}
+	if op.stream {
+		op.readStream(m, c)
+		return
+	}
 	resp, err := op.response(c)
+	op.conclude(m, resp, err)
+}
+
+// conclude ends the operation with the response the client saw, or its
+// error.
+func (op *pendingOp) conclude(m *member, resp linearizability.Response, err error) {
 	if err != nil {
 		op.c.w.trace.printf("c%d ✗ %v", op.c.id, err)
 		op.fail()

@@ -38,6 +38,9 @@ const (
 	// FailHistoricalRead: a read at a past revision did not return the
 	// committed store at that revision, or the wrong error.
 	FailHistoricalRead FailureKind = "historical-read"
+	// FailRangeStream: a RangeStream's chunks broke etcd's framing (a
+	// chunk after the last, a header, more or count before it).
+	FailRangeStream FailureKind = "range-stream"
 	// FailLease: a lease expired early, or revoked leases left keys.
 	FailLease FailureKind = "lease"
 	// FailAuth: a write applied or a read served after the user lost the

@@ -148,6 +148,9 @@ func (w *world) checkLeaseExpiry() {
 		}
 	}
 	w.trace.printf("leases: %d granted, %d expiries checked, %d excused by clock jumps", len(w.leaseOrder), checked, excused)
+	if w.opts.leaseCheckpointing() {
+		w.trace.printf("lease checkpoints: %d checkpointed leases checked at promotions", w.checkpointedPromotions)
+	}
 }
 
 // checkRevokedKeysGone: every member has the same leases, and no member

@@ -58,6 +58,10 @@ type member struct {
 	callbacks map[uint64]completionCallback
 	// lastLeader is the leader this member last reported, for the trace.
 	lastLeader uint64
+	// leasePrimary is whether its lessor was primary at the last check,
+	// valid for leasePrimaryEpoch (lease_checkpoint.go).
+	leasePrimary      bool
+	leasePrimaryEpoch int
 	// walsCreated counts the write-ahead logs Pebble created (it is
 	// written by Pebble's listener); walsSeen is the count when the
 	// simulator last waited for Pebble's flushes (disk.go).
@@ -109,6 +113,9 @@ func (m *member) open() error {
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
 		RequestTimeoutTicks: 15,
+		// Streamed ranges take several chunks of the few keys.
+		RangeStreamFirstChunkKeys: rangeStreamFirstChunkKeys(m.w.opts.Seed),
+		LeaseCheckpointInterval:   m.w.opts.leaseCheckpointInterval(),
 	})
 	if err != nil {
 		return fmt.Errorf("%s: open: %w", m.name(), err)
@@ -223,6 +230,7 @@ func (m *member) process() {
 		}
 	}
 	m.traceLeader()
+	m.checkLeaseCheckpoints()
 }
 
 func (m *member) traceLeader() {
@@ -238,6 +246,7 @@ func (m *member) tick() {
 		return
 	}
 	m.node.Tick()
+	m.checkLeaseCheckpoints()
 	if m.node.LeaderLost() {
 		m.w.endLeaderlessStreams(m)
 	}

@@ -102,6 +102,8 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
+	"range-stream-unpinned":        {RangeStreamUnpinned: true},
+	"lease-checkpoint-ignored":     {LeaseCheckpointIgnoredAtPromotion: true},
 	"skip-apply-auth-check":        {SkipApplyAuthCheck: true},
 	// Rare in a sweep (about one seed in 50-100 with -faults
 	// crash,isolate-leader,slow-disk: a follower must crash between its

@@ -93,6 +93,9 @@ type world struct {
 	leases      map[int64]*simLease
 	leaseOrder  []*simLease
 	clockFaults []clockFault
+	// checkpointedPromotions counts the leases with a checkpoint that a
+	// promoted lessor was checked against (lease_checkpoint.go).
+	checkpointedPromotions int
 	// walRotationSyncsSpared counts injected disk errors held back while
 	// Pebble rotated its log; Pebble's goroutines may count too.
 	walRotationSyncsSpared atomic.Int64

@@ -123,6 +123,14 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// applied after it, without the check at apply.
 		// (run with the auth workload: plantedBugNeedsAuth).
 		{"skip-apply-auth-check", node.TestingKnobs{SkipApplyAuthCheck: true}, nil, []FailureKind{FailAuth}},
+		// A RangeStream whose later chunks read the latest revision
+		// instead of the first chunk's: keys of several revisions under
+		// one header, which the linearizability check refutes.
+		{"range-stream-unpinned", node.TestingKnobs{RangeStreamUnpinned: true}, nil, []FailureKind{FailLinearizability}},
+		// Lease checkpoints (with the plant, every seed checkpoints): a
+		// promoted lessor that ignores the checkpoints restarts leases in
+		// full.
+		{"lease-checkpoint-ignored", node.TestingKnobs{LeaseCheckpointIgnoredAtPromotion: true}, []FaultKind{FaultIsolateLeader, FaultLeaderTransfer, FaultCrash}, []FailureKind{FailLease}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,11 @@
 // their revocation through raft, and only the applied revocation removes
 // them.
 //
+// With checkpoints on (Config.CheckpointInterval, etcd's LeaseCheckpoint
+// gate; checkpoint.go) the primary also reports leases' remaining TTLs
+// (DueCheckpoints); applied on every member (Checkpoint), they make a later
+// Promote start each lease from its checkpoint instead of a fresh TTL.
+//
 // The lessor holds no keys: which keys are attached to a lease lives in the
 // keyspace (package mvcc), on disk. Persisting the leases themselves is the
 // caller's job (package node writes them in its apply batch).

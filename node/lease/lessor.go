@@ -43,6 +43,16 @@ type Config struct {
 	// reported again if its revocation has not been applied by then (the
 	// proposal was lost). Default 3 s, as etcd.
 	RetryInterval time.Duration
+	// CheckpointInterval, when positive, turns checkpoints on (etcd's
+	// LeaseCheckpoint feature gate; checkpoint.go): the primary reports,
+	// through DueCheckpoints, the remaining TTL of each lease with more
+	// than CheckpointInterval left, every CheckpointInterval, for its
+	// member to replicate; a lessor promoted later starts each lease from
+	// its last applied checkpoint instead of its full TTL. 0: off.
+	CheckpointInterval time.Duration
+	// CheckpointIgnoredAtPromotion is a planted bug (tests only): Promote
+	// gives every lease its full TTL, as if no checkpoint had applied.
+	CheckpointIgnoredAtPromotion bool
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -81,6 +91,13 @@ type lease struct {
 	// due is when Expired next looks at the lease: its expiry, or, once
 	// reported, the time to report it again. Zero unless primary.
 	due time.Time
+	// remainingSeconds is the remaining TTL the last applied checkpoint
+	// recorded; 0 if none, or since a renewal cleared it. Promote starts
+	// the lease from it.
+	remainingSeconds int64
+	// checkpointDue is when DueCheckpoints next reports the lease; zero
+	// if not scheduled. Primary only.
+	checkpointDue time.Time
 }
 
 // Lessor holds a member's leases. See the package documentation.
@@ -96,6 +113,10 @@ type Lessor struct {
 	// its lease's due time is stale and skipped.
 	// Invariant: every primary lease's (due, id) is in queue.
 	queue dueQueue
+	// checkpoints orders scheduled checkpoints by time (then ID), primary
+	// only, with stale entries as in queue: one whose time is not its
+	// lease's checkpointDue is skipped.
+	checkpoints dueQueue
 }
 
 // New returns an empty lessor that is not primary.
@@ -123,6 +144,7 @@ func (le *Lessor) Grant(id, ttlSeconds int64, now time.Time) (int64, error) {
 	le.leases[id] = l
 	if le.primary {
 		le.refreshLocked(l, now, 0)
+		le.scheduleCheckpoint(l, now)
 	}
 	return l.TTLSeconds, nil
 }
@@ -130,7 +152,7 @@ func (le *Lessor) Grant(id, ttlSeconds int64, now time.Time) (int64, error) {
 // Reset removes every lease and demotes the lessor, before the leases of a
 // replaced database (an installed snapshot) are recovered.
 func (le *Lessor) Reset() {
-	le.leases, le.primary, le.queue = map[int64]*lease{}, false, nil
+	le.leases, le.primary, le.queue, le.checkpoints = map[int64]*lease{}, false, nil, nil
 }
 
 // Recover adds a lease read back from storage, as it was granted.
@@ -225,26 +247,45 @@ func (le *Lessor) TimeToLive(id int64, now time.Time) (granted, remaining int64,
 }
 
 // Promote makes the lessor primary, as its member becomes leader: every
-// lease expires its full TTL plus extend after now. (etcd extends by one
-// election timeout, so that clients have time to find the new leader.)
+// lease expires its remaining TTL (its last checkpoint's, else its full
+// TTL) plus extend after now. (etcd extends by one election timeout, so
+// that clients have time to find the new leader.)
 func (le *Lessor) Promote(now time.Time, extend time.Duration) {
 	le.primary = true
-	le.queue = le.queue[:0]
-	for _, l := range le.leases {
-		l.expiry = now.Add(extend + time.Duration(l.TTLSeconds)*time.Second)
+	le.queue, le.checkpoints = le.queue[:0], le.checkpoints[:0]
+	for _, l := range le.sortedLeases() {
+		ttl := l.TTLSeconds
+		// Checkpoints recorded while checkpointing was on are not cleared
+		// by renewals once it is off: only trust them while it is on.
+		if l.remainingSeconds > 0 && le.cfg.CheckpointInterval > 0 && !le.cfg.CheckpointIgnoredAtPromotion {
+			ttl = l.remainingSeconds
+		}
+		l.expiry = now.Add(extend + time.Duration(ttl)*time.Second)
 		l.due = l.expiry
 		le.queue = append(le.queue, dueItem{at: l.due, id: l.ID})
+		le.scheduleCheckpoint(l, now)
 	}
 	heap.Init(&le.queue)
+}
+
+// sortedLeases returns the leases by ID: an order that does not depend on
+// the map's.
+func (le *Lessor) sortedLeases() []*lease {
+	ls := make([]*lease, 0, len(le.leases))
+	for _, l := range le.leases {
+		ls = append(ls, l)
+	}
+	slices.SortFunc(ls, func(a, b *lease) int { return cmp.Compare(a.ID, b.ID) })
+	return ls
 }
 
 // Demote makes the lessor a follower's: no lease expires.
 func (le *Lessor) Demote() {
 	le.primary = false
 	for _, l := range le.leases {
-		l.expiry, l.due = time.Time{}, time.Time{}
+		l.expiry, l.due, l.checkpointDue = time.Time{}, time.Time{}, time.Time{}
 	}
-	le.queue = nil
+	le.queue, le.checkpoints = nil, nil
 }
 
 // Expired returns, on the primary, up to ExpiredMax leases whose expiry is

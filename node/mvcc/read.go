@@ -218,6 +218,12 @@ func nextKey(it *pebble.Iterator, prefix []byte) bool {
 // viewRev, as etcd's range does: revision checks, limit+1 fetch when the
 // order is the key order and no filter applies, filters, sort, truncation.
 func rangeAt(src *source, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return rangeAtCounting(src, viewRev, compactRev, r, true)
+}
+
+// rangeAtCounting is rangeAt; withTotalCount false leaves the keys past
+// limit+1 uncounted, as etcd's range does inside a RangeStream (RangeChunk).
+func rangeAtCounting(src *source, viewRev, compactRev int64, r *pb.RangeRequest, withTotalCount bool) (*pb.RangeResponse, error) {
 	rev := r.GetRevision()
 	switch {
 	case rev > viewRev:
@@ -228,7 +234,7 @@ func rangeAt(src *source, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.Ra
 	if rev < compactRev {
 		return nil, rpctypes.ErrGRPCCompacted
 	}
-	kvs, count, err := collectRange(src, rev, r)
+	kvs, count, err := collectRange(src, rev, r, withTotalCount)
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +246,10 @@ func rangeAt(src *source, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.Ra
 // collectRange returns the keys that the range has to look at and the
 // number of keys in the range. Like etcd, it keeps only limit+1 keys when
 // neither sorting nor filtering needs them all; then, or for count_only,
-// the key index counts the rest without reading their versions.
-func collectRange(src *source, rev int64, r *pb.RangeRequest) ([]*mvccpb.KeyValue, int64, error) {
+// the key index counts the rest without reading their versions. Without
+// withTotalCount, a range cut at limit+1 keys counts only those, as etcd's
+// does when it is not asked for the total.
+func collectRange(src *source, rev int64, r *pb.RangeRequest, withTotalCount bool) ([]*mvccpb.KeyValue, int64, error) {
 	keep := r.GetLimit()
 	if !isDefaultOrdering(r.GetSortTarget(), r.GetSortOrder()) || hasRevisionFilters(r) || keep < 0 {
 		keep = 0
@@ -260,7 +268,7 @@ func collectRange(src *source, rev int64, r *pb.RangeRequest) ([]*mvccpb.KeyValu
 		cut = keep > 0 && int64(len(kvs)) > keep
 		return !cut
 	})
-	if err != nil || !cut {
+	if err != nil || !cut || !withTotalCount {
 		return kvs, count, err
 	}
 	count, err = countKeys(src, r.GetKey(), r.GetRangeEnd(), rev)

@@ -174,14 +174,21 @@ func (d *Driver) hashForChecks() {
 // goroutine (a serializable read) is served here, any other goes through
 // the loop; a keyspace read is then served on this goroutine.
 func (d *Driver) Serve(ctx context.Context, req node.Request) (proto.Message, error) {
-	if c, ok := d.node.ServeLocal(req); ok {
-		return c.Result()
-	}
-	c, err := d.submitRequest(ctx, &request{core: req})
+	c, err := d.Complete(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	return c.Result()
+}
+
+// Complete carries a client request through the core like Serve, and
+// returns its Completion unread, for a request whose result the caller
+// reads in parts (a RangeStream's chunks, Completion.Stream).
+func (d *Driver) Complete(ctx context.Context, req node.Request) (node.Completion, error) {
+	if c, ok := d.node.ServeLocal(req); ok {
+		return c, c.Err
+	}
+	return d.submitRequest(ctx, &request{core: req})
 }
 
 // Step delivers a message from a peer.

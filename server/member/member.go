@@ -145,6 +145,12 @@ type Config struct {
 	MaxLearners                int
 	DisableStrictReconfigCheck bool
 	UnsafeNoFsync              bool
+	// ForceNewCluster restarts a member with data as a one-member cluster
+	// keeping its data (--force-new-cluster; node.Config.ForceNewCluster).
+	ForceNewCluster bool
+	// LeaseCheckpointInterval reaches node.Config as it is: positive with
+	// --feature-gates=LeaseCheckpoint=true (etcd's 5 minutes), else 0.
+	LeaseCheckpointInterval time.Duration
 	// AutoCompactionMode, AutoCompactionRetention and
 	// AutoCompactionRetainRevisions reach node.Config as they are
 	// (--auto-compaction-mode, --auto-compaction-retention).
@@ -425,6 +431,8 @@ func (m *Member) openNode(st start) error {
 		AutoCompactionMode:            m.cfg.AutoCompactionMode,
 		AutoCompactionRetention:       m.cfg.AutoCompactionRetention,
 		AutoCompactionRetainRevisions: m.cfg.AutoCompactionRetainRevisions,
+		LeaseCheckpointInterval:       m.cfg.LeaseCheckpointInterval,
+		ForceNewCluster:               m.cfg.ForceNewCluster,
 	})
 	if err != nil {
 		return fmt.Errorf("open member data in %s: %w", m.cfg.DataDir, err)

@@ -135,8 +135,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 	{name: "bootstrap-defrag-threshold-megabytes", kind: kindInt, status: flagIgnored, reason: "Pebble reclaims free space by its own compactions; there is nothing to defragment at start"},
 	{name: "compaction-sleep-interval", kind: kindDuration, status: flagIgnored, reason: "cairn spreads compaction over ticks by itself"},
 	{name: "downgrade-check-time", kind: kindDuration, status: flagIgnored, reason: "cluster downgrades are not supported"},
-
-	{name: "force-new-cluster", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "recovery by --force-new-cluster is not supported yet"},
 }
 
 // refusedError is a flag, gate or configuration key cairn refuses.
@@ -189,6 +187,7 @@ type options struct {
 	strictReconfigCheck         bool
 	maxLearners                 int
 	unsafeNoFsync               bool
+	forceNewCluster             bool
 	autoCompactionMode          string
 	autoCompactionRetention     string
 
@@ -238,6 +237,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.strictReconfigCheck, "strict-reconfig-check", true, "Reject reconfiguration requests that would cause quorum loss.")
 	fs.IntVar(&o.maxLearners, "max-learners", 1, "Set the max number of learner members allowed in the cluster membership.")
 	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "Disables fsync, unsafe, will cause data loss. For tests only.")
+	fs.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "Force to create a new one-member cluster.")
 	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
 	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention length. 0 means disable auto compaction.")
 	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodical watch progress notification.")

@@ -18,6 +18,9 @@ type etcdFeatureGate struct {
 	// effect (logged, and in docs/compatibility.md); empty for a gate
 	// cairn implements.
 	reason string
+	// implemented gates take effect (options.config reads them): no
+	// notice is logged.
+	implemented bool
 }
 
 // etcdFeatureGates are the gates of `etcd --help`, in its order. To
@@ -28,11 +31,13 @@ var etcdFeatureGates = []etcdFeatureGate{
 	// The beta gates are performance choices that are on by default and
 	// invisible to clients; switching them off changes nothing in cairn.
 	{name: "AllBeta", accepted: []bool{false, true}, reason: "cairn's beta gates have no effect"},
-	{name: "CompactHashCheck", accepted: []bool{false, true}},
+	{name: "CompactHashCheck", accepted: []bool{false, true}, implemented: true},
 	{name: "FastLeaseKeepAlive", accepted: []bool{false, true}, reason: "cairn renews a lease after a ReadIndex, without waiting for its apply either way"},
-	{name: "InitialCorruptCheck", accepted: []bool{false, true}},
-	{name: "LeaseCheckpoint", accepted: []bool{false}, reason: "lease checkpoints are not supported yet"},
-	{name: "LeaseCheckpointPersist", accepted: []bool{false}, reason: "lease checkpoints are not supported yet"},
+	{name: "InitialCorruptCheck", accepted: []bool{false, true}, implemented: true},
+	{name: "LeaseCheckpoint", accepted: []bool{false, true}, implemented: true},
+	// etcd 3.7.3 persists checkpoints whenever the cluster version is 3.6
+	// or later, that is always: the gate changes nothing there either.
+	{name: "LeaseCheckpointPersist", accepted: []bool{false, true}, reason: "checkpoints persist either way, as in etcd 3.7.3, whose clusters (version 3.6 and later) always persist them"},
 	{name: "PriorityRequest", accepted: []bool{false}, reason: "request priorities are not supported"},
 	{name: "SetMemberLocalAddr", accepted: []bool{false}, reason: "cairn dials peers from the address the system chooses"},
 	{name: "StopGRPCServiceOnDefrag", accepted: []bool{false}, reason: "cairn does not stop serving to defragment"},
@@ -105,8 +110,8 @@ func (g *featureGates) check() (notices []string, err error) {
 		if !slices.Contains(gate.accepted, on) {
 			return nil, refusedError{setting: fmt.Sprintf("--feature-gates=%s=%t", gate.name, on)}
 		}
-		if gate.reason == "" {
-			continue // implemented: read by options.config
+		if gate.implemented {
+			continue
 		}
 		notices = append(notices, fmt.Sprintf("--feature-gates=%s=%t is accepted and has no effect: %s", gate.name, on, gate.reason))
 	}

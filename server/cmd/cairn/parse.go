@@ -145,6 +145,10 @@ func envValue(env []string, key string) string {
 }
 
 // config checks the implemented flags and turns them into a member.Config.
+// etcdLeaseCheckpointInterval is how often etcd 3.7.3 checkpoints leases
+// under the LeaseCheckpoint gate (no flag sets it).
+const etcdLeaseCheckpointInterval = 5 * time.Minute
+
 func (o *options) config() (member.Config, error) {
 	if o.initialClusterState != "new" && o.initialClusterState != "existing" {
 		return member.Config{}, fmt.Errorf("--initial-cluster-state: %q is not 'new' or 'existing'", o.initialClusterState)
@@ -217,9 +221,13 @@ func (o *options) config() (member.Config, error) {
 		DisableStrictReconfigCheck:    !o.strictReconfigCheck,
 		MaxLearners:                   o.maxLearners,
 		UnsafeNoFsync:                 o.unsafeNoFsync,
+		ForceNewCluster:               o.forceNewCluster,
 		AutoCompactionMode:            compaction.mode,
 		AutoCompactionRetention:       compaction.retention,
 		AutoCompactionRetainRevisions: compaction.retainRevisions,
+	}
+	if o.featureGates.gates["LeaseCheckpoint"] {
+		cfg.LeaseCheckpointInterval = etcdLeaseCheckpointInterval
 	}
 	if err := o.tls.apply(&cfg); err != nil {
 		return member.Config{}, err

@@ -113,10 +113,10 @@ func TestConfigFileTransportSecurity(t *testing.T) {
 func TestConfigFileRefusesAndReports(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"discovery-srv: example.com\n", "--discovery-srv is not supported (see docs/compatibility.md)"},
-		{"force-new-cluster: true\n", "--force-new-cluster is not supported (see docs/compatibility.md)"},
+		{"memory-mlock: true\n", "--memory-mlock is not supported (see docs/compatibility.md)"},
 		{"discovery-config:\n  endpoints: [http://d:2379]\n", "--discovery-endpoints is not supported (see docs/compatibility.md)"},
 		{"socket-options:\n  reuse-port: true\n", "--socket-reuse-port is not supported (see docs/compatibility.md)"},
-		{"feature-gates: LeaseCheckpoint=true\n", "--feature-gates=LeaseCheckpoint=true is not supported (see docs/compatibility.md)"},
+		{"feature-gates: PriorityRequest=true\n", "--feature-gates=PriorityRequest=true is not supported (see docs/compatibility.md)"},
 		{"heartbeat-interval: soon\n", "heartbeat-interval: invalid value"},
 		{"backend-batch-interval: 1.5\n", "not a duration in integer nanoseconds"},
 		{"socket-options: 3\n", "invalid socket-options"},
