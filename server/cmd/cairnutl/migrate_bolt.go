@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-db/cairn/node"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"google.golang.org/protobuf/proto"
@@ -71,7 +72,7 @@ func (s *boltSource) importInto(im *node.Importer) (rev, compactRev int64, err e
 	}
 	defer cleanup()
 	db, err := bbolt.Open(path, 0o400, &bbolt.Options{ReadOnly: true, Timeout: boltLockTimeout})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return 0, 0, fmt.Errorf("%s is locked: stop the etcd member that uses it, or migrate from `etcdctl snapshot save`", s.path)
 	}
 	if err != nil {
