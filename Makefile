@@ -22,7 +22,7 @@ export ETCDUTL_BIN := $(REF)/etcdutl
 export CAIRNUTL_BIN := $(BIN)/cairnutl
 export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
-.PHONY: all build build-failpoints image test-deploy run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
+.PHONY: all build build-failpoints image test-deploy k8s-storage run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
 
 all: build
 
@@ -157,6 +157,18 @@ MICRO_FLAGS = -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COU
 bench-micro:
 	@cd node && $(GO) test $(MICRO_FLAGS) ./mvcc/ ./raftlog/ .
 	@cd server && $(GO) test $(MICRO_FLAGS) ./watch/
+
+## k8s-storage: Kubernetes' own etcd3 storage tests (k8s.io/apiserver
+## pkg/storage/etcd3, from the module proxy) against bin/cairn and the
+## reference etcd, with the EtcdRangeStream gate's default off and on; prints
+## the counts per system and gate, reports in k8s-storage-out/. Not part of
+## `make test` (a large dependency tree; tools/k8sstorage is its own module,
+## outside go.work). Knobs: K8S_RUN (a -run regexp), K8S_SYSTEMS, K8S_GATES.
+K8S_SYSTEMS ?= cairn=$(BIN)/cairn,etcd=$(REF)/etcd
+K8S_GATES ?= off,on
+k8s-storage: build ref
+	cd tools/k8sstorage && GOWORK=off GOFLAGS=-mod=mod $(GO) run ./cmd/k8sstorage \
+		-systems $(K8S_SYSTEMS) -gates $(K8S_GATES) -out $(CURDIR)/k8s-storage-out $(if $(K8S_RUN),-run '$(K8S_RUN)')
 
 ## lint: gofmt, go vet and staticcheck on every module
 lint:

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/server/etcdapi"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Restore writes a data directory from a backup (etcdctl snapshot save of
@@ -15,6 +16,19 @@ import (
 // that was stopped; its bootstrap flags no longer matter. The data
 // directory must not hold a member already.
 func Restore(cfg Config, backup []byte, skipHashCheck bool) error {
+	return RestoreWith(cfg, func(fs vfs.FS, dbDir string) error {
+		if err := node.RestoreBackup(backup, fs, dbDir, skipHashCheck); err != nil {
+			return err
+		}
+		return node.PrepareRestoredDB(fs, dbDir)
+	})
+}
+
+// RestoreWith writes a data directory as Restore does, with the member's
+// database written by fill into dbDir (which does not exist yet) on fs:
+// Restore fills it from a backup, cairnutl migrate from an etcd store
+// (node.Importer). The database must hold only a keyspace and leases.
+func RestoreWith(cfg Config, fill func(fs vfs.FS, dbDir string) error) error {
 	cfg.ensureDefaults()
 	cfg.InitialClusterState = "new"
 	budget, err := node.SplitMemoryBudget(cfg.MemoryBudgetBytes)
@@ -30,10 +44,7 @@ func Restore(cfg Config, backup []byte, skipHashCheck bool) error {
 		return err
 	}
 	dbDir := cfg.FS.PathJoin(m.memberDir(), "db")
-	if err := node.RestoreBackup(backup, cfg.FS, dbDir, skipHashCheck); err != nil {
-		return err
-	}
-	if err := node.PrepareRestoredDB(cfg.FS, dbDir); err != nil {
+	if err := fill(cfg.FS, dbDir); err != nil {
 		return err
 	}
 	m.Identity = etcdapi.Identity{ClusterID: st.ClusterID, MemberID: st.MemberID}

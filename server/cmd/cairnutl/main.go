@@ -1,7 +1,9 @@
 // Command cairnutl is cairn's offline tool, like etcdutl: it restores a
 // backup (etcdctl snapshot save of a cairn member) into a new data
-// directory, describes a backup, and defragments a stopped member's
-// database. It takes etcdutl's commands and flags.
+// directory, describes a backup, defragments a stopped member's database,
+// and migrates an etcd data set (an etcd snapshot or database file, or a
+// live etcd through the client API) into a new data directory. It takes
+// etcdutl's commands and flags.
 package main
 
 import (
@@ -23,6 +25,9 @@ const usage = `usage:
                              [--initial-cluster-token TOKEN] [--initial-advertise-peer-urls URLS] [--skip-hash-check]
   cairnutl snapshot status FILE [-w table|json]
   cairnutl defrag --data-dir DIR
+  cairnutl migrate (ETCD_DB_FILE [--skip-hash-check] | --endpoints URLS [--cacert F --cert F --key F --user U[:P]])
+                   --data-dir DIR [--name NAME --initial-cluster NAME=URL,... --initial-cluster-token TOKEN
+                   --initial-advertise-peer-urls URLS]
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -36,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = status(args[2:], stdout)
 	case len(args) >= 1 && args[0] == "defrag":
 		err = defrag(args[1:], stdout)
+	case len(args) >= 1 && args[0] == "migrate":
+		err = migrate(args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2
