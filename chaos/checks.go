@@ -15,8 +15,6 @@ import (
 	lin "github.com/cairn-db/cairn/linearizability"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 const (
@@ -117,7 +115,10 @@ func (r *runner) check() *Result {
 	res.Checks = append(res.Checks, r.checkWatches(history))
 	res.Checks = append(res.Checks, r.checkConvergence())
 	res.Checks = append(res.Checks, r.checkLocks(history))
+	res.Checks = append(res.Checks, r.checkElections(history))
 	res.Checks = append(res.Checks, r.checkLeases())
+	// After checkLeases, every lease of the run is gone.
+	res.Checks = append(res.Checks, r.checkLeaseKeys())
 	res.Checks = append(res.Checks, liveness, recovery)
 	exits := r.c.UnexpectedExits()
 	res.Checks = append(res.Checks, Check{Name: "exits", OK: len(exits) == 0, Detail: firstFew(exits)})
@@ -364,7 +365,7 @@ func (r *runner) checkWatches(history storeHistoryRead) Check {
 	var problems []string
 	events, restarts := 0, 0
 	for _, w := range r.watchers {
-		received := w.Received()
+		received := receivedUpTo(w.Received(), history.current)
 		events += len(received)
 		restarts += w.Restarts()
 		if why := w.Stopped(); why != "" {
@@ -389,6 +390,20 @@ func (r *runner) checkWatches(history storeHistoryRead) Check {
 	return check
 }
 
+// receivedUpTo keeps the events up to revision, the last one of the store's
+// history the checks read: a write the workload gave up on may still be
+// applied after that read (it was in flight in a member or a proxy), and
+// what came after is outside the checked history.
+func receivedUpTo(received []lin.Event, revision int64) []lin.Event {
+	out := received[:0:0]
+	for _, e := range received {
+		if e.Revision <= revision {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func (r *runner) firstServing() *cluster.Member {
 	for _, m := range r.c.Members {
 		if m.Serving() {
@@ -398,8 +413,14 @@ func (r *runner) firstServing() *cluster.Member {
 	return nil
 }
 
-// checkConvergence compares every member's keyspace at one revision: the
-// keys, values and revisions, and HashKV where the target implements it.
+// hashRevisionsSampled is how many revisions, spread over the whole
+// history, convergence compares HashKV at besides the final one.
+const hashRevisionsSampled = 8
+
+// checkConvergence compares every member's keyspace at one revision (the
+// keys, values and revisions), and every member's HashKV at that revision
+// and at hashRevisionsSampled earlier ones: once the faults have healed,
+// every member must hold the same history, not only the same present.
 func (r *runner) checkConvergence() Check {
 	check := Check{Name: "convergence"}
 	m := r.firstServing()
@@ -412,9 +433,9 @@ func (r *runner) checkConvergence() Check {
 		check.Detail = fmt.Sprintf("revision from %s: %v", m.Name, err)
 		return check
 	}
+	revisions := hashRevisions(revision, hashRevisionsSampled)
 	var reference string
-	var referenceHash *clientv3.HashKVResponse
-	hashNote := ""
+	referenceHashes := make([]*clientv3.HashKVResponse, len(revisions))
 	for _, m := range r.c.Members {
 		if err := waitApplied(m, revision); err != nil {
 			check.Detail = err.Error()
@@ -431,28 +452,38 @@ func (r *runner) checkConvergence() Check {
 			check.Detail = fmt.Sprintf("%s's keyspace at revision %d differs from %s's", m.Name, revision, r.c.Members[0].Name)
 			return check
 		}
-		hash, err := hashKV(m, revision)
-		switch {
-		case status.Code(err) == codes.Unimplemented:
-			hashNote = "; HashKV unimplemented by target"
-		case err != nil:
-			check.Detail = fmt.Sprintf("%s: HashKV: %v", m.Name, err)
-			return check
-		case referenceHash == nil:
-			referenceHash = hash
-		case hash.Hash != referenceHash.Hash || hash.CompactRevision != referenceHash.CompactRevision:
-			check.Detail = fmt.Sprintf("%s's HashKV at revision %d is %x (compact %d), %s's %x (compact %d)", m.Name, revision,
-				hash.Hash, hash.CompactRevision, r.c.Members[0].Name, referenceHash.Hash, referenceHash.CompactRevision)
-			return check
+		for i, at := range revisions {
+			hash, err := hashKV(m, at)
+			switch {
+			case err != nil:
+				check.Detail = fmt.Sprintf("%s: HashKV at revision %d: %v", m.Name, at, err)
+				return check
+			case referenceHashes[i] == nil:
+				referenceHashes[i] = hash
+			case hash.Hash != referenceHashes[i].Hash || hash.CompactRevision != referenceHashes[i].CompactRevision:
+				check.Detail = fmt.Sprintf("%s's HashKV at revision %d is %x (compact %d), %s's %x (compact %d)", m.Name, at,
+					hash.Hash, hash.CompactRevision, r.c.Members[0].Name, referenceHashes[i].Hash, referenceHashes[i].CompactRevision)
+				return check
+			}
 		}
 	}
 	check.OK = true
-	method := "keyspaces"
-	if referenceHash != nil {
-		method = "keyspaces and HashKV"
-	}
-	check.Detail = fmt.Sprintf("%s equal at revision %d%s", method, revision, hashNote)
+	check.Detail = fmt.Sprintf("keyspaces equal at revision %d, HashKV equal at %d revisions up to it", revision, len(revisions))
 	return check
+}
+
+// hashRevisions returns final and up to sampled revisions spread evenly
+// below it, from the first revision a write can make, in increasing order.
+func hashRevisions(final int64, sampled int) []int64 {
+	var out []int64
+	first := int64(startRevision + 1)
+	for i := range sampled {
+		at := first + (final-first)*int64(i)/int64(sampled)
+		if at < final && (len(out) == 0 || out[len(out)-1] != at) {
+			out = append(out, at)
+		}
+	}
+	return append(out, final)
 }
 
 func currentRevision(m *cluster.Member) (int64, error) {

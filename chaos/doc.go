@@ -17,10 +17,13 @@
 //     linearizability of the whole history; serializable reads against the
 //     committed history; no acknowledged write lost (each must be in the
 //     store's own history, read back through a watch from the first
-//     revision); every member's keyspace (and HashKV, where the target
-//     implements it) equal at one revision; that no lease call contradicts
-//     another and every abandoned lease expired (CheckLeases); liveness; and
-//     that no member exited unless a fault killed it;
+//     revision); every member's keyspace equal at one revision, and its
+//     HashKV at that revision and at revisions spread over the history;
+//     lock fencing and election leadership replayed from the store's
+//     history; that no lease call contradicts another and every abandoned
+//     lease expired (CheckLeases), and that a lease's keys go when it goes,
+//     all at one revision; liveness; and that no member exited unless a
+//     fault killed it;
 //  4. writes a report folder: the history, porcupine's HTML, the fault
 //     timeline, every member's log and the summary line.
 //

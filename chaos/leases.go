@@ -214,14 +214,16 @@ func (r *runner) checkLeases() Check {
 
 // leaseSummary counts what the lease workload saw.
 func leaseSummary(observations []workload.LeaseObservation, leases int) string {
-	renewals, gone := 0, 0
+	renewals, gone, attached := 0, 0, 0
 	for _, o := range observations {
 		switch {
 		case o.Op == workload.LeaseKeepAlive && o.Renews():
 			renewals++
+		case o.Op == workload.LeaseAttach && o.Outcome == workload.LeaseAlive:
+			attached++
 		case o.Outcome == workload.LeaseGone:
 			gone++
 		}
 	}
-	return fmt.Sprintf("%d leases, %d renewals, %d seen gone", leases, renewals, gone)
+	return fmt.Sprintf("%d leases, %d renewals, %d keys attached, %d seen gone", leases, renewals, attached, gone)
 }

@@ -51,12 +51,20 @@ type Config struct {
 	// and 2; the session TTL is LeaseTTLSeconds.
 	LockClients int
 	Locks       int
+	// ElectionClients is the number of clients campaigning in Elections
+	// elections (etcd's election recipe); each member also has one
+	// observer per election. Defaults 3 and 2; the session TTL is
+	// LeaseTTLSeconds.
+	ElectionClients int
+	Elections       int
 	// RequestTimeout bounds every workload request. Default 2 s.
 	RequestTimeout time.Duration
 	// LivenessBound is how long the cluster may take to commit a write
 	// after a fault heals. Default 30 s.
 	LivenessBound time.Duration
-	// CheckTimeout bounds porcupine's search. Default 3 minutes; a search
+	// CheckTimeout bounds porcupine's search. Default 3 minutes, or a
+	// quarter of Duration for runs longer than 12 minutes (the history
+	// grows with the run); a search
 	// that runs out is a failed check, never a pass.
 	CheckTimeout time.Duration
 	// Env is added to every member's environment (failpoints).
@@ -106,6 +114,12 @@ func (c *Config) EnsureDefaults() {
 	if c.Locks == 0 {
 		c.Locks = 2
 	}
+	if c.ElectionClients == 0 {
+		c.ElectionClients = 3
+	}
+	if c.Elections == 0 {
+		c.Elections = 2
+	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 2 * time.Second
 	}
@@ -113,7 +127,7 @@ func (c *Config) EnsureDefaults() {
 		c.LivenessBound = 30 * time.Second
 	}
 	if c.CheckTimeout == 0 {
-		c.CheckTimeout = 3 * time.Minute
+		c.CheckTimeout = max(3*time.Minute, c.Duration/4)
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -162,9 +176,10 @@ type runner struct {
 	c   *cluster.Cluster
 	w   *workload.Workload
 	// leases keeps leases alive beside the KV traffic; locks takes locks
-	// and writes under them.
-	leases *workload.LeaseWorkload
-	locks  *workload.LockWorkload
+	// and writes under them; elections campaigns, proclaims and observes.
+	leases    *workload.LeaseWorkload
+	locks     *workload.LockWorkload
+	elections *workload.ElectionWorkload
 	// watchers watch every key through each member's client proxy; they
 	// run until the checks have seen them catch up.
 	watchers     []*workload.Watcher
@@ -266,16 +281,21 @@ func Run(cfg Config) (*Result, error) {
 	r.leases = workload.NewLeases(workload.LeaseConfig{
 		Endpoints: r.c.ClientURLs(), Clients: cfg.LeaseClients, TTLSeconds: cfg.LeaseTTLSeconds,
 		KeepAliveInterval: ttl / leaseCallsPerTTL, HoldMin: ttl, HoldMax: leaseHoldTTLsMax * ttl,
-		RevokePercent: leaseRevokePercent, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
+		RevokePercent: leaseRevokePercent, KeysMax: leaseKeysMax, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
 	}, r.clock)
 	r.locks = workload.NewLocks(workload.LockConfig{
 		Endpoints: r.c.ClientURLs(), Clients: cfg.LockClients, Locks: cfg.Locks,
 		SessionTTLSeconds: int(cfg.LeaseTTLSeconds), WritesMax: lockWritesMax, Pause: lockPause,
 		LockTimeout: lockTimeout, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
 	})
+	r.elections = workload.NewElections(workload.ElectionConfig{
+		Endpoints: r.c.ClientURLs(), Clients: cfg.ElectionClients, Elections: cfg.Elections,
+		SessionTTLSeconds: int(cfg.LeaseTTLSeconds), ProclaimsMax: electionProclaimsMax, Pause: lockPause,
+		CampaignTimeout: lockTimeout, RequestTimeout: cfg.RequestTimeout, Seed: cfg.Seed,
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
-	workloads := []func(context.Context) error{r.w.Run, r.leases.Run, r.locks.Run}
+	workloads := []func(context.Context) error{r.w.Run, r.leases.Run, r.locks.Run, r.elections.Run}
 	workloadDone := make(chan error, len(workloads))
 	for _, run := range workloads {
 		go func() { workloadDone <- run(ctx) }()
@@ -303,19 +323,24 @@ func Run(cfg Config) (*Result, error) {
 // The lease traffic's shape, in units of the lease TTL: calls on a held
 // lease come leaseCallsPerTTL times per TTL (a few may fail without the
 // lease expiring); a lease is held one to leaseHoldTTLsMax TTLs, then
-// revoked (leaseRevokePercent of them) or abandoned to expire.
+// revoked (leaseRevokePercent of them) or abandoned to expire; zero to
+// leaseKeysMax keys are attached to it.
 const (
 	leaseCallsPerTTL   = 6
 	leaseHoldTTLsMax   = 8
 	leaseRevokePercent = 30
+	leaseKeysMax       = 3
 )
 
 // The lock traffic's shape: one to lockWritesMax fenced writes per
 // acquisition, lockPause apart; a lock is waited for at most lockTimeout.
+// The election traffic's is the same, with one to electionProclaimsMax
+// proclamations per term.
 const (
-	lockWritesMax = 3
-	lockPause     = 50 * time.Millisecond
-	lockTimeout   = 5 * time.Second
+	lockWritesMax        = 3
+	lockPause            = 50 * time.Millisecond
+	lockTimeout          = 5 * time.Second
+	electionProclaimsMax = 3
 )
 
 // clock is the run's clock: the time since it started.

@@ -2,6 +2,13 @@ module github.com/cairn-db/cairn/client
 
 go 1.26.0
 
+require github.com/cairn-db/cairn/chaos v0.0.0
+
+replace (
+	github.com/cairn-db/cairn/chaos => ../chaos
+	github.com/cairn-db/cairn/linearizability => ../linearizability
+)
+
 require (
 	github.com/coreos/go-semver v0.3.1 // indirect
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect

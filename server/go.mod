@@ -3,6 +3,7 @@ module github.com/cairn-db/cairn/server
 go 1.26.0
 
 require (
+	github.com/cairn-db/cairn/chaos v0.0.0
 	github.com/cairn-db/cairn/node v0.0.0
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.0
@@ -60,4 +61,8 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b // indirect
 )
 
-replace github.com/cairn-db/cairn/node => ../node
+replace (
+	github.com/cairn-db/cairn/chaos => ../chaos
+	github.com/cairn-db/cairn/linearizability => ../linearizability
+	github.com/cairn-db/cairn/node => ../node
+)

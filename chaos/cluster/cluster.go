@@ -2,9 +2,10 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,10 +30,6 @@ const (
 const (
 	// DefaultReadyTimeout bounds the wait for a member to serve a Get.
 	DefaultReadyTimeout = 30 * time.Second
-	// readyPollTimeout bounds each readiness probe; readyPollInterval is
-	// the pause between two.
-	readyPollTimeout  = time.Second
-	readyPollInterval = 100 * time.Millisecond
 	// probeDialTimeout and probeRequestTimeout bound the harness's own
 	// requests to one member.
 	probeDialTimeout    = 2 * time.Second
@@ -69,6 +66,24 @@ type Config struct {
 	// ReadyTimeout bounds each wait for readiness. Default
 	// DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// Direct starts the members without proxies: each advertises its own
+	// ports (the benchmark, the e2e tests, a cluster for development). The
+	// proxies' faults do nothing to a Direct cluster.
+	Direct bool
+	// TLS, when set, gives the members https URLs and is what the
+	// harness's clients dial with. The members' certificate flags
+	// (--cert-file ..., or --auto-tls) go in ExtraFlags.
+	TLS *tls.Config
+	// Names are the members' names. Default m1, m2, ...
+	Names []string
+	// Ports, when set, are the members' own client and peer ports, one
+	// pair per member (a cluster on well-known ports). Default: free ports.
+	Ports []MemberPorts
+	// LogLevel is --log-level. Default info.
+	LogLevel string
+	// Echo, when set, also receives every member's output, each line
+	// prefixed with the member's name.
+	Echo io.Writer
 	// DiskBytes, when > 0, gives every member a disk of its own: a tmpfs
 	// of this size mounted under Dir (Linux, root), which Member.FillDisk
 	// can fill. tmpfs ignores fsync, so leave it 0 unless disk-full faults
@@ -89,7 +104,18 @@ func (c *Config) ensureDefaults() {
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = DefaultReadyTimeout
 	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if len(c.Names) == 0 {
+		for i := range c.Members {
+			c.Names = append(c.Names, fmt.Sprintf("m%d", i+1))
+		}
+	}
 }
+
+// MemberPorts are one member's own loopback ports.
+type MemberPorts struct{ Client, Peer int }
 
 func (c *Config) validate() error {
 	if c.Kind != KindCairn && c.Kind != KindEtcd {
@@ -100,6 +126,15 @@ func (c *Config) validate() error {
 	}
 	if st, err := os.Stat(c.Bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 		return fmt.Errorf("cluster: %s binary %q is not an executable file (run `make build ref`)", c.Kind, c.Bin)
+	}
+	if len(c.Names) != c.Members {
+		return fmt.Errorf("cluster: %d names for %d members", len(c.Names), c.Members)
+	}
+	if c.Ports != nil && len(c.Ports) != c.Members {
+		return fmt.Errorf("cluster: %d port pairs for %d members", len(c.Ports), c.Members)
+	}
+	if c.DiskBytes > 0 && c.Direct {
+		return errors.New("cluster: disks of their own are for chaos runs, not Direct clusters")
 	}
 	if c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("cluster: election timeout %v < 5 heartbeats of %v", c.ElectionTimeout, c.HeartbeatInterval)
@@ -134,7 +169,7 @@ func Start(cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg}
 	c.Network = proxy.NewNetwork(proxy.ProcessSource(c.pids), cfg.Seed)
 	for i := range cfg.Members {
-		m, err := c.newMember(fmt.Sprintf("m%d", i+1))
+		m, err := c.newMember(i)
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -151,14 +186,19 @@ func Start(cfg Config) (*Cluster, error) {
 // Config returns the configuration the cluster runs with, defaults filled.
 func (c *Cluster) Config() Config { return c.cfg }
 
-func (c *Cluster) newMember(name string) (*Member, error) {
-	clientPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	peerPort, err := freePort()
-	if err != nil {
-		return nil, err
+func (c *Cluster) newMember(i int) (*Member, error) {
+	name := c.cfg.Names[i]
+	var clientPort, peerPort int
+	if c.cfg.Ports != nil {
+		clientPort, peerPort = c.cfg.Ports[i].Client, c.cfg.Ports[i].Peer
+	} else {
+		var err error
+		if clientPort, err = FreePort(); err != nil {
+			return nil, err
+		}
+		if peerPort, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	m := &Member{
 		cluster:    c,
@@ -176,6 +216,10 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 		c.mounts = append(c.mounts, m.diskDir)
 		m.DataDir = filepath.Join(m.diskDir, "data")
 	}
+	if c.cfg.Direct {
+		return m, nil
+	}
+	var err error
 	if m.ClientProxy, err = c.Network.Listen(name, proxy.ClientPort, m.ClientAddr); err != nil {
 		return nil, err
 	}
@@ -185,21 +229,11 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 	return m, nil
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // initialCluster is --initial-cluster: every member's peer proxy.
 func (c *Cluster) initialCluster() string {
 	parts := make([]string, len(c.Members))
 	for i, m := range c.Members {
-		parts[i] = m.Name + "=http://" + m.PeerProxy.Addr()
+		parts[i] = m.Name + "=" + m.PeerURL()
 	}
 	return strings.Join(parts, ",")
 }
@@ -262,6 +296,29 @@ func (c *Cluster) UnexpectedExits() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.mu.unexpected...)
+}
+
+// Kill SIGKILLs every member and closes the proxies: for a cluster whose
+// data is not needed after it (a benchmark's).
+func (c *Cluster) Kill() {
+	for _, m := range c.Members {
+		_ = m.Kill() // a member not running is already what Kill wants
+	}
+	c.Network.Close()
+	for _, dir := range c.mounts {
+		_ = unmountDisk(dir)
+	}
+	c.mounts = nil
+}
+
+// Endpoints are the members' advertised client addresses without scheme,
+// for gRPC dialing.
+func (c *Cluster) Endpoints() []string {
+	out := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		out[i] = m.Endpoint()
+	}
+	return out
 }
 
 // Stop resumes paused members, stops every member (SIGTERM, then SIGKILL
@@ -332,10 +389,11 @@ func (c *Cluster) WaitLeader(timeout time.Duration) (*Member, error) {
 }
 
 // newClient returns an official client of the given endpoints with short
-// timeouts and no logging.
-func newClient(endpoints ...string) (*clientv3.Client, error) {
+// timeouts and no logging, dialing with tlsConfig when set.
+func newClient(tlsConfig *tls.Config, endpoints ...string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
+		TLS:                  tlsConfig,
 		DialTimeout:          probeDialTimeout,
 		DialKeepAliveTime:    time.Second,
 		DialKeepAliveTimeout: time.Second,

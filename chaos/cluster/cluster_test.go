@@ -12,7 +12,8 @@ func TestConfigValidation(t *testing.T) {
 	if err := valid.validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
-	if valid.HeartbeatInterval != 50*time.Millisecond || valid.ElectionTimeout != 500*time.Millisecond || valid.Token != "chaos" {
+	if valid.HeartbeatInterval != 50*time.Millisecond || valid.ElectionTimeout != 500*time.Millisecond || valid.Token != "chaos" ||
+		valid.LogLevel != "info" || strings.Join(valid.Names, ",") != "m1,m2,m3" {
 		t.Fatalf("defaults %+v", valid)
 	}
 	for _, tc := range []struct {
@@ -24,6 +25,9 @@ func TestConfigValidation(t *testing.T) {
 		{func(c *Config) { c.Members = membersMax + 1 }, "members"},
 		{func(c *Config) { c.Bin = "/nonexistent/cairn" }, "not an executable"},
 		{func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, "election timeout"},
+		{func(c *Config) { c.Names = []string{"a", "b"} }, "2 names for 3 members"},
+		{func(c *Config) { c.Ports = []MemberPorts{{2379, 2380}} }, "1 port pairs for 3 members"},
+		{func(c *Config) { c.Direct, c.DiskBytes = true, 1<<20 }, "Direct"},
 	} {
 		cfg := valid
 		tc.change(&cfg)

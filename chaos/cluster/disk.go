@@ -82,7 +82,7 @@ func (m *Member) FreeDisk() error {
 	}
 	time.Sleep(diskGrace)
 	m.mu.Lock()
-	if m.mu.cmd != nil {
+	if m.mu.proc != nil {
 		m.mu.expectExit = false
 	}
 	m.mu.Unlock()

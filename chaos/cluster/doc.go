@@ -20,6 +20,14 @@
 // the harness, which stops them) with a parent-death signal of SIGKILL, so a
 // crashed harness leaves no process behind.
 //
+// It is the one launcher of cairn and etcd processes in the repository:
+// StartProcess (a process in its own group, its log, its exit, SIGKILL and
+// SIGTERM, readiness, peak RSS) is what Member runs on, and what the e2e
+// tests start their members with; a Direct cluster (no proxies, fixed ports
+// if wanted, TLS) is what the benchmark and `make cluster` start; FreePort
+// hands out loopback ports below the ephemeral range, never twice in one
+// process.
+//
 // A Cluster is safe for concurrent use: faults and probes may run from
 // different goroutines.
 package cluster

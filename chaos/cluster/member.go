@@ -3,9 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,14 +28,15 @@ type Member struct {
 	ClientAddr string
 	PeerAddr   string
 	// ClientProxy and PeerProxy stand in front of them; their addresses
-	// are the member's advertised URLs.
+	// are the member's advertised URLs. Both are nil in a Direct cluster.
 	ClientProxy *proxy.Proxy
 	PeerProxy   *proxy.Proxy
 
 	mu struct {
 		sync.Mutex
-		cmd *exec.Cmd
-		// exited is closed when the current process has exited.
+		proc *Process
+		// exited is closed once the current process has exited and proc
+		// is nil again (so a Launch right after a Kill finds it clear).
 		exited chan struct{}
 		// expectExit is set before the harness kills or stops the
 		// process, so its exit is not unexpected.
@@ -49,14 +49,42 @@ type Member struct {
 	}
 }
 
-// ClientURL is the member's advertised (proxied) client URL.
-func (m *Member) ClientURL() string { return "http://" + m.ClientProxy.Addr() }
+// scheme is the URLs' scheme: https when the cluster has TLS.
+func (m *Member) scheme() string {
+	if m.cluster.cfg.TLS != nil {
+		return "https://"
+	}
+	return "http://"
+}
+
+// ClientURL is the member's advertised client URL: its client proxy's, or
+// its own port's in a Direct cluster.
+func (m *Member) ClientURL() string {
+	if m.ClientProxy == nil {
+		return m.DirectClientURL()
+	}
+	return m.scheme() + m.ClientProxy.Addr()
+}
+
+// PeerURL is the member's advertised peer URL: its peer proxy's, or its own
+// port's in a Direct cluster.
+func (m *Member) PeerURL() string {
+	if m.PeerProxy == nil {
+		return m.scheme() + m.PeerAddr
+	}
+	return m.scheme() + m.PeerProxy.Addr()
+}
 
 // DirectClientURL is the URL the process itself listens on, bypassing the
 // proxy: for the harness's probes.
-func (m *Member) DirectClientURL() string { return "http://" + m.ClientAddr }
+func (m *Member) DirectClientURL() string { return m.scheme() + m.ClientAddr }
 
-// args is the member's command line.
+// Endpoint is ClientURL without its scheme, for gRPC dialing.
+func (m *Member) Endpoint() string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.ClientURL(), "http://"), "https://")
+}
+
+// argsLocked is the member's command line.
 // REQUIRES: m.mu is held.
 func (m *Member) argsLocked() []string {
 	cfg := m.cluster.cfg
@@ -67,16 +95,16 @@ func (m *Member) argsLocked() []string {
 	args := []string{
 		"--name", m.Name,
 		"--data-dir", m.DataDir,
-		"--listen-client-urls", "http://" + m.ClientAddr,
+		"--listen-client-urls", m.scheme() + m.ClientAddr,
 		"--advertise-client-urls", m.ClientURL(),
-		"--listen-peer-urls", "http://" + m.PeerAddr,
-		"--initial-advertise-peer-urls", "http://" + m.PeerProxy.Addr(),
+		"--listen-peer-urls", m.scheme() + m.PeerAddr,
+		"--initial-advertise-peer-urls", m.PeerURL(),
 		"--initial-cluster", m.cluster.initialCluster(),
 		"--initial-cluster-state", state,
 		"--initial-cluster-token", cfg.Token,
 		"--heartbeat-interval", strconv.FormatInt(cfg.HeartbeatInterval.Milliseconds(), 10),
 		"--election-timeout", strconv.FormatInt(cfg.ElectionTimeout.Milliseconds(), 10),
-		"--log-level", "info",
+		"--log-level", cfg.LogLevel,
 	}
 	return append(args, cfg.ExtraFlags...)
 }
@@ -86,62 +114,48 @@ func (m *Member) argsLocked() []string {
 func (m *Member) Launch() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.mu.cmd != nil {
+	if m.mu.proc != nil {
 		return fmt.Errorf("%s: launch while running", m.Name)
 	}
-	logFile, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cfg := m.cluster.cfg
+	pcfg := ProcessConfig{Bin: cfg.Bin, Args: m.argsLocked(), Env: cfg.Env, LogPath: m.LogPath, Start: m.mu.starts + 1}
+	if cfg.Echo != nil {
+		pcfg.Echo, pcfg.EchoPrefix = cfg.Echo, m.Name+" | "
+	}
+	proc, err := StartProcess(pcfg)
 	if err != nil {
-		return fmt.Errorf("%s: open log: %w", m.Name, err)
+		return fmt.Errorf("%s: %w", m.Name, err)
 	}
 	m.mu.starts++
-	cfg := m.cluster.cfg
-	cmd := exec.Command(cfg.Bin, m.argsLocked()...)
-	fmt.Fprintf(logFile, "=== start #%d at %s: %s\n", m.mu.starts, time.Now().UTC().Format(time.RFC3339Nano), cmd.String())
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), cfg.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("%s: start %s: %w", m.Name, cfg.Bin, err)
-	}
 	exited := make(chan struct{})
-	m.mu.cmd, m.mu.exited, m.mu.expectExit, m.mu.paused = cmd, exited, false, false
-	go m.wait(cmd, logFile, exited)
+	m.mu.proc, m.mu.exited, m.mu.expectExit, m.mu.paused = proc, exited, false, false
+	go m.wait(proc, exited)
 	return nil
 }
 
-// wait reaps the process and records its exit if the harness did not cause it.
-func (m *Member) wait(cmd *exec.Cmd, logFile *os.File, exited chan struct{}) {
-	err := cmd.Wait()
-	fmt.Fprintf(logFile, "=== exit at %s: %v\n", time.Now().UTC().Format(time.RFC3339Nano), exitStatus(err))
-	logFile.Close()
+// wait records the process's exit if the harness did not cause it.
+func (m *Member) wait(proc *Process, exited chan struct{}) {
+	err := proc.Err()
 	m.mu.Lock()
 	expected := m.mu.expectExit
-	if m.mu.cmd == cmd {
-		m.mu.cmd = nil
+	if m.mu.proc == proc {
+		m.mu.proc = nil
 	}
 	m.mu.Unlock()
 	close(exited)
 	if !expected {
-		m.cluster.recordUnexpectedExit(fmt.Sprintf("%s (pid %d) exited by itself: %v", m.Name, cmd.Process.Pid, exitStatus(err)))
+		m.cluster.recordUnexpectedExit(fmt.Sprintf("%s (pid %d) exited by itself: %v", m.Name, proc.PID(), ExitStatus(err)))
 	}
-}
-
-func exitStatus(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
 }
 
 // PID is the running process's ID, or 0.
 func (m *Member) PID() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.mu.cmd == nil {
+	if m.mu.proc == nil {
 		return 0
 	}
-	return m.mu.cmd.Process.Pid
+	return m.mu.proc.PID()
 }
 
 // Running reports whether the member's process is alive (perhaps paused).
@@ -151,7 +165,7 @@ func (m *Member) Running() bool { return m.PID() != 0 }
 func (m *Member) Serving() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.mu.cmd != nil && !m.mu.paused
+	return m.mu.proc != nil && !m.mu.paused
 }
 
 // Starts is how many times the member was launched.
@@ -161,18 +175,25 @@ func (m *Member) Starts() int {
 	return m.mu.starts
 }
 
+// process returns the running process, or nil.
+func (m *Member) process() *Process {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.proc
+}
+
 // signal sends sig to the running process; expectExit marks the exit it
 // causes as the harness's doing.
 func (m *Member) signal(sig syscall.Signal, expectExit bool) (chan struct{}, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.mu.cmd == nil {
+	if m.mu.proc == nil {
 		return nil, fmt.Errorf("%s: not running", m.Name)
 	}
 	if expectExit {
 		m.mu.expectExit = true
 	}
-	if err := m.mu.cmd.Process.Signal(sig); err != nil {
+	if err := m.mu.proc.Signal(sig); err != nil {
 		return nil, fmt.Errorf("%s: %v: %w", m.Name, sig, err)
 	}
 	switch sig {
@@ -186,10 +207,10 @@ func (m *Member) signal(sig syscall.Signal, expectExit bool) (chan struct{}, err
 
 // expectExit marks the running process's coming exit as the harness's
 // doing (a removed member stops by itself) and returns its exit channel.
-func (m *Member) expectExit() chan struct{} {
+func (m *Member) expectExit() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.mu.cmd == nil {
+	if m.mu.proc == nil {
 		return nil
 	}
 	m.mu.expectExit = true
@@ -234,58 +255,56 @@ func (m *Member) Restart() error {
 // not exited after stopGracePeriod. A member not running is left alone.
 func (m *Member) Stop() {
 	m.mu.Lock()
-	paused := m.mu.paused
+	proc, exited := m.mu.proc, m.mu.exited
+	if proc != nil {
+		m.mu.expectExit = true
+		m.mu.paused = false
+	}
 	m.mu.Unlock()
-	if paused {
-		_ = m.Resume()
-	}
-	exited, err := m.signal(syscall.SIGTERM, true)
-	if err != nil {
-		return
-	}
-	select {
-	case <-exited:
-	case <-time.After(stopGracePeriod):
-		_ = m.Kill()
+	if proc != nil {
+		if proc.Terminate(stopGracePeriod) == nil {
+			<-exited
+		}
 	}
 }
 
 // WaitReady polls the member's own client port with a linearizable Get
 // until one succeeds, the process exits, or timeout passes.
 func (m *Member) WaitReady(timeout time.Duration) error {
-	m.mu.Lock()
-	exited := m.mu.exited
-	m.mu.Unlock()
-	if exited == nil {
-		return fmt.Errorf("%s: never launched", m.Name)
+	proc := m.process()
+	if proc == nil {
+		return fmt.Errorf("%s: not running (see %s)", m.Name, m.LogPath)
 	}
-	cli, err := newClient(m.DirectClientURL())
-	if err != nil {
-		return fmt.Errorf("%s: client: %w", m.Name, err)
+	if err := proc.WaitReady(m.DirectClientURL(), m.cluster.cfg.TLS, timeout); err != nil {
+		return fmt.Errorf("%s: %w (see %s)", m.Name, err, m.LogPath)
 	}
-	defer cli.Close()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("%s exited before it was ready (see %s)", m.Name, m.LogPath)
-		default:
-		}
-		ctx, cancel := probeContext()
-		_, lastErr = cli.Get(ctx, "chaos-readiness-probe")
-		cancel()
-		if lastErr == nil {
-			return nil
-		}
-		time.Sleep(readyPollInterval)
-	}
-	return fmt.Errorf("%s not ready after %v: %w", m.Name, timeout, lastErr)
+	return nil
 }
+
+// PeakRSSBytes is the running process's peak resident set (VmHWM).
+func (m *Member) PeakRSSBytes() (int64, error) {
+	proc := m.process()
+	if proc == nil {
+		return 0, fmt.Errorf("%s: not running", m.Name)
+	}
+	return proc.PeakRSSBytes()
+}
+
+// RSSBytes is the running process's resident set now (VmRSS).
+func (m *Member) RSSBytes() (int64, error) {
+	proc := m.process()
+	if proc == nil {
+		return 0, fmt.Errorf("%s: not running", m.Name)
+	}
+	return proc.RSSBytes()
+}
+
+// DiskBytes is the size of the member's data directory in allocated blocks.
+func (m *Member) DiskBytes() (int64, error) { return DirAllocatedBytes(m.DataDir) }
 
 // Status asks the member for its Maintenance.Status on its own port.
 func (m *Member) Status() (*clientv3.StatusResponse, error) {
-	cli, err := newClient(m.DirectClientURL())
+	cli, err := m.Client()
 	if err != nil {
 		return nil, err
 	}
@@ -304,4 +323,6 @@ func (m *Member) Status() (*clientv3.StatusResponse, error) {
 
 // Client returns an official client of the member's own port; the caller
 // closes it.
-func (m *Member) Client() (*clientv3.Client, error) { return newClient(m.DirectClientURL()) }
+func (m *Member) Client() (*clientv3.Client, error) {
+	return newClient(m.cluster.cfg.TLS, m.DirectClientURL())
+}

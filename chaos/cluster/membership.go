@@ -33,7 +33,7 @@ func (c *Cluster) Replace(m *Member) error {
 	if len(others) == 0 {
 		return errors.New("replace: no other member serving")
 	}
-	cli, err := newClient(others...)
+	cli, err := newClient(c.cfg.TLS, others...)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (c *Cluster) Replace(m *Member) error {
 		return fmt.Errorf("replace %s: wipe data: %w", m.Name, err)
 	}
 	if err := retryReconfig(func(ctx context.Context) error {
-		_, err := cli.MemberAdd(ctx, []string{"http://" + m.PeerProxy.Addr()})
+		_, err := cli.MemberAdd(ctx, []string{m.PeerURL()})
 		if errors.Is(err, rpctypes.ErrPeerURLExist) {
 			return nil // an earlier attempt went through
 		}

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -12,12 +13,22 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Leases: clients that grant leases, keep them alive for a while, then
-// revoke or abandon them, and record what every call observed and when.
-// No key is attached to a lease, so the leases change no revision and the
-// KV history stays the store's only writer, as the linearizability model
-// requires; what is checked is the lease's own life (see CheckLeases in
-// package chaos).
+// Leases: clients that grant leases, attach keys to them, keep them alive
+// for a while, then revoke or abandon them, and record what every call
+// observed and when. The attached keys are outside KeyPrefix, so the
+// revisions they make (their puts, and the deletes when their lease ends)
+// are foreign to the KV history (see linearizability's Recorder.SetForeign);
+// what is checked is the lease's own life (CheckLeases in package chaos) and
+// that its keys go when it goes, all at one revision (checkLeaseKeys).
+
+// LeaseKeyPrefix is the prefix of the keys attached to leases:
+// LeaseKeyPrefix + the lease ID in hex + "/" + the key's index.
+const LeaseKeyPrefix = "chaos-lease/"
+
+// LeaseKey is the name of the i-th key attached to lease id.
+func LeaseKey(id clientv3.LeaseID, i int) string {
+	return fmt.Sprintf("%s%x/%d", LeaseKeyPrefix, int64(id), i)
+}
 
 // LeaseOp is a lease call.
 type LeaseOp int
@@ -27,6 +38,9 @@ const (
 	LeaseKeepAlive
 	LeaseTimeToLive
 	LeaseRevoke
+	// LeaseAttach is a put of a key with the lease: it succeeds only if
+	// the lease exists when it is applied.
+	LeaseAttach
 )
 
 func (op LeaseOp) String() string {
@@ -39,6 +53,8 @@ func (op LeaseOp) String() string {
 		return "time-to-live"
 	case LeaseRevoke:
 		return "revoke"
+	case LeaseAttach:
+		return "attach"
 	}
 	return "lease-op?"
 }
@@ -50,7 +66,8 @@ const (
 	// LeaseUnknown: the call failed; it says nothing.
 	LeaseUnknown LeaseOutcome = iota
 	// LeaseAlive: the lease existed when the call was served. A grant or
-	// keep-alive also renewed it for TTL seconds from then.
+	// keep-alive also renewed it for TTL seconds from then; an attach put
+	// its key.
 	LeaseAlive
 	// LeaseGone: the lease did not exist when the call was served (a
 	// keep-alive or time-to-live that found none), or was revoked by it.
@@ -77,6 +94,10 @@ type LeaseObservation struct {
 	// TTL is the lease's time to live in seconds that an alive grant or
 	// keep-alive renewed it for.
 	TTL int64
+	// Key and Revision are an attach's key and, when it succeeded, the
+	// revision of its put.
+	Key      string
+	Revision int64
 }
 
 // Renews reports whether the observation renewed its lease.
@@ -101,6 +122,9 @@ type LeaseConfig struct {
 	// RevokePercent of the leases are revoked at the end of their hold;
 	// the others are abandoned and must expire.
 	RevokePercent int
+	// KeysMax bounds the keys attached to each lease (0 to KeysMax, one
+	// put each, right after the grant).
+	KeysMax int
 	// RequestTimeout bounds every call.
 	RequestTimeout time.Duration
 	Seed           uint64
@@ -189,6 +213,9 @@ func (lw *LeaseWorkload) runClient(ctx context.Context, cli *clientv3.Client, rn
 			sleep(ctx, lw.cfg.KeepAliveInterval)
 			continue
 		}
+		for i := range rng.IntN(lw.cfg.KeysMax + 1) {
+			lw.Attach(ctx, cli, id, i)
+		}
 		hold := lw.cfg.HoldMin + time.Duration(rng.Int64N(int64(lw.cfg.HoldMax-lw.cfg.HoldMin)+1))
 		revoke := rng.IntN(100) < lw.cfg.RevokePercent
 		until := time.Now().Add(hold)
@@ -253,6 +280,26 @@ func (lw *LeaseWorkload) Call(ctx context.Context, cli *clientv3.Client, op Leas
 	}
 	obs.Received = lw.clock()
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		obs.Outcome = LeaseGone
+	}
+	lw.record(obs, false)
+	return obs
+}
+
+// Attach puts the i-th key of lease id with the lease through cli and
+// records what it observed: alive with the put's revision, gone if the
+// lease was not found, unknown on any other error.
+func (lw *LeaseWorkload) Attach(ctx context.Context, cli *clientv3.Client, id clientv3.LeaseID, i int) LeaseObservation {
+	callCtx, cancel := context.WithTimeout(ctx, lw.cfg.RequestTimeout)
+	defer cancel()
+	lw.calls.Add(1)
+	obs := LeaseObservation{Lease: id, Op: LeaseAttach, Key: LeaseKey(id, i), Sent: lw.clock()}
+	resp, err := cli.Put(callCtx, obs.Key, fmt.Sprintf("attached at %v", obs.Sent), clientv3.WithLease(id))
+	obs.Received = lw.clock()
+	switch {
+	case err == nil:
+		obs.Outcome, obs.Revision = LeaseAlive, resp.Header.Revision
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		obs.Outcome = LeaseGone
 	}
 	lw.record(obs, false)

@@ -12,7 +12,9 @@
 // Each test starts its own processes (single members, or 3-member clusters
 // for the cluster tests) on free loopback ports with data in t.TempDir(),
 // and kills them when it ends; on failure the tail of each process's stderr
-// log is printed.
+// log is printed. Processes are started, logged, probed for readiness and
+// killed by the repository's one launcher, chaos/cluster (StartProcess,
+// FreePort), as the chaos runs and the benchmark do.
 //
 // The tests:
 //   - interop_client_test.go: the official Go client against cairn, asserting

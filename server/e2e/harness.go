@@ -8,17 +8,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cairn-db/cairn/chaos/cluster"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,7 +38,7 @@ const (
 const (
 	// readyTimeout bounds how long a member may take to serve its first Get.
 	readyTimeout = 20 * time.Second
-	// readyPollTimeout bounds each readiness probe.
+	// readyPollTimeout bounds each probe of a condition.
 	readyPollTimeout = 500 * time.Millisecond
 	// logTailLines is how much of a member's stderr a failure prints.
 	logTailLines = 40
@@ -73,45 +71,16 @@ func requireBin(t testing.TB, env string) string {
 	return ""
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback TCP port that was free a moment ago, from
+// the launcher's allocator (chaos/cluster.FreePort: never the same port
+// twice in one test process).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ports.Lock()
-	defer ports.Unlock()
-	if ports.next == 0 {
-		ports.next = portsLow + os.Getpid()%(portsHigh-portsLow)
+	p, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range portsHigh - portsLow {
-		p := ports.next
-		ports.next++
-		if ports.next == portsHigh {
-			ports.next = portsLow
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue // taken by another process
-		}
-		l.Close()
-		return p
-	}
-	t.Fatalf("pick free port: none free in [%d, %d)", portsLow, portsHigh)
-	return 0
-}
-
-// Ports are handed out from [portsLow, portsHigh), below the kernel's
-// ephemeral range (32768 and up here), so an outgoing connection cannot
-// take one between the pick and the member's bind; and each only once per
-// test process, in sequence from a start chosen by the process ID, so two
-// members never get the same port (asking the kernel for port 0 and
-// closing the listener could return the same port twice).
-const (
-	portsLow  = 15000
-	portsHigh = 32000
-)
-
-var ports struct {
-	sync.Mutex
-	next int
+	return p
 }
 
 // Member is one single-member cluster process (cairn or etcd). Its ports and
@@ -132,10 +101,10 @@ type Member struct {
 	// TLS, when set, is what the harness's clients of ClientURL dial with.
 	TLS *tls.Config
 
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the current process has exited
-	waitErr error         // valid after exited is closed
-	starts  int
+	// proc is the current run, started by the launcher of chaos/cluster;
+	// nil before the first Launch and after Kill.
+	proc   *cluster.Process
+	starts int
 }
 
 // StartMember starts a fresh single-member cluster of the given kind with
@@ -201,30 +170,15 @@ func (m *Member) Start() {
 // new cluster are launched together, since none is ready before a quorum is.
 func (m *Member) Launch() {
 	m.t.Helper()
-	if m.cmd != nil {
+	if m.Running() {
 		m.t.Fatalf("%s: Start while running", m.Kind)
 	}
-	logFile, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		m.t.Fatalf("open log: %v", err)
-	}
 	m.starts++
-	fmt.Fprintf(logFile, "=== start #%d: %s %s\n", m.starts, m.Bin, strings.Join(m.Args(), " "))
-	cmd := exec.Command(m.Bin, m.Args()...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		m.t.Fatalf("start %s: %v", m.Bin, err)
+	proc, err := cluster.StartProcess(cluster.ProcessConfig{Bin: m.Bin, Args: m.Args(), LogPath: m.LogPath, Start: m.starts})
+	if err != nil {
+		m.t.Fatalf("%s: %v", m.Kind, err)
 	}
-	m.cmd = cmd
-	m.exited = make(chan struct{})
-	exited := m.exited
-	go func() {
-		m.waitErr = cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
+	m.proc = proc
 }
 
 // WaitReady waits until the member serves a linearizable Get (see Start).
@@ -235,71 +189,39 @@ func (m *Member) WaitReady() {
 
 // Running reports whether the member's process was started and has not
 // exited (or been killed) since.
-func (m *Member) Running() bool {
-	if m.cmd == nil {
-		return false
-	}
-	select {
-	case <-m.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (m *Member) Running() bool { return m.proc != nil && m.proc.Running() }
 
 // WaitExit waits up to d for the running process to exit by itself, and
 // reports whether it did and its exit error (nil for status 0).
 func (m *Member) WaitExit(d time.Duration) (exited bool, err error) {
-	if m.cmd == nil {
+	if m.proc == nil || !m.proc.WaitExit(d) {
 		return false, nil
 	}
-	select {
-	case <-m.exited:
-		return true, m.waitErr
-	case <-time.After(d):
-		return false, nil
-	}
+	return true, m.proc.Err()
 }
 
-// waitReady polls with the official client until a Get succeeds (or is
-// refused for want of a user: auth is enabled, and the member serves), the
-// process exits, or readyTimeout passes.
+// waitReady waits until a linearizable Get succeeds, the process exits, or
+// readyTimeout passes.
 func (m *Member) waitReady() {
 	m.t.Helper()
-	c := m.newClient()
-	defer c.Close()
-	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-m.exited:
-			m.t.Fatalf("%s exited before it was ready: %v\n--- %s ---\n%s", m.Kind, m.waitErr, m.LogPath, m.LogTail(logTailLines))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), readyPollTimeout)
-		_, lastErr = c.Get(ctx, "e2e-readiness-probe")
-		cancel()
-		if lastErr == nil || errors.Is(lastErr, rpctypes.ErrUserEmpty) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if m.proc == nil {
+		m.t.Fatalf("%s: WaitReady before Launch", m.Kind)
 	}
-	m.t.Fatalf("%s not ready after %v (last error: %v)\n--- %s ---\n%s", m.Kind, readyTimeout, lastErr, m.LogPath, m.LogTail(logTailLines))
+	if err := m.proc.WaitReady(m.ClientURL, m.TLS, readyTimeout); err != nil {
+		m.t.Fatalf("%s %v\n--- %s ---\n%s", m.Kind, err, m.LogPath, m.LogTail(logTailLines))
+	}
 }
 
 // Kill sends SIGKILL and waits for the process to exit. It is a no-op when
 // the member is not running.
 func (m *Member) Kill() {
-	if m.cmd == nil {
+	if m.proc == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-m.exited:
-	case <-time.After(10 * time.Second):
-		m.t.Errorf("%s (pid %d) did not exit 10s after SIGKILL", m.Kind, m.cmd.Process.Pid)
+	if err := m.proc.Kill(); err != nil {
+		m.t.Errorf("%s: %v", m.Kind, err)
 	}
-	m.cmd = nil
+	m.proc = nil
 }
 
 // Endpoint is the client address without scheme, for gRPC dialing.

@@ -28,7 +28,7 @@ func run(args []string) int {
 	faults := fs.String("faults", "", "comma-separated faults to draw from (default all: "+strings.Join(chaos.AllFaults, ",")+")")
 	reportRoot := fs.String("report", "chaos-out", "folder under which the run's report folder is written")
 	opsPerSecond := fs.Int("ops-per-second", 0, "workload rate, all clients together (default 150)")
-	checkTimeout := fs.Duration("check-timeout", 0, "bound of porcupine's search (default 3m)")
+	checkTimeout := fs.Duration("check-timeout", 0, "bound of porcupine's search (default 3m, or a quarter of -duration if longer)")
 	quiet := fs.Bool("quiet", false, "print only the summary line")
 	failpoints := fs.String("failpoints", "", "planted bugs for a cairn built with -tags chaosfailpoints ($CAIRN_FAILPOINTS of its members): read-without-read-index, ack-before-durable")
 	if err := fs.Parse(args); err != nil {

@@ -1,7 +1,6 @@
 package compare
 
 import (
-	"os"
 	"strings"
 	"testing"
 
@@ -81,27 +80,5 @@ func TestNextPortStaysInSpan(t *testing.T) {
 		if p < 24000 || p+6 > 24000+portSpan {
 			t.Fatalf("port %d outside the span", p)
 		}
-	}
-}
-
-func TestProcStatusOfThisProcess(t *testing.T) {
-	hwm, err := procStatusField(os.Getpid(), "VmHWM:")
-	if err != nil || hwm < 1<<20 {
-		t.Fatalf("VmHWM %d, %v", hwm, err)
-	}
-	if _, err := parseKB(" 12 MB"); err == nil {
-		t.Fatal("parseKB accepted MB")
-	}
-	dir := t.TempDir()
-	empty, err := dirAllocatedBytes(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dir+"/f", make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n, err := dirAllocatedBytes(dir)
-	if err != nil || n-empty < 1<<20 {
-		t.Fatalf("1 MiB file: %d more bytes, %v", n-empty, err)
 	}
 }
