@@ -10,8 +10,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,19 +126,12 @@ func loadKeys(t *testing.T, m *Member, n int) {
 
 // vmHWMKiB is the member process's peak resident set size.
 func vmHWMKiB(t *testing.T, m *Member) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if m.proc == nil {
+		t.Fatalf("%s is not running", m.Kind)
+	}
+	peak, err := m.proc.PeakRSSBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kib
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return peak >> 10
 }
