@@ -98,9 +98,10 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		{"serve-local-stale-view", node.TestingKnobs{ServeLocalStaleView: true}, nil, []FailureKind{FailSerializableRead}},
 		// The keep-alive path in the core: a leader frozen past its
 		// election timeout resumes believing it leads and renews a lease
-		// the new leader has already expired. Rare: seeds 41, 109 and 116
-		// of 41-160 find it.
-		{"keep-alive-without-readindex", node.TestingKnobs{KeepAliveWithoutReadIndex: true}, []FaultKind{FaultPause, FaultIsolateLeader}, []FailureKind{FailLease}},
+		// the new leader has already expired. Rare: with pauses alone,
+		// 11 of seeds 1-300 of 20 s find it (the first is seed 19);
+		// adding isolate-leader made it rarer (4 of 400).
+		{"keep-alive-without-readindex", node.TestingKnobs{KeepAliveWithoutReadIndex: true}, []FaultKind{FaultPause}, []FailureKind{FailLease}},
 		// Lease time apart from raft time: a leader that measures leases
 		// in ticks expires them early when only its ticks run fast.
 		{"lease-time-from-ticks", node.TestingKnobs{LeaseTimeFromTicks: true}, []FaultKind{FaultClockSkew, FaultClockJump}, []FailureKind{FailLease}},
@@ -160,5 +161,5 @@ const plantedBugSeeds = 40
 // plantedBugSeedsFor are the planted bugs only rare schedules reach, and
 // how many seeds each may try instead.
 var plantedBugSeedsFor = map[string]uint64{
-	"keep-alive-without-readindex": 120,
+	"keep-alive-without-readindex": 200,
 }
