@@ -178,17 +178,10 @@ func (ew *ElectionWorkload) campaigner(ctx context.Context, client int, rng *ran
 	defer cli.Close()
 	var session *concurrency.Session
 	for seq := 0; ctx.Err() == nil && ew.campaigns.Add(1) <= campaignsMax; seq++ {
-		if session != nil && sessionOver(session) {
-			session.Orphan()
-			session = nil
-		}
-		if session == nil {
-			if session, err = concurrency.NewSession(cli, concurrency.WithTTL(ew.cfg.SessionTTLSeconds), concurrency.WithContext(ctx)); err != nil {
-				ew.errored.Add(1)
-				session = nil
-				sleep(ctx, ew.cfg.Pause)
-				continue
-			}
+		if session, err = liveSession(ctx, cli, session, ew.cfg.SessionTTLSeconds); err != nil {
+			ew.errored.Add(1)
+			sleep(ctx, ew.cfg.Pause)
+			continue
 		}
 		name := ElectionName(rng.IntN(ew.cfg.Elections))
 		e := concurrency.NewElection(session, ElectionPrefix+name)

@@ -106,17 +106,10 @@ func (lw *LockWorkload) runClient(ctx context.Context, client int, rng *rand.Ran
 	defer cli.Close()
 	var session *concurrency.Session
 	for seq := 0; ctx.Err() == nil && lw.acquired.Load() < acquisitionsMax; seq++ {
-		if session != nil && sessionOver(session) {
-			session.Orphan()
-			session = nil
-		}
-		if session == nil {
-			if session, err = concurrency.NewSession(cli, concurrency.WithTTL(lw.cfg.SessionTTLSeconds), concurrency.WithContext(ctx)); err != nil {
-				lw.errored.Add(1)
-				session = nil
-				sleep(ctx, lw.cfg.Pause)
-				continue
-			}
+		if session, err = liveSession(ctx, cli, session, lw.cfg.SessionTTLSeconds); err != nil {
+			lw.errored.Add(1)
+			sleep(ctx, lw.cfg.Pause)
+			continue
 		}
 		name := fmt.Sprintf("l%d", rng.IntN(lw.cfg.Locks))
 		m := concurrency.NewMutex(session, LockPrefix+name+"/")
@@ -164,6 +157,19 @@ func (lw *LockWorkload) fencedWrite(ctx context.Context, cli *clientv3.Client, m
 	}
 	lw.fenced.Add(1)
 	return true
+}
+
+// liveSession returns session while its lease lives, or else a new one
+// (nil and an error if it cannot be made): a session whose lease ended is
+// orphaned, as its keys went with the lease.
+func liveSession(ctx context.Context, cli *clientv3.Client, session *concurrency.Session, ttlSeconds int) (*concurrency.Session, error) {
+	if session != nil && !sessionOver(session) {
+		return session, nil
+	}
+	if session != nil {
+		session.Orphan()
+	}
+	return concurrency.NewSession(cli, concurrency.WithTTL(ttlSeconds), concurrency.WithContext(ctx))
 }
 
 // sessionOver reports whether a session's lease is gone or its keep-alive
