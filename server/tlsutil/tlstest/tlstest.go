@@ -9,11 +9,13 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/node/durable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // validity is how long test certificates are valid, from an hour ago.
@@ -140,14 +142,12 @@ func (l *Leaf) Write(t testing.TB, dir, name string, ca *CA) Files {
 }
 
 // WriteFile writes data to path, replacing it atomically (a rename), as a
-// careful certificate rotation does.
+// careful certificate rotation does. The files are read by real
+// processes, so they go to the OS filesystem, through the same
+// durable.ReplaceFile the member uses for its own files.
 func WriteFile(t testing.TB, path string, data []byte) {
 	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := durable.ReplaceFile(vfs.Default, path, data); err != nil {
 		t.Fatal(err)
 	}
 }
