@@ -72,11 +72,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func restore(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("snapshot restore", flag.ContinueOnError)
-	dataDir := fs.String("data-dir", "", "Path to the output data directory (default \"${name}.cairn\").")
-	name := fs.String("name", "default", "Human-readable name for this member.")
-	initialCluster := fs.String("initial-cluster", "", "Initial cluster configuration for restore bootstrap (default \"${name}=${initial-advertise-peer-urls}\").")
-	token := fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the cluster during restore bootstrap.")
-	peerURLs := fs.String("initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.")
+	boot := bootstrapFlagsOn(fs, "restore bootstrap")
 	skipHash := fs.Bool("skip-hash-check", false, "Ignore snapshot integrity hash value.")
 	files, err := parse(fs, args)
 	if err != nil {
@@ -89,21 +85,11 @@ func restore(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *dataDir == "" {
-		*dataDir = *name + ".cairn"
-	}
-	cfg := member.Config{
-		Name:                     *name,
-		DataDir:                  *dataDir,
-		InitialCluster:           *initialCluster,
-		InitialClusterToken:      *token,
-		InitialAdvertisePeerURLs: splitList(*peerURLs),
-		Logger:                   slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
+	cfg := boot.config(stderr)
 	if err := member.Restore(cfg, data, *skipHash); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "restored snapshot %s into %s\n", files[0], *dataDir)
+	fmt.Fprintf(stderr, "restored snapshot %s into %s\n", files[0], cfg.DataDir)
 	return nil
 }
 
@@ -199,4 +185,38 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%d B", n)
 	}
 	return fmt.Sprintf("%.0f %s", v, units[i])
+}
+
+// bootstrapFlags are etcdutl's flags for the member a restored or migrated
+// data directory bootstraps.
+type bootstrapFlags struct {
+	dataDir, name, initialCluster, token, peerURLs *string
+}
+
+// bootstrapFlagsOn defines the bootstrap flags on fs; what names the
+// cluster being bootstrapped in their help ("restore bootstrap").
+func bootstrapFlagsOn(fs *flag.FlagSet, what string) bootstrapFlags {
+	return bootstrapFlags{
+		dataDir:        fs.String("data-dir", "", "Path to the output data directory (default \"${name}.cairn\")."),
+		name:           fs.String("name", "default", "Human-readable name for this member."),
+		initialCluster: fs.String("initial-cluster", "", "Initial cluster configuration for "+what+" (default \"${name}=${initial-advertise-peer-urls}\")."),
+		token:          fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the cluster during "+what+"."),
+		peerURLs:       fs.String("initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster."),
+	}
+}
+
+// config is the member configuration the flags describe, logging warnings
+// and worse to stderr; the data directory defaults to <name>.cairn.
+func (b bootstrapFlags) config(stderr io.Writer) member.Config {
+	if *b.dataDir == "" {
+		*b.dataDir = *b.name + ".cairn"
+	}
+	return member.Config{
+		Name:                     *b.name,
+		DataDir:                  *b.dataDir,
+		InitialCluster:           *b.initialCluster,
+		InitialClusterToken:      *b.token,
+		InitialAdvertisePeerURLs: splitList(*b.peerURLs),
+		Logger:                   slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -32,11 +31,7 @@ type migrateSource interface {
 func migrate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "", "Path to the output data directory (default \"${name}.cairn\").")
-	name := fs.String("name", "default", "Human-readable name for this member.")
-	initialCluster := fs.String("initial-cluster", "", "Initial cluster configuration for the new cluster (default \"${name}=${initial-advertise-peer-urls}\").")
-	token := fs.String("initial-cluster-token", "etcd-cluster", "Initial cluster token for the new cluster.")
-	peerURLs := fs.String("initial-advertise-peer-urls", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.")
+	boot := bootstrapFlagsOn(fs, "the new cluster")
 	skipHash := fs.Bool("skip-hash-check", false, "Ignore the snapshot integrity hash value (an etcdctl snapshot has one; a member's db file has none).")
 	live := liveFlags{}
 	fs.StringVar(&live.endpoints, "endpoints", "", "Copy from a live etcd through the client API at these comma-separated endpoints instead of a database file.")
@@ -61,22 +56,12 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("migrate expects one etcd database file or --endpoints, got files %q and endpoints %q", files, live.endpoints)
 	}
-	if *dataDir == "" {
-		*dataDir = *name + ".cairn"
-	}
+	cfg := boot.config(stderr)
 	// The member's directory, as the restore creates it: removed again
 	// if the migration fails, since a second try needs it gone.
-	memberDir := filepath.Join(*dataDir, "member")
+	memberDir := filepath.Join(cfg.DataDir, "member")
 	_, statErr := os.Stat(memberDir)
 	existed := statErr == nil
-	cfg := member.Config{
-		Name:                     *name,
-		DataDir:                  *dataDir,
-		InitialCluster:           *initialCluster,
-		InitialClusterToken:      *token,
-		InitialAdvertisePeerURLs: splitList(*peerURLs),
-		Logger:                   slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
 	var stats node.ImportStats
 	err = member.RestoreWith(cfg, func(fs vfs.FS, dbDir string) error {
 		im, err := node.NewImporter(fs, dbDir)
@@ -98,7 +83,7 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("migrate %s: %w", src.describe(), err)
 	}
 	fmt.Fprintf(stdout, "migrated %s into %s: revision %d, compacted at %d, %d puts, %d deletes, %d leases",
-		src.describe(), *dataDir, stats.Revision, stats.CompactRevision, stats.Puts, stats.Deletes, stats.Leases)
+		src.describe(), cfg.DataDir, stats.Revision, stats.CompactRevision, stats.Puts, stats.Deletes, stats.Leases)
 	if stats.SkippedDeletes > 0 {
 		fmt.Fprintf(stdout, ", %d deletes at the compacted revision not carried", stats.SkippedDeletes)
 	}
