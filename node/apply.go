@@ -14,27 +14,34 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// keyAppliedIndex holds the index of the last applied entry. It is written
-// in the same batch as the state that entry produced.
+// keyAppliedIndex holds the index and term of the last applied entry. It
+// is written in the same batch as the state that entry produced. The term
+// lets a restarted member cut its raft log at an installed snapshot's
+// state (recoverLog); a state written before it was kept has only the
+// index (8 bytes), and term 0.
 var keyAppliedIndex = []byte("aa")
 
-func setAppliedIndex(b *pebble.Batch, index uint64) error {
-	return b.Set(keyAppliedIndex, binary.BigEndian.AppendUint64(nil, index), nil)
+func setAppliedIndex(b *pebble.Batch, index, term uint64) error {
+	v := binary.BigEndian.AppendUint64(nil, index)
+	return b.Set(keyAppliedIndex, binary.BigEndian.AppendUint64(v, term), nil)
 }
 
-func loadAppliedIndex(db *pebble.DB) (uint64, error) {
+func loadAppliedIndex(db *pebble.DB) (index, term uint64, err error) {
 	v, closer, err := db.Get(keyAppliedIndex)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("load applied index: %w", err)
+		return 0, 0, fmt.Errorf("load applied index: %w", err)
 	}
 	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("applied index of %d bytes: %w", len(v), errCorrupt)
+	switch len(v) {
+	case 8:
+		return binary.BigEndian.Uint64(v), 0, nil
+	case 16:
+		return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
 	}
-	return binary.BigEndian.Uint64(v), nil
+	return 0, 0, fmt.Errorf("applied index of %d bytes: %w", len(v), errCorrupt)
 }
 
 // errCorrupt marks state on disk that contradicts itself.
@@ -61,7 +68,7 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 	}
 	last := ents[len(ents)-1].GetIndex()
 	if !n.cfg.Knobs.SkipAppliedIndex {
-		if err := setAppliedIndex(b, last); err != nil {
+		if err := setAppliedIndex(b, last, ents[len(ents)-1].GetTerm()); err != nil {
 			return err
 		}
 	}

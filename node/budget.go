@@ -27,7 +27,8 @@ type MemoryBudget struct {
 	// the Go heap.
 	BlockCacheBytes int64
 	// MemTableBytes is one Pebble memtable (Config.MemTableBytes), outside
-	// the Go heap; Pebble holds up to memTablesMax of them.
+	// the Go heap; each of a member's two databases holds up to
+	// memTablesMax of them.
 	MemTableBytes int64
 	// RaftEntryCacheBytes is the raft entries kept after append
 	// (Config.RaftEntryCacheBytes), in the Go heap.
@@ -47,14 +48,14 @@ type MemoryBudget struct {
 	GoRuntimeBytes int64
 }
 
-// memTablesMax is how many memtables Pebble holds at most with the
-// default stop-writes threshold (2): the queue that stalls writes when
-// full plus the mutable one.
-const memTablesMax = 3
+// memTablesMax is how many memtables a member holds at most with Pebble's
+// default stop-writes threshold (2): in each of its two databases, the
+// queue that stalls writes when full plus the mutable one.
+const memTablesMax = 2 * 3
 
 // SplitMemoryBudget divides totalBytes (at least 128 MiB) among the
-// bounded structures: 3/10 Pebble's block cache, 3/20 its memtables (three
-// of 1/20 each), 1/10 the watch window, 1/40 the raft entry cache, a fixed
+// bounded structures: 3/10 Pebble's block cache, 3/20 its memtables (six
+// of 1/40 each, three per database), 1/10 the watch window, 1/40 the raft entry cache, a fixed
 // 24 MiB for the process, and the rest the Go runtime's limit.
 func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 	if totalBytes < memoryBudgetBytesMin {
@@ -63,7 +64,7 @@ func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 	b := MemoryBudget{
 		TotalBytes:          totalBytes,
 		BlockCacheBytes:     totalBytes / 10 * 3,
-		MemTableBytes:       totalBytes / 20,
+		MemTableBytes:       totalBytes / 40,
 		WatchWindowBytes:    totalBytes / 10,
 		RaftEntryCacheBytes: totalBytes / 40,
 		ProcessBytes:        24 << 20,
@@ -83,11 +84,12 @@ type MemoryUse struct {
 // include a large batch Pebble applies as a memtable of its own). Reading
 // Pebble's metrics costs tens of microseconds.
 func (n *Node) MemoryUses() []MemoryUse {
-	m := n.db.Metrics()
+	m, logM := n.db.Metrics(), n.logDB.Metrics()
 	return []MemoryUse{
 		n.raftEntryCacheUse(),
+		// The two databases share one cache: either's metrics show it all.
 		{Name: "pebble block cache", Bytes: m.BlockCache.Size, Bound: n.cfg.CacheBytes},
-		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size), Bound: memTablesBound(n.cfg)},
+		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size + logM.MemTable.Size), Bound: memTablesBound(n.cfg)},
 	}
 }
 
@@ -116,9 +118,9 @@ func (n *Node) CheckAllMemoryBudgets() error {
 	return nil
 }
 
-// memTablesBound is the most Pebble's memtables hold with the options the
-// node opens it with: the stop-writes threshold's worth of queued ones,
-// plus the mutable one.
+// memTablesBound is the most the memtables of a member's two databases
+// hold with the options the node opens them with: each database's
+// stop-writes threshold's worth of queued ones, plus its mutable one.
 func memTablesBound(cfg Config) int64 {
 	o := pebble.Options{MemTableSize: uint64(cfg.MemTableBytes)}
 	if cfg.PebbleOptions != nil {
@@ -128,5 +130,5 @@ func memTablesBound(cfg Config) int64 {
 	if threshold <= 0 {
 		threshold = 2 // Pebble's default
 	}
-	return int64(threshold+1) * int64(o.MemTableSize)
+	return 2 * int64(threshold+1) * int64(o.MemTableSize)
 }

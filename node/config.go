@@ -180,8 +180,11 @@ type Config struct {
 	RaftEntryCacheBytes int64
 	// MaxCommittedSizePerReadyBytes bounds the committed entries one
 	// Process applies (raft's MaxCommittedSizePerReady; at least one entry
-	// is applied). Default 8 MiB: a batch of large values is applied, and
-	// made durable, together.
+	// is applied). Default MemTableBytes/4 (persistBatchBytes): large
+	// enough that a burst of large values is applied together, small
+	// enough that the batch applying them stays a plain memtable write
+	// (Pebble turns a batch of half a memtable or more into a memtable of
+	// its own and flushes it at once).
 	MaxCommittedSizePerReadyBytes uint64
 	// SeparatedValueBytesMin is the size from which Pebble stores a value
 	// (a raft entry, a key's version) in a blob file rather than in its
@@ -202,15 +205,15 @@ type TestingKnobs struct {
 	// SkipAppliedIndex stops writing the applied index with the state it
 	// produces, so a restart re-applies entries.
 	SkipAppliedIndex bool
-	// SwitchBeforeInstalledState names an installed snapshot's database in
-	// CURRENT before this member's raft state is written into it, so a
-	// crash in between restarts the member with the sender's raft log and
-	// HardState.
-	SwitchBeforeInstalledState bool
-	// InstalledStateNoSync commits an installed snapshot's raft state
-	// without a sync, so a crash after CURRENT names the database may lose
-	// it, with the same result.
-	InstalledStateNoSync bool
+	// CutLogBeforeSwitch makes an install cut the raft log at the
+	// snapshot, synced, before naming the snapshot's database in CURRENT:
+	// a crash between the two leaves the old applied state with a log
+	// that no longer holds the entries after it.
+	CutLogBeforeSwitch bool
+	// TruncateLogBeforeStateFlush truncates the raft log without flushing
+	// the applied state first: a crash before the state's next flush
+	// leaves it older than the log's start.
+	TruncateLogBeforeStateFlush bool
 	// ReadBeforeApplied releases a linearizable read once its ReadIndex is
 	// confirmed, without waiting for this member to apply up to it.
 	ReadBeforeApplied bool
@@ -338,7 +341,7 @@ func (c *Config) EnsureDefaults() {
 		c.RaftEntryCacheBytes = 8 << 20
 	}
 	if c.MaxCommittedSizePerReadyBytes == 0 {
-		c.MaxCommittedSizePerReadyBytes = 8 << 20
+		c.MaxCommittedSizePerReadyBytes = uint64(persistBatchBytes(*c))
 	}
 	if c.SeparatedValueBytesMin == 0 {
 		c.SeparatedValueBytesMin = 4 << 10

@@ -34,7 +34,7 @@ func (n *Node) forceNewCluster() error {
 	if err != nil {
 		return fmt.Errorf("force new cluster: %w", err)
 	}
-	b := n.db.NewBatch()
+	b := n.logDB.NewBatch()
 	defer b.Close()
 	if err := n.log.Append(b, ents); err != nil {
 		return fmt.Errorf("force new cluster: %w", err)

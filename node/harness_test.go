@@ -94,12 +94,21 @@ func newHarness(t *testing.T, ids []uint64, adjust func(*Config)) *harness {
 // open (re)opens member id's node on its filesystem.
 func (h *harness) open(id uint64) {
 	h.t.Helper()
+	if err := h.tryOpen(id); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// tryOpen is open, for a test that expects it may fail: after a crash, a
+// member that cannot open what it made durable lost it.
+func (h *harness) tryOpen(id uint64) error {
 	m := h.members[id]
 	n, err := Open(m.cfg)
 	if err != nil {
-		h.t.Fatalf("open node %d: %v", id, err)
+		return fmt.Errorf("open node %d: %w", id, err)
 	}
 	m.n, m.done = n, map[uint64]done{}
+	return nil
 }
 
 // crash closes member id's node and replaces its filesystem with what a

@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -35,8 +36,18 @@ var ErrStopped = errors.New("node: stopped")
 // Node is one cairn member. See the package documentation for its contract.
 type Node struct {
 	cfg Config
-	db  *pebble.DB
-	log *raftlog.Storage
+	// db holds the applied state: the keyspace, leases, members, alarms,
+	// auth and the applied index. It has no write-ahead log: its writes
+	// are durable once Pebble flushes them, and until then the raft log
+	// holds the entries that made them (see "Two databases" in
+	// docs/architecture.md).
+	db *pebble.DB
+	// logDB holds the raft log and HardState, written with a synced
+	// commit per Ready.
+	logDB *pebble.DB
+	// cache is the block cache both databases share.
+	cache *pebble.Cache
+	log   *raftlog.Storage
 	// raftLog is the log as raft reads it: log, with its most recent
 	// entries also kept in memory (recent.go).
 	raftLog raftLog
@@ -165,47 +176,66 @@ type Completion struct {
 	read *deferredRead
 }
 
-// Open opens (or creates and bootstraps) the member's database in cfg.Dir.
+// Open opens (or creates and bootstraps) the member's databases in
+// cfg.Dir.
 func Open(cfg Config) (*Node, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := openPebble(cfg)
+	cache := pebble.NewCache(cfg.CacheBytes)
+	db, logDB, err := openPebble(cfg, cache)
 	if err != nil {
+		cache.Unref()
 		return nil, err
+	}
+	release := func() {
+		db.Close()
+		logDB.Close()
+		cache.Unref()
 	}
 	defer func() {
 		// A panic here is raft refusing the stored state; release the
-		// database before it propagates.
+		// databases before it propagates.
 		if r := recover(); r != nil {
-			db.Close()
+			release()
 			panic(r)
 		}
 	}()
-	n, err := newNode(cfg, db)
+	n, err := newNode(cfg, db, logDB, cache)
 	if err != nil {
-		db.Close()
+		release()
 		return nil, err
 	}
 	return n, nil
 }
 
-// openPebble opens the member's live database, creating the member's
-// directory on first start and clearing leftovers of an interrupted
-// snapshot install.
-func openPebble(cfg Config) (*pebble.DB, error) {
+// logDBName is the directory of the raft log's database, beside the live
+// state database.
+const logDBName = "raftlog"
+
+// openPebble opens the member's live state database and its log database,
+// creating the member's directory on first start and clearing leftovers
+// of an interrupted snapshot install.
+func openPebble(cfg Config, cache *pebble.Cache) (db, logDB *pebble.DB, err error) {
 	if err := cfg.FS.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", cfg.Dir, err)
+		return nil, nil, fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
 	live, err := liveDBName(cfg.FS, cfg.Dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := removeStale(cfg.FS, cfg.Dir, live); err != nil {
-		return nil, fmt.Errorf("clean %s: %w", cfg.Dir, err)
+		return nil, nil, fmt.Errorf("clean %s: %w", cfg.Dir, err)
 	}
-	return openPebbleAt(cfg, live)
+	if db, err = openPebbleAt(cfg, live, cache, stateDB); err != nil {
+		return nil, nil, err
+	}
+	if logDB, err = openLogDB(cfg, db, cache); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, logDB, nil
 }
 
 // createDurably creates dir and syncs the directories above it, so the
@@ -225,16 +255,34 @@ func createDurably(fs vfs.FS, dir string) error {
 	}
 }
 
-func openPebbleAt(cfg Config, name string) (*pebble.DB, error) {
-	cache := pebble.NewCache(cfg.CacheBytes)
-	defer cache.Unref() // the DB holds its own reference
+// dbKind says which of a member's two databases a Pebble instance is.
+type dbKind int
+
+const (
+	stateDB dbKind = iota
+	logDB
+)
+
+func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*pebble.DB, error) {
 	opts := &pebble.Options{
 		FS:           cfg.FS,
 		Logger:       cfg.PebbleLogger,
 		Cache:        cache,
 		MemTableSize: uint64(cfg.MemTableBytes),
+		// The raft log is the applied state's write-ahead log: a crash
+		// loses the state's unflushed writes, and the entries that made
+		// them are applied again.
+		DisableWAL: kind == stateDB,
 	}
 	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
+	if kind == logDB {
+		// Entries live until the log is truncated: compressing them when
+		// a memtable is flushed costs CPU on the write path for space
+		// that is soon freed.
+		opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
+			return pebble.UniformDBCompressionSettings(sstable.NoCompression)
+		})
+	}
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}
@@ -249,11 +297,11 @@ func openPebbleAt(cfg Config, name string) (*pebble.DB, error) {
 	return db, nil
 }
 
-func newNode(cfg Config, db *pebble.DB) (*Node, error) {
-	n := &Node{cfg: cfg, db: db, ids: newIDGenerator(cfg.ID, cfg.Rand)}
+func newNode(cfg Config, db, logDB *pebble.DB, cache *pebble.Cache) (*Node, error) {
+	n := &Node{cfg: cfg, db: db, logDB: logDB, cache: cache, ids: newIDGenerator(cfg.ID, cfg.Rand)}
 	n.members.set(map[uint64]*membershippb.Member{})
 	var err error
-	if n.log, err = raftlog.Open(db); err != nil {
+	if n.log, err = raftlog.Open(logDB, db); err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
@@ -264,7 +312,7 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 			return nil, err
 		}
 	}
-	if n.applied, err = loadAppliedIndex(db); err != nil {
+	if n.applied, err = n.recoverLog(); err != nil {
 		return nil, err
 	}
 	if cfg.ForceNewCluster && existed {
@@ -302,11 +350,36 @@ func newNode(cfg Config, db *pebble.DB) (*Node, error) {
 	if n.raw, err = raft.NewRawNode(n.raftConfig()); err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	if err := n.reapplyCommitted(); err != nil {
+		return nil, err
+	}
 	n.autoCompactor = newAutoCompactor(&n.cfg, n.ticks, n.store.Rev())
 	n.campaignIfAlone()
 	n.advanceElectionTicks()
 	n.publishStatus()
 	return n, nil
+}
+
+// reapplyCommitted applies the entries the log holds as committed beyond
+// the applied state's last flush, before Open returns: a restarted member
+// serves nothing older than it had applied before it stopped, as an etcd
+// member replays its write-ahead log before it serves. Nothing waits on
+// these entries, so their completions and events go nowhere: a watch hub
+// opened after Open starts from the store.
+func (n *Node) reapplyCommitted() (err error) {
+	var out Output
+	defer n.recoverStorageFailure(&out, &err)
+	commit := n.log.HardState().GetCommit()
+	for range commit - n.applied + 1 {
+		if n.applied >= commit || !n.raw.HasReady() {
+			return nil
+		}
+		if err := n.handleReady(&out); err != nil {
+			return fmt.Errorf("apply committed entries again: %w", err)
+		}
+		out = Output{}
+	}
+	return fmt.Errorf("entries up to %d still not applied again at %d: %w", commit, n.applied, errCorrupt)
 }
 
 func (n *Node) raftConfig() *raft.Config {
@@ -338,16 +411,27 @@ func (n *Node) bootstrap() error {
 	if !slices.Contains(voters, n.cfg.ID) {
 		return fmt.Errorf("node: member %x is not in the initial cluster %x", n.cfg.ID, voters)
 	}
-	b := n.db.NewBatch()
+	// The state first, made durable by a flush: a crash before the log's
+	// commit leaves an empty log, and the next Open bootstraps again,
+	// writing the same state.
+	state := n.db.NewBatch()
+	defer state.Close()
+	b := n.logDB.NewBatch()
 	defer b.Close()
-	if err := n.log.Bootstrap(b, bootstrapIndex, bootstrapTerm, &raftpb.ConfState{Voters: voters}); err != nil {
+	if err := n.log.Bootstrap(b, state, bootstrapIndex, bootstrapTerm, &raftpb.ConfState{Voters: voters}); err != nil {
 		return err
 	}
-	if err := setAppliedIndex(b, bootstrapIndex); err != nil {
+	if err := setAppliedIndex(state, bootstrapIndex, bootstrapTerm); err != nil {
 		return err
 	}
-	if err := n.bootstrapMembers(b); err != nil {
+	if err := n.bootstrapMembers(state); err != nil {
 		return err
+	}
+	if err := state.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := n.db.Flush(); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -379,11 +463,13 @@ func (n *Node) advanceElectionTicks() {
 	}
 }
 
-// Close releases the database. Work not yet returned by Process is lost,
-// which is safe: nothing unacknowledged was promised. Reads that start
-// after Close fail with ErrStopped; a read still in flight is the caller's
-// error (stop serving first), and Close then leaves the databases open
-// rather than close them under it.
+// Close releases the databases. Work not yet returned by Process is lost,
+// which is safe: nothing unacknowledged was promised. The applied state is
+// not flushed: the next Open applies the raft log's entries since its last
+// flush again, as after a crash, so a clean stop exercises recovery too.
+// Reads that start after Close fail with ErrStopped; a read still in
+// flight is the caller's error (stop serving first), and Close then leaves
+// the databases open rather than close them under it.
 func (n *Node) Close() error {
 	if n.db == nil {
 		return ErrStopped
@@ -391,8 +477,9 @@ func (n *Node) Close() error {
 	if readers := n.view.unpublish(n.db); readers > 0 {
 		return fmt.Errorf("node: close with %d reads in flight", readers)
 	}
-	err := errors.Join(n.view.reap(n.removeAll), n.db.Close())
-	n.db = nil
+	err := errors.Join(n.view.reap(n.removeAll), n.db.Close(), n.logDB.Close())
+	n.cache.Unref()
+	n.db, n.logDB, n.cache = nil, nil, nil
 	return err
 }
 

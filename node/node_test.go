@@ -381,13 +381,16 @@ func TestClosedNode(t *testing.T) {
 }
 
 // TestKnobSkipAppliedIndex: without the applied index a restart applies
-// the log again, which the revision shows.
+// the log again over a flushed state, which the revision shows.
 func TestKnobSkipAppliedIndex(t *testing.T) {
 	for _, skip := range []bool{false, true} {
 		t.Run(fmt.Sprint(skip), func(t *testing.T) {
 			h := newHarness(t, one, func(c *Config) { c.Knobs.SkipAppliedIndex = skip })
 			for i := range 3 {
 				h.put(1, fmt.Sprintf("k%d", i), "v")
+			}
+			if err := h.node(1).FlushStorage(); err != nil {
+				t.Fatal(err)
 			}
 			h.restart(1)
 			h.leader()

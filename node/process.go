@@ -128,8 +128,12 @@ func (n *Node) sendsAhead(rd raft.Ready) bool {
 	return rd.HardState.GetTerm() == durable.GetTerm() && rd.HardState.GetVote() == durable.GetVote()
 }
 
-// persist makes the Ready's entries and HardState durable with one commit,
-// synced whenever raft says the state must survive a crash.
+// persist makes the Ready's entries and HardState durable, synced
+// whenever raft says the state must survive a crash. The entries go in
+// batches of at most persistBatchBytes, each committed in turn and only the
+// last synced: the log database's write-ahead log is sequential, so the
+// sync makes them all durable, and no batch is large enough for Pebble to
+// flush it as a memtable of its own.
 func (n *Node) persist(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.installSnapshot(rd.Snapshot); err != nil {
@@ -141,11 +145,41 @@ func (n *Node) persist(rd raft.Ready) error {
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil
 	}
-	b := n.db.NewBatch()
-	defer b.Close()
-	if err := n.log.Append(b, rd.Entries); err != nil {
-		return fmt.Errorf("append to raft log: %w", err)
+	ents, limit := rd.Entries, persistBatchBytes(n.cfg)
+	for {
+		b := n.logDB.NewBatch()
+		var size int
+		i := 0
+		for ; i < len(ents) && (i == 0 || size+len(ents[i].GetData()) <= limit); i++ {
+			size += len(ents[i].GetData())
+		}
+		if err := n.log.Append(b, ents[:i]); err != nil {
+			b.Close()
+			return fmt.Errorf("append to raft log: %w", err)
+		}
+		ents = ents[i:]
+		if len(ents) > 0 {
+			err := b.Commit(pebble.NoSync)
+			b.Close()
+			if err != nil {
+				return fmt.Errorf("persist raft log: %w", err)
+			}
+			continue
+		}
+		err := n.commitLast(b, rd)
+		b.Close()
+		if err != nil {
+			return err
+		}
+		break
 	}
+	n.raftLog.appended(rd.Entries)
+	return nil
+}
+
+// commitLast stages rd's HardState into b, the last batch of its entries,
+// and commits it.
+func (n *Node) commitLast(b *pebble.Batch, rd raft.Ready) error {
 	if !raft.IsEmptyHardState(rd.HardState) {
 		if err := n.log.SetHardState(b, rd.HardState); err != nil {
 			return fmt.Errorf("stage hard state: %w", err)
@@ -161,8 +195,15 @@ func (n *Node) persist(rd raft.Ready) error {
 	if err != nil {
 		return fmt.Errorf("persist raft log: %w", err)
 	}
-	n.raftLog.appended(rd.Entries)
 	return nil
+}
+
+// persistBatchBytes bounds the entry data of one batch written to either
+// database: a quarter of a memtable, well below the half from which Pebble
+// makes a batch a memtable of its own and flushes it at once (with 1 MiB
+// values that flushed the log at every Ready).
+func persistBatchBytes(cfg Config) int {
+	return max(int(cfg.MemTableBytes/4), 1)
 }
 
 // releasableIndex is the highest read index whose reads may be served: the

@@ -28,7 +28,7 @@ func testRaftLogEntriesMatchStorage(t *testing.T, bytesMax int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s, err := raftlog.Open(db)
+	s, err := raftlog.Open(db, db)
 	if err != nil {
 		t.Fatal(err)
 	}

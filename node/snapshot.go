@@ -116,13 +116,12 @@ func (n *Node) makeSnapshotOrFail() (*raftpb.Snapshot, error) {
 	if err := n.cfg.FS.RemoveAll(abs); err != nil {
 		return nil, err
 	}
-	// Flushed first, the checkpoint is hard links to tables and a short
-	// write-ahead log, instead of a copy of up to a memtable's worth of
-	// log that the receiver would replay and flush when it opens it.
+	// The applied state has no write-ahead log: what is not flushed is
+	// not in a checkpoint.
 	if err := n.db.Flush(); err != nil {
 		return nil, fmt.Errorf("flush for snapshot at %d: %w", index, err)
 	}
-	if err := n.db.Checkpoint(abs, pebble.WithFlushedWAL()); err != nil {
+	if err := n.db.Checkpoint(abs); err != nil {
 		return nil, fmt.Errorf("checkpoint for snapshot at %d: %w", index, err)
 	}
 	n.removeSnapshotsBefore(index)
@@ -173,62 +172,53 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 	return n.switchDB(name, meta)
 }
 
-// switchDB opens the installed database, makes it this member's (its raft
-// state rewritten, synced) and only then names it in CURRENT and publishes
-// it to readers. Each step is durable before the next starts, so a crash
-// leaves CURRENT naming either the old database, intact, or the installed
-// one with this member's raft state in it; Open removes the other. The old
-// database stays open for the reads in flight on it: it is retired, and
-// closed and removed by the loop once they are done (StoreView.reap).
+// switchDB opens the installed database, names it in CURRENT, publishes it
+// to readers and only then cuts the raft log at the snapshot. Each step is
+// durable before the next starts but the cut, so a crash leaves CURRENT
+// naming either the old database, intact, with the log as it was, or the
+// installed one, with the log as it was or already cut: Open cuts it then
+// (recoverLog). Cutting the log first would leave, after a crash, the old
+// state with a log that no longer holds the entries that follow it. The
+// old database stays open for the reads in flight on it: it is retired,
+// and closed and removed by the loop once they are done (StoreView.reap).
 func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 	// openPebbleAt syncs the member's directory: the renamed snapshot
 	// directory is durable from here on.
-	db, err := openPebbleAt(n.cfg, name)
+	db, err := openPebbleAt(n.cfg, name, n.cache, stateDB)
 	if err != nil {
 		return err
 	}
 	n.db = db
-	if n.cfg.Knobs.SwitchBeforeInstalledState {
-		if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
-			return fmt.Errorf("switch to installed snapshot: %w", err)
-		}
-	}
-	if err := n.adoptSnapshotState(meta); err != nil {
-		return err
-	}
-	if !n.cfg.Knobs.SwitchBeforeInstalledState {
-		if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
-			return fmt.Errorf("switch to installed snapshot: %w", err)
-		}
-	}
-	n.view.publish(n.store, n.db, n.cfg.FS.PathJoin(n.cfg.Dir, name))
-	return n.view.reap(n.removeAll)
-}
-
-// adoptSnapshotState rewrites the snapshot's raft state as this member's and
-// opens the keyspace it holds. The checkpoint holds the sender's raft log
-// and HardState; they must never be read as this member's, so the rewrite
-// is synced before CURRENT may name the database.
-func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
-	applied, err := loadAppliedIndex(n.db)
+	applied, _, err := loadAppliedIndex(n.db)
 	if err != nil {
 		return err
 	}
 	if applied != meta.GetIndex() {
 		return fmt.Errorf("snapshot at %d holds state applied to %d: %w", meta.GetIndex(), applied, errCorrupt)
 	}
-	b := n.db.NewBatch()
-	defer b.Close()
-	if err := n.log.InstallSnapshot(n.db, b, meta.GetIndex(), meta.GetTerm(), meta.GetConfState()); err != nil {
+	if n.cfg.Knobs.CutLogBeforeSwitch {
+		if err := n.cutLogAtSnapshot(meta, pebble.Sync); err != nil {
+			return err
+		}
+	}
+	if err := setLiveDBName(n.cfg.FS, n.cfg.Dir, name); err != nil {
+		return fmt.Errorf("switch to installed snapshot: %w", err)
+	}
+	if !n.cfg.Knobs.CutLogBeforeSwitch {
+		if err := n.cutLogAtSnapshot(meta, pebble.NoSync); err != nil {
+			return err
+		}
+	}
+	if err := n.adoptSnapshotState(meta); err != nil {
 		return err
 	}
-	commitOpt := pebble.Sync
-	if n.cfg.Knobs.InstalledStateNoSync {
-		commitOpt = pebble.NoSync
-	}
-	if err := b.Commit(commitOpt); err != nil {
-		return fmt.Errorf("commit installed snapshot: %w", err)
-	}
+	n.view.publish(n.store, n.db, n.cfg.FS.PathJoin(n.cfg.Dir, name))
+	return n.view.reap(n.removeAll)
+}
+
+// adoptSnapshotState opens the keyspace and the rest of the applied state
+// the installed database holds.
+func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 	store, err := n.openStore()
 	if err != nil {
 		return fmt.Errorf("open installed keyspace: %w", err)
@@ -259,18 +249,23 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 
 // maybeTruncateLog removes old entries once SnapshotCount of them have been
 // applied since the last truncation, keeping SnapshotCatchUpEntries so a
-// member a little behind catches up from the log, not a snapshot.
+// member a little behind catches up from the log, not a snapshot. The
+// applied state is flushed first: the log is its only record until then.
 func (n *Node) maybeTruncateLog() error {
 	if n.applied < n.log.TruncatedIndex()+n.cfg.SnapshotCount+n.cfg.SnapshotCatchUpEntries {
 		return nil
 	}
-	b := n.db.NewBatch()
+	if !n.cfg.Knobs.TruncateLogBeforeStateFlush {
+		if err := n.timed(&n.metrics.backendCommit, n.db.Flush); err != nil {
+			return fmt.Errorf("flush applied state before truncating the raft log: %w", err)
+		}
+	}
+	b := n.logDB.NewBatch()
 	defer b.Close()
 	if err := n.log.Truncate(b, n.applied-n.cfg.SnapshotCatchUpEntries); err != nil {
 		return fmt.Errorf("truncate raft log: %w", err)
 	}
-	// Not synced: the WAL is one sequential log, so if this survives a
-	// crash, the applied state it relies on does too.
+	// Not synced: losing it only keeps entries longer.
 	return b.Commit(pebble.NoSync)
 }
 

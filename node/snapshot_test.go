@@ -397,7 +397,9 @@ func crashInSnapshotTransfer(t *testing.T, after int, knobs TestingKnobs) (*step
 	h.node(follower).Close()
 	m.fs, m.cfg.FS = crasher.image, crasher.image
 	h.drop = nil
-	h.open(follower)
+	if err := h.tryOpen(follower); err != nil {
+		return crasher, err
+	}
 	if err := CheckRecovery(before, h.node(follower).RaftState(), crasher.index, true); err != nil {
 		return crasher, err
 	}
@@ -429,8 +431,7 @@ func TestSnapshotCrashAtEveryStep(t *testing.T) {
 // The same crashes find each planted install bug.
 func TestSnapshotCrashFindsPlantedInstallBugs(t *testing.T) {
 	for name, knobs := range map[string]TestingKnobs{
-		"switch-before-raft-state": {SwitchBeforeInstalledState: true},
-		"unsynced-install-state":   {InstalledStateNoSync: true},
+		"cut-log-before-switch": {CutLogBeforeSwitch: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for after := 0; ; after++ {
@@ -495,7 +496,9 @@ func crashInSnapshotCreation(t *testing.T, after int) (*stepCrasher, error) {
 	h.node(id).Close()
 	m.fs, m.cfg.FS = c.image, c.image
 	h.drop = nil
-	h.open(id)
+	if err := h.tryOpen(id); err != nil {
+		return c, err
+	}
 	if err := CheckRecovery(before[id], h.node(id).RaftState(), 0, false); err != nil {
 		return c, err
 	}

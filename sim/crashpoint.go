@@ -45,10 +45,9 @@ func (p snapshotPhase) String() string { return phaseNames[p] }
 // land inside it and the rest just after. Making a checkpoint takes about
 // 12 (the flush and WAL syncs, the checkpoint's files and directory),
 // staging one about 7 (each of its six files or so, then the directory),
-// and installing it 7: closing the old database (a WAL sync), opening the
-// new one (syncs of the member's directory), this member's raft state
-// committed (a WAL sync), CURRENT.tmp synced, the member's directory
-// synced after the rename, and the next WAL sync after the install.
+// and installing it about as many: opening the new database (syncs of the
+// member's directory), CURRENT.tmp synced, the member's directory synced
+// after the rename, and the log's next WAL syncs after the install.
 var phaseStepsMax = [...]int{phaseCreate: 12, phaseStage: 8, phaseInstall: 8}
 
 // crashPoint is one member's crash-point injector. MaybeError is called

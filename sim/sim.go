@@ -236,7 +236,9 @@ func (w *world) restart(m *member) {
 		return
 	}
 	if err := m.open(); err != nil {
-		w.fail("%v", err)
+		// A member that cannot open what a crash or a stop left on its
+		// disk lost the state it made durable.
+		w.failAs(FailCrashRecovery, "%v", err)
 		return
 	}
 	w.trace.printf("%s up", m.name())

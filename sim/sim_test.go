@@ -86,7 +86,11 @@ func TestPlantedBugsAreFound(t *testing.T) {
 	}{
 		{"ack-before-durable", node.TestingKnobs{AckBeforeDurable: true}, []FaultKind{FaultCrashAll}, []FailureKind{FailLostWrite, FailCrashRecovery}},
 		{"read-without-readindex", node.TestingKnobs{ReadWithoutReadIndex: true}, []FaultKind{FaultIsolateLeader, FaultPartition}, []FailureKind{FailLinearizability}},
-		{"skip-applied-index", node.TestingKnobs{SkipAppliedIndex: true}, []FaultKind{FaultCrash, FaultCrashAll}, []FailureKind{FailConvergence, FailLostWrite}},
+		{"skip-applied-index", node.TestingKnobs{SkipAppliedIndex: true}, []FaultKind{FaultCrash, FaultCrashAll}, []FailureKind{FailConvergence, FailLostWrite, FailCrashRecovery}},
+		// The applied state has no write-ahead log: a raft log truncated
+		// before the state is flushed leaves a crashed member unable to
+		// rebuild it.
+		{"truncate-before-state-flush", node.TestingKnobs{TruncateLogBeforeStateFlush: true}, []FaultKind{FaultCrash, FaultCrashAll}, []FailureKind{FailCrashRecovery}},
 		// The read path in the core: a read released before its member
 		// applied up to the confirmed index is stale (a historical read
 		// served below an acknowledged revision shows it too).

@@ -171,9 +171,13 @@ var (
 )
 
 // Checkpoint writes a consistent copy of the whole database into dir
-// (hard links where it can), its write-ahead log flushed first. Safe for
-// concurrent use with reads and writes.
+// (hard links where it can), its memtables flushed first: a member's
+// database has no write-ahead log, so what is not flushed would not be in
+// it. Safe for concurrent use with reads and writes.
 func (s *Store) Checkpoint(dir string) error {
+	if err := s.db.Flush(); err != nil {
+		return fmt.Errorf("flush for checkpoint: %w", err)
+	}
 	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

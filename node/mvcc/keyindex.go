@@ -322,7 +322,12 @@ func (s *Store) ensureKeyIndex() (err error) {
 	if err := b.Set(metaKeyIndexKey, nil, nil); err != nil {
 		return fmt.Errorf("build key index: %w", err)
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("build key index: %w", err)
+	}
+	// Flushed rather than synced: a member's database has no write-ahead
+	// log.
+	return s.db.Flush()
 }
 
 // buildKeyIndex writes the index entry of every key and the chunks, into

@@ -49,13 +49,13 @@ func newBenchLog(b *testing.B) *benchLog {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	s, err := Open(db)
+	s, err := Open(db, db)
 	if err != nil {
 		b.Fatal(err)
 	}
 	l := &benchLog{b: b, db: db, s: s}
 	l.commit(pebble.Sync, func(batch *pebble.Batch) error {
-		return s.Bootstrap(batch, 1, 1, &raftpb.ConfState{Voters: []uint64{1}})
+		return s.Bootstrap(batch, batch, 1, 1, &raftpb.ConfState{Voters: []uint64{1}})
 	})
 	return l
 }

@@ -47,14 +47,16 @@ type Storage struct {
 
 var _ raft.Storage = (*Storage)(nil)
 
-// Open loads the log's metadata from db. An empty database yields an empty
-// log (LastIndex 0), ready for Bootstrap.
-func Open(db *pebble.DB) (*Storage, error) {
+// Open loads the log's metadata from db, the log's database, and the
+// ConfState from state, the database of the applied state it belongs to.
+// An empty database yields an empty log (LastIndex 0), ready for
+// Bootstrap.
+func Open(db, state *pebble.DB) (*Storage, error) {
 	s := &Storage{db: db, hardState: &raftpb.HardState{}, confState: &raftpb.ConfState{}}
 	if err := getProto(db, keyHardState, s.hardState); err != nil {
 		return nil, fmt.Errorf("load hard state: %w", err)
 	}
-	if err := getProto(db, keyConfState, s.confState); err != nil {
+	if err := getProto(state, keyConfState, s.confState); err != nil {
 		return nil, fmt.Errorf("load conf state: %w", err)
 	}
 	if err := s.loadTruncated(); err != nil {
@@ -254,7 +256,7 @@ func (s *Storage) Append(b *pebble.Batch, ents []*raftpb.Entry) error {
 		return fmt.Errorf("append at %d to log (%d, %d]: %w", first, s.truncatedIndex, s.lastIndex, ErrCorrupt)
 	}
 	for _, e := range ents {
-		if err := b.Set(entryKey(e.GetIndex()), encodeEntry(e), nil); err != nil {
+		if err := setEntry(b, e); err != nil {
 			return err
 		}
 	}
@@ -268,14 +270,19 @@ func (s *Storage) Append(b *pebble.Batch, ents []*raftpb.Entry) error {
 	return nil
 }
 
-func encodeEntry(e *raftpb.Entry) []byte {
-	v := make([]byte, 8, 8+proto.Size(e))
-	binary.BigEndian.PutUint64(v, e.GetTerm())
-	v, err := proto.MarshalOptions{}.MarshalAppend(v, e)
-	if err != nil {
-		panic(fmt.Sprintf("raftlog: marshal entry %d: %v", e.GetIndex(), err))
+// setEntry stages e into b, encoded in place in the batch's buffer: an
+// entry may be 1.5 MiB, and encoding it apart first would copy it twice.
+func setEntry(b *pebble.Batch, e *raftpb.Entry) error {
+	size := proto.Size(e)
+	op := b.SetDeferred(len(entryPrefix)+8, 8+size)
+	copy(op.Key, entryPrefix)
+	binary.BigEndian.PutUint64(op.Key[len(entryPrefix):], e.GetIndex())
+	binary.BigEndian.PutUint64(op.Value, e.GetTerm())
+	v, err := proto.MarshalOptions{}.MarshalAppend(op.Value[:8], e)
+	if err != nil || len(v) != len(op.Value) || &v[0] != &op.Value[0] {
+		panic(fmt.Sprintf("raftlog: marshal entry %d in place: %d of %d bytes, %v", e.GetIndex(), len(v), len(op.Value), err))
 	}
-	return v
+	return op.Finish()
 }
 
 // SetHardState stages hs into b.
@@ -284,18 +291,20 @@ func (s *Storage) SetHardState(b *pebble.Batch, hs *raftpb.HardState) error {
 	return setProto(b, keyHardState, hs)
 }
 
-// SetConfState stages cs into b; the node writes it in the batch that
-// applies the configuration change, next to the applied index.
+// SetConfState stages cs into b, a batch of the applied state's database:
+// the node writes it in the batch that applies the configuration change,
+// next to the applied index, so the two never disagree after a crash.
 func (s *Storage) SetConfState(b *pebble.Batch, cs *raftpb.ConfState) error {
 	s.confState = proto.Clone(cs).(*raftpb.ConfState)
 	return setProto(b, keyConfState, cs)
 }
 
-// Bootstrap stages the starting point of a new member's log: an empty log
-// whose first index is index+1, as if it had been truncated at (index,
-// term), with voters as its configuration. Every founding member of a
-// cluster bootstraps with the same arguments, so their logs agree.
-func (s *Storage) Bootstrap(b *pebble.Batch, index, term uint64, cs *raftpb.ConfState) error {
+// Bootstrap stages the starting point of a new member's log into b: an
+// empty log whose first index is index+1, as if it had been truncated at
+// (index, term); and into state, a batch of the applied state's database,
+// voters as its configuration. Every founding member of a cluster
+// bootstraps with the same arguments, so their logs agree.
+func (s *Storage) Bootstrap(b, state *pebble.Batch, index, term uint64, cs *raftpb.ConfState) error {
 	if !s.IsEmpty() {
 		return errors.New("raftlog: bootstrap of a non-empty log")
 	}
@@ -308,7 +317,7 @@ func (s *Storage) Bootstrap(b *pebble.Batch, index, term uint64, cs *raftpb.Conf
 	if err := s.SetHardState(b, hs); err != nil {
 		return err
 	}
-	return s.SetConfState(b, cs)
+	return s.SetConfState(state, cs)
 }
 
 func setProto(b *pebble.Batch, key []byte, m proto.Message) error {
@@ -353,13 +362,13 @@ func setTruncated(b *pebble.Batch, index, term uint64) error {
 	return b.Set(keyTruncated, v, nil)
 }
 
-// InstallSnapshot points the log at db, a database made from a snapshot
-// taken at (index, term), and stages into b (a batch of db) a log that is
-// empty after index, with cs as its configuration. The HardState is kept:
-// the snapshot's database holds its sender's, which is not this member's.
-func (s *Storage) InstallSnapshot(db *pebble.DB, b *pebble.Batch, index, term uint64, cs *raftpb.ConfState) error {
-	s.db = db
-	if err := b.DeleteRange([]byte("r"), []byte("s"), nil); err != nil {
+// InstallSnapshot stages into b a log that is empty after index, as
+// truncated at (index, term), for an applied state that reaches index: a
+// snapshot's, installed, with cs its configuration. The HardState is kept
+// but for its commit index, which covers the snapshot. Committing b need
+// not be synced: Open redoes a lost install (Reconcile).
+func (s *Storage) InstallSnapshot(b *pebble.Batch, index, term uint64, cs *raftpb.ConfState) error {
+	if err := b.DeleteRange(entryKey(0), entryKey(^uint64(0)), nil); err != nil {
 		return err
 	}
 	if err := setTruncated(b, index, term); err != nil {
@@ -367,10 +376,27 @@ func (s *Storage) InstallSnapshot(db *pebble.DB, b *pebble.Batch, index, term ui
 	}
 	s.truncatedIndex, s.truncatedTerm = index, term
 	s.lastIndex, s.lastTerm = index, term
+	s.confState = proto.Clone(cs).(*raftpb.ConfState)
 	hs := proto.Clone(s.hardState).(*raftpb.HardState)
 	hs.Commit = proto.Uint64(max(hs.GetCommit(), index))
-	if err := s.SetHardState(b, hs); err != nil {
-		return err
+	return s.SetHardState(b, hs)
+}
+
+// Covers reports whether the log goes on from an applied state that reaches
+// (index, term): it holds that entry, or was truncated exactly there. If
+// not, and the applied state is newer than the log's start, the state is a
+// snapshot's whose install did not reach the log: InstallSnapshot redoes
+// it. An applied state older than the log's start is lost data.
+func (s *Storage) Covers(index, term uint64) (bool, error) {
+	if index < s.truncatedIndex {
+		return false, fmt.Errorf("log truncated at %d, after the applied state's %d: %w", s.truncatedIndex, index, ErrCorrupt)
 	}
-	return s.SetConfState(b, cs)
+	if index > s.lastIndex {
+		return false, nil
+	}
+	t, err := s.Term(index)
+	if err != nil {
+		return false, err
+	}
+	return t == term, nil
 }

@@ -1,7 +1,9 @@
 package raftlog
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,7 +41,7 @@ func (h *logHarness) open() {
 		h.t.Fatal(err)
 	}
 	h.db = db
-	if h.s, err = Open(db); err != nil {
+	if h.s, err = Open(db, db); err != nil {
 		h.t.Fatalf("open raft log: %v", err)
 	}
 }
@@ -69,7 +71,7 @@ func (h *logHarness) commit(fn func(b *pebble.Batch) error) {
 func (h *logHarness) bootstrap(index, term uint64) {
 	h.t.Helper()
 	h.commit(func(b *pebble.Batch) error {
-		return h.s.Bootstrap(b, index, term, &raftpb.ConfState{Voters: []uint64{1, 2, 3}})
+		return h.s.Bootstrap(b, b, index, term, &raftpb.ConfState{Voters: []uint64{1, 2, 3}})
 	})
 }
 
@@ -131,7 +133,7 @@ func TestEmptyLogAndBootstrap(t *testing.T) {
 
 	b := h.db.NewBatch()
 	defer b.Close()
-	if err := h.s.Bootstrap(b, 5, 2, &raftpb.ConfState{Voters: []uint64{1}}); err == nil {
+	if err := h.s.Bootstrap(b, b, 5, 2, &raftpb.ConfState{Voters: []uint64{1}}); err == nil {
 		t.Fatal("second Bootstrap accepted")
 	}
 	h.reopen()
@@ -140,7 +142,7 @@ func TestEmptyLogAndBootstrap(t *testing.T) {
 	}
 	h.wantIndexes(6, 5)
 	h.wantTerm(5, 2)
-	if err := h.s.Bootstrap(b, 5, 2, &raftpb.ConfState{Voters: []uint64{1}}); err == nil {
+	if err := h.s.Bootstrap(b, b, 5, 2, &raftpb.ConfState{Voters: []uint64{1}}); err == nil {
 		t.Fatal("Bootstrap after reopen accepted")
 	}
 	hs, cs, err := h.s.InitialState()
@@ -391,7 +393,7 @@ func TestCorruptValuesAreDetected(t *testing.T) {
 		h := newLogHarness(t)
 		h.bootstrap(1, 1)
 		h.set(keyHardState, []byte{0xff, 0xff, 0xff})
-		if _, err := Open(h.db); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(h.db, h.db); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with an undecodable hard state: %v, want ErrCorrupt", err)
 		}
 	})
@@ -399,7 +401,7 @@ func TestCorruptValuesAreDetected(t *testing.T) {
 		h := newLogHarness(t)
 		h.bootstrap(1, 1)
 		h.set(keyConfState, []byte{0xff, 0xff, 0xff})
-		if _, err := Open(h.db); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(h.db, h.db); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with an undecodable conf state: %v, want ErrCorrupt", err)
 		}
 	})
@@ -407,7 +409,7 @@ func TestCorruptValuesAreDetected(t *testing.T) {
 		h := newLogHarness(t)
 		h.bootstrap(1, 1)
 		h.set(keyTruncated, []byte{0, 0, 1})
-		if _, err := Open(h.db); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(h.db, h.db); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with a 3-byte truncated state: %v, want ErrCorrupt", err)
 		}
 	})
@@ -416,7 +418,7 @@ func TestCorruptValuesAreDetected(t *testing.T) {
 		h.bootstrap(1, 1)
 		h.append(entries(2, 5, 1)...)
 		h.set(entryKey(5), []byte{7})
-		if _, err := Open(h.db); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(h.db, h.db); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with a 1-byte last entry: %v, want ErrCorrupt", err)
 		}
 	})
@@ -424,8 +426,62 @@ func TestCorruptValuesAreDetected(t *testing.T) {
 		h := newLogHarness(t)
 		h.bootstrap(5, 1)
 		h.set(entryKey(3), encodeEntry(entry(3, 1, "old")))
-		if _, err := Open(h.db); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(h.db, h.db); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with only an entry below the truncation point: %v, want ErrCorrupt", err)
 		}
 	})
+}
+
+// Covers tells a log that goes on from an applied state from one that an
+// install never cut; InstallSnapshot cuts it, and the cut survives a
+// reopen with the HardState's term and vote kept and its commit raised.
+func TestCoversAndInstallSnapshot(t *testing.T) {
+	h := newLogHarness(t)
+	h.bootstrap(1, 1)
+	h.append(entries(2, 10, 2)...)
+	h.commit(func(b *pebble.Batch) error {
+		return h.s.SetHardState(b, &raftpb.HardState{Term: proto.Uint64(3), Vote: proto.Uint64(2), Commit: proto.Uint64(8)})
+	})
+	for _, c := range []struct {
+		index, term uint64
+		want        bool
+	}{
+		{1, 1, true},   // the bootstrap point
+		{7, 2, true},   // an entry of the log
+		{10, 2, true},  // the last one
+		{7, 3, false},  // another term at that index: a snapshot's state
+		{11, 2, false}, // past the log
+	} {
+		got, err := h.s.Covers(c.index, c.term)
+		if err != nil || got != c.want {
+			t.Errorf("Covers(%d, %d) = %v, %v; want %v", c.index, c.term, got, err, c.want)
+		}
+	}
+	h.commit(func(b *pebble.Batch) error {
+		return h.s.InstallSnapshot(b, 20, 3, &raftpb.ConfState{Voters: []uint64{1, 2}})
+	})
+	h.reopen()
+	h.wantIndexes(21, 20)
+	h.wantTerm(20, 3)
+	if _, err := h.s.Covers(19, 3); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Covers below the truncation point: %v, want ErrCorrupt", err)
+	}
+	hs := h.s.HardState()
+	if hs.GetTerm() != 3 || hs.GetVote() != 2 || hs.GetCommit() != 20 {
+		t.Fatalf("HardState after the install: %v, want term 3, vote 2, commit 20", hs)
+	}
+	if got := h.s.ConfState().GetVoters(); len(got) != 3 {
+		t.Fatalf("ConfState from the state database: voters %v; the install's is the state's to write", got)
+	}
+}
+
+// encodeEntry is an entry's value as setEntry stages it.
+func encodeEntry(e *raftpb.Entry) []byte {
+	v := make([]byte, 8, 8+proto.Size(e))
+	binary.BigEndian.PutUint64(v, e.GetTerm())
+	v, err := proto.MarshalOptions{}.MarshalAppend(v, e)
+	if err != nil {
+		panic(fmt.Sprintf("raftlog: marshal entry %d: %v", e.GetIndex(), err))
+	}
+	return v
 }
