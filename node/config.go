@@ -180,7 +180,8 @@ type Config struct {
 	RaftEntryCacheBytes int64
 	// MaxCommittedSizePerReadyBytes bounds the committed entries one
 	// Process applies (raft's MaxCommittedSizePerReady; at least one entry
-	// is applied). Default MemTableBytes/4 (persistBatchBytes): large
+	// is applied). Default (0): a quarter of a memtable, as the node's
+	// databases open with it (persistBatchBytes): large
 	// enough that a burst of large values is applied together, small
 	// enough that the batch applying them stays a plain memtable write
 	// (Pebble turns a batch of half a memtable or more into a memtable of
@@ -339,9 +340,6 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.RaftEntryCacheBytes == 0 {
 		c.RaftEntryCacheBytes = 8 << 20
-	}
-	if c.MaxCommittedSizePerReadyBytes == 0 {
-		c.MaxCommittedSizePerReadyBytes = uint64(persistBatchBytes(*c))
 	}
 	if c.SeparatedValueBytesMin == 0 {
 		c.SeparatedValueBytesMin = 4 << 10

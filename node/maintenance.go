@@ -25,19 +25,20 @@ const (
 // ErrNoLeader is etcd's Status error when the member knows no leader.
 const errNoLeaderText = "etcdserver: no leader"
 
-// DBSize is the database's size on disk in bytes, and the part of it that
-// holds live data: Pebble's live tables, blob files and write-ahead log,
-// without obsolete files still to be deleted. (etcd's "in use" is bbolt's
-// pages in use; Pebble has no free pages, and the space of compacted
-// versions comes back as Pebble compacts the tables holding them, which
-// Defragment forces.) Pebble reports the live write-ahead log's physical
-// size as zero until it is closed; its logical size stands in for it, so
-// data not yet flushed to a table counts. Safe for concurrent use.
+// DBSize is the applied state's size on disk in bytes, and the part of it
+// that holds live data: the state database's live tables and blob files,
+// without obsolete files still to be deleted, plus what was written to it
+// since its last flush. (etcd's "in use" is bbolt's pages in use; Pebble
+// has no free pages, and the space of compacted versions comes back as
+// Pebble compacts the tables holding them, which Defragment forces.) The
+// state database has no write-ahead log: what was applied since its last
+// flush is only in its memtable, and counts, as it does in etcd's bbolt
+// file at once. Safe for concurrent use.
 func (n *Node) DBSize() (total, inUse int64) {
 	m := n.view.metrics()
-	wal := max(m.WAL.Size, m.WAL.PhysicalSize)
-	total = int64(m.DiskSpaceUsage() - m.WAL.PhysicalSize + wal)
-	inUse = int64(m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize + wal)
+	unflushed := n.stateFlushes.unflushedBytes.Load()
+	total = int64(m.DiskSpaceUsage()) + unflushed
+	inUse = int64(m.Table.Local.LiveSize+m.BlobFiles.Local.LiveSize) + unflushed
 	return total, inUse
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,6 +81,8 @@ type Node struct {
 	// dbSizeBytes is the database's size on disk as last sampled, plus the
 	// bytes of the entries applied since, for the quota.
 	dbSizeBytes int64
+	// stateFlushes paces the applied state's flushes (logdb.go).
+	stateFlushes stateFlushes
 	// physical holds completions of physical compactions, released when the
 	// store has removed every obsolete version.
 	physical []Completion
@@ -255,15 +258,8 @@ func createDurably(fs vfs.FS, dir string) error {
 	}
 }
 
-// dbKind says which of a member's two databases a Pebble instance is.
-type dbKind int
-
-const (
-	stateDB dbKind = iota
-	logDB
-)
-
-func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*pebble.DB, error) {
+// pebbleOptions are the options one of a member's databases opens with.
+func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options {
 	opts := &pebble.Options{
 		FS:           cfg.FS,
 		Logger:       cfg.PebbleLogger,
@@ -286,6 +282,19 @@ func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*p
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
 	}
+	return opts
+}
+
+// dbKind says which of a member's two databases a Pebble instance is.
+type dbKind int
+
+const (
+	stateDB dbKind = iota
+	logDB
+)
+
+func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*pebble.DB, error) {
+	opts := pebbleOptions(cfg, cache, kind)
 	dir := cfg.FS.PathJoin(cfg.Dir, name)
 	if err := createDurably(cfg.FS, dir); err != nil {
 		return nil, err
@@ -299,6 +308,7 @@ func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*p
 
 func newNode(cfg Config, db, logDB *pebble.DB, cache *pebble.Cache) (*Node, error) {
 	n := &Node{cfg: cfg, db: db, logDB: logDB, cache: cache, ids: newIDGenerator(cfg.ID, cfg.Rand)}
+	n.stateFlushes.memTableBytes = int64(pebbleOptions(cfg, cache, stateDB).MemTableSize)
 	n.members.set(map[uint64]*membershippb.Member{})
 	var err error
 	if n.log, err = raftlog.Open(logDB, db); err != nil {
@@ -392,7 +402,7 @@ func (n *Node) raftConfig() *raft.Config {
 		MaxSizePerMsg: n.cfg.MaxSizePerMsgBytes,
 		// Raft's default, MaxSizePerMsg, applies one 1 MiB entry per Ready,
 		// and so per fsync: large values would go one at a time.
-		MaxCommittedSizePerReady: n.cfg.MaxCommittedSizePerReadyBytes,
+		MaxCommittedSizePerReady: cmp.Or(n.cfg.MaxCommittedSizePerReadyBytes, uint64(n.persistBatchBytes())),
 		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
 		CheckQuorum:              true,
 		PreVote:                  !n.cfg.DisablePreVote,
@@ -430,7 +440,7 @@ func (n *Node) bootstrap() error {
 	if err := state.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := n.db.Flush(); err != nil {
+	if err := n.flushState(); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {

@@ -76,6 +76,12 @@ func (n *Node) handleReady(out *Output) error {
 		if n.sendsAhead(rd) {
 			out.Messages, rd.Messages = rd.Messages, nil
 			n.sentAhead = &rd
+			// The messages may tell peers this member leads: its Status
+			// says so before they can learn it (a MoveLeader completes
+			// when the old leader hears from the new one).
+			if rd.SoftState != nil {
+				n.status.setSoft(rd.SoftState)
+			}
 			return nil
 		}
 	}
@@ -145,7 +151,7 @@ func (n *Node) persist(rd raft.Ready) error {
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil
 	}
-	ents, limit := rd.Entries, persistBatchBytes(n.cfg)
+	ents, limit := rd.Entries, n.persistBatchBytes()
 	for {
 		b := n.logDB.NewBatch()
 		var size int
@@ -202,8 +208,8 @@ func (n *Node) commitLast(b *pebble.Batch, rd raft.Ready) error {
 // database: a quarter of a memtable, well below the half from which Pebble
 // makes a batch a memtable of its own and flushes it at once (with 1 MiB
 // values that flushed the log at every Ready).
-func persistBatchBytes(cfg Config) int {
-	return max(int(cfg.MemTableBytes/4), 1)
+func (n *Node) persistBatchBytes() int {
+	return max(int(n.stateFlushes.memTableBytes/4), 1)
 }
 
 // releasableIndex is the highest read index whose reads may be served: the
@@ -230,7 +236,7 @@ func (n *Node) compactStep(out *Output) error {
 	if err != nil {
 		return fmt.Errorf("compact keyspace: %w", err)
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := n.commitState(b); err != nil {
 		return fmt.Errorf("commit compaction step: %w", err)
 	}
 	if done {

@@ -118,7 +118,7 @@ func (n *Node) makeSnapshotOrFail() (*raftpb.Snapshot, error) {
 	}
 	// The applied state has no write-ahead log: what is not flushed is
 	// not in a checkpoint.
-	if err := n.db.Flush(); err != nil {
+	if err := n.flushState(); err != nil {
 		return nil, fmt.Errorf("flush for snapshot at %d: %w", index, err)
 	}
 	if err := n.db.Checkpoint(abs); err != nil {
@@ -189,6 +189,7 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 		return err
 	}
 	n.db = db
+	n.stateFlushes.unflushedBytes.Store(0) // a checkpoint holds only flushed tables
 	applied, _, err := loadAppliedIndex(n.db)
 	if err != nil {
 		return err
@@ -256,7 +257,7 @@ func (n *Node) maybeTruncateLog() error {
 		return nil
 	}
 	if !n.cfg.Knobs.TruncateLogBeforeStateFlush {
-		if err := n.timed(&n.metrics.backendCommit, n.db.Flush); err != nil {
+		if err := n.timed(&n.metrics.backendCommit, n.flushState); err != nil {
 			return fmt.Errorf("flush applied state before truncating the raft log: %w", err)
 		}
 	}

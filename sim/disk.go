@@ -66,7 +66,9 @@ func newDiskWorld(o *Options, rng *rand.Rand) diskWorld {
 // compactions (the simulator compacts, see maintainStorage), and memtable
 // flushes either never (large memtables) or waited for after every step
 // (small ones, see waitStorageIdle). A listener counts new write-ahead
-// logs: a new log means a memtable was rotated and may be flushing.
+// logs: in the raft log's database, a new log means a memtable was
+// rotated and may be flushing. The applied state's database has no log:
+// the node starts its flushes itself and counts them (StateFlushes).
 func (m *member) pebbleOptions(o *pebble.Options) {
 	o.MemTableSize = uint64(m.w.disk.memTableBytes)
 	o.MemTableStopWritesThreshold = 4
@@ -80,13 +82,13 @@ func (m *member) pebbleOptions(o *pebble.Options) {
 // waitStorageIdle waits, in wall time, until a flush that Pebble started
 // on its own goroutine since the last wait has finished, so that the next
 // event sees the disk as the flush leaves it. Only a rotated memtable
-// starts such a flush, so without a new write-ahead log there is nothing
-// to wait for.
+// starts such a flush, so without a new write-ahead log or a flush the
+// node started there is nothing to wait for.
 func (m *member) waitStorageIdle() {
-	if !m.up() || m.walsCreated.Load() == m.walsSeen {
+	if !m.up() || (m.walsCreated.Load() == m.walsSeen && m.node.StateFlushes() == m.stateFlushesSeen) {
 		return
 	}
-	m.walsSeen = m.walsCreated.Load()
+	m.walsSeen, m.stateFlushesSeen = m.walsCreated.Load(), m.node.StateFlushes()
 	deadline := time.Now().Add(storageIdleWaitMax)
 	for m.node.StorageBusy() {
 		if time.Now().After(deadline) {

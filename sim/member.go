@@ -62,11 +62,14 @@ type member struct {
 	// valid for leasePrimaryEpoch (lease_checkpoint.go).
 	leasePrimary      bool
 	leasePrimaryEpoch int
-	// walsCreated counts the write-ahead logs Pebble created (it is
-	// written by Pebble's listener); walsSeen is the count when the
-	// simulator last waited for Pebble's flushes (disk.go).
-	walsCreated atomic.Uint64
-	walsSeen    uint64
+	// walsCreated counts the write-ahead logs Pebble created in the raft
+	// log's database (it is written by Pebble's listener); walsSeen is the
+	// count when the member last waited for storage to be idle, and
+	// stateFlushesSeen the node's count of the applied state's flushes
+	// (that database has no write-ahead log).
+	walsCreated      atomic.Uint64
+	walsSeen         uint64
+	stateFlushesSeen uint64
 	// paused is set while the member is frozen (pause.go); held are the
 	// messages that reached it meanwhile, delivered when it resumes.
 	paused bool

@@ -113,7 +113,9 @@ func TestCorruptionCheckRaisesCorrupt(t *testing.T) {
 		t.Fatalf("put under CORRUPT: %v, want %v", err, rpctypes.ErrCorrupt)
 	}
 
-	m.Kill()
+	// Stopped cleanly, the member flushes its applied state: the rotten
+	// values are on its disk (killed, it would apply the log again).
+	m.Stop()
 	m.Bin = cairnBin
 	m.Launch()
 	exited, _ := m.WaitExit(readyTimeout)

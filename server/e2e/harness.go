@@ -211,6 +211,21 @@ func (m *Member) waitReady() {
 	}
 }
 
+// Stop stops the member as an operator does (SIGTERM, then SIGKILL if
+// it has not exited after stopGrace).
+func (m *Member) Stop() {
+	if m.proc == nil {
+		return
+	}
+	if err := m.proc.Terminate(stopGrace); err != nil {
+		m.t.Errorf("%s: %v", m.Kind, err)
+	}
+	m.proc = nil
+}
+
+// stopGrace is how long Stop waits for a member to exit on SIGTERM.
+const stopGrace = 10 * time.Second
+
 // Kill sends SIGKILL and waits for the process to exit. It is a no-op when
 // the member is not running.
 func (m *Member) Kill() {

@@ -3,6 +3,7 @@ package member
 import (
 	"cmp"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -610,7 +611,11 @@ func (m *Member) Stop(gracePeriod time.Duration) error {
 		}
 		m.driver.Stop()
 		m.hub.Close()
-		err = m.node.Close()
+		var flushErr error
+		if m.driver.Err() == nil {
+			flushErr = m.node.FlushAppliedState()
+		}
+		err = errors.Join(flushErr, m.node.Close())
 	})
 	return err
 }
