@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/member"
 )
@@ -93,6 +95,11 @@ func finish(fs *flag.FlagSet, o *options, notices []string) (invocation, error) 
 	if err != nil {
 		return invocation{}, err
 	}
+	tokenNotices, err := o.authTokenConfig(&cfg, os.ReadFile)
+	if err != nil {
+		return invocation{}, err
+	}
+	notices = append(notices, tokenNotices...)
 	log, err := o.logOptions()
 	if err != nil {
 		return invocation{}, err
@@ -236,6 +243,33 @@ func (o *options) config() (member.Config, error) {
 		return member.Config{}, err
 	}
 	return cfg, nil
+}
+
+// authTokenConfig reads --auth-token as etcd reads it, at start rather
+// than when the member first opens its data, with etcd's errors: simple
+// tokens (any options ignored), or JSON Web Tokens with the keys it names,
+// read with readFile. It returns etcd's warning about unknown JWT
+// options, if any.
+func (o *options) authTokenConfig(cfg *member.Config, readFile func(string) ([]byte, error)) (notices []string, err error) {
+	opts, err := auth.ParseTokenOptions(o.authToken)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-token: %w", err)
+	}
+	switch opts.Kind {
+	case auth.TokenKindSimple:
+		return nil, nil
+	case auth.TokenKindJWT:
+		if cfg.AuthJWT, err = auth.NewJWT(opts.Options, readFile); err != nil {
+			return nil, fmt.Errorf("--auth-token: %w", err)
+		}
+		if unknown := opts.UnknownJWTOptions(); len(unknown) > 0 {
+			notices = append(notices, "unknown JWT options: "+strings.Join(unknown, ", "))
+		}
+		return notices, nil
+	}
+	// etcd starts with an empty kind, and then refuses every Authenticate;
+	// cairn refuses it at start.
+	return nil, fmt.Errorf("--auth-token: %w: unknown token type %q", auth.ErrInvalidAuthOpts, opts.Kind)
 }
 
 // autoCompaction is --auto-compaction-mode and --auto-compaction-retention,
