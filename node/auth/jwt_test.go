@@ -40,7 +40,7 @@ var (
 
 // testRSAKey is one of two RSA keys made once per test binary (2048
 // bits: making one takes a while).
-func testRSAKey(t *testing.T, i int) *rsa.PrivateKey {
+func testRSAKey(i int) *rsa.PrivateKey {
 	rsaKeysOnce.Do(func() {
 		for k := range rsaKeys {
 			key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -53,7 +53,7 @@ func testRSAKey(t *testing.T, i int) *rsa.PrivateKey {
 	return rsaKeys[i]
 }
 
-func pemOf(t *testing.T, typ string, der []byte, err error) []byte {
+func pemOf(t testing.TB, typ string, der []byte, err error) []byte {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ var testKeyPairs sync.Map
 
 // testKeyPair returns a key pair for method, as PEM files (for HS*, the
 // secret twice): the same for the same variant, different for another.
-func testKeyPair(t *testing.T, method string, variant int) (private, public []byte) {
+func testKeyPair(t testing.TB, method string, variant int) (private, public []byte) {
 	t.Helper()
 	key := fmt.Sprintf("%s/%d", method, variant)
 	if pair, ok := testKeyPairs.Load(key); ok {
@@ -78,7 +78,7 @@ func testKeyPair(t *testing.T, method string, variant int) (private, public []by
 	return private, public
 }
 
-func makeKeyPair(t *testing.T, method string, variant int) (private, public []byte) {
+func makeKeyPair(t testing.TB, method string, variant int) (private, public []byte) {
 	t.Helper()
 	var signer crypto.Signer
 	switch {
@@ -86,7 +86,7 @@ func makeKeyPair(t *testing.T, method string, variant int) (private, public []by
 		secret := fmt.Appendf(nil, "secret %d of %s", variant, method)
 		return secret, secret
 	case strings.HasPrefix(method, "RS"), strings.HasPrefix(method, "PS"):
-		signer = testRSAKey(t, variant%2)
+		signer = testRSAKey(variant % 2)
 	case strings.HasPrefix(method, "ES"):
 		curve := map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}[method]
 		k, err := ecdsa.GenerateKey(curve, rand.Reader)
@@ -379,5 +379,44 @@ func TestJWTVerifiedTokensDecideAsTheLibrary(t *testing.T) {
 	}
 	if n := len(*warm.verified.Load()); n > verifiedTokensMax {
 		t.Fatalf("%d tokens remembered, bound %d", n, verifiedTokensMax)
+	}
+}
+
+// BenchmarkJWTVerify measures a token's check per request: the signature
+// (cold: a fresh JWT each time, as without the memory of verified
+// tokens) against a remembered token (warm).
+func BenchmarkJWTVerify(b *testing.B) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, method := range []string{"RS256", "ES256", "HS256", "EdDSA"} {
+		private, public := testKeyPair(b, method, 0)
+		files := testKeyFiles{"priv": private, "pub": public}
+		newJWT := func() *JWT {
+			j, err := NewJWT(map[string]string{"sign-method": method, "priv-key": "priv", "pub-key": "pub"}, files.read)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return j
+		}
+		signer := newJWT()
+		token, err := signer.Sign(signer.ClaimsAt("alice", 3, now))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(method+"/cold", func(b *testing.B) {
+			cold := newJWT()
+			for b.Loop() {
+				cold.verified.Store(nil)
+				if _, ok := cold.Verify(token, now); !ok {
+					b.Fatal("refused")
+				}
+			}
+		})
+		b.Run(method+"/warm", func(b *testing.B) {
+			for b.Loop() {
+				if _, ok := signer.Verify(token, now); !ok {
+					b.Fatal("refused")
+				}
+			}
+		})
 	}
 }
