@@ -105,6 +105,7 @@ the watcher.
 make bench                      # full: 3 rounds × 10 s per case, 1 and 3 members (~25 min)
 make bench QUICK=1              # 1 round × 3 s: a few minutes, noisy
 make bench ROUNDS=5 DURATION=20s CLIENTS=200 CONNS=20 SIZES=1 CASES=put,txn-cas
+make bench CASES=put,range-l,put-auth,range-auth,put-jwt,range-jwt   # the cost of auth
 make bench-large N=1000000      # large data (default N=1,000,000)
 make bench-large N=10000000     # the full large-data run
 make bench-smoke                # every cairnctl workload ~1 s against one cairn and one etcd
@@ -113,7 +114,13 @@ make bench-smoke                # every cairnctl workload ~1 s against one cairn
 ` + "`make bench`" + ` builds ` + "`bin/cairn`" + `, the reference ` + "`.ref/bin/etcd`" + ` and
 ` + "`bin/cairnbench`" + `, runs the comparison, and rewrites this file,
 ` + "`docs/bench/chart.svg`" + ` and ` + "`docs/bench/results.json`" + ` (every run, with
-its full latency summary and error samples). The load generator alone:
+its full latency summary and error samples). The auth cases (` + "`put-auth`" + `,
+` + "`range-auth`" + `, ` + "`put-jwt`" + `, ` + "`range-jwt`" + `) start both systems with the same
+` + "`--auth-token`" + ` (` + "`simple`" + `, or ` + "`jwt`" + ` with RS256 and the same 2048-bit key files,
+made for the run), add a root user and enable auth; the load's clients
+authenticate as root with its password, so every request carries a token
+the server checks: read them against ` + "`put`" + ` and ` + "`range-l`" + ` of the same run. The
+load generator alone:
 
 ` + "```sh" + `
 bin/cairnctl bench -endpoints 127.0.0.1:2379 -clients 100 -conns 10 -duration 10s put
