@@ -420,3 +420,37 @@ func BenchmarkJWTVerify(b *testing.B) {
 		})
 	}
 }
+
+// TestJWTVerifyConcurrently: readers on many goroutines verify and
+// remember tokens at once (run under -race by make test-race); each gets
+// its own token's claims.
+func TestJWTVerifyConcurrently(t *testing.T) {
+	const goroutines, tokensEach = 8, 50
+	now := time.Unix(1_700_000_000, 0)
+	j := newTestJWT(t, "HS256", 0, ",priv-key=priv,ttl=1h")
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range tokensEach {
+				user := fmt.Sprintf("u%d-%d", g, i)
+				token, err := j.Sign(j.ClaimsAt(user, 1, now))
+				if err != nil {
+					errs <- err
+					return
+				}
+				for range 3 {
+					if info, ok := j.Verify(token, now); !ok || info.User != user {
+						errs <- fmt.Errorf("%s: %+v %v", user, info, ok)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
