@@ -240,7 +240,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "Force to create a new one-member cluster.")
 	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
 	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention length. 0 means disable auto compaction.")
-	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodical watch progress notification.")
+	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", defaultWatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	o.tls = addTLSFlags(fs)
 	o.ops = addOpsFlags(fs)
 }

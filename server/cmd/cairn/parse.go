@@ -91,6 +91,9 @@ func finish(fs *flag.FlagSet, o *options, notices []string) (invocation, error) 
 	if err != nil {
 		return invocation{}, err
 	}
+	if notice := o.adjustWatchProgressNotifyInterval(); notice != "" {
+		gateNotices = append(gateNotices, notice)
+	}
 	cfg, err := o.config()
 	if err != nil {
 		return invocation{}, err
@@ -151,6 +154,28 @@ func envValue(env []string, key string) string {
 	return ""
 }
 
+// etcd's watch server keeps its default progress notification interval
+// for a --watch-progress-notify-interval that is not positive, and raises
+// a positive one below minWatchProgressNotifyInterval to it, with a
+// warning.
+const (
+	defaultWatchProgressNotifyInterval = 10 * time.Minute
+	minWatchProgressNotifyInterval     = 100 * time.Millisecond
+)
+
+// adjustWatchProgressNotifyInterval applies etcd's rule to the flag and
+// returns the warning to log, if any.
+func (o *options) adjustWatchProgressNotifyInterval() string {
+	switch d := o.watchProgressNotifyInterval; {
+	case d <= 0:
+		o.watchProgressNotifyInterval = defaultWatchProgressNotifyInterval
+	case d < minWatchProgressNotifyInterval:
+		o.watchProgressNotifyInterval = minWatchProgressNotifyInterval
+		return fmt.Sprintf("adjusting watch progress notify interval %v to the minimum period %v", d, minWatchProgressNotifyInterval)
+	}
+	return ""
+}
+
 // config checks the implemented flags and turns them into a member.Config.
 // etcdLeaseCheckpointInterval is how often etcd 3.7.3 checkpoints leases
 // under the LeaseCheckpoint gate (no flag sets it).
@@ -181,9 +206,6 @@ func (o *options) config() (member.Config, error) {
 	}
 	if o.maxLearners < 1 {
 		return member.Config{}, fmt.Errorf("--max-learners: %d is not positive", o.maxLearners)
-	}
-	if o.watchProgressNotifyInterval <= 0 {
-		return member.Config{}, fmt.Errorf("--watch-progress-notify-interval: %v is not positive", o.watchProgressNotifyInterval)
 	}
 	if o.grpcKeepAliveMinTime < 0 || o.grpcKeepAliveInterval < 0 || o.grpcKeepAliveTimeout < 0 {
 		return member.Config{}, fmt.Errorf("--grpc-keepalive-min-time, -interval and -timeout cannot be negative")
