@@ -22,7 +22,7 @@ export ETCDUTL_BIN := $(REF)/etcdutl
 export CAIRNUTL_BIN := $(BIN)/cairnutl
 export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
-.PHONY: all build build-failpoints image test-deploy k8s-storage run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-etcdtool bench-micro clean
+.PHONY: all build build-failpoints image test-deploy k8s-storage run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-defrag bench-etcdtool bench-micro clean
 
 all: build
 
@@ -149,6 +149,13 @@ SOAK_SIZES ?= 1024,20480,102400,1048576
 MEMORY_BUDGET_MIB ?= 320
 bench-soak: bench-tools
 	$(BIN)/cairnbench soak $(BENCH_FLAGS) -duration $(SOAK_DURATION) -sizes $(SOAK_SIZES) -memory-budget-mib $(MEMORY_BUDGET_MIB)
+## bench-defrag: read and write latency (p50/p99/max) before and during a
+## Defragment of a KEYS-key database (default 1000000), one member of each
+## system side by side, with the defragment's duration and the db size
+## before and after; rewrites docs/benchmarks.md and docs/bench/defrag.json.
+KEYS ?= 1000000
+bench-defrag: bench-tools
+	$(BIN)/cairnbench defrag $(BENCH_FLAGS) -keys $(KEYS)
 bench-etcdtool: bench-tools
 	@for w in put range range-serializable; do CAIRN=$(BENCH_BIN)/cairn tools/bench/compare.sh $$w; done
 BENCHTIME ?= 1s

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/mvcc"
@@ -76,10 +77,10 @@ func (n *Node) authTick() {
 // "user name is empty"). Enabling auth does not move the auth revision.
 func (n *Node) resolve(st *authState, c Credentials) (auth.Info, error) {
 	if c.Token != "" {
-		user, ok := st.tokens.Lookup(c.Token, n.authNowNanos.Load(), n.cfg.AuthTokenTTL.Nanoseconds())
+		info, ok := n.resolveToken(st, c.Token)
 		switch {
 		case ok:
-			return auth.Info{User: user, Revision: st.store.Revision()}, nil
+			return info, nil
 		case st.store.Enabled():
 			return auth.Info{}, rpctypes.ErrGRPCInvalidAuthToken
 		}
@@ -88,6 +89,19 @@ func (n *Node) resolve(st *authState, c Credentials) (auth.Info, error) {
 		return auth.Info{User: c.CommonName, Revision: st.store.Revision()}, nil
 	}
 	return auth.Info{}, nil
+}
+
+// resolveToken is who a token names: for a simple token, its user at the
+// current auth revision; for a JSON Web Token, the user and the auth
+// revision it was issued at, so that it goes stale, as in etcd, when the
+// auth state changes. Both expire by the member's clock at its last tick.
+func (n *Node) resolveToken(st *authState, token string) (auth.Info, bool) {
+	now := n.authNowNanos.Load()
+	if j := n.cfg.AuthJWT; j != nil {
+		return j.Verify(token, time.Unix(0, now))
+	}
+	user, ok := st.tokens.Lookup(token, now, n.cfg.AuthTokenTTL.Nanoseconds())
+	return auth.Info{User: user, Revision: st.store.Revision()}, ok
 }
 
 // AsMember marks req as the member's own (a health check's read): it runs

@@ -34,9 +34,16 @@ func bcryptHash(t *testing.T, password string) string {
 
 func newAuthCluster(t *testing.T, knobs TestingKnobs) *authCluster {
 	t.Helper()
+	return newAuthClusterWith(t, func(c *Config) { c.Knobs = knobs })
+}
+
+// newAuthClusterWith is newAuthCluster with adjust applied to each
+// member's configuration.
+func newAuthClusterWith(t *testing.T, adjust func(*Config)) *authCluster {
+	t.Helper()
 	h := newHarness(t, []uint64{1, 2, 3}, func(c *Config) {
 		c.AuthTokenTTL = authTokenTTLForTest
-		c.Knobs = knobs
+		adjust(c)
 	})
 	c := &authCluster{harness: h, leader: h.leader()}
 	c.follower = h.ids[0]

@@ -7,6 +7,8 @@ import (
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // AuthRequests are the Auth service's requests as the core takes them;
@@ -89,22 +91,61 @@ func (n *Node) applyAuth(b *pebble.Batch, w *mvcc.Writer, req *pb.InternalRaftRe
 	return nil
 }
 
-// applyAuthenticate issues a simple token when an Authenticate entry at
-// index applies, if the auth state is still the one its password was
-// checked against; every member registers it, and the member that
-// proposed it answers.
+// applyAuthenticate issues a token when an Authenticate entry at index
+// applies, if the auth state is still the one its password was checked
+// against. A simple token is registered by every member, and the member
+// that proposed the entry answers. A JSON Web Token's claims are decided
+// here, from the entry and the member's clock (every member decides
+// them; the proposer's are the ones its client gets), and signed by
+// Result on the caller's goroutine: the answer depends on nothing else,
+// and signing costs the loop nothing.
 func (n *Node) applyAuthenticate(w *mvcc.Writer, index uint64, req *pb.InternalRaftRequest, out *Output) {
 	c := Completion{ID: req.GetHeader().GetID()}
 	a := req.GetAuthenticate()
 	if c.Err = n.authStore.CheckAuthenticate(a.GetName(), req.GetHeader().GetAuthRevision()); c.Err == nil {
-		token := auth.SimpleToken(a.GetSimpleToken(), index)
-		n.tokens = n.tokens.With(token, a.GetName(), n.now().UnixNano()+n.cfg.AuthTokenTTL.Nanoseconds())
-		n.tokensChanged = true
-		resp := &pb.AuthenticateResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}, Token: token}
+		resp := &pb.AuthenticateResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}}
 		n.completeHeader(resp)
 		c.Response = resp
+		switch j := n.cfg.AuthJWT; {
+		case j == nil:
+			resp.Token = auth.SimpleToken(a.GetSimpleToken(), index)
+			n.tokens = n.tokens.With(resp.Token, a.GetName(), n.now().UnixNano()+n.cfg.AuthTokenTTL.Nanoseconds())
+			n.tokensChanged = true
+		case !j.CanSign():
+			c.Response, c.Err = nil, auth.ErrGRPCVerifyOnly
+		default:
+			c.jwt = &issuedJWT{signer: j, claims: j.ClaimsAt(a.GetName(), n.authStore.Revision(), n.now())}
+		}
 	}
 	out.Done = append(out.Done, c)
+}
+
+// simpleTokenPrefix is the random part of the simple token an
+// Authenticate will issue, drawn when it is proposed; none with JSON Web
+// Tokens, as in etcd.
+func (n *Node) simpleTokenPrefix() string {
+	if n.cfg.AuthJWT != nil {
+		return ""
+	}
+	return auth.TokenPrefix(n.cfg.Rand.Uint64)
+}
+
+// issuedJWT is a JSON Web Token the core issued, to be signed by
+// Completion.Result.
+type issuedJWT struct {
+	signer *auth.JWT
+	claims auth.JWTClaims
+}
+
+// sign returns resp with the signed token. A key that cannot sign with
+// its method (an ECDSA key of another curve) fails as in etcd: the
+// library's error, with gRPC code Unknown.
+func (t *issuedJWT) sign(resp *pb.AuthenticateResponse) (*pb.AuthenticateResponse, error) {
+	token, err := t.signer.Sign(t.claims)
+	if err != nil {
+		return nil, status.Error(codes.Unknown, err.Error())
+	}
+	return &pb.AuthenticateResponse{Header: resp.GetHeader(), Token: token}, nil
 }
 
 // AuthEnabled reports whether auth is enabled, as of the last applied

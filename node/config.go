@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -150,6 +151,12 @@ type Config struct {
 	// AuthTokenTTL is how long a simple auth token stays valid after its
 	// last use (--auth-token-ttl), by the member's Clock. Default 300 s.
 	AuthTokenTTL time.Duration
+	// AuthJWT, if set, makes Authenticate issue etcd's JSON Web Tokens
+	// with its method, keys and TTL instead of simple tokens (--auth-token
+	// jwt,...; AuthTokenTTL then plays no part). Default nil: simple
+	// tokens. Members with the same keys accept each other's tokens; one
+	// given only a public key verifies them and issues none.
+	AuthJWT *auth.JWT
 	// Logger receives raft's log lines. Default: discards everything but
 	// Fatal and Panic, which panic.
 	Logger raft.Logger

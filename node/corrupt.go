@@ -18,19 +18,31 @@ import (
 // decides from whatever answers it got; here the question and the answers
 // travel through raft, so the whole check is a function of the log:
 //
-//  1. The leader, every CorruptCheckTicks (or CompactHashCheckTicks, when a
-//     compaction applied since the last one), proposes a check entry
-//     naming a revision: its latest one (periodic) or the compacted one
-//     (compaction).
-//  2. Every member that applies the check asks its driver, through
-//     Output.HashRequests, to hash its keyspace at that revision. The hash
+//  1. The leader, every CorruptCheckTicks, proposes a periodic check entry
+//     naming its latest revision; every CompactHashCheckTicks, a
+//     compaction check entry naming the newest compacted revision whose
+//     hash it kept and the whole cluster has not been checked at yet.
+//  2. Every member that applies the check answers with its hash of that
+//     revision: for a compaction check the hash it kept of that
+//     compaction, if it has it; otherwise it asks its driver, through
+//     Output.HashRequests, to hash its keyspace at the revision. The hash
 //     is a full scan, so the driver computes it off the loop (the
-//     simulator at once) and hands it to ReportHash, which proposes a
-//     report entry.
+//     simulator at once) and hands it to ReportHash. The answer is
+//     proposed as a report entry.
 //  3. Every member records the reports as they apply. The member that
 //     leads at the first tick after the last member's report applied (or
 //     after the check timed out) decides as etcd's leader does and
-//     proposes the CORRUPT alarms.
+//     proposes the CORRUPT alarms. For a periodic check it first hashes
+//     the revision a second time (etcd's leader hashes twice), and
+//     decides when that hash is in.
+//
+// As etcd's members keep the hashes of their last compactions
+// (compactionHashesMax), every member with the compaction check on hashes
+// each compaction it applies, once, and keeps the hash. A compaction
+// check that could not compare every member (one did not answer, or had
+// compacted further) falls back to the next older kept hash, as etcd's
+// does, until the whole cluster was compared at one revision, which is
+// then not checked again.
 //
 // Reports compare only at an equal compacted revision: a member that
 // hashed after a later compaction applied covers less history.
@@ -45,9 +57,10 @@ type hashCheckKind uint8
 
 const (
 	// hashCheckPeriodic is --corrupt-check-time: the leader compares each
-	// member's hash with its own and marks the first member (by ID) that
-	// differs, as etcd's PeriodicCheck does, even when the leader is the
-	// odd one.
+	// member's hash with its own and marks one member, as etcd's
+	// PeriodicCheck does (periodicMismatch): itself when its own two
+	// hashes differ, else the first member (by ID) that is ahead of it or
+	// differs, even when the leader is the odd one.
 	hashCheckPeriodic hashCheckKind = 1
 	// hashCheckCompaction is --compact-hash-check-time: the hashes at the
 	// compacted revision are grouped, and the members outside a group of
@@ -70,14 +83,43 @@ const (
 	hashEntryReport     = 0x02
 	hashCheckEntryBytes = 2 + 1 + 8
 	// hashReportEntryBytes: check index, member, revision, compacted
-	// revision, hash.
-	hashReportEntryBytes = 2 + 8 + 8 + 8 + 8 + 4
+	// revision, hash, and the member's current revision when it hashed.
+	hashReportEntryBytes = hashReportEntryBytesV1 + 8
+	// hashReportEntryBytesV1 is a report without the current revision,
+	// as members before it wrote them; still applied, with the current
+	// revision unknown (0).
+	hashReportEntryBytesV1 = 2 + 8 + 8 + 8 + 8 + 4
 )
 
 const (
 	// hashChecksMax bounds the checks a member tracks at once; an older
 	// one is dropped for a newer one (its decision is then skipped).
-	hashChecksMax = 4
+	hashChecksMax = 8
+	// hashRequestsMax bounds the hashes waiting for the driver: one per
+	// tracked check, its recheck, and a compaction's.
+	hashRequestsMax = 2*hashChecksMax + 1
+	// compactionHashesMax is how many compactions' hashes a member keeps
+	// for the compaction check: etcd's hashStorageMaxSize.
+	compactionHashesMax = 10
+	// hashCheckKeepTimeouts is how many request timeouts a check is kept
+	// after it applied: a periodic check waits for the reports, then for
+	// the leader's second hash.
+	hashCheckKeepTimeouts = 2
+)
+
+// HashPurpose says what a HashRequest's hash is for.
+type HashPurpose uint8
+
+const (
+	// HashForReport answers a check: ReportHash proposes it as this
+	// member's report.
+	HashForReport HashPurpose = iota
+	// HashForRecheck is the leader's second hash of a periodic check's
+	// revision, taken after the reports it decides from.
+	HashForRecheck
+	// HashForCompaction is the hash of a compaction this member applied,
+	// kept for the compaction hash check. CheckIndex is 0.
+	HashForCompaction
 )
 
 // HashRequest asks the driver to hash this member's keyspace at Revision
@@ -86,11 +128,21 @@ type HashRequest struct {
 	// CheckIndex is the raft index of the check entry: the check's ID.
 	CheckIndex uint64
 	Revision   int64
+	Purpose    HashPurpose
 }
 
 // hashReport is one member's answer to a check.
 type hashReport struct {
 	member     uint64
+	compactRev int64
+	hash       uint32
+	// currentRev is the member's revision when it hashed (0: unknown).
+	currentRev int64
+}
+
+// keptHash is the hash of one compaction this member applied.
+type keptHash struct {
+	revision   int64
 	compactRev int64
 	hash       uint32
 }
@@ -103,7 +155,13 @@ type hashCheck struct {
 	revision      int64
 	appliedAtTick uint64
 	reports       []hashReport
-	decided       bool
+	// recheckAsked says this member, leading, asked for its second hash
+	// of a periodic check's revision; no report is recorded after it, so
+	// every report decided on was in before that hash. recheck is that
+	// hash, once the driver answered.
+	recheckAsked bool
+	recheck      *hashReport
+	decided      bool
 }
 
 // corruptionChecks is the member's part in the checks. Only the loop
@@ -112,15 +170,27 @@ type corruptionChecks struct {
 	// periodicAtTick and compactionAtTick are when this member, leading,
 	// last considered proposing each kind of check.
 	periodicAtTick, compactionAtTick uint64
-	// compactRevChecked is the compacted revision of the last compaction
-	// check proposed here.
-	compactRevChecked int64
+	// compactRevSeen is the compacted revision this member last saw on a
+	// tick (once compactRevLooked): a higher one is a compaction to hash.
+	compactRevSeen   int64
+	compactRevLooked bool
+	// kept are the hashes of this member's last compactions, oldest
+	// first. Invariant: len(kept) <= compactionHashesMax, revisions
+	// ascending.
+	kept []keptHash
+	// latestCompactionChecked is the newest compacted revision at which
+	// this member, leading, compared the whole cluster (etcd's
+	// latestRevisionChecked): older kept hashes are not checked again.
+	latestCompactionChecked int64
 	// checks are the checks applied and not yet expired, oldest first.
 	// Invariant: len(checks) <= hashChecksMax.
 	checks []*hashCheck
 	// wanted are the hashes the driver is to compute, handed out by the
-	// next Process. Invariant: len(wanted) <= hashChecksMax.
+	// next Process. Invariant: len(wanted) <= hashRequestsMax.
 	wanted []HashRequest
+	// dueReports are reports of kept hashes, proposed at the next tick
+	// (not while entries apply). Invariant: len(dueReports) <= hashChecksMax.
+	dueReports [][]byte
 	// decided counts the checks this member decided as leader.
 	decided uint64
 }
@@ -136,31 +206,81 @@ func encodeHashReport(checkIndex uint64, r hashReport, rev int64) []byte {
 	b = binary.BigEndian.AppendUint64(b, r.member)
 	b = binary.BigEndian.AppendUint64(b, uint64(rev))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.compactRev))
-	return binary.BigEndian.AppendUint32(b, r.hash)
+	b = binary.BigEndian.AppendUint32(b, r.hash)
+	return binary.BigEndian.AppendUint64(b, uint64(r.currentRev))
 }
 
 // isHashEntry says whether an entry's data is a check or a report.
 func isHashEntry(data []byte) bool { return len(data) > 0 && data[0] == hashEntryMarker }
 
-// corruptionCheckTick runs once a tick: it settles the checks applied
-// and, on the leader, proposes the checks that are due.
+// corruptionCheckTick runs once a tick: it hashes a new compaction,
+// proposes the reports of kept hashes, settles the checks applied and,
+// on the leader, proposes the checks that are due.
 func (n *Node) corruptionCheckTick() {
+	n.noteCompaction()
+	c := &n.corruption
+	for _, data := range c.dueReports {
+		n.proposeHashEntry(data)
+	}
+	clear(c.dueReports)
+	c.dueReports = c.dueReports[:0]
 	n.settleHashChecks()
 	if !n.isLeader() {
 		return
 	}
-	c := &n.corruption
 	if every := uint64(n.cfg.CorruptCheckTicks); every > 0 && n.ticks-c.periodicAtTick >= every {
 		c.periodicAtTick = n.ticks
 		n.proposeHashEntry(encodeHashCheck(hashCheckPeriodic, n.store.Rev()))
 	}
 	if every := uint64(n.cfg.CompactHashCheckTicks); every > 0 && n.ticks-c.compactionAtTick >= every {
 		c.compactionAtTick = n.ticks
-		if rev := n.store.CompactRev(); rev > c.compactRevChecked {
-			c.compactRevChecked = rev
-			n.proposeHashEntry(encodeHashCheck(hashCheckCompaction, rev))
+		if !c.compactionCheckPending() {
+			n.proposeCompactionCheck(0)
 		}
 	}
+}
+
+// noteCompaction asks, when the compaction check is on and a compaction
+// applied since the last tick, for the hash at the compacted revision, to
+// keep. The first look only notes the compacted revision: as etcd's, the
+// hashes kept are of the compactions this process applied.
+func (n *Node) noteCompaction() {
+	c := &n.corruption
+	rev := n.store.CompactRev()
+	if !c.compactRevLooked {
+		c.compactRevSeen, c.compactRevLooked = rev, true
+		return
+	}
+	if rev <= c.compactRevSeen {
+		return
+	}
+	c.compactRevSeen = rev
+	if n.cfg.CompactHashCheckTicks > 0 {
+		c.want(HashRequest{Revision: rev, Purpose: HashForCompaction})
+	}
+}
+
+// proposeCompactionCheck proposes a compaction check at the newest kept
+// hash that is newer than the last revision the cluster was checked at
+// and, when below is not 0, older than below.
+func (n *Node) proposeCompactionCheck(below int64) {
+	c := &n.corruption
+	for i := len(c.kept) - 1; i >= 0; i-- {
+		rev := c.kept[i].revision
+		if rev <= c.latestCompactionChecked {
+			return
+		}
+		if below == 0 || rev < below {
+			n.proposeHashEntry(encodeHashCheck(hashCheckCompaction, rev))
+			return
+		}
+	}
+}
+
+// compactionCheckPending says a compaction check is applied and not
+// decided yet: the next one waits for it.
+func (c *corruptionChecks) compactionCheckPending() bool {
+	return slices.ContainsFunc(c.checks, func(ch *hashCheck) bool { return ch.kind == hashCheckCompaction && !ch.decided })
 }
 
 // proposeHashEntry proposes a check or a report. Nobody waits for it: if
@@ -169,12 +289,14 @@ func (n *Node) proposeHashEntry(data []byte) {
 	n.submit(parkedProposal{id: n.ids.next(), data: data, sinceTick: n.ticks})
 }
 
-// settleHashChecks decides, on the leader, the checks every member has
-// reported on, and drops the checks older than RequestTimeoutTicks after
-// the leader decided them from the reports it has, as etcd's leader goes
-// on without the peers that did not answer. Decisions are taken here, on
-// a tick, not while entries apply: their alarm proposals then never
-// interleave with a Ready being handled.
+// settleHashChecks moves, on the leader, each check on once every member
+// has reported or the check timed out, as etcd's leader goes on without
+// the peers that did not answer: a periodic check asks for the leader's
+// second hash, and is decided when it is in; a compaction check is
+// decided. Checks are dropped hashCheckKeepTimeouts request timeouts
+// after they applied. Decisions are taken here, on a tick, not while
+// entries apply: their alarm proposals then never interleave with a
+// Ready being handled.
 func (n *Node) settleHashChecks() {
 	c := &n.corruption
 	timeout := uint64(n.cfg.RequestTimeoutTicks)
@@ -182,11 +304,18 @@ func (n *Node) settleHashChecks() {
 	leader := n.isLeader()
 	kept := c.checks[:0]
 	for _, check := range c.checks {
-		expired := n.ticks-check.appliedAtTick >= timeout
-		if leader && !check.decided && (expired || len(check.reports) >= membersCount) {
-			n.decideHashCheck(check)
+		age := n.ticks - check.appliedAtTick
+		ready := age >= timeout || len(check.reports) >= membersCount
+		if leader && !check.decided && ready {
+			switch {
+			case check.kind == hashCheckCompaction, check.recheck != nil:
+				n.decideHashCheck(check)
+			case !check.recheckAsked:
+				check.recheckAsked = true
+				c.want(HashRequest{CheckIndex: check.index, Revision: check.revision, Purpose: HashForRecheck})
+			}
 		}
-		if !expired {
+		if age < hashCheckKeepTimeouts*timeout {
 			kept = append(kept, check)
 		}
 	}
@@ -204,12 +333,15 @@ func (n *Node) applyHashEntry(index uint64, data []byte) error {
 		}
 		n.applyHashCheck(&hashCheck{index: index, kind: kind, revision: int64(binary.BigEndian.Uint64(data[3:])), appliedAtTick: n.ticks})
 		return nil
-	case len(data) == hashReportEntryBytes && data[1] == hashEntryReport:
+	case (len(data) == hashReportEntryBytes || len(data) == hashReportEntryBytesV1) && data[1] == hashEntryReport:
 		checkIndex := binary.BigEndian.Uint64(data[2:])
 		r := hashReport{
 			member:     binary.BigEndian.Uint64(data[10:]),
 			compactRev: int64(binary.BigEndian.Uint64(data[26:])),
 			hash:       binary.BigEndian.Uint32(data[34:]),
+		}
+		if len(data) == hashReportEntryBytes {
+			r.currentRev = int64(binary.BigEndian.Uint64(data[38:]))
 		}
 		n.applyHashReport(checkIndex, int64(binary.BigEndian.Uint64(data[18:])), r)
 		return nil
@@ -217,16 +349,54 @@ func (n *Node) applyHashEntry(index uint64, data []byte) error {
 	return fmt.Errorf("hash entry %d of %d bytes: %w", index, len(data), errCorrupt)
 }
 
+// applyHashCheck tracks a check and prepares this member's answer: the
+// kept hash of a compaction check's revision, or a hash to compute.
 func (n *Node) applyHashCheck(check *hashCheck) {
 	c := &n.corruption
 	if len(c.checks) == hashChecksMax {
 		c.checks = slices.Delete(c.checks, 0, 1)
 	}
 	c.checks = append(c.checks, check)
-	if len(c.wanted) == hashChecksMax {
+	if check.kind == hashCheckCompaction {
+		if h, ok := c.keptAt(check.revision); ok {
+			if len(c.dueReports) == hashChecksMax {
+				c.dueReports = slices.Delete(c.dueReports, 0, 1)
+			}
+			r := hashReport{member: n.cfg.ID, compactRev: h.compactRev, hash: h.hash, currentRev: n.store.Rev()}
+			c.dueReports = append(c.dueReports, encodeHashReport(check.index, r, check.revision))
+			return
+		}
+	}
+	c.want(HashRequest{CheckIndex: check.index, Revision: check.revision, Purpose: HashForReport})
+}
+
+// want queues a hash for the driver, dropping the oldest at the bound.
+func (c *corruptionChecks) want(r HashRequest) {
+	if len(c.wanted) == hashRequestsMax {
 		c.wanted = slices.Delete(c.wanted, 0, 1)
 	}
-	c.wanted = append(c.wanted, HashRequest{CheckIndex: check.index, Revision: check.revision})
+	c.wanted = append(c.wanted, r)
+}
+
+// keptAt is the kept hash of the compaction at rev.
+func (c *corruptionChecks) keptAt(rev int64) (keptHash, bool) {
+	i, found := slices.BinarySearchFunc(c.kept, rev, func(h keptHash, rev int64) int { return cmp.Compare(h.revision, rev) })
+	if !found {
+		return keptHash{}, false
+	}
+	return c.kept[i], true
+}
+
+// keep records a compaction's hash, dropping the oldest at the bound.
+func (c *corruptionChecks) keep(h keptHash) {
+	i, found := slices.BinarySearchFunc(c.kept, h.revision, func(k keptHash, rev int64) int { return cmp.Compare(k.revision, rev) })
+	if found {
+		return
+	}
+	c.kept = slices.Insert(c.kept, i, h)
+	if len(c.kept) > compactionHashesMax {
+		c.kept = slices.Delete(c.kept, 0, len(c.kept)-compactionHashesMax)
+	}
 }
 
 // applyHashReport records a member's report; the leader decides on its
@@ -240,7 +410,7 @@ func (n *Node) applyHashReport(checkIndex uint64, rev int64, r hashReport) {
 	if rev != check.revision {
 		panic(fmt.Sprintf("node: report of member %x hashes revision %d for check %d of revision %d", r.member, rev, checkIndex, check.revision))
 	}
-	if !slices.Contains(n.raftMembers(), r.member) {
+	if check.recheckAsked || !slices.Contains(n.raftMembers(), r.member) {
 		return
 	}
 	at, found := slices.BinarySearchFunc(check.reports, r.member, func(x hashReport, id uint64) int {
@@ -266,22 +436,37 @@ func (c *corruptionChecks) takeWanted() []HashRequest {
 	return w
 }
 
-// ReportHash hands this member's hash for a HashRequest to the check: it
-// proposes the report. A failed hash (the revision was compacted
-// meanwhile) reports nothing, as a peer that does not answer etcd's
-// leader.
+// ReportHash hands this member's hash for a HashRequest to the checks: a
+// report is proposed, a recheck recorded for the decision, a
+// compaction's hash kept. A failed hash (the revision was compacted
+// meanwhile) gives nothing, as a peer that does not answer etcd's
+// leader; a failed recheck leaves its check undecided, as etcd's leader
+// stops a check whose second hash fails.
 func (n *Node) ReportHash(req HashRequest, resp *pb.HashKVResponse, err error) {
 	if err != nil || resp == nil {
 		n.cfg.Logger.Warningf("%x cannot hash revision %d for check %d: %v", n.cfg.ID, req.Revision, req.CheckIndex, err)
 		return
 	}
-	r := hashReport{member: n.cfg.ID, compactRev: resp.GetCompactRevision(), hash: resp.GetHash()}
-	n.proposeHashEntry(encodeHashReport(req.CheckIndex, r, req.Revision))
+	r := hashReport{member: n.cfg.ID, compactRev: resp.GetCompactRevision(), hash: resp.GetHash(), currentRev: resp.GetHeader().GetRevision()}
+	switch req.Purpose {
+	case HashForCompaction:
+		n.corruption.keep(keptHash{revision: req.Revision, compactRev: r.compactRev, hash: r.hash})
+	case HashForRecheck:
+		i := slices.IndexFunc(n.corruption.checks, func(c *hashCheck) bool { return c.index == req.CheckIndex })
+		if i >= 0 && n.corruption.checks[i].recheck == nil {
+			n.corruption.checks[i].recheck = &r
+		}
+	default:
+		n.proposeHashEntry(encodeHashReport(req.CheckIndex, r, req.Revision))
+	}
 }
 
 // decideHashCheck decides a check from its reports, as etcd's leader
 // does, and proposes the CORRUPT alarms it finds. The leader's own report
-// is the reference; without it there is no decision.
+// is the reference; without it there is no decision. A compaction check
+// without a mismatch either records that the whole cluster was compared
+// at its revision or, when some member could not be compared, falls back
+// to the next older kept hash.
 func (n *Node) decideHashCheck(check *hashCheck) {
 	check.decided = true
 	own, ok := check.findReport(n.cfg.ID)
@@ -290,15 +475,24 @@ func (n *Node) decideHashCheck(check *hashCheck) {
 	}
 	n.corruption.decided++
 	var marked []uint64
+	var why string
 	switch check.kind {
 	case hashCheckPeriodic:
-		marked = periodicMismatch(own, check.reports)
+		marked, why = periodicMismatch(own, *check.recheck, check.reports)
 	case hashCheckCompaction:
-		marked = compactionMismatch(own, check.reports, len(n.raftMembers()))
+		members := len(n.raftMembers())
+		marked, why = compactionMismatch(own, check.reports, members), "its hash is outside the majority's"
+		if len(marked) == 0 {
+			if compactionComparedAll(own, check.reports, members) {
+				n.corruption.latestCompactionChecked = max(n.corruption.latestCompactionChecked, check.revision)
+			} else {
+				n.proposeCompactionCheck(check.revision)
+			}
+		}
 	}
 	for _, id := range marked {
-		n.cfg.Logger.Warningf("%s of revision %d (leader %x, hash %08x, compacted revision %d): member %x differs; raising CORRUPT",
-			check.kind, check.revision, n.cfg.ID, own.hash, own.compactRev, id)
+		n.cfg.Logger.Warningf("%s of revision %d (leader %x, hash %08x, compacted revision %d): member %x: %s; raising CORRUPT",
+			check.kind, check.revision, n.cfg.ID, own.hash, own.compactRev, id, why)
 		n.raiseCorrupt(id)
 	}
 }
@@ -311,16 +505,41 @@ func (c *hashCheck) findReport(member uint64) (hashReport, bool) {
 	return c.reports[i], true
 }
 
-// periodicMismatch is etcd's PeriodicCheck verdict: the first member (by
-// ID) whose hash differs from the leader's at the same compacted
-// revision; none if all agree.
-func periodicMismatch(own hashReport, reports []hashReport) []uint64 {
+// periodicMismatch is etcd's PeriodicCheck verdict, one member at most:
+// the leader itself when its second hash of the revision (recheck)
+// differs from its first at the same compacted revision; else the first
+// member (by ID) that hashed at a revision above the leader's at its
+// second hash, or had compacted above the leader, or differs from the
+// leader's hash at the same compacted revision. why says which.
+func periodicMismatch(own, recheck hashReport, reports []hashReport) (marked []uint64, why string) {
+	if recheck.compactRev == own.compactRev && recheck.hash != own.hash {
+		return []uint64{own.member}, fmt.Sprintf("the leader's own second hash %08x differs from its first", recheck.hash)
+	}
 	for _, r := range reports {
-		if r.member != own.member && r.compactRev == own.compactRev && r.hash != own.hash {
-			return []uint64{r.member}
+		switch {
+		case r.member == own.member:
+		case r.currentRev > recheck.currentRev:
+			return []uint64{r.member}, fmt.Sprintf("its revision %d is above the leader's %d", r.currentRev, recheck.currentRev)
+		case r.compactRev > recheck.compactRev:
+			return []uint64{r.member}, fmt.Sprintf("its compacted revision %d is above the leader's %d", r.compactRev, recheck.compactRev)
+		case r.compactRev == own.compactRev && r.hash != own.hash:
+			return []uint64{r.member}, fmt.Sprintf("its hash %08x differs", r.hash)
 		}
 	}
-	return nil
+	return nil, ""
+}
+
+// compactionComparedAll says every one of membersCount members reported
+// at the leader's compacted revision: etcd's "checked hash on whole
+// cluster".
+func compactionComparedAll(own hashReport, reports []hashReport, membersCount int) bool {
+	compared := 0
+	for _, r := range reports {
+		if r.compactRev == own.compactRev {
+			compared++
+		}
+	}
+	return compared >= membersCount
 }
 
 // compactionMismatch is etcd's CompactHashCheck verdict: the reports at

@@ -68,6 +68,16 @@ func TestCorruptionChecksPassOnHealthyCluster(t *testing.T) {
 	if d := h.node(leader).corruption.decided; d < 5 {
 		t.Fatalf("leader decided %d checks in %d ticks, want several", d, corruptTestTicks)
 	}
+	// Every member kept the compaction's hash, and the leader compared the
+	// whole cluster at it, so it is not checked again.
+	for _, id := range h.ids {
+		if kept := h.node(id).corruption.kept; len(kept) != 1 || kept[0].revision != rev-10 {
+			t.Fatalf("node %d kept compaction hashes %+v, want the one of revision %d", id, kept, rev-10)
+		}
+	}
+	if got := h.node(leader).corruption.latestCompactionChecked; got != rev-10 {
+		t.Fatalf("leader compared the cluster at compacted revision %d, want %d", got, rev-10)
+	}
 	for _, id := range h.ids {
 		if a := h.node(id).Alarms(); len(a) > 0 {
 			t.Fatalf("node %d: alarms %v on a healthy cluster", id, a)
@@ -135,33 +145,128 @@ func (h *harness) followers(leader uint64) []uint64 {
 	return slices.DeleteFunc(slices.Clone(h.ids), func(id uint64) bool { return id == leader })
 }
 
+// The leader's second hash of a periodic check's revision differs from
+// its first: as etcd's, the leader raises CORRUPT on itself, and on no
+// one else (one alarm per check), although its followers agree with its
+// first hash.
+func TestPeriodicCheckLeaderMarksItselfWhenItsHashChanges(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, func(c *Config) { c.CorruptCheckTicks = 5 })
+	leader := h.leader()
+	h.forgeHash = func(id uint64, r HashRequest, resp *pb.HashKVResponse, err error) (*pb.HashKVResponse, error) {
+		if id == leader && r.Purpose == HashForRecheck && err == nil {
+			forged := proto.Clone(resp).(*pb.HashKVResponse)
+			forged.Hash++
+			return forged, nil
+		}
+		return resp, err
+	}
+	h.putKeys(leader, "a", 10)
+	if got := h.tickUntilAlarm(leader); !sameAlarms(got, corruptAlarm(leader)) {
+		t.Fatalf("alarms %v, want CORRUPT of the leader %d alone", got, leader)
+	}
+}
+
+// A compaction check that cannot compare every member at the newest kept
+// hash (a member does not answer) falls back to the next older one, as
+// etcd's does, and finds there the member that differs.
+func TestCompactionCheckFallsBackToOlderKeptHash(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, func(c *Config) {
+		c.CompactHashCheckTicks = 20
+		c.RequestTimeoutTicks = 10
+	})
+	leader := h.leader()
+	corrupt := h.followers(leader)[1]
+	h.node(corrupt).cfg.Knobs.CorruptAppliedValue = true
+	// Start right after the leader considered a check: the next one is
+	// CompactHashCheckTicks away, after both compactions.
+	for range corruptTestTicks {
+		if c := h.node(leader).corruption; c.compactionAtTick == h.node(leader).ticks {
+			break
+		}
+		h.tick()
+	}
+	rev1 := h.putKeys(leader, "a", 2*corruptPutEveryRevisions)
+	h.compact(leader, rev1)
+	h.tick()
+	rev2 := h.putKeys(leader, "b", 2*corruptPutEveryRevisions)
+	h.compact(leader, rev2)
+	// The corrupt member cannot hash the second compaction.
+	h.forgeHash = func(id uint64, r HashRequest, resp *pb.HashKVResponse, err error) (*pb.HashKVResponse, error) {
+		if id == corrupt && r.Revision == rev2 {
+			return nil, rpctypes.ErrGRPCCompacted
+		}
+		return resp, err
+	}
+	h.tick()
+	if _, ok := h.node(corrupt).corruption.keptAt(rev1); !ok {
+		t.Fatalf("member %d did not keep the hash of compaction %d", corrupt, rev1)
+	}
+	if got := h.tickUntilAlarm(leader); !sameAlarms(got, corruptAlarm(corrupt)) {
+		t.Fatalf("alarms %v, want CORRUPT of %d, found at compaction %d", got, corrupt, rev1)
+	}
+	if c := h.node(leader).corruption.latestCompactionChecked; c != 0 {
+		t.Fatalf("leader recorded the cluster compared at %d", c)
+	}
+}
+
+// Kept hashes are bounded, newest kept, and found by revision.
+func TestKeptCompactionHashesBounded(t *testing.T) {
+	var c corruptionChecks
+	for rev := int64(compactionHashesMax + 5); rev >= 1; rev-- {
+		c.keep(keptHash{revision: rev, compactRev: rev, hash: uint32(rev)})
+	}
+	c.keep(keptHash{revision: 3, hash: 99}) // again: ignored
+	if len(c.kept) != compactionHashesMax || c.kept[0].revision != 6 || c.kept[len(c.kept)-1].revision != compactionHashesMax+5 {
+		t.Fatalf("kept %+v", c.kept)
+	}
+	if _, ok := c.keptAt(5); ok {
+		t.Fatal("dropped hash found")
+	}
+	if h, ok := c.keptAt(7); !ok || h.hash != 7 {
+		t.Fatalf("keptAt(7) = %+v, %v", h, ok)
+	}
+}
+
 // The verdicts themselves, as etcd's leader reaches them.
 func TestHashCheckVerdicts(t *testing.T) {
 	r := func(member uint64, compactRev int64, hash uint32) hashReport {
-		return hashReport{member: member, compactRev: compactRev, hash: hash}
+		return hashReport{member: member, compactRev: compactRev, hash: hash, currentRev: 10}
 	}
+	at := func(rep hashReport, currentRev int64) hashReport { rep.currentRev = currentRev; return rep }
 	for _, tc := range []struct {
-		name      string
-		periodic  bool
-		own       hashReport
+		name     string
+		periodic bool
+		own      hashReport
+		// recheck is the leader's second hash (periodic); zero: as own.
+		recheck   hashReport
 		reports   []hashReport
 		membersN  int
 		wantMarks []uint64
 	}{
-		{"periodic all agree", true, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 5, 7), r(3, 5, 7)}, 3, nil},
-		{"periodic first differing follower", true, r(2, 5, 7), []hashReport{r(1, 5, 8), r(2, 5, 7), r(3, 5, 9)}, 3, []uint64{1}},
-		{"periodic other compaction skipped", true, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 6, 8)}, 3, nil},
-		{"compaction all agree", false, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 5, 7)}, 3, nil},
-		{"compaction minority marked", false, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 5, 8), r(3, 5, 7)}, 3, []uint64{2}},
-		{"compaction leader in minority", false, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 5, 8), r(3, 5, 8)}, 3, []uint64{1}},
-		{"compaction no quorum marks 0", false, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 5, 8), r(3, 5, 9)}, 3, []uint64{0}},
-		{"compaction missing reports count against quorum", false, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 5, 8)}, 3, []uint64{0}},
-		{"compaction other compaction skipped", false, r(1, 5, 7), []hashReport{r(1, 5, 7), r(2, 6, 8), r(3, 5, 7)}, 3, nil},
+		{"periodic all agree", true, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 7), r(3, 5, 7)}, 3, nil},
+		{"periodic first differing follower", true, r(2, 5, 7), hashReport{}, []hashReport{r(1, 5, 8), r(2, 5, 7), r(3, 5, 9)}, 3, []uint64{1}},
+		{"periodic other compaction skipped", true, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 4, 8)}, 3, nil},
+		{"periodic leader's second hash differs", true, r(1, 5, 7), r(1, 5, 9), []hashReport{r(1, 5, 7), r(2, 5, 8)}, 3, []uint64{1}},
+		{"periodic leader compacted between its hashes", true, r(1, 5, 7), r(1, 6, 9), []hashReport{r(1, 5, 7), r(2, 5, 7)}, 3, nil},
+		{"periodic follower ahead of the leader", true, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 7), at(r(3, 5, 7), 11)}, 3, []uint64{3}},
+		{"periodic follower behind the leader", true, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), at(r(2, 5, 7), 9)}, 3, nil},
+		{"periodic follower compacted beyond the leader", true, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 6, 7)}, 3, []uint64{2}},
+		{"periodic one alarm per check", true, r(3, 5, 7), hashReport{}, []hashReport{r(1, 6, 7), r(2, 5, 8), r(3, 5, 7)}, 3, []uint64{1}},
+		{"compaction all agree", false, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 7)}, 3, nil},
+		{"compaction minority marked", false, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 8), r(3, 5, 7)}, 3, []uint64{2}},
+		{"compaction leader in minority", false, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 8), r(3, 5, 8)}, 3, []uint64{1}},
+		{"compaction no quorum marks 0", false, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 8), r(3, 5, 9)}, 3, []uint64{0}},
+		{"compaction missing reports count against quorum", false, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 5, 8)}, 3, []uint64{0}},
+		{"compaction other compaction skipped", false, r(1, 5, 7), hashReport{}, []hashReport{r(1, 5, 7), r(2, 6, 8), r(3, 5, 7)}, 3, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []uint64
 			if tc.periodic {
-				got = periodicMismatch(tc.own, tc.reports)
+				recheck := tc.recheck
+				if recheck == (hashReport{}) {
+					recheck = tc.own
+				}
+				got, _ = periodicMismatch(tc.own, recheck, tc.reports)
 			} else {
 				got = compactionMismatch(tc.own, tc.reports, tc.membersN)
 			}
@@ -197,7 +302,7 @@ func TestHashEntriesAreNotRequests(t *testing.T) {
 			t.Fatalf("%v encodes as a hash entry", req)
 		}
 	}
-	for _, data := range [][]byte{encodeHashCheck(hashCheckPeriodic, 9), encodeHashReport(3, hashReport{member: 1, compactRev: 2, hash: 3}, 9)} {
+	for _, data := range [][]byte{encodeHashCheck(hashCheckPeriodic, 9), encodeHashReport(3, hashReport{member: 1, compactRev: 2, hash: 3, currentRev: 9}, 9)} {
 		if !isHashEntry(data) {
 			t.Fatalf("%x is not a hash entry", data)
 		}

@@ -60,6 +60,9 @@ type harness struct {
 	ids     []uint64 // sorted, for a deterministic routing order
 	// drop, if set, discards the messages it returns true for.
 	drop func(m *raftpb.Message) bool
+	// forgeHash, if set, may change a hash a node asked for before the
+	// node gets it: a planted fault of the hashing (corrupt_test.go).
+	forgeHash func(id uint64, r HashRequest, resp *pb.HashKVResponse, err error) (*pb.HashKVResponse, error)
 }
 
 // newHarness opens one node per id, all founding members of one cluster,
@@ -168,6 +171,9 @@ func (h *harness) settle() {
 func (h *harness) hashForChecks(m *member, reqs []HashRequest) {
 	for _, r := range reqs {
 		resp, err := m.n.HashKV(&pb.HashKVRequest{Revision: r.Revision})
+		if h.forgeHash != nil {
+			resp, err = h.forgeHash(m.cfg.ID, r, resp, err)
+		}
 		m.n.ReportHash(r, resp, err)
 	}
 }

@@ -177,6 +177,9 @@ type Completion struct {
 	Err error
 	// read is set for a keyspace read that may now be served.
 	read *deferredRead
+	// jwt is set for an Authenticate that issued a JSON Web Token: Result
+	// signs it (authrequests.go).
+	jwt *issuedJWT
 }
 
 // Open opens (or creates and bootstraps) the member's databases in

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/node/mvcc"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -145,7 +144,7 @@ func (n *Node) Start(req Request) uint64 {
 	case req.Authenticate != nil:
 		n.propose(id, &pb.InternalRaftRequest{
 			Header:       &pb.RequestHeader{AuthRevision: req.Authenticate.checkedRevision},
-			Authenticate: &pb.InternalAuthenticateRequest{Name: req.Authenticate.Name, SimpleToken: auth.TokenPrefix(n.cfg.Rand.Uint64)},
+			Authenticate: &pb.InternalAuthenticateRequest{Name: req.Authenticate.Name, SimpleToken: n.simpleTokenPrefix()},
 		})
 	default:
 		ir := req.internal()
@@ -434,6 +433,12 @@ func (c Completion) Result() (proto.Message, error) {
 		return nil, c.Err
 	case c.read != nil:
 		return c.read.serve()
+	case c.jwt != nil:
+		resp, err := c.jwt.sign(c.Response.(*pb.AuthenticateResponse))
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
 	return c.Response, nil
 }

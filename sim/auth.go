@@ -96,6 +96,11 @@ func (w *world) startAuth() {
 	if !w.opts.Auth {
 		return
 	}
+	if w.tokensErr != nil {
+		w.fail("auth workload: tokens: %v", w.tokensErr)
+		return
+	}
+	w.trace.printf("%s", w.tokens.String())
 	hash, err := bcrypt.GenerateFromPassword([]byte(authPassword), bcrypt.MinCost)
 	if err != nil {
 		w.fail("auth workload: hash: %v", err)
@@ -351,6 +356,7 @@ func (w *world) authResult(c *authClient, m *member, pair authPair, err error) {
 		}
 	case errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken), errors.Is(err, rpctypes.ErrGRPCAuthOldRevision),
 		errors.Is(err, rpctypes.ErrGRPCUserEmpty):
+		w.trace.printf("a%d drops its token: %s", c.user, rpctypes.ErrorDesc(err))
 		c.token = ""
 	}
 }

@@ -113,6 +113,7 @@ func (m *member) open() error {
 		CorruptCheckTicks:      corruptCheckTicks,
 		CompactHashCheckTicks:  compactHashCheckTicks,
 		Clock:                  m.leaseClock,
+		AuthJWT:                m.w.tokens.jwtFor(m.id),
 		// A write without a leader fails definitely before its client
 		// gives up (requestTimeoutMicros), so the history knows it.
 		RequestTimeoutTicks: 15,

@@ -28,6 +28,9 @@ type Options struct {
 	// permissions changing under load, clients holding tokens; every
 	// other client acts as the root user.
 	Auth bool
+	// AuthToken is the auth workload's token kind (authtoken.go): simple,
+	// jwt-HS256 or jwt-EdDSA; drawn from the seed when empty.
+	AuthToken string
 	// Knobs plant bugs in every member (planted-bug tests).
 	Knobs node.TestingKnobs
 	// Trace, if set, receives the readable trace as the run goes.
@@ -75,6 +78,9 @@ func (o *Options) resolve() *rand.Rand {
 	if o.Clients == 0 {
 		o.Clients = 3 + rng.IntN(6)
 	}
+	if o.Auth && o.AuthToken == "" {
+		o.AuthToken = drawAuthToken(o.Seed)
+	}
 	return rng
 }
 
@@ -82,7 +88,7 @@ func (o Options) String() string {
 	s := fmt.Sprintf("seed=%d members=%d clients=%d duration=%ds faults=%v knobs=%+v",
 		o.Seed, o.Members, o.Clients, o.DurationMicros/second, !o.NoFaults, o.Knobs)
 	if o.Auth {
-		s += " auth=true"
+		s += " auth=true auth-token=" + o.AuthToken
 	}
 	return s
 }

@@ -111,6 +111,10 @@ type world struct {
 	serializableReads []serializableRead
 	// auth is the auth workload's state, nil without it (auth.go).
 	auth *authWorld
+	// tokens are the auth workload's tokens (authtoken.go); tokensErr is
+	// a failure to make their keys, reported when the workload starts.
+	tokens    authTokenWorld
+	tokensErr error
 }
 
 type ackedPut struct {
@@ -184,6 +188,7 @@ func newWorld(opts Options) *world {
 	w.removing = map[uint64]bool{}
 	w.workload = workload{rng: w.rng}
 	w.quota = newQuotaWorld(opts.Seed)
+	w.tokens, w.tokensErr = newAuthTokenWorld(opts)
 	w.sched.onPanic = func(r any) { w.failAs(FailPanic, "%v", r) }
 	w.snapshotCount = 20 + w.rng.Uint64N(180)
 	w.snapshotCatchUp = 2 + w.rng.Uint64N(20)

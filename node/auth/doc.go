@@ -17,4 +17,10 @@
 // back on start and after a snapshot is installed.
 //
 // Store is not safe for concurrent use: the node's loop owns it.
+//
+// Tokens: Tokens holds etcd's simple tokens, per member and in memory;
+// JWT issues and verifies etcd's JSON Web Tokens (--auth-token jwt,...)
+// from keys parsed once, at the times its caller passes. ES* and PS*
+// signatures draw randomness inside Go's crypto library; the claims, and so
+// every decision a token leads to, do not depend on it.
 package auth

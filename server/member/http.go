@@ -19,7 +19,7 @@ import (
 func (m *Member) serveHTTP() error {
 	m.metrics = metrics.New(m.node, m.cfg.Limits.QuotaBackendBytes, m.cfg.MetricsLevel)
 	m.metrics.Register(m.transport.Collectors()...)
-	g, err := newGateway()
+	g, err := newGateway(m.cfg.Logger)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/server/driver"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/metrics"
@@ -122,6 +123,9 @@ type Config struct {
 	// AuthTokenTTL is --auth-token-ttl: how long a simple auth token stays
 	// valid after its last use. Default 300 s (node.Config).
 	AuthTokenTTL time.Duration
+	// AuthJWT is --auth-token jwt,...: the member issues and accepts JSON
+	// Web Tokens with these keys. Default nil: simple tokens.
+	AuthJWT *auth.JWT
 
 	// MaxConcurrentStreams bounds the gRPC streams one client connection
 	// may open (--max-concurrent-streams). Default math.MaxUint32, etcd's.
@@ -407,6 +411,7 @@ func (m *Member) openNode(st start) error {
 		SnapshotCatchUpEntries: m.cfg.SnapshotCatchUpEntries,
 		Rand:                   newRand(),
 		AuthTokenTTL:           m.cfg.AuthTokenTTL,
+		AuthJWT:                m.cfg.AuthJWT,
 		Logger:                 raftLogger{m.cfg.Logger.With("component", "raft")},
 		TickInterval:           m.cfg.TickInterval,
 		Clock:                  cmp.Or[node.Clock](m.cfg.LeaseClock, wallClock{}),

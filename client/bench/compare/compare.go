@@ -32,6 +32,10 @@ var Cases = []Case{
 	{"lease", "lease", "Grant + KeepAliveOnce + Revoke per operation", func(o *workload.Options) {}},
 	{"put-tls", "put", "put over https: both ports TLS with self-signed certificates (--auto-tls --peer-auto-tls)", func(o *workload.Options) { o.KeyCount = 100000; o.TLS = AutoTLSClient }},
 	{"range-tls", "range", "range-l over https: both ports TLS with self-signed certificates (--auto-tls --peer-auto-tls)", func(o *workload.Options) { o.TLS = AutoTLSClient }},
+	{"put-auth", "put", "put with auth enabled, as the root user: simple tokens (--auth-token simple)", func(o *workload.Options) { o.KeyCount = 100000; asRoot(o) }},
+	{"range-auth", "range", "range-l with auth enabled, as the root user: simple tokens (--auth-token simple)", asRoot},
+	{"put-jwt", "put", "put-auth with JSON Web Tokens (--auth-token jwt,sign-method=RS256, 2048-bit key)", func(o *workload.Options) { o.KeyCount = 100000; asRoot(o) }},
+	{"range-jwt", "range", "range-auth with JSON Web Tokens (--auth-token jwt,sign-method=RS256, 2048-bit key)", asRoot},
 	{"k8s", "k8s", "mix over 5,000 objects in 10 namespaces: 50% get, 35% CAS update, 14% namespace list, 1% full list (pages of 100), 10 prefix watchers", func(o *workload.Options) { o.KeyCount = 5000 }},
 }
 
@@ -163,12 +167,27 @@ func runOne(ctx context.Context, cfg Config, sys System, size int, k Case, round
 	k.Tune(&o)
 	// A case that dials with TLS runs against a cluster serving it.
 	sys.TLS = o.TLS != nil
+	tokens := authCaseTokens[k.Name]
+	if tokens != "" {
+		flags, err := authFlags(tokens, cfg.WorkDir)
+		if err != nil {
+			r.Failure = err.Error()
+			return r
+		}
+		sys.ExtraFlags = append(append([]string(nil), sys.ExtraFlags...), flags...)
+	}
 	cl, err := StartCluster(ctx, sys, size, cfg.WorkDir, port)
 	if err != nil {
 		r.Failure = err.Error()
 		return r
 	}
 	defer cl.Stop()
+	if tokens != "" {
+		if err := cl.enableAuth(ctx); err != nil {
+			r.Failure = err.Error()
+			return r
+		}
+	}
 	o.Endpoints = cl.Endpoints
 	res, err := workload.Run(ctx, k.Workload, o)
 	if err != nil {

@@ -1,10 +1,12 @@
 package compare
 
 import (
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/cairn-db/cairn/client/bench/load"
+	"github.com/cairn-db/cairn/client/bench/workload"
 )
 
 func run(system, kase string, size, round int, rate, p99 float64, errs uint64) Run {
@@ -67,7 +69,7 @@ func TestNotSupportedIsAGapNotAFailure(t *testing.T) {
 	if !strings.Contains(svg, "not supported") {
 		t.Fatal("chart does not say not supported")
 	}
-	doc := RenderDoc(&Report{Quick: true, Rows: rows}, nil, nil, "bench/chart.svg", "bench/soak.svg")
+	doc := RenderDoc(&Report{Quick: true, Rows: rows}, nil, nil, nil, "bench/chart.svg", "bench/soak.svg")
 	if !strings.Contains(doc, "QUICK") || !strings.Contains(doc, "bench/chart.svg") || !strings.Contains(doc, "make bench-large") {
 		t.Fatal("doc lacks the QUICK label, the chart or the large-data section")
 	}
@@ -79,6 +81,39 @@ func TestNextPortStaysInSpan(t *testing.T) {
 		p = nextPort(p, 24000, 3)
 		if p < 24000 || p+6 > 24000+portSpan {
 			t.Fatalf("port %d outside the span", p)
+		}
+	}
+}
+
+// TestAuthCases: every auth case exists, authenticates as root, and gets
+// the flags of its token kind; the JWT flags name key files that exist.
+func TestAuthCases(t *testing.T) {
+	for name, kind := range authCaseTokens {
+		k, err := findCase(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o workload.Options
+		k.Tune(&o)
+		if o.Username != benchRootUser || o.Password != benchRootPassword {
+			t.Errorf("%s: clients dial as %q", name, o.Username)
+		}
+		flags, err := authFlags(kind, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(flags) != 2 || flags[0] != "--auth-token" || !strings.HasPrefix(flags[1], kind) {
+			t.Fatalf("%s: flags %q", name, flags)
+		}
+		if kind != authTokenJWT {
+			continue
+		}
+		for _, opt := range strings.Split(flags[1], ",")[1:] {
+			if key, path, _ := strings.Cut(opt, "="); key == "pub-key" || key == "priv-key" {
+				if _, err := os.Stat(path); err != nil {
+					t.Errorf("%s: %s: %v", name, key, err)
+				}
+			}
 		}
 	}
 }

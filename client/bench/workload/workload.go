@@ -51,6 +51,10 @@ type Options struct {
 	LeaseTTLSeconds int64
 	// TLS, when set, makes the clients dial the endpoints over TLS with it.
 	TLS *tls.Config
+	// Username and Password, when set, make the clients authenticate as
+	// this user (the client library's own token handling, as an
+	// application's).
+	Username, Password string
 	// DrainTimeout bounds the wait for watch events after the load (default
 	// 30 s: with 1,000 watchers both systems fall seconds behind the puts,
 	// and the events/s figure counts the time until the last event).
@@ -151,11 +155,19 @@ func Dial(endpoints []string, n int) ([]*clientv3.Client, error) {
 
 // DialTLS is Dial over TLS configured by tlsConfig (plain text when nil).
 func DialTLS(endpoints []string, n int, tlsConfig *tls.Config) ([]*clientv3.Client, error) {
+	return DialAs(endpoints, n, tlsConfig, "", "")
+}
+
+// DialAs is DialTLS with clients that authenticate as username with
+// password (none when username is empty).
+func DialAs(endpoints []string, n int, tlsConfig *tls.Config, username, password string) ([]*clientv3.Client, error) {
 	clis := make([]*clientv3.Client, 0, n)
 	for i := 0; i < n; i++ {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints:   endpoints,
 			TLS:         tlsConfig,
+			Username:    username,
+			Password:    password,
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
 		})
@@ -187,7 +199,7 @@ func Run(ctx context.Context, name string, o Options) (load.Result, error) {
 	if err != nil {
 		return load.Result{}, err
 	}
-	clis, err := DialTLS(o.Endpoints, o.Conns, o.TLS)
+	clis, err := DialAs(o.Endpoints, o.Conns, o.TLS, o.Username, o.Password)
 	if err != nil {
 		return load.Result{}, err
 	}
@@ -239,7 +251,7 @@ func ReadOnly(ctx context.Context, name string, o Options) (load.Result, error) 
 	if err := o.Validate(); err != nil {
 		return load.Result{}, err
 	}
-	clis, err := DialTLS(o.Endpoints, o.Conns, o.TLS)
+	clis, err := DialAs(o.Endpoints, o.Conns, o.TLS, o.Username, o.Password)
 	if err != nil {
 		return load.Result{}, err
 	}

@@ -45,7 +45,7 @@ func (c *common) systems(etcdExtra ...string) (compare.System, compare.System) {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: cairnbench compare|large|soak|render [flags]")
+		fmt.Fprintln(stderr, "usage: cairnbench compare|large|soak|defrag|render [flags]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runLarge(ctx, fs, &c, args[1:], stdout, stderr)
 	case "soak":
 		return runSoak(ctx, fs, &c, args[1:], stdout, stderr)
+	case "defrag":
+		return runDefrag(ctx, fs, &c, args[1:], stdout, stderr)
 	case "render":
 		if fs.Parse(args[1:]) != nil {
 			return 2
@@ -233,6 +235,50 @@ func runSoak(ctx context.Context, fs *flag.FlagSet, c *common, args []string, st
 	return 0
 }
 
+func runDefrag(ctx context.Context, fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
+	cfg := compare.DefragConfig{}
+	fs.IntVar(&cfg.Keys, "keys", 1000000, "keys to load")
+	fs.IntVar(&cfg.Readers, "readers", 8, "concurrent readers of the load")
+	fs.IntVar(&cfg.Writers, "writers", 8, "concurrent writers of the load")
+	fs.DurationVar(&cfg.Baseline, "baseline", 10*time.Second, "load before the defragment")
+	fs.DurationVar(&cfg.DefragTimeout, "defrag-timeout", 10*time.Minute, "bound on the defragment (and each operation)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if cfg.Keys < 1 {
+		fmt.Fprintf(stderr, "cairnbench: -keys %d: want at least 1\n", cfg.Keys)
+		return 2
+	}
+	dir, cleanup, err := c.workdir()
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	defer cleanup()
+	// As in the large-data scenario: etcd's default 2 GiB quota would stop a large load.
+	cfg.Etcd, cfg.Cairn = c.systems("--quota-backend-bytes", strconv.FormatInt(16<<30, 10))
+	cfg.BasePort, cfg.WorkDir, cfg.Progress = c.port, dir, stderr
+	runs := compare.Defrag(ctx, cfg)
+	rep := compare.DefragReport{Date: compare.Now(), Command: c.command0(append([]string{"defrag"}, args...)),
+		Machine: compare.DescribeMachine(c.etcd, c.repo), Keys: cfg.Keys, Readers: cfg.Readers, Writers: cfg.Writers,
+		Baseline: cfg.Baseline.String(), Runs: runs}
+	fmt.Fprint(stdout, compare.DefragTable(runs))
+	if err := compare.SaveJSON(filepath.Join(c.results, "defrag.json"), rep); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	if code := render(c, stderr); code != 0 {
+		return code
+	}
+	for _, r := range runs {
+		if r.Failure != "" {
+			fmt.Fprintf(stderr, "cairnbench: %s defragment run failed: %s\n", r.System, r.Failure)
+			return 1
+		}
+	}
+	return 0
+}
+
 // render rewrites the doc and the chart from the saved JSON.
 func render(c *common, stderr io.Writer) int {
 	var main *compare.Report
@@ -259,6 +305,14 @@ func render(c *common, stderr io.Writer) int {
 	} else if ok {
 		soak = &k
 	}
+	var defrag *compare.DefragReport
+	var d compare.DefragReport
+	if ok, err := compare.LoadJSON(filepath.Join(c.results, "defrag.json"), &d); err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	} else if ok {
+		defrag = &d
+	}
 	chartRel, soakChartRel := "bench/chart.svg", "bench/soak.svg"
 	if main != nil {
 		title := fmt.Sprintf("cairn vs etcd, %s", main.Date)
@@ -283,7 +337,7 @@ func render(c *common, stderr io.Writer) int {
 			soakChartRel = rel
 		}
 	}
-	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(main, large, soak, chartRel, soakChartRel)), 0o644); err != nil {
+	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(main, large, soak, defrag, chartRel, soakChartRel)), 0o644); err != nil {
 		fmt.Fprintln(stderr, "cairnbench:", err)
 		return 1
 	}

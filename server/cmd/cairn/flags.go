@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -74,7 +75,6 @@ const (
 	reasonBbolt     = "cairn stores its data in Pebble, not bbolt"
 	reasonNoWAL     = "cairn keeps its raft log in Pebble, truncated by --snapshot-count, not in WAL and snapshot files"
 	reasonDiscovery = "discovery is not supported: bootstrap with --initial-cluster"
-	reasonAuth      = "JWT auth tokens are not supported yet: cairn issues simple tokens"
 	reasonLogLine   = "cairn does not log slow requests by this threshold"
 	reasonTracing   = "only read with --enable-distributed-tracing, which cairn refuses"
 	reasonNoGateway = "cairn's JSON gateway does not restrict origins or hosts"
@@ -117,8 +117,6 @@ var etcdOnlyFlags = []etcdOnlyFlag{
 
 	{name: "cors", status: flagRefused, acceptedValue: "*", reason: reasonNoGateway},
 	{name: "host-whitelist", status: flagRefused, acceptedValue: "*", reason: reasonNoGateway},
-
-	{name: "auth-token", status: flagRefused, acceptedValue: "simple", reason: reasonAuth},
 
 	{name: "enable-log-rotation", kind: kindBool, status: flagRefused, acceptedValue: "false", reason: "log rotation is not supported: rotate with logrotate's copytruncate or log to stderr"},
 	{name: "log-rotation-config-json", status: flagIgnored, reason: "only read with --enable-log-rotation, which cairn refuses"},
@@ -165,6 +163,7 @@ type options struct {
 	quotaBackendBytes        int64
 	maxTxnOps                uint
 	bcryptCost               int
+	authToken                string
 	authTokenTTLSeconds      uint
 	listenMetricsURLs        string
 	enablePprof              bool
@@ -217,6 +216,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.Int64Var(&o.quotaBackendBytes, "quota-backend-bytes", etcdapi.DefaultLimits.QuotaBackendBytes, "Maximum size of the database on disk, in bytes; beyond it, writes that add keys fail with database space exceeded. 0 means the default.")
 	fs.UintVar(&o.maxTxnOps, "max-txn-ops", uint(etcdapi.DefaultLimits.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
 	fs.IntVar(&o.bcryptCost, "bcrypt-cost", bcrypt.DefaultCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
+	fs.StringVar(&o.authToken, "auth-token", auth.TokenKindSimple, "Specify auth token specific options: 'simple', or 'jwt,pub-key=<path>,priv-key=<path>,sign-method=<method>,ttl=<duration>'.")
 	fs.UintVar(&o.authTokenTTLSeconds, "auth-token-ttl", 300, "The lifetime in seconds of the auth token.")
 	fs.StringVar(&o.listenMetricsURLs, "listen-metrics-urls", "", "List of URLs to listen on for the HTTP endpoints /health, /livez, /readyz, /version, /metrics and, with --enable-pprof, /debug/pprof.")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server (under /debug/pprof on --listen-metrics-urls).")
@@ -240,7 +240,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.forceNewCluster, "force-new-cluster", false, "Force to create a new one-member cluster.")
 	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.")
 	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention length. 0 means disable auto compaction.")
-	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", 10*time.Minute, "Duration of periodical watch progress notification.")
+	fs.DurationVar(&o.watchProgressNotifyInterval, "watch-progress-notify-interval", defaultWatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	o.tls = addTLSFlags(fs)
 	o.ops = addOpsFlags(fs)
 }

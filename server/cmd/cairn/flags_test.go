@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -400,8 +401,24 @@ func TestParseFlagsGRPCAndWatch(t *testing.T) {
 	if inv, err = parse("--grpc-keepalive-interval", "0"); err != nil || inv.cfg.GRPCKeepAliveInterval != 0 || inv.cfg.GRPCKeepAliveTimeout != 0 {
 		t.Fatalf("interval 0: %+v %v", inv.cfg, err)
 	}
+	// As etcd's watch server: an interval that is not positive keeps the
+	// default, one below 100 ms is raised to 100 ms with a warning.
+	for _, tc := range []struct {
+		flag   string
+		want   time.Duration
+		notice bool
+	}{{"0s", 10 * time.Minute, false}, {"-5s", 10 * time.Minute, false}, {"10ms", 100 * time.Millisecond, true}, {"100ms", 100 * time.Millisecond, false}} {
+		inv, err := parse("--watch-progress-notify-interval", tc.flag)
+		if err != nil || inv.cfg.WatchProgressNotifyInterval != tc.want {
+			t.Fatalf("--watch-progress-notify-interval %s: %v %v, want %v", tc.flag, inv.cfg.WatchProgressNotifyInterval, err, tc.want)
+		}
+		noticed := slices.ContainsFunc(inv.notices, func(n string) bool { return strings.Contains(n, "watch progress notify interval") })
+		if noticed != tc.notice {
+			t.Fatalf("--watch-progress-notify-interval %s: notices %q", tc.flag, inv.notices)
+		}
+	}
 	for _, args := range [][]string{{"--max-concurrent-streams", "0"}, {"--max-concurrent-streams", "4294967296"},
-		{"--watch-progress-notify-interval", "0s"}, {"--grpc-keepalive-timeout", "-1s"}} {
+		{"--grpc-keepalive-timeout", "-1s"}} {
 		if _, err := parse(args...); err == nil {
 			t.Errorf("%q accepted", args)
 		}

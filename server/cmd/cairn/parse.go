@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cairn-db/cairn/node"
+	"github.com/cairn-db/cairn/node/auth"
 	"github.com/cairn-db/cairn/server/etcdapi"
 	"github.com/cairn-db/cairn/server/member"
 )
@@ -89,10 +91,18 @@ func finish(fs *flag.FlagSet, o *options, notices []string) (invocation, error) 
 	if err != nil {
 		return invocation{}, err
 	}
+	if notice := o.adjustWatchProgressNotifyInterval(); notice != "" {
+		gateNotices = append(gateNotices, notice)
+	}
 	cfg, err := o.config()
 	if err != nil {
 		return invocation{}, err
 	}
+	tokenNotices, err := o.authTokenConfig(&cfg, os.ReadFile)
+	if err != nil {
+		return invocation{}, err
+	}
+	notices = append(notices, tokenNotices...)
 	log, err := o.logOptions()
 	if err != nil {
 		return invocation{}, err
@@ -144,6 +154,28 @@ func envValue(env []string, key string) string {
 	return ""
 }
 
+// etcd's watch server keeps its default progress notification interval
+// for a --watch-progress-notify-interval that is not positive, and raises
+// a positive one below minWatchProgressNotifyInterval to it, with a
+// warning.
+const (
+	defaultWatchProgressNotifyInterval = 10 * time.Minute
+	minWatchProgressNotifyInterval     = 100 * time.Millisecond
+)
+
+// adjustWatchProgressNotifyInterval applies etcd's rule to the flag and
+// returns the warning to log, if any.
+func (o *options) adjustWatchProgressNotifyInterval() string {
+	switch d := o.watchProgressNotifyInterval; {
+	case d <= 0:
+		o.watchProgressNotifyInterval = defaultWatchProgressNotifyInterval
+	case d < minWatchProgressNotifyInterval:
+		o.watchProgressNotifyInterval = minWatchProgressNotifyInterval
+		return fmt.Sprintf("adjusting watch progress notify interval %v to the minimum period %v", d, minWatchProgressNotifyInterval)
+	}
+	return ""
+}
+
 // config checks the implemented flags and turns them into a member.Config.
 // etcdLeaseCheckpointInterval is how often etcd 3.7.3 checkpoints leases
 // under the LeaseCheckpoint gate (no flag sets it).
@@ -174,9 +206,6 @@ func (o *options) config() (member.Config, error) {
 	}
 	if o.maxLearners < 1 {
 		return member.Config{}, fmt.Errorf("--max-learners: %d is not positive", o.maxLearners)
-	}
-	if o.watchProgressNotifyInterval <= 0 {
-		return member.Config{}, fmt.Errorf("--watch-progress-notify-interval: %v is not positive", o.watchProgressNotifyInterval)
 	}
 	if o.grpcKeepAliveMinTime < 0 || o.grpcKeepAliveInterval < 0 || o.grpcKeepAliveTimeout < 0 {
 		return member.Config{}, fmt.Errorf("--grpc-keepalive-min-time, -interval and -timeout cannot be negative")
@@ -236,6 +265,33 @@ func (o *options) config() (member.Config, error) {
 		return member.Config{}, err
 	}
 	return cfg, nil
+}
+
+// authTokenConfig reads --auth-token as etcd reads it, at start rather
+// than when the member first opens its data, with etcd's errors: simple
+// tokens (any options ignored), or JSON Web Tokens with the keys it names,
+// read with readFile. It returns etcd's warning about unknown JWT
+// options, if any.
+func (o *options) authTokenConfig(cfg *member.Config, readFile func(string) ([]byte, error)) (notices []string, err error) {
+	opts, err := auth.ParseTokenOptions(o.authToken)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-token: %w", err)
+	}
+	switch opts.Kind {
+	case auth.TokenKindSimple:
+		return nil, nil
+	case auth.TokenKindJWT:
+		if cfg.AuthJWT, err = auth.NewJWT(opts.Options, readFile); err != nil {
+			return nil, fmt.Errorf("--auth-token: %w", err)
+		}
+		if unknown := opts.UnknownJWTOptions(); len(unknown) > 0 {
+			notices = append(notices, "unknown JWT options: "+strings.Join(unknown, ", "))
+		}
+		return notices, nil
+	}
+	// etcd starts with an empty kind, and then refuses every Authenticate;
+	// cairn refuses it at start.
+	return nil, fmt.Errorf("--auth-token: %w: unknown token type %q", auth.ErrInvalidAuthOpts, opts.Kind)
 }
 
 // autoCompaction is --auto-compaction-mode and --auto-compaction-retention,

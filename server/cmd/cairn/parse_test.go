@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +148,41 @@ func TestConfigFileRefusesAndReports(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--config-file", "/nonexistent.yml"}, nil); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+// TestAuthTokenFlag: --auth-token simple keeps simple tokens; jwt reads
+// its key files and reaches the member's configuration, with etcd's
+// warning about unknown options; a bad value is refused with etcd's error
+// before anything starts.
+func TestAuthTokenFlag(t *testing.T) {
+	inv, err := parse("--auth-token", "simple")
+	if err != nil || inv.cfg.AuthJWT != nil {
+		t.Fatalf("simple: %v, jwt %v", err, inv.cfg.AuthJWT)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err = parse("--auth-token", "jwt,sign-method=HS512,priv-key="+secret+",ttl=90s,colour=blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := inv.cfg.AuthJWT; j == nil || j.Method() != "HS512" || j.TTL() != 90*time.Second || !j.CanSign() {
+		t.Fatalf("jwt: %+v", j)
+	}
+	if !slices.Contains(inv.notices, "unknown JWT options: colour") {
+		t.Fatalf("notices %q", inv.notices)
+	}
+	for opts, want := range map[string]string{
+		"jwt,sign-method=HS512":                          "--auth-token: auth: missing key data",
+		"jwt,sign-method=HS512,priv-key=/nonexistent":    "--auth-token: auth: invalid auth options",
+		"jwt,sign-method=HS512,priv-key=" + secret + ",": "--auth-token: auth: invalid auth options",
+		"":     `--auth-token: auth: invalid auth options: unknown token type ""`,
+		"oidc": `--auth-token: auth: invalid auth options: unknown token type "oidc"`,
+	} {
+		if _, err := parse("--auth-token", opts); err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %q", opts, err, want)
+		}
 	}
 }

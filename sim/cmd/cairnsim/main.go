@@ -40,11 +40,14 @@ type flags struct {
 	duration time.Duration
 	noFaults bool
 	auth     bool
-	bug      string
-	worker   bool
-	profile  string
-	faults   string
-	limits   sim.Limits
+	// authToken is -auth-token: the auth workload's token kind, drawn
+	// from each seed when empty.
+	authToken string
+	bug       string
+	worker    bool
+	profile   string
+	faults    string
+	limits    sim.Limits
 	// workerKillAfter is the wall time after which the sweep kills a
 	// worker still running one seed: the backstop for a seed stuck inside
 	// one event, where the run's own WallTimeMax cannot look.
@@ -61,6 +64,7 @@ func parseFlags() flags {
 	flag.DurationVar(&f.duration, "duration", 60*time.Second, "virtual time of client load and faults per run")
 	flag.BoolVar(&f.noFaults, "no-faults", false, "turn the nemesis off")
 	flag.BoolVar(&f.auth, "auth", false, "run the auth workload: users, roles and permissions changing under load")
+	flag.StringVar(&f.authToken, "auth-token", "", "the auth workload's tokens: "+strings.Join(sim.AuthTokens, ", ")+" (default: drawn from each seed)")
 	flag.StringVar(&f.bug, "plant", "", "plant a bug: "+sim.PlantedBugNames())
 	flag.BoolVar(&f.worker, "worker", false, "internal: run the seeds given on stdin and print JSON results")
 	flag.StringVar(&f.faults, "faults", "", "comma-separated fault kinds the nemesis may inject (default all): "+faultNames())
@@ -78,6 +82,9 @@ func parseFlags() flags {
 func run() int {
 	f := parseFlags()
 	knobs, err := sim.PlantedBug(f.bug)
+	if err == nil {
+		err = sim.ValidateAuthToken(f.authToken)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cairnsim:", err)
 		return 2
@@ -107,7 +114,7 @@ func options(f flags, seed uint64, knobs node.TestingKnobs) sim.Options {
 			kinds = append(kinds, sim.FaultKind(strings.TrimSpace(k)))
 		}
 	}
-	return sim.Options{Seed: seed, DurationMicros: f.duration.Microseconds(), NoFaults: f.noFaults, Auth: f.auth, Faults: kinds, Knobs: knobs, Limits: f.limits}
+	return sim.Options{Seed: seed, DurationMicros: f.duration.Microseconds(), NoFaults: f.noFaults, Auth: f.auth, AuthToken: f.authToken, Faults: kinds, Knobs: knobs, Limits: f.limits}
 }
 
 func single(f flags, knobs node.TestingKnobs) int {
@@ -175,6 +182,9 @@ func reproduce(f flags, seed uint64) string {
 	}
 	if f.auth {
 		cmd += " -auth"
+	}
+	if f.authToken != "" {
+		cmd += " -auth-token " + f.authToken
 	}
 	if f.bug != "" {
 		cmd += " -plant " + f.bug

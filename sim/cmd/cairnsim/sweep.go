@@ -104,6 +104,9 @@ func workerArgs(f flags) []string {
 	if f.auth {
 		args = append(args, "-auth")
 	}
+	if f.authToken != "" {
+		args = append(args, "-auth-token", f.authToken)
+	}
 	if f.bug != "" {
 		args = append(args, "-plant", f.bug)
 	}
