@@ -241,14 +241,12 @@ func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
 // Range serves a RangeRequest at the published revision. Safe for
 // concurrent use.
 func (s *Store) Range(req *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
-	v := s.openView()
-	defer v.close()
-	src, err := v.source()
+	src, st, err := s.openSource()
 	if err != nil {
 		return nil, err
 	}
 	defer closeSource(src, &err)
-	return rangeAt(src, v.rev, v.compactRev, req)
+	return rangeAt(src, st.rev, st.compactRev, req)
 }
 
 // ReadTxn serves a read-only TxnRequest (IsReadOnlyTxn) at the published
@@ -257,14 +255,12 @@ func (s *Store) ReadTxn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
 	if !IsReadOnlyTxn(req) {
 		panic("mvcc: ReadTxn with a txn that is not read-only")
 	}
-	v := s.openView()
-	defer v.close()
-	src, err := v.source()
+	src, st, err := s.openSource()
 	if err != nil {
 		return nil, err
 	}
 	defer closeSource(src, &err)
-	e := &exec{src: src, beginRev: v.rev, compactRev: v.compactRev}
+	e := &exec{src: src, beginRev: st.rev, compactRev: st.compactRev}
 	path, err := compareToPath(e.src, e.beginRev, req)
 	if err != nil {
 		return nil, err
