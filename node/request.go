@@ -295,9 +295,9 @@ func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
 		n.completed = append(n.completed, Completion{ID: id, Err: rpctypes.ErrGRPCRequestTooLarge})
 		return
 	}
-	if n.isLeader() {
-		n.proposals.remember(id, len(data), ir)
-	}
+	// A follower keeps its proposals too: raft forwards them to the
+	// leader, and the entry that comes back carries these very bytes.
+	n.proposals.remember(id, len(data), ir)
 	n.submit(parkedProposal{id: id, data: data, sinceTick: n.ticks})
 }
 
