@@ -275,3 +275,28 @@ func TestRequestID(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingProposalCountedOnce: a write parked for want of a leader is
+// pending once (as parked, not also as a kept proposal), and nothing is
+// pending once it applied after a leader appeared.
+func TestPendingProposalCountedOnce(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, nil)
+	rid := h.node(1).Start(Request{Put: &pb.PutRequest{Key: []byte("a")}})
+	out, err := h.node(1).Process() // Process publishes the count
+	if err != nil || len(out.Done) != 0 {
+		t.Fatalf("Process without a leader: %v, %d completions", err, len(out.Done))
+	}
+	if got := h.node(1).Metrics().ProposalsPending; got != 1 {
+		t.Fatalf("pending proposals with one parked write: %d, want 1", got)
+	}
+	h.leader()
+	for range 5 {
+		h.tick()
+	}
+	if _, err := h.mustComplete(1, rid).Result(); err != nil {
+		t.Fatalf("parked write: %v", err)
+	}
+	if got := h.node(1).Metrics().ProposalsPending; got != 0 {
+		t.Fatalf("pending proposals after the write applied: %d, want 0", got)
+	}
+}
