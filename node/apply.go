@@ -66,6 +66,9 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 		// a sampling interval later.
 		n.dbSizeBytes += int64(len(e.GetData()))
 	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
 	last := ents[len(ents)-1].GetIndex()
 	if !n.cfg.Knobs.SkipAppliedIndex {
 		if err := setAppliedIndex(b, last, ents[len(ents)-1].GetTerm()); err != nil {

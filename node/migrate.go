@@ -122,6 +122,9 @@ func (im *Importer) commit(opts *pebble.WriteOptions) error {
 	im.w, im.batch = nil, nil
 	defer b.Close()
 	defer w.Close()
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("flush import batch: %w", err)
+	}
 	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("commit import batch: %w", err)
 	}

@@ -70,7 +70,7 @@ type Node struct {
 	completed []Completion
 	// parked are writes raft dropped for want of a leader (request.go).
 	parked []parkedProposal
-	// proposals are this leader's own proposals, decoded (proposals.go).
+	// proposals are this member's own proposals, decoded (proposals.go).
 	proposals proposalCache
 	// memberChanges are the member API's changes proposed here, by request
 	// ID, until they apply (memberapi.go).

@@ -9,8 +9,13 @@ import (
 // keeps decoded; past it the cache is emptied and apply decodes.
 const proposalsBytesMax = 64 << 20
 
-// proposalCache keeps the decoded form of the leader's own proposals until
-// they apply, so the member that encoded a request never decodes it again.
+// proposalCache keeps the decoded form of a member's own proposals until
+// they apply, so the member that encoded a request never decodes it again:
+// the leader's, and a follower's, which raft forwards to the leader and
+// which come back in entries with the same bytes. A proposal that never
+// applies (raft dropped it, or its forwarded message was lost) stays until
+// the next change of leadership or role empties the cache, which is when
+// such losses happen, or until proposalsBytesMax does.
 // An entry is matched to its request by the request ID in its header, read
 // from the encoded bytes without decoding the rest. IDs are unique across
 // the cluster (ids.go), and raft appends a proposal at most once, so a

@@ -294,10 +294,13 @@ func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
 		n.completed = append(n.completed, Completion{ID: id, Err: rpctypes.ErrGRPCRequestTooLarge})
 		return
 	}
-	if n.isLeader() {
+	// A follower keeps its proposals too: raft forwards them to the
+	// leader, and the entry that comes back carries these very bytes. A
+	// parked proposal is not kept (it is counted once, as parked, and is
+	// decoded if it applies after a retry).
+	if n.submit(parkedProposal{id: id, data: data, sinceTick: n.ticks}) {
 		n.proposals.remember(id, len(data), ir)
 	}
-	n.submit(parkedProposal{id: id, data: data, sinceTick: n.ticks})
 }
 
 // parkedProposal is a write (data) or a member change (confChange) raft
@@ -317,19 +320,24 @@ func (p parkedProposal) propose(rn *raft.RawNode) error {
 	return rn.Propose(p.data)
 }
 
-func (n *Node) submit(p parkedProposal) {
+// submit hands p to raft and reports whether raft took it; one raft
+// dropped for want of a leader is parked, or fails when too many are.
+func (n *Node) submit(p parkedProposal) (proposed bool) {
 	err := p.propose(n.raw)
 	switch {
 	case errors.Is(err, raft.ErrProposalDropped):
 		if len(n.parked) >= parkedProposalsMax {
 			n.metrics.proposalsFailed.Add(1)
 			n.completed = append(n.completed, Completion{ID: p.id, Err: rpctypes.ErrGRPCRequestTooManyRequests})
-			return
+			return false
 		}
 		n.parked = append(n.parked, p)
+		return false
 	case err != nil:
 		n.completed = append(n.completed, Completion{ID: p.id, Err: fmt.Errorf("node: propose: %w", err)})
+		return false
 	}
+	return true
 }
 
 // retryParked proposes the parked writes again, once a tick, and fails

@@ -162,13 +162,64 @@ func TestLeaderDecodesNoOwnProposal(t *testing.T) {
 			t.Fatalf("member %d: a=%q", id, v)
 		}
 	}
+}
+
+// TestFollowerDecodesNoOwnProposal: a follower's proposal, forwarded to
+// the leader, comes back in an entry with the bytes the follower encoded;
+// the follower applies it from the request it kept, every member applies
+// the same write, and the cache is empty afterwards.
+func TestFollowerDecodesNoOwnProposal(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, nil)
+	lead := h.leader()
 	follower := h.ids[0]
 	if follower == lead {
 		follower = h.ids[1]
 	}
-	h.node(follower).Start(Request{Put: &pb.PutRequest{Key: []byte("b")}})
+	rid := h.node(follower).Start(Request{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("w")}})
+	if n := len(h.node(follower).proposals.byID); n != 1 {
+		t.Fatalf("follower cached %d proposals, want 1", n)
+	}
+	h.settle()
+	if _, err := h.mustComplete(follower, rid).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.node(follower).proposals; len(c.byID) != 0 || c.bytes != 0 {
+		t.Fatalf("follower's cache after apply: %d proposals, %d bytes", len(c.byID), c.bytes)
+	}
+	for _, id := range h.ids {
+		if v, _ := h.get(id, "b"); v != "w" {
+			t.Fatalf("member %d: b=%q", id, v)
+		}
+	}
+}
+
+// TestFollowerForgetsProposalsOnLeaderChange: a proposal forwarded to a
+// leader that is gone may never apply; the follower drops what it kept
+// when the leadership changes, so such proposals do not pile up.
+func TestFollowerForgetsProposalsOnLeaderChange(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, nil)
+	lead := h.leader()
+	follower := h.ids[0]
+	if follower == lead {
+		follower = h.ids[1]
+	}
+	// The leader hears nothing more: the forwarded proposal is lost.
+	h.drop = func(m *raftpb.Message) bool { return m.GetTo() == lead || m.GetFrom() == lead }
+	h.node(follower).Start(Request{Put: &pb.PutRequest{Key: []byte("lost")}})
+	if n := len(h.node(follower).proposals.byID); n != 1 {
+		t.Fatalf("follower cached %d proposals, want 1", n)
+	}
+	for range maxTicks {
+		if st := h.node(follower).Status(); st.Leader != lead && st.Leader != 0 {
+			break
+		}
+		h.tick()
+	}
+	if st := h.node(follower).Status(); st.Leader == lead || st.Leader == 0 {
+		t.Fatalf("no new leader after %d ticks: %+v", maxTicks, st)
+	}
 	if n := len(h.node(follower).proposals.byID); n != 0 {
-		t.Fatalf("a follower cached %d proposals it will never apply from its own bytes", n)
+		t.Fatalf("follower kept %d proposals across a change of leader", n)
 	}
 }
 
@@ -222,5 +273,30 @@ func TestRequestID(t *testing.T) {
 		if id, ok := requestID(data); ok {
 			t.Errorf("%s: requestID = %d, true", name, id)
 		}
+	}
+}
+
+// TestPendingProposalCountedOnce: a write parked for want of a leader is
+// pending once (as parked, not also as a kept proposal), and nothing is
+// pending once it applied after a leader appeared.
+func TestPendingProposalCountedOnce(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, nil)
+	rid := h.node(1).Start(Request{Put: &pb.PutRequest{Key: []byte("a")}})
+	out, err := h.node(1).Process() // Process publishes the count
+	if err != nil || len(out.Done) != 0 {
+		t.Fatalf("Process without a leader: %v, %d completions", err, len(out.Done))
+	}
+	if got := h.node(1).Metrics().ProposalsPending; got != 1 {
+		t.Fatalf("pending proposals with one parked write: %d, want 1", got)
+	}
+	h.leader()
+	for range 5 {
+		h.tick()
+	}
+	if _, err := h.mustComplete(1, rid).Result(); err != nil {
+		t.Fatalf("parked write: %v", err)
+	}
+	if got := h.node(1).Metrics().ProposalsPending; got != 0 {
+		t.Fatalf("pending proposals after the write applied: %d, want 0", got)
 	}
 }

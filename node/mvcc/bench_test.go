@@ -3,7 +3,9 @@ package mvcc
 import (
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -37,6 +39,26 @@ type benchStore struct {
 }
 
 func benchKey(i int) []byte { return fmt.Appendf(nil, "key/%06d", i) }
+
+// cpuMeter reports the process's CPU time per op as cpu-ns/op: user and
+// system time of every goroutine, Pebble's flushes and compactions
+// included. On a shared machine wall time per op swings with whatever else
+// runs; CPU time much less, so it is the figure to compare.
+type cpuMeter struct{ start time.Duration }
+
+func startCPU(b *testing.B) cpuMeter { return cpuMeter{start: processCPU(b)} }
+
+func (m cpuMeter) report(b *testing.B) {
+	b.ReportMetric(float64((processCPU(b)-m.start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // newBenchStore opens a store in a temporary directory and loads benchKeys
 // keys, then flushes them so that reads go through sstables as well as the
@@ -97,6 +119,9 @@ func (bs *benchStore) commit() {
 	if bs.w == nil {
 		return
 	}
+	if err := bs.w.Flush(); err != nil {
+		bs.b.Fatal(err)
+	}
 	if err := bs.batch.Commit(pebble.NoSync); err != nil {
 		bs.b.Fatal(err)
 	}
@@ -121,19 +146,23 @@ func BenchmarkWriterPut(b *testing.B) {
 		bs := newBenchStore(b)
 		rng := rand.New(rand.NewPCG(3, 4))
 		b.ReportAllocs()
+		cpu := startCPU(b)
 		for b.Loop() {
 			bs.put(rng.IntN(benchKeys))
 		}
+		cpu.report(b)
 		bs.commit()
 	})
 	b.Run("sequential", func(b *testing.B) {
 		bs := newBenchStore(b)
 		b.ReportAllocs()
+		cpu := startCPU(b)
 		i := 0
 		for b.Loop() {
 			bs.put(i % benchKeys)
 			i++
 		}
+		cpu.report(b)
 		bs.commit()
 	})
 	// create puts keys that do not exist yet, at random among the existing
@@ -142,6 +171,7 @@ func BenchmarkWriterPut(b *testing.B) {
 		bs := newBenchStore(b)
 		rng := rand.New(rand.NewPCG(5, 6))
 		b.ReportAllocs()
+		cpu := startCPU(b)
 		for b.Loop() {
 			resp, err := bs.writer().Put(&pb.PutRequest{Key: fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()), Value: bs.value})
 			if err != nil || resp.Header.Revision == 0 {
@@ -149,6 +179,7 @@ func BenchmarkWriterPut(b *testing.B) {
 			}
 			bs.done()
 		}
+		cpu.report(b)
 		bs.commit()
 	})
 }
@@ -158,17 +189,20 @@ func BenchmarkRange(b *testing.B) {
 		bs := newBenchStore(b)
 		rng := rand.New(rand.NewPCG(5, 6))
 		b.ReportAllocs()
+		cpu := startCPU(b)
 		for b.Loop() {
 			resp, err := bs.s.Range(&pb.RangeRequest{Key: benchKey(rng.IntN(benchKeys))})
 			if err != nil || len(resp.Kvs) != 1 {
 				b.Fatal(resp, err)
 			}
 		}
+		cpu.report(b)
 	})
 	b.Run("miss", func(b *testing.B) {
 		bs := newBenchStore(b)
 		rng := rand.New(rand.NewPCG(7, 8))
 		b.ReportAllocs()
+		cpu := startCPU(b)
 		for b.Loop() {
 			key := fmt.Appendf(nil, "key/%06dx", rng.IntN(benchKeys))
 			resp, err := bs.s.Range(&pb.RangeRequest{Key: key})
@@ -176,6 +210,7 @@ func BenchmarkRange(b *testing.B) {
 				b.Fatal(resp, err)
 			}
 		}
+		cpu.report(b)
 	})
 }
 
@@ -185,6 +220,7 @@ func BenchmarkRangePrefixLimit(b *testing.B) {
 	bs := newBenchStore(b)
 	rng := rand.New(rand.NewPCG(9, 10))
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		prefix := fmt.Appendf(nil, "key/%03d", rng.IntN(benchKeys/1000))
 		end := append([]byte(nil), prefix...)
@@ -194,6 +230,7 @@ func BenchmarkRangePrefixLimit(b *testing.B) {
 			b.Fatal(len(resp.Kvs), resp.Count, err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkWriterTxnCAS runs compare-and-swap txns: put if mod_revision is
@@ -202,6 +239,7 @@ func BenchmarkWriterTxnCAS(b *testing.B) {
 	bs := newBenchStore(b)
 	rng := rand.New(rand.NewPCG(11, 12))
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		i := rng.IntN(benchKeys)
 		key := benchKey(i)
@@ -216,6 +254,7 @@ func BenchmarkWriterTxnCAS(b *testing.B) {
 		bs.modRev[i] = resp.Header.Revision
 		bs.done()
 	}
+	cpu.report(b)
 	bs.commit()
 }
 
@@ -226,6 +265,7 @@ func BenchmarkWriterDeleteRange(b *testing.B) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	order := rng.Perm(benchKeys)
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	n := 0
 	for b.Loop() {
 		if n == len(order) {
@@ -243,6 +283,7 @@ func BenchmarkWriterDeleteRange(b *testing.B) {
 		bs.modRev[i] = 0
 		bs.done()
 	}
+	cpu.report(b)
 	bs.commit()
 }
 
@@ -253,6 +294,7 @@ func BenchmarkRangeCountAll(b *testing.B) {
 	bs := newBenchStore(b)
 	rng := rand.New(rand.NewPCG(13, 14))
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		from := rng.IntN(benchKeys - 100)
 		resp, err := bs.s.Range(&pb.RangeRequest{Key: benchKey(from), RangeEnd: []byte("key0"), Limit: 100})
@@ -260,4 +302,5 @@ func BenchmarkRangeCountAll(b *testing.B) {
 			b.Fatal(len(resp.Kvs), resp.Count, err)
 		}
 	}
+	cpu.report(b)
 }

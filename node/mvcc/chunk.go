@@ -9,12 +9,10 @@ import pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 // chunk costs its own keys, not a walk of the rest of the range. Safe for
 // concurrent use.
 func (s *Store) RangeChunk(req *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
-	v := s.openView()
-	defer v.close()
-	src, err := v.source()
+	src, st, err := s.openSource()
 	if err != nil {
 		return nil, err
 	}
 	defer closeSource(src, &err)
-	return rangeAtCounting(src, v.rev, v.compactRev, req, false)
+	return rangeAtCounting(src, st.rev, st.compactRev, req, false)
 }

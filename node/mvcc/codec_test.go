@@ -117,6 +117,9 @@ func TestWriterClose(t *testing.T) {
 	if _, err := w.Put(&pb.PutRequest{Key: []byte("c")}); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}

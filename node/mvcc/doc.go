@@ -26,16 +26,17 @@
 // Range, ReadTxn, HashKV, Rev and CompactRev are safe from any number of
 // goroutines, and take no lock. Publish replaces one immutable published
 // state (the revision and the compacted revision) atomically; a reader
-// loads it, takes a Pebble snapshot, and keeps the pair if the state is
-// still the same (else tries again). So a reader never sees a half-applied
-// revision: it reads the
-// newest version at or below its published revision, and every write of
-// that revision was committed before Publish. Writes of later, unpublished
-// revisions may be in the snapshot but are above the read revision.
-// Physical compaction removes only versions that no read at or above the
-// compacted revision needs, and starts only after the compaction is
-// published, so a snapshot taken while an older compacted revision was
-// still the published one was taken before any of its removals.
+// loads it, opens a Pebble iterator (a point-in-time view by itself; a
+// reader that needs several iterators takes a snapshot instead), and keeps
+// the pair if the state is still the same (else tries again). So a reader
+// never sees a half-applied revision: it reads the newest version at or
+// below its published revision, and every write of that revision was
+// committed before Publish. Writes of later, unpublished revisions may be
+// in the view but are above the read revision. Physical compaction removes
+// only versions that no read at or above the compacted revision needs, and
+// starts only after the compaction is published, so a view taken while an
+// older compacted revision was still the published one was taken before
+// any of its removals.
 //
 // # Layout
 //

@@ -1,7 +1,6 @@
 package mvcc
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -89,10 +88,6 @@ func (w *Writer) ImportRevision(rev int64) error {
 		return nil
 	}
 	w.rev = rev
-	w.scratch = binary.BigEndian.AppendUint64(w.scratch[:0], uint64(w.rev))
-	if err := w.b.Set(metaRevKey, w.scratch, nil); err != nil {
-		return fmt.Errorf("write revision: %w", err)
-	}
 	return nil
 }
 

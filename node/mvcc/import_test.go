@@ -81,6 +81,9 @@ func importInto(db *pebble.DB, s *Store, changes []storedChange, rev, compactRev
 				skipped++
 			}
 		}
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
 		if err := b.Commit(pebble.NoSync); err != nil {
 			return 0, err
 		}
@@ -97,6 +100,9 @@ func importInto(db *pebble.DB, s *Store, changes []storedChange, rev, compactRev
 		if _, err := w.Compact(&pb.CompactionRequest{Revision: compactRev}); err != nil {
 			return 0, err
 		}
+	}
+	if err := w.Flush(); err != nil {
+		return 0, err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, err
@@ -301,6 +307,9 @@ func TestImportSkipsDeleteOfUnknownKey(t *testing.T) {
 	skipped, err := w.Import(4, 0, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte("gone")}})
 	if err != nil || !skipped {
 		t.Fatalf("Import: skipped %v, %v; want skipped", skipped, err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)

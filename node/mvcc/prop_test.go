@@ -271,6 +271,9 @@ func (r *runner) write(a action) error {
 	if err := r.sameEvents(w); err != nil {
 		return err
 	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}

@@ -31,6 +31,10 @@ type source struct {
 	next int
 	// chunkBits is the store's key chunk size (keychunks.go).
 	chunkBits int
+	// ent is the entry a scan hands to its visit callback, reused for
+	// every key (an entry is valid only during the call): a fresh one per
+	// key was an allocation per key read.
+	ent entry
 }
 
 func newSource(it *pebble.Iterator, batch bool, chunkBits int) *source {
@@ -134,7 +138,7 @@ func scanRange(src *source, key, rangeEnd []byte, atRev int64, visit func(*entry
 	src.keep(buf)
 	it := src.acquire(buf[:n], upper)
 	defer src.release()
-	if err := scanIter(it, buf[:n], atRev, visit); err != nil {
+	if err := scanIter(it, &src.ent, buf[:n], atRev, visit); err != nil {
 		return fmt.Errorf("scan %q: %w", key, err)
 	}
 	return nil
@@ -162,14 +166,16 @@ func scanKey(src *source, key []byte, atRev int64, visit func(*entry) bool) erro
 		return fmt.Errorf("get %q: %w", key, err)
 	}
 	if kindOf(key, v) == kindPut {
-		visit(&entry{versionKey: it.Key(), value: v})
+		src.ent = entry{versionKey: it.Key(), value: v}
+		visit(&src.ent)
 	}
 	return nil
 }
 
 // scanIter does scanRange's work with one seek per key: to the newest
-// version at or below atRev, then past the key's older versions.
-func scanIter(it *pebble.Iterator, lower []byte, atRev int64, visit func(*entry) bool) error {
+// version at or below atRev, then past the key's older versions. It hands
+// visit each key's version in ent.
+func scanIter(it *pebble.Iterator, ent *entry, lower []byte, atRev int64, visit func(*entry) bool) error {
 	var seek []byte // the current key's prefix, then a seek key
 	for valid := it.SeekGE(lower); valid; {
 		k := it.Key()
@@ -186,7 +192,12 @@ func scanIter(it *pebble.Iterator, lower []byte, atRev int64, visit func(*entry)
 		if err != nil {
 			return err
 		}
-		if kindOf(k, v) == kindPut && !visit(&entry{versionKey: it.Key(), value: v}) {
+		if kindOf(k, v) != kindPut {
+			valid = nextKey(it, seek[:n])
+			continue
+		}
+		*ent = entry{versionKey: it.Key(), value: v}
+		if !visit(ent) {
 			return nil
 		}
 		valid = nextKey(it, seek[:n])

@@ -163,7 +163,9 @@ type readView struct {
 	chunkBits  int
 }
 
-// openView takes a snapshot together with the published revisions. Every
+// openView takes a snapshot together with the published revisions, for a
+// reader that opens several iterators on one view (one request's reads
+// use openSource). Every
 // write of a published revision is committed before Publish, so a snapshot
 // taken after loading the state holds it; a compaction's removals start
 // only after its Publish, so if the state is still the same once the
@@ -185,13 +187,30 @@ func (s *Store) openView() readView {
 	}
 }
 
-// source opens one iterator over the view for the reads of a request.
-func (v readView) source() (*source, error) {
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: versionsStart, UpperBound: versionsEnd})
-	if err != nil {
-		return nil, fmt.Errorf("open snapshot iterator: %w", err)
+// openSource opens one iterator over the published state, for the reads
+// of one request, with the revisions it was opened at. A Pebble iterator
+// is itself a point-in-time view (it pins the sequence number and the
+// files it reads at its creation), so a request read through one iterator
+// needs no snapshot: taking and closing one costs two acquisitions of
+// Pebble's DB mutex per read, and closing the oldest snapshot also makes
+// Pebble look for compactions to schedule. The state is paired with the
+// iterator as openView pairs it with a snapshot: loaded before, checked
+// unchanged after, else tried again.
+func (s *Store) openSource() (*source, *publishedState, error) {
+	for {
+		st := s.state.Load()
+		if s.afterStateLoad != nil {
+			s.afterStateLoad()
+		}
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: versionsStart, UpperBound: versionsEnd})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open iterator: %w", err)
+		}
+		if s.state.Load() == st {
+			return newSource(it, false, s.chunkBits), st, nil
+		}
+		_ = it.Close() // an unused iterator over an open DB has no error to report
 	}
-	return newSource(it, false, v.chunkBits), nil
 }
 
 // closeSource closes src and reports its error into *err unless one is

@@ -46,6 +46,9 @@ func (h *harness) write(fn func(w *Writer)) []*mvccpb.Event {
 	b := h.db.NewIndexedBatch()
 	w := h.s.NewWriter(b)
 	fn(w)
+	if err := w.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		h.t.Fatal(err)
 	}
@@ -408,6 +411,69 @@ func TestReopenRecoversRevisions(t *testing.T) {
 	if s.Rev() != 4 || s.CompactRev() != 2 || !s.CompactPending() {
 		t.Fatalf("reopened at %d, compacted %d, pending %v", s.Rev(), s.CompactRev(), s.CompactPending())
 	}
+}
+
+// TestBatchRecordsRevisionOnce applies several writes in one Writer: the
+// batch records the revision once, at Flush, and a store reopened on the
+// committed batch is at the last write's revision.
+func TestBatchRecordsRevisionOnce(t *testing.T) {
+	h := newHarness(t)
+	b := h.db.NewIndexedBatch()
+	defer b.Close()
+	w := h.s.NewWriter(b)
+	for _, k := range []string{"a", "b", "a"} {
+		if _, err := w.Put(&pb.PutRequest{Key: []byte(k), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, found, err := getCopy(b, metaRevKey); err != nil || found {
+		t.Fatalf("revision in the batch before Flush: found %v, %v", found, err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if v, found, err := getCopy(b, metaRevKey); err != nil || !found || decodeRevisionMeta(t, v) != 4 {
+		t.Fatalf("revision in the batch after Flush: %x found %v, %v; want 4", v, found, err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	w.Publish()
+	s, err := Open(h.db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Rev() != 4 {
+		t.Fatalf("reopened at %d, want 4", s.Rev())
+	}
+}
+
+// TestPublishWithoutFlushPanics: a batch committed without Flush lacks its
+// revision, and publishing it would let a restart go back in revisions.
+func TestPublishWithoutFlushPanics(t *testing.T) {
+	h := newHarness(t)
+	b := h.db.NewIndexedBatch()
+	defer b.Close()
+	w := h.s.NewWriter(b)
+	defer w.Close()
+	if _, err := w.Put(&pb.PutRequest{Key: []byte("a"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Publish without Flush did not panic")
+		}
+	}()
+	w.Publish()
+}
+
+func decodeRevisionMeta(t *testing.T, v []byte) int64 {
+	t.Helper()
+	rev, err := decodeInt64("rev", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 func TestKeyEncodingOrder(t *testing.T) {

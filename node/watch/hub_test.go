@@ -50,6 +50,9 @@ func (e *env) write(fn func(w *mvcc.Writer) error) []*mvccpb.Event {
 	if err := fn(w); err != nil {
 		e.t.Fatal(err)
 	}
+	if err := w.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		e.t.Fatal(err)
 	}

@@ -199,6 +199,9 @@ func (e *catchUpEnv) put(key, value []byte) error {
 	if _, err := w.Put(&pb.PutRequest{Key: key, Value: value}); err != nil {
 		return err
 	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
 	if err := batch.Commit(pebble.NoSync); err != nil {
 		return err
 	}
