@@ -22,7 +22,7 @@ export ETCDUTL_BIN := $(REF)/etcdutl
 export CAIRNUTL_BIN := $(BIN)/cairnutl
 export CAIRN_FAILPOINTS_BIN := $(BIN)/cairn-failpoints
 
-.PHONY: all build build-failpoints image test-deploy k8s-storage run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-defrag bench-etcdtool bench-micro clean
+.PHONY: all build build-failpoints image test-deploy k8s-storage run cluster test test-unit test-race test-e2e test-chaos test-sim sim chaos lint ref bench bench-tools bench-large bench-smoke bench-soak bench-defrag bench-etcdtool bench-largevalues bench-micro clean
 
 all: build
 
@@ -117,6 +117,9 @@ sim: build
 ## bench-large: N keys (default 1000000) in each system: RSS, disk, read latency.
 ## bench-smoke: every cairnctl workload for ~1 s against one cairn and one etcd.
 ## bench-etcdtool: etcd's own benchmark tool against both (tools/bench/compare.sh).
+## bench-largevalues: issue 16's run, etcd's benchmark tool putting large values
+## into one member of each (tools/bench/largevalues.sh): put/s, peak RSS and
+## bytes written per byte put. Knobs: VAL_SIZE (20480), TOTAL (10000), STEPS (4).
 ## bench-micro: Go micro-benchmarks of the hot paths (raft log, MVCC, watch
 ## fan-out, the node's Process), plain `go test -bench` output for benchstat;
 ## knobs BENCHTIME (default 1s) and COUNT (default 1). docs/microbenchmarks.md.
@@ -164,6 +167,9 @@ MICRO_FLAGS = -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COU
 bench-micro:
 	@cd node && $(GO) test $(MICRO_FLAGS) ./mvcc/ ./raftlog/ .
 	@cd server && $(GO) test $(MICRO_FLAGS) ./watch/
+
+bench-largevalues: build ref
+	tools/bench/largevalues.sh
 
 ## k8s-storage: Kubernetes' own etcd3 storage tests (k8s.io/apiserver
 ## pkg/storage/etcd3, from the module proxy) against bin/cairn and the
