@@ -15,7 +15,7 @@ func TestSplitMemoryBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum := b.BlockCacheBytes + memTablesMax*b.MemTableBytes + b.ProcessBytes + b.GoRuntimeBytes
+		sum := b.BlockCacheBytes + memTablesBytes(b.MemTableBytes) + b.ProcessBytes + b.GoRuntimeBytes
 		if sum != total {
 			t.Fatalf("budget %d: parts add up to %d: %+v", total, sum, b)
 		}

@@ -124,10 +124,11 @@ type Config struct {
 	// CacheBytes is the size of Pebble's block cache: the part of the
 	// keyspace and log kept in memory. Default 128 MiB.
 	CacheBytes int64
-	// MemTableBytes is the size of one Pebble memtable; recent writes are
-	// served from it. Each memtable has a write-ahead log file of about its
-	// size, and Pebble keeps a few for reuse, so this also sets a member's
-	// fixed disk overhead (roughly 6 × MemTableBytes). Default 16 MiB.
+	// MemTableBytes is the size of one memtable of the applied state's
+	// database (the raft log's are a quarter of it); recent writes are
+	// served from it. Each of the log's memtables has a write-ahead log
+	// file of about its size, and Pebble keeps a few for reuse, so this
+	// also sets part of a member's fixed disk overhead. Default 16 MiB.
 	MemTableBytes int64
 
 	// TickInterval is the time one Tick stands for (etcd's

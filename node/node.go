@@ -275,6 +275,7 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 	}
 	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
 	if kind == logDB {
+		opts.MemTableSize = uint64(logMemTableBytes(cfg.MemTableBytes))
 		// Entries live until the log is truncated: compressing them when
 		// a memtable is flushed costs CPU on the write path for space
 		// that is soon freed.
