@@ -184,6 +184,7 @@ func (n *Node) applyRequest(b *pebble.Batch, w *mvcc.Writer, index uint64, data 
 	}
 	if req.GetCompaction().GetPhysical() && c.Err == nil {
 		n.physical = append(n.physical, c)
+		out.Applied = append(out.Applied, c.ID)
 		return nil
 	}
 	out.Done = append(out.Done, c)

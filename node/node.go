@@ -155,6 +155,12 @@ type Output struct {
 	// SnapshotInstalled says the keyspace was replaced by a snapshot's:
 	// watchers must catch up from the store, not from Events.
 	SnapshotInstalled bool
+	// Applied are requests whose entry applied but whose completion waits
+	// for work that may take longer than a request's timeout: a physical
+	// compaction, done when every old version is removed (etcd waits for
+	// it without a deadline). A driver that times requests out stops
+	// timing these.
+	Applied []uint64
 	// HashRequests are hashes of the keyspace the corruption checks need
 	// (corrupt.go): the driver computes each with HashKV, off the loop if
 	// it can, and hands the answer to ReportHash.

@@ -113,7 +113,10 @@ type Driver struct {
 type request struct {
 	core     node.Request
 	deadline time.Time
-	done     chan node.Completion // buffered: the loop never blocks on it
+	// applied is set once the core reports the request applied and still
+	// working (node.Output.Applied): it is no longer timed out.
+	applied bool
+	done    chan node.Completion // buffered: the loop never blocks on it
 }
 
 // ErrStopped is returned to requests when the member is shutting down.
@@ -372,7 +375,7 @@ func (l *loop) tick(now time.Time) {
 // change) once their deadline has passed.
 func (l *loop) expire(now time.Time) {
 	for id, r := range l.waiting {
-		if now.After(r.deadline) {
+		if !r.applied && now.After(r.deadline) {
 			r.done <- node.Completion{ID: id, Err: rpctypes.ErrGRPCTimeout}
 			delete(l.waiting, id)
 		}
@@ -394,6 +397,11 @@ func (l *loop) process() error {
 		}
 		if out.MembershipChanged {
 			l.d.cfg.OnMembershipChanged()
+		}
+		for _, id := range out.Applied {
+			if r, ok := l.waiting[id]; ok {
+				r.applied = true
+			}
 		}
 		l.complete(out.Done)
 		l.wantHashes(out.HashRequests)

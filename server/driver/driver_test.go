@@ -194,6 +194,40 @@ func TestRequestTimeout(t *testing.T) {
 	}
 }
 
+// A physical compaction answers when every old version is removed, which
+// may take longer than the request timeout; once applied it is not timed
+// out (etcd waits for it without a deadline either).
+func TestPhysicalCompactionOutlastsTheRequestTimeout(t *testing.T) {
+	n, err := node.Open(node.Config{
+		ID: 1, InitialVoters: []uint64{1}, FS: vfs.NewMem(), Dir: "node1",
+		Rand: &seqRand{}, CacheBytes: 1 << 20, MemTableBytes: 1 << 20,
+		// One key a tick: removing the versions of 40 keys takes 40
+		// ticks of 5 ms, longer than the 50 ms timeout.
+		MaxCompactKeysPerTick: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := start(t, n, Config{RequestTimeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	const keys = 40
+	for i := range keys {
+		for v := range 2 {
+			if _, err := d.Serve(ctx, put(fmt.Sprintf("k%02d", i), fmt.Sprint(v))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rev := d.Node().Store().Rev()
+	begin := time.Now()
+	if _, err := d.Serve(ctx, node.Request{Compaction: &pb.CompactionRequest{Revision: rev, Physical: true}}); err != nil {
+		t.Fatalf("physical compaction: %v", err)
+	}
+	if took := time.Since(begin); took < 100*time.Millisecond {
+		t.Fatalf("the physical compaction of %d keys answered after %v: the test shows nothing", keys, took)
+	}
+}
+
 func TestStopAbandonsWaitingRequests(t *testing.T) {
 	n := openNode(t, 1, []uint64{1, 2, 3}, vfs.NewMem())
 	defer n.Close()
