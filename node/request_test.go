@@ -140,56 +140,38 @@ func TestServeLocal(t *testing.T) {
 	}
 }
 
-// TestLeaderDecodesNoOwnProposal: the leader applies its own proposals
-// from the requests it encoded, and the cache is empty once they apply.
-func TestLeaderDecodesNoOwnProposal(t *testing.T) {
-	h := newHarness(t, []uint64{1, 2, 3}, nil)
-	lead := h.leader()
-	put := &pb.PutRequest{Key: []byte("a"), Value: []byte("v")}
-	rid := h.node(lead).Start(Request{Put: put})
-	if len(h.node(lead).proposals.byID) != 1 {
-		t.Fatalf("leader cached %d proposals, want 1", len(h.node(lead).proposals.byID))
-	}
-	h.settle()
-	if _, err := h.mustComplete(lead, rid).Result(); err != nil {
-		t.Fatal(err)
-	}
-	if c := h.node(lead).proposals; len(c.byID) != 0 || c.bytes != 0 {
-		t.Fatalf("cache after apply: %d proposals, %d bytes", len(c.byID), c.bytes)
-	}
-	for _, id := range h.ids {
-		if v, _ := h.get(id, "a"); v != "v" {
-			t.Fatalf("member %d: a=%q", id, v)
-		}
-	}
-}
-
-// TestFollowerDecodesNoOwnProposal: a follower's proposal, forwarded to
-// the leader, comes back in an entry with the bytes the follower encoded;
-// the follower applies it from the request it kept, every member applies
+// TestMemberDecodesNoOwnProposal: a member's own proposal comes back in
+// an entry with the bytes it encoded (a follower's through the leader);
+// the member applies it from the request it kept, every member applies
 // the same write, and the cache is empty afterwards.
-func TestFollowerDecodesNoOwnProposal(t *testing.T) {
-	h := newHarness(t, []uint64{1, 2, 3}, nil)
-	lead := h.leader()
-	follower := h.ids[0]
-	if follower == lead {
-		follower = h.ids[1]
-	}
-	rid := h.node(follower).Start(Request{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("w")}})
-	if n := len(h.node(follower).proposals.byID); n != 1 {
-		t.Fatalf("follower cached %d proposals, want 1", n)
-	}
-	h.settle()
-	if _, err := h.mustComplete(follower, rid).Result(); err != nil {
-		t.Fatal(err)
-	}
-	if c := h.node(follower).proposals; len(c.byID) != 0 || c.bytes != 0 {
-		t.Fatalf("follower's cache after apply: %d proposals, %d bytes", len(c.byID), c.bytes)
-	}
-	for _, id := range h.ids {
-		if v, _ := h.get(id, "b"); v != "w" {
-			t.Fatalf("member %d: b=%q", id, v)
-		}
+func TestMemberDecodesNoOwnProposal(t *testing.T) {
+	for _, proposer := range []string{"leader", "follower"} {
+		t.Run(proposer, func(t *testing.T) {
+			h := newHarness(t, []uint64{1, 2, 3}, nil)
+			id := h.leader()
+			if proposer == "follower" {
+				id = h.ids[0]
+				if id == h.leader() {
+					id = h.ids[1]
+				}
+			}
+			rid := h.node(id).Start(Request{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("v")}})
+			if n := len(h.node(id).proposals.byID); n != 1 {
+				t.Fatalf("%s cached %d proposals, want 1", proposer, n)
+			}
+			h.settle()
+			if _, err := h.mustComplete(id, rid).Result(); err != nil {
+				t.Fatal(err)
+			}
+			if c := h.node(id).proposals; len(c.byID) != 0 || c.bytes != 0 {
+				t.Fatalf("%s's cache after apply: %d proposals, %d bytes", proposer, len(c.byID), c.bytes)
+			}
+			for _, m := range h.ids {
+				if v, _ := h.get(m, "a"); v != "v" {
+					t.Fatalf("member %d: a=%q", m, v)
+				}
+			}
+		})
 	}
 }
 

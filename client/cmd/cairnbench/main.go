@@ -171,20 +171,13 @@ func runLarge(ctx context.Context, fs *flag.FlagSet, c *common, args []string, s
 	rep := compare.LargeReport{Date: compare.Now(), Command: c.command0(append([]string{"large"}, args...)), Quick: c.quick,
 		Machine: compare.DescribeMachine(c.etcd, c.repo), Runs: runs}
 	fmt.Fprint(stdout, compare.LargeTable(runs))
-	if err := compare.SaveJSON(filepath.Join(c.results, "large.json"), rep); err != nil {
-		fmt.Fprintln(stderr, "cairnbench:", err)
-		return 1
-	}
-	if code := render(c, stderr); code != 0 {
-		return code
-	}
+	var failed []string
 	for _, r := range runs {
 		if r.Failure != "" {
-			fmt.Fprintf(stderr, "cairnbench: %s failed: %s\n", r.System, r.Failure)
-			return 1
+			failed = append(failed, fmt.Sprintf("%s failed: %s", r.System, r.Failure))
 		}
 	}
-	return 0
+	return saveAndRender(c, stderr, "large.json", rep, failed)
 }
 
 func runSoak(ctx context.Context, fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
@@ -219,20 +212,13 @@ func runSoak(ctx context.Context, fs *flag.FlagSet, c *common, args []string, st
 		Machine: compare.DescribeMachine(c.etcd, c.repo), Duration: cfg.Duration.String(), Clients: cfg.Clients, Keys: cfg.Keys,
 		MemoryBudgetMiB: *budgetMiB, Runs: runs}
 	fmt.Fprint(stdout, compare.SoakTable(runs))
-	if err := compare.SaveJSON(filepath.Join(c.results, "soak.json"), rep); err != nil {
-		fmt.Fprintln(stderr, "cairnbench:", err)
-		return 1
-	}
-	if code := render(c, stderr); code != 0 {
-		return code
-	}
+	var failed []string
 	for _, r := range runs {
 		if r.Failure != "" {
-			fmt.Fprintf(stderr, "cairnbench: %s %d-byte soak failed: %s\n", r.System, r.ValueBytes, r.Failure)
-			return 1
+			failed = append(failed, fmt.Sprintf("%s %d-byte soak failed: %s", r.System, r.ValueBytes, r.Failure))
 		}
 	}
-	return 0
+	return saveAndRender(c, stderr, "soak.json", rep, failed)
 }
 
 func runDefrag(ctx context.Context, fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
@@ -263,18 +249,31 @@ func runDefrag(ctx context.Context, fs *flag.FlagSet, c *common, args []string, 
 		Machine: compare.DescribeMachine(c.etcd, c.repo), Keys: cfg.Keys, Readers: cfg.Readers, Writers: cfg.Writers,
 		Baseline: cfg.Baseline.String(), Runs: runs}
 	fmt.Fprint(stdout, compare.DefragTable(runs))
-	if err := compare.SaveJSON(filepath.Join(c.results, "defrag.json"), rep); err != nil {
+	var failed []string
+	for _, r := range runs {
+		if r.Failure != "" {
+			failed = append(failed, fmt.Sprintf("%s defragment run failed: %s", r.System, r.Failure))
+		}
+	}
+	return saveAndRender(c, stderr, "defrag.json", rep, failed)
+}
+
+// saveAndRender writes a scenario's report as name under -results,
+// rewrites the doc and the chart, and fails if any run failed (failed
+// says which and why).
+func saveAndRender(c *common, stderr io.Writer, name string, rep any, failed []string) int {
+	if err := compare.SaveJSON(filepath.Join(c.results, name), rep); err != nil {
 		fmt.Fprintln(stderr, "cairnbench:", err)
 		return 1
 	}
 	if code := render(c, stderr); code != 0 {
 		return code
 	}
-	for _, r := range runs {
-		if r.Failure != "" {
-			fmt.Fprintf(stderr, "cairnbench: %s defragment run failed: %s\n", r.System, r.Failure)
-			return 1
-		}
+	for _, f := range failed {
+		fmt.Fprintln(stderr, "cairnbench:", f)
+	}
+	if len(failed) > 0 {
+		return 1
 	}
 	return 0
 }
