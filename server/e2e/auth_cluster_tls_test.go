@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"testing"
 	"time"
@@ -108,6 +109,30 @@ func testClusterTLSAuth(t *testing.T, kind Kind) {
 		}
 	}
 
+	// A lease of the certificate's user, kept alive through every member:
+	// a follower checks the renewal against its own auth state and
+	// forwards it to the leader as its own, as etcd does, so a client
+	// without a token renews through followers too.
+	certLease, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "tls/leased", "v", clientv3.WithLease(certLease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Running() {
+		one := dialMember(t, m, p.clientTLS(t, p.client))
+		ka, err := one.KeepAliveOnce(ctx, certLease.ID)
+		if err != nil || ka.TTL <= 0 {
+			t.Fatalf("%s: the certificate user's keep-alive: %v %v", m.Name, ka, err)
+		}
+		ttl, err := one.TimeToLive(ctx, certLease.ID, clientv3.WithAttachedKeys())
+		one.Close()
+		if err != nil || ttl.TTL <= 0 || len(ttl.Keys) != 1 {
+			t.Fatalf("%s: the certificate user's time-to-live: %v %v", m.Name, ttl, err)
+		}
+	}
+
 	intruder, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: p.clientTLS(t, p.intruder),
 		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -117,4 +142,26 @@ func testClusterTLSAuth(t *testing.T, kind Kind) {
 	if _, err := intruder.Get(ctx, "tls/", clientv3.WithPrefix()); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		t.Fatalf("a certificate naming no user read: %v", err)
 	}
+	// Nor may it renew another user's lease, through any member: the
+	// member it reaches refuses it at once.
+	for _, m := range c.Running() {
+		one := dialMember(t, m, p.clientTLS(t, p.intruder))
+		_, err := one.KeepAliveOnce(ctx, certLease.ID)
+		one.Close()
+		if !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			t.Fatalf("%s: a certificate naming no user renewed a lease: %v", m.Name, err)
+		}
+	}
+}
+
+// dialMember connects an official client to member m alone, over TLS with
+// the certificate cfg holds; the caller closes it.
+func dialMember(t *testing.T, m *Member, cfg *tls.Config) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, TLS: cfg,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -11,6 +11,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // LeaderConn returns a connection to the current leader's peer port, for a
@@ -29,23 +31,55 @@ const (
 	leaseRequestTimeout = 7 * time.Second
 )
 
+// AsPeer marks an outgoing forward to the leader's peer port as this
+// member's.
+type AsPeer func(ctx context.Context) context.Context
+
+// CheckPeer reports whether an incoming call on the peer port comes from a
+// member of this cluster.
+type CheckPeer func(ctx context.Context) error
+
 // Lease implements etcdserverpb.LeaseServer. Grants and revocations go
 // through raft on any member; keep-alives and time-to-live are served by
 // the leader, after a ReadIndex that confirms its leadership, and forwarded
-// to it by followers.
+// to it by followers, as etcd does: the follower checks the client's
+// permissions against its own auth state, then forwards the request as
+// its own over the leader's peer URL, where the leader serves it as the
+// member's (etcd's leader renews what its peers forward without a check).
+// A client authenticated only by its certificate thus keeps its leases
+// alive through any member.
 type Lease struct {
 	pb.UnimplementedLeaseServer
 	d      *driver.Driver
 	id     Identity
 	leader LeaderConn
+	asPeer AsPeer
+	// checkPeer is set on the peer port's service: a call it accepts is a
+	// member's forward, served as the member's own.
+	checkPeer CheckPeer
 }
 
-// NewLease returns the Lease service of the member d drives. leader may be
-// nil: a follower then answers keep-alives with "etcdserver: not leader"
-// (as the service that serves forwarded requests on the peer port must, so
-// a forward is never forwarded again).
-func NewLease(d *driver.Driver, id Identity, leader LeaderConn) *Lease {
-	return &Lease{d: d, id: id, leader: leader}
+// NewLease returns the client port's Lease service of the member d drives;
+// a follower forwards through leader, marked by asPeer.
+func NewLease(d *driver.Driver, id Identity, leader LeaderConn, asPeer AsPeer) *Lease {
+	return &Lease{d: d, id: id, leader: leader, asPeer: asPeer}
+}
+
+// NewPeerLease returns the peer port's Lease service, which serves
+// followers' forwards (checked by checkPeer) and never forwards: a
+// follower answers "etcdserver: not leader", so a forward is never
+// forwarded again.
+func NewPeerLease(d *driver.Driver, id Identity, checkPeer CheckPeer) *Lease {
+	return &Lease{d: d, id: id, checkPeer: checkPeer}
+}
+
+// leaseRequest is req as this service serves it: a member's forward runs
+// as the member's own request, anything else as the client's.
+func (s *Lease) leaseRequest(ctx context.Context, req node.Request) node.Request {
+	if s.checkPeer != nil && s.checkPeer(ctx) == nil {
+		return node.AsMember(req)
+	}
+	return req
 }
 
 // LeaseGrant implements etcdserverpb.LeaseServer.
@@ -62,11 +96,11 @@ func (s *Lease) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*p
 func (s *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	var resp *pb.LeaseTimeToLiveResponse
 	err := s.atLeader(ctx, func(ctx context.Context) error {
-		r, err := serve[*pb.LeaseTimeToLiveResponse](ctx, s.d, node.Request{LeaseTimeToLive: req})
+		r, err := serve[*pb.LeaseTimeToLiveResponse](ctx, s.d, s.leaseRequest(ctx, node.Request{LeaseTimeToLive: req}))
 		resp = r
 		return err
 	}, func(ctx context.Context, c pb.LeaseClient) error {
-		r, err := c.LeaseTimeToLive(forwardCredentials(ctx), req)
+		r, err := c.LeaseTimeToLive(s.asPeer(ctx), req)
 		if err == nil {
 			r.Header = s.localHeader()
 		}
@@ -137,14 +171,14 @@ func recvKeepAlives(stream pb.Lease_LeaseKeepAliveServer, reqs chan<- *pb.LeaseK
 func (s *Lease) renew(ctx context.Context, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
 	var resp *pb.LeaseKeepAliveResponse
 	err := s.atLeader(ctx, func(ctx context.Context) error {
-		r, err := serve[*pb.LeaseKeepAliveResponse](ctx, s.d, node.Request{LeaseKeepAlive: req})
+		r, err := serve[*pb.LeaseKeepAliveResponse](ctx, s.d, s.leaseRequest(ctx, node.Request{LeaseKeepAlive: req}))
 		resp = r
 		return err
 	}, func(ctx context.Context, c pb.LeaseClient) error {
 		// The header is taken before the forward, as etcd does, so its
 		// revision is never after a revocation the renewal did not see.
 		h := s.localHeader()
-		ttl, err := forwardKeepAlive(forwardCredentials(ctx), c, req.GetID())
+		ttl, err := forwardKeepAlive(s.asPeer(ctx), c, req.GetID())
 		resp = &pb.LeaseKeepAliveResponse{Header: h, ID: req.GetID(), TTL: ttl}
 		return err
 	})
@@ -193,7 +227,13 @@ func (s *Lease) atLeader(ctx context.Context, local func(context.Context) error,
 	}
 }
 
+// attempt runs local, which on a follower checks the client's permissions
+// and answers node.ErrNotLeader, then forwards to the leader.
 func (s *Lease) attempt(ctx context.Context, local func(context.Context) error, forward func(context.Context, pb.LeaseClient) error) error {
+	err := local(ctx)
+	if !errors.Is(err, node.ErrNotLeader) {
+		return err
+	}
 	st := s.d.Node().Status()
 	if !st.IsLeader && st.Leader != 0 && s.leader != nil {
 		conn, err := s.leader(ctx)
@@ -201,10 +241,6 @@ func (s *Lease) attempt(ctx context.Context, local func(context.Context) error, 
 			return err
 		}
 		return forward(ctx, pb.NewLeaseClient(conn))
-	}
-	err := local(ctx)
-	if !errors.Is(err, node.ErrNotLeader) {
-		return err
 	}
 	switch {
 	case st.Leader == 0:
@@ -217,13 +253,19 @@ func (s *Lease) attempt(ctx context.Context, local func(context.Context) error, 
 	return rpctypes.ErrGRPCLeaderChanged
 }
 
-// retryable reports whether a lease request should try the leader again.
+// retryable reports whether a lease request should try the leader again:
+// not when it was answered (lease not found, or refused by the auth
+// checks: a bad token, no user, no permission, a stale auth revision).
 func retryable(err error) bool {
 	switch {
 	case errors.Is(err, rpctypes.ErrGRPCLeaseNotFound),
 		errors.Is(err, rpctypes.ErrGRPCCanceled),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, driver.ErrStopped):
+		return false
+	}
+	switch status.Code(err) {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
 		return false
 	}
 	return true

@@ -344,7 +344,7 @@ func (m *Member) connectPeers(known []*membershippb.Member) error {
 		grpc.Creds(tlsutil.Credentials(m.cfg.Logger.With("component", "tls", "port", "peer"))))...)
 	m.transport.Register(m.peerGRPC)
 	// The leader serves followers' forwards.
-	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewLease(m.driver, m.Identity, nil))
+	pb.RegisterLeaseServer(m.peerGRPC, etcdapi.NewPeerLease(m.driver, m.Identity, m.transport.CheckPeer))
 	pb.RegisterClusterServer(m.peerGRPC, etcdapi.NewCluster(m.driver, nil))
 	for _, l := range m.peerListeners {
 		m.serveWG.Add(1)
@@ -558,7 +558,7 @@ func (m *Member) serve() {
 	m.leaderConns = newLeaderConns(m)
 	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.leaderConns.conn))
 	pb.RegisterMaintenanceServer(m.grpc, maintenance)
-	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn)
+	lease := etcdapi.NewLease(m.driver, m.Identity, m.leaderConns.conn, m.transport.AsPeer)
 	pb.RegisterLeaseServer(m.grpc, lease)
 	pb.RegisterAuthServer(m.grpc, etcdapi.NewAuth(m.driver, m.cfg.BcryptCost, m.cfg.Logger))
 	m.loopback = etcdapi.NewLoopbackClient(kv, lease, watchService)

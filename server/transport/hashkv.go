@@ -49,3 +49,19 @@ func PeerHashKV(ctx context.Context, peerURL string, tlsClient *tlsutil.Client, 
 	}
 	return resp, nil
 }
+
+// CheckPeer reports whether an incoming call on the peer port comes from a
+// member of this cluster, as its cluster and member ID metadata say (over
+// https with --peer-client-cert-auth, only a peer holds a certificate the
+// port accepts).
+func (t *Transport) CheckPeer(ctx context.Context) error {
+	_, err := t.checkPeer(ctx)
+	return err
+}
+
+// AsPeer marks an outgoing call to another member's peer port as this
+// member's, with the metadata CheckPeer reads.
+func (t *Transport) AsPeer(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx,
+		metadataCluster, strconv.FormatUint(t.cfg.ClusterID, 16), metadataMember, strconv.FormatUint(t.cfg.MemberID, 16))
+}
