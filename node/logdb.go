@@ -157,7 +157,11 @@ func (n *Node) recoverLog() (uint64, error) {
 	default:
 		return applied, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	// Not synced: both fixes derive from the applied state, so an Open
+	// after a crash that lost them makes them again, and the next synced
+	// commit of the log makes them durable. (A sync here would also fail
+	// on a disk whose syncs fail, where Open has nothing to sync.)
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("recover the raft log at the applied index %d: %w", applied, err)
 	}
 	return applied, nil

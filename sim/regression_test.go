@@ -14,6 +14,7 @@ var regressionSeeds = []struct {
 	{79, 30 * second, "a cached snapshot made before a learner was added was sent to it; raft refused it forever"},
 	{121, 30 * second, "same as 79"},
 	{193, 30 * second, "same as 79"},
+	{601, 60 * second, "a member restarting after a crash point while its log syncs failed synced the raft log it recovered in Open, and Pebble's fatal error panicked out of Open"},
 }
 
 func TestRegressionSeeds(t *testing.T) {
