@@ -1,13 +1,11 @@
 package member
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
-	"time"
 )
 
 // monitoringDir holds the Grafana dashboard and Prometheus alert rules.
@@ -56,19 +54,7 @@ func TestMonitoringUsesExportedMetrics(t *testing.T) {
 	// Two members, so that the peer metrics have samples; the pair's
 	// first write gives the gRPC counters theirs.
 	_, base := startPairWithMetrics(t)
-	var body string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var code int
-		code, body = httpGet(t, base+"/metrics")
-		if code != http.StatusOK {
-			t.Fatalf("/metrics: %d", code)
-		}
-		if metricValue(body, "etcd_network_peer_round_trip_time_seconds_bucket") != "" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(peerProbeIntervalTest)
-	}
+	body := scrapeUntil(t, base, "etcd_network_peer_round_trip_time_seconds_bucket")
 	names := usedMetrics(t)
 	if len(names) < 15 {
 		t.Fatalf("only %d metric names found in %s: %v", len(names), monitoringDir, names)

@@ -71,19 +71,7 @@ func startPairWithMetrics(t *testing.T) (*clientv3.Client, string) {
 // send failures, round trips measured.
 func TestPeerMetricsExported(t *testing.T) {
 	_, base := startPairWithMetrics(t)
-	var body string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var code int
-		code, body = httpGet(t, base+"/metrics")
-		if code != http.StatusOK {
-			t.Fatalf("/metrics: %d", code)
-		}
-		if metricValue(body, "etcd_network_peer_round_trip_time_seconds_count") != "" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(peerProbeIntervalTest)
-	}
+	body := scrapeUntil(t, base, "etcd_network_peer_round_trip_time_seconds_count")
 	for _, name := range []string{
 		"etcd_network_peer_sent_bytes_total", "etcd_network_peer_received_bytes_total",
 		"etcd_network_peer_sent_failures_total", "etcd_network_peer_round_trip_time_seconds_count",
@@ -109,4 +97,22 @@ func grepLines(body, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// scrapeUntil reads base's /metrics until it has a sample of name (the
+// first peer probe has to come back) or 10 s have passed, and returns the
+// last page read.
+func scrapeUntil(t *testing.T, base, name string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := httpGet(t, base+"/metrics")
+		if code != http.StatusOK {
+			t.Fatalf("/metrics: %d", code)
+		}
+		if metricValue(body, name) != "" || time.Now().After(deadline) {
+			return body
+		}
+		time.Sleep(peerProbeIntervalTest)
+	}
 }
