@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3/raftpb"
@@ -60,6 +61,10 @@ func (h *harness) transferSnapshot(msg *raftpb.Message) {
 func laggingFollower(t *testing.T, knobs TestingKnobs) (h *harness, leader, follower uint64) {
 	h = newHarness(t, []uint64{1, 2, 3}, func(c *Config) {
 		c.SnapshotCount, c.SnapshotCatchUpEntries, c.Knobs = 4, 1, knobs
+		// The crash tests count the disk steps of a transfer: Pebble's
+		// automatic compactions, on goroutines of their own, would add
+		// steps at moments no test controls.
+		c.PebbleOptions = func(o *pebble.Options) { o.DisableAutomaticCompactions = true }
 	})
 	leader = h.leader()
 	follower = h.ids[0]
