@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -211,16 +210,10 @@ func TestConcurrencyMutexAndElection(t *testing.T) {
 // startCluster starts three members on loopback and a client of each.
 func startCluster(t *testing.T) ([]*Member, []*clientv3.Client) {
 	t.Helper()
+	peerURLs, peerListeners := holdPeerPorts(t, 3)
 	var peers []string
-	var ports []string
-	for i := range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().String())
-		l.Close()
-		peers = append(peers, fmt.Sprintf("m%d=http://%s", i, ports[i]))
+	for i, u := range peerURLs {
+		peers = append(peers, fmt.Sprintf("m%d=%s", i, u))
 	}
 	dir := t.TempDir()
 	members := make([]*Member, 3)
@@ -232,7 +225,8 @@ func startCluster(t *testing.T) ([]*Member, []*clientv3.Client) {
 			defer wg.Done()
 			cfg := testConfig(fmt.Sprintf("%s/m%d", dir, i), etcdapi.Limits{})
 			cfg.Name = fmt.Sprintf("m%d", i)
-			cfg.ListenPeerURLs = []string{"http://" + ports[i]}
+			cfg.ListenPeerURLs = peerURLs[i : i+1]
+			cfg.PeerListeners = peerListeners[i : i+1]
 			cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
 			cfg.InitialCluster = strings.Join(peers, ",")
 			m, err := Start(cfg)

@@ -43,6 +43,12 @@ type Config struct {
 	AdvertiseClientURLs      []string
 	ListenPeerURLs           []string
 	InitialAdvertisePeerURLs []string
+	// PeerListeners, when set, are sockets the caller already listens on,
+	// one per ListenPeerURLs entry and in its order; the member serves them
+	// instead of listening itself (https URLs still get TLS). A caller
+	// that must know every peer URL before any member starts holds its
+	// ports this way, so no other socket can take one in between.
+	PeerListeners []net.Listener
 	// ListenMetricsURLs serve HTTP: /health, /livez, /readyz, /version,
 	// /metrics, and /debug/pprof when EnablePprof is set
 	// (--listen-metrics-urls, --enable-pprof). The client URLs serve the
@@ -472,11 +478,36 @@ func (m *Member) listen() error {
 	if m.listeners, err = listenAll("--listen-client-urls", m.cfg.ListenClientURLs, m.tls.client); err != nil {
 		return err
 	}
-	if m.peerListeners, err = listenAll("--listen-peer-urls", m.cfg.ListenPeerURLs, m.tls.peer); err != nil {
+	if m.cfg.PeerListeners != nil {
+		m.peerListeners, err = adoptListeners("--listen-peer-urls", m.cfg.ListenPeerURLs, m.cfg.PeerListeners, m.tls.peer)
+	} else {
+		m.peerListeners, err = listenAll("--listen-peer-urls", m.cfg.ListenPeerURLs, m.tls.peer)
+	}
+	if err != nil {
 		m.closeListeners()
 		return err
 	}
 	return nil
+}
+
+// adoptListeners serves sockets the caller opened for urls, wrapped in TLS
+// for https as listenURL would.
+func adoptListeners(flag string, urls []string, given []net.Listener, tlsServer *tlsutil.Server) ([]net.Listener, error) {
+	if len(given) != len(urls) {
+		return nil, fmt.Errorf("%s: %d listeners given for %d URLs", flag, len(given), len(urls))
+	}
+	ls := make([]net.Listener, len(given))
+	for i, raw := range urls {
+		u, err := parseListenURL(flag, raw, tlsServer)
+		if err != nil {
+			return nil, err
+		}
+		ls[i] = given[i]
+		if u.Scheme == "https" {
+			ls[i] = tlsServer.Listener(given[i])
+		}
+	}
+	return ls, nil
 }
 
 // listenAll listens on every URL: plain text for http, TLS from
@@ -497,6 +528,23 @@ func listenAll(flag string, urls []string, tlsServer *tlsutil.Server) ([]net.Lis
 }
 
 func listenURL(flag, raw string, tlsServer *tlsutil.Server) (net.Listener, error) {
+	u, err := parseListenURL(flag, raw, tlsServer)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", raw, err)
+	}
+	if u.Scheme == "https" {
+		return tlsServer.Listener(l), nil
+	}
+	return l, nil
+}
+
+// parseListenURL checks that raw is an http or https URL this member can
+// serve.
+func parseListenURL(flag, raw string, tlsServer *tlsutil.Server) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid URL %q: %v", flag, raw, err)
@@ -507,14 +555,7 @@ func listenURL(flag, raw string, tlsServer *tlsutil.Server) (net.Listener, error
 	if u.Scheme == "https" && tlsServer == nil {
 		return nil, fmt.Errorf("%s: %s needs TLS certificates", flag, raw) // setUpTLS said which
 	}
-	l, err := net.Listen("tcp", u.Host)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", raw, err)
-	}
-	if u.Scheme == "https" {
-		return tlsServer.Listener(l), nil
-	}
-	return l, nil
+	return u, nil
 }
 
 func (m *Member) closeListeners() {

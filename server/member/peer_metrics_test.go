@@ -1,7 +1,6 @@
 package member
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -16,16 +15,24 @@ import (
 // enough for a test to see it.
 const peerProbeIntervalTest = 20 * time.Millisecond
 
-// freeLoopbackPort returns a loopback port that was free a moment ago,
-// for peer URLs the members must know before they start.
-func freeLoopbackPort(t *testing.T) int {
+// holdPeerPorts listens on n loopback ports for members' peer URLs, which
+// every member must know before any starts. The members serve these
+// sockets (Config.PeerListeners): a port closed and listened on again
+// later could be taken in between, by any socket on the machine.
+func holdPeerPorts(t *testing.T, n int) ([]string, []net.Listener) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var urls []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		urls = append(urls, "http://"+l.Addr().String())
+		ls = append(ls, l)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return urls, ls
 }
 
 // startPairWithMetrics starts a two-member cluster whose first member
@@ -33,10 +40,7 @@ func freeLoopbackPort(t *testing.T) int {
 // metrics URL. Cleanup stops both.
 func startPairWithMetrics(t *testing.T) (*clientv3.Client, string) {
 	t.Helper()
-	peerURLs := []string{
-		fmt.Sprintf("http://127.0.0.1:%d", freeLoopbackPort(t)),
-		fmt.Sprintf("http://127.0.0.1:%d", freeLoopbackPort(t)),
-	}
+	peerURLs, peerListeners := holdPeerPorts(t, 2)
 	initial := "m1=" + peerURLs[0] + ",m2=" + peerURLs[1]
 	var members []*Member
 	for i, name := range []string{"m1", "m2"} {
@@ -44,6 +48,7 @@ func startPairWithMetrics(t *testing.T) (*clientv3.Client, string) {
 		cfg.Name = name
 		cfg.ListenPeerURLs = []string{peerURLs[i]}
 		cfg.InitialAdvertisePeerURLs = []string{peerURLs[i]}
+		cfg.PeerListeners = peerListeners[i : i+1]
 		cfg.InitialCluster = initial
 		cfg.PeerProbeInterval = peerProbeIntervalTest
 		if i == 0 {
