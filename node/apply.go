@@ -237,5 +237,6 @@ func (e fatalStorageError) Error() string { return "storage failed: " + e.msg }
 func (e fatalStorageError) Unwrap() error { return ErrStorageFailed }
 
 // ErrStorageFailed is wrapped by the error Process returns when the disk
-// failed under Pebble (a write or sync of its log); the member must stop.
+// failed under the raft log or Pebble (a write or sync); the member must
+// stop.
 var ErrStorageFailed = errors.New("node: storage failed")

@@ -23,9 +23,8 @@ type MemoryBudget struct {
 	// the Go heap.
 	BlockCacheBytes int64
 	// MemTableBytes is one memtable of the applied state's database
-	// (Config.MemTableBytes), outside the Go heap; the raft log's are a
-	// quarter of it (logMemTableBytes). Each database holds up to
-	// memTablesQueued of them (memTablesBytes).
+	// (Config.MemTableBytes), outside the Go heap. The database holds up
+	// to memTablesQueued of them (memTablesBytes).
 	MemTableBytes int64
 	// RaftEntryCacheBytes is the raft entries kept after append
 	// (Config.RaftEntryCacheBytes), in the Go heap.
@@ -50,23 +49,16 @@ type MemoryBudget struct {
 // when full plus the mutable one.
 const memTablesQueued = 3
 
-// logMemTableBytes is the raft log database's memtable for an applied
-// state's memtable of stateBytes. Its keys are sequential, so its flushes
-// never overlap and a smaller memtable costs nothing but more flushes;
-// the state's flushes all overlap (versions are keyed by user key), and
-// each flush fewer saves compaction work: with 20 KiB values, a state
-// memtable of 16 MiB instead of 8 took a member from about 2,400 to 3,500
-// puts/s and from 4.3 to 3.8 bytes written per byte put.
-func logMemTableBytes(stateBytes int64) int64 { return stateBytes / 4 }
-
-// memTablesBytes is the most the memtables of both databases hold.
-func memTablesBytes(stateBytes int64) int64 {
-	return memTablesQueued * (stateBytes + logMemTableBytes(stateBytes))
-}
+// memTablesBytes is the most the state database's memtables hold. Its
+// flushes all overlap (versions are keyed by user key), so each flush fewer
+// saves compaction work: with 20 KiB values, a memtable of 16 MiB instead
+// of 8 took a member from about 2,400 to 3,500 puts/s and from 4.3 to 3.8
+// bytes written per byte put.
+func memTablesBytes(stateBytes int64) int64 { return memTablesQueued * stateBytes }
 
 // SplitMemoryBudget divides totalBytes (at least 128 MiB) among the
-// bounded structures: 3/10 Pebble's block cache, 3/16 its memtables
-// (three of 1/20 for the applied state, three of 1/80 for the raft log),
+// bounded structures: 3/10 Pebble's block cache, 3/20 its memtables
+// (three of 1/20 for the applied state),
 // 1/10 the watch window, 1/40 the raft entry cache, a fixed 24 MiB for the
 // process, and the rest the Go runtime's limit.
 func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
@@ -96,12 +88,11 @@ type MemoryUse struct {
 // include a large batch Pebble applies as a memtable of its own). Reading
 // Pebble's metrics costs tens of microseconds.
 func (n *Node) MemoryUses() []MemoryUse {
-	m, logM := n.db.Metrics(), n.logDB.Metrics()
+	m := n.db.Metrics()
 	return []MemoryUse{
 		n.raftEntryCacheUse(),
-		// The two databases share one cache: either's metrics show it all.
 		{Name: "pebble block cache", Bytes: m.BlockCache.Size, Bound: n.cfg.CacheBytes},
-		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size + logM.MemTable.Size), Bound: memTablesBound(n.cfg)},
+		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size), Bound: memTablesBound(n.cfg)},
 	}
 }
 
@@ -130,18 +121,14 @@ func (n *Node) CheckAllMemoryBudgets() error {
 	return nil
 }
 
-// memTablesBound is the most the memtables of a member's two databases
-// hold with the options the node opens them with: each database's
-// stop-writes threshold's worth of queued ones, plus its mutable one.
+// memTablesBound is the most the state database's memtables hold with the
+// options the node opens it with: its stop-writes threshold's worth of
+// queued ones, plus its mutable one.
 func memTablesBound(cfg Config) int64 {
-	var bound int64
-	for _, kind := range []dbKind{stateDB, logDB} {
-		o := pebbleOptions(cfg, nil, kind)
-		threshold := o.MemTableStopWritesThreshold
-		if threshold <= 0 {
-			threshold = 2 // Pebble's default
-		}
-		bound += int64(threshold+1) * int64(o.MemTableSize)
+	o := pebbleOptions(cfg, nil, stateDB)
+	threshold := o.MemTableStopWritesThreshold
+	if threshold <= 0 {
+		threshold = 2 // Pebble's default
 	}
-	return bound
+	return int64(threshold+1) * int64(o.MemTableSize)
 }

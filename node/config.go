@@ -186,10 +186,14 @@ type Config struct {
 	// (SplitMemoryBudget, docs/architecture.md "Memory budgets").
 	// Default 8 MiB.
 	RaftEntryCacheBytes int64
+	// LogSegmentBytes is the size past which the raft log starts a new
+	// segment file (raftlog.SegmentBytesDefault, 64 MiB, if 0). Segments
+	// are deleted whole once the log is truncated past them.
+	LogSegmentBytes int64
 	// MaxCommittedSizePerReadyBytes bounds the committed entries one
 	// Process applies (raft's MaxCommittedSizePerReady; at least one entry
 	// is applied). Default (0): a quarter of a memtable, as the node's
-	// databases open with it (persistBatchBytes): large
+	// databases open with it (applyBatchBytes): large
 	// enough that a burst of large values is applied together, small
 	// enough that the batch applying them stays a plain memtable write
 	// (Pebble turns a batch of half a memtable or more into a memtable of

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -34,16 +33,14 @@ func (n *Node) forceNewCluster() error {
 	if err != nil {
 		return fmt.Errorf("force new cluster: %w", err)
 	}
-	b := n.logDB.NewBatch()
-	defer b.Close()
-	if err := n.log.Append(b, ents); err != nil {
+	if err := n.log.Append(ents); err != nil {
 		return fmt.Errorf("force new cluster: %w", err)
 	}
 	hs.Commit = proto.Uint64(ents[len(ents)-1].GetIndex())
-	if err := n.log.SetHardState(b, hs); err != nil {
+	if err := n.log.SetHardState(hs); err != nil {
 		return fmt.Errorf("force new cluster: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := n.log.Commit(true); err != nil {
 		return fmt.Errorf("force new cluster: %w", err)
 	}
 	return nil

@@ -2,25 +2,27 @@ package node
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node/durable"
+	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
-// A member keeps two Pebble databases (docs/architecture.md, "Two
-// databases"): the raft log, with a write-ahead log synced once per Ready,
-// and the applied state, without one. Each entry is then written once
-// before it is applied and its effect once when the state's memtable is
-// flushed, instead of both going through one write-ahead log and then
-// being flushed too. The price is recovery: after a crash the state is as
-// of its last flush, and Open applies the log's entries since then again.
-// Three rules keep that possible:
+// A member keeps its raft log in segment files (node/raftlog, directory
+// logDirName) and its applied state in a Pebble database without a
+// write-ahead log (docs/architecture.md, "The raft log and the applied
+// state"). Each entry is then written once before it is applied and its
+// effect once when the state's memtable is flushed. The price is
+// recovery: after a crash the state is as of its last flush, and Open
+// applies the log's entries since then again. Three rules keep that
+// possible:
 //
 //   - the log is never truncated past the state's durable applied index
 //     (maybeTruncateLog flushes the state first);
@@ -29,96 +31,172 @@ import (
 //     which recoverLog cuts as the install would have;
 //   - bootstrap makes the state durable before the log.
 
-// logKeys are the raft log's keys in a database written before the log had
-// its own: everything under "r" but the ConfState ("rc"), which stays with
-// the applied state.
-var logKeys = [][2][]byte{{[]byte("re"), []byte("rf")}, {[]byte("rh"), []byte("ri")}, {[]byte("rt"), []byte("ru")}}
+// logDirName is the directory of the raft log's segments, beside the live
+// state database.
+const logDirName = "wal"
 
-// openLogDB opens the member's log database. A member whose state database
-// still holds its raft log (written before the log had a database of its
-// own) has it moved: copied into a new log database under a temporary
-// name, synced, renamed into place, then deleted from the state.
-func openLogDB(cfg Config, state *pebble.DB, cache *pebble.Cache) (*pebble.DB, error) {
-	path := cfg.FS.PathJoin(cfg.Dir, logDBName)
-	if _, err := cfg.FS.Stat(path); err == nil {
-		return openPebbleAt(cfg, logDBName, cache, logDB)
-	} else if !errors.Is(err, os.ErrNotExist) {
+// Earlier layouts kept the raft log in Pebble: in a database of its own,
+// pebbleLogDBName, and before that in the state database. Their keys:
+// "re" + index (8 bytes big-endian) → term (8 bytes big-endian) and the
+// entry's protobuf; "rh" → the HardState's protobuf; "rt" → the index and
+// term (8 bytes big-endian each) of the last entry truncated. Everything
+// under "r" but the ConfState ("rc") is the log's.
+const pebbleLogDBName = "raftlog"
+
+var pebbleLogKeys = [][2][]byte{{[]byte("re"), []byte("rf")}, {[]byte("rh"), []byte("ri")}, {[]byte("rt"), []byte("ru")}}
+
+// openRaftLog opens the member's raft log. A member whose log is still in
+// Pebble, in a database of its own or in its state database, has it
+// moved: written into new segments under a temporary name, synced,
+// renamed into place, and then deleted from Pebble.
+func openRaftLog(cfg Config, state *pebble.DB, cache *pebble.Cache) (*raftlog.Storage, error) {
+	path := cfg.FS.PathJoin(cfg.Dir, logDirName)
+	opts := raftlog.Options{SegmentBytes: cfg.LogSegmentBytes}
+	if _, err := cfg.FS.Stat(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
-	}
-	const movingName = logDBName + ".moving"
-	if err := cfg.FS.RemoveAll(cfg.FS.PathJoin(cfg.Dir, movingName)); err != nil {
-		return nil, err
-	}
-	moving, err := openPebbleAt(cfg, movingName, cache, logDB)
-	if err != nil {
-		return nil, err
-	}
-	moved, err := copySpans(state, moving, logKeys)
-	if err == nil {
-		err = moving.Flush()
-	}
-	if err = errors.Join(err, moving.Close()); err != nil {
-		return nil, fmt.Errorf("move the raft log to its own database: %w", err)
-	}
-	if err := cfg.FS.Rename(cfg.FS.PathJoin(cfg.Dir, movingName), path); err != nil {
-		return nil, err
-	}
-	if err := durable.SyncDir(cfg.FS, cfg.Dir); err != nil {
-		return nil, err
-	}
-	if moved {
-		b := state.NewBatch()
-		for _, span := range logKeys {
-			if err := b.DeleteRange(span[0], span[1], nil); err != nil {
-				b.Close()
-				return nil, err
-			}
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			return nil, fmt.Errorf("drop the moved raft log: %w", err)
+	} else if err != nil {
+		if err := moveLogOutOfPebble(cfg, state, cache, opts); err != nil {
+			return nil, fmt.Errorf("move the raft log out of Pebble: %w", err)
 		}
 	}
-	return openPebbleAt(cfg, logDBName, cache, logDB)
+	if err := dropPebbleLog(cfg, state); err != nil {
+		return nil, fmt.Errorf("drop the moved raft log: %w", err)
+	}
+	return raftlog.Open(cfg.FS, path, state, opts)
 }
 
-// moveBatchBytesMax bounds one batch of a moved raft log (entries may be
-// 1.5 MiB each).
+// moveLogOutOfPebble writes the log a member kept in Pebble, if any, into
+// the segment directory; a member with no log gets an empty directory.
+func moveLogOutOfPebble(cfg Config, state *pebble.DB, cache *pebble.Cache, opts raftlog.Options) error {
+	src := state
+	oldPath := cfg.FS.PathJoin(cfg.Dir, pebbleLogDBName)
+	if _, err := cfg.FS.Stat(oldPath); err == nil {
+		db, err := openPebbleAt(cfg, pebbleLogDBName, cache, pebbleLogDB)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		src = db
+	}
+	const movingName = logDirName + ".moving"
+	moving := cfg.FS.PathJoin(cfg.Dir, movingName)
+	if err := cfg.FS.RemoveAll(moving); err != nil {
+		return err
+	}
+	if err := createDurably(cfg.FS, moving); err != nil {
+		return err
+	}
+	dst, err := raftlog.Open(cfg.FS, moving, state, opts)
+	if err != nil {
+		return err
+	}
+	err = copyPebbleLog(src, dst)
+	if err = errors.Join(err, dst.Close()); err != nil {
+		return err
+	}
+	if err := cfg.FS.Rename(moving, cfg.FS.PathJoin(cfg.Dir, logDirName)); err != nil {
+		return err
+	}
+	return durable.SyncDir(cfg.FS, cfg.Dir)
+}
+
+// moveBatchBytesMax bounds the entries one commit of a moved raft log
+// writes (entries may be 1.5 MiB each).
 const moveBatchBytesMax = 64 << 20
 
-// copySpans copies the keys of spans from src into dst and reports whether
-// there were any.
-func copySpans(src, dst *pebble.DB, spans [][2][]byte) (bool, error) {
-	found := false
-	for _, span := range spans {
-		it, err := src.NewIter(&pebble.IterOptions{LowerBound: span[0], UpperBound: span[1]})
-		if err != nil {
-			return false, err
+// copyPebbleLog writes the log src holds in Pebble's keys into dst, an
+// empty log, and syncs it. A src without a HardState holds no log.
+func copyPebbleLog(src *pebble.DB, dst *raftlog.Storage) error {
+	hs := &raftpb.HardState{}
+	v, closer, err := src.Get([]byte("rh"))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst.Commit(true)
+	}
+	if err != nil {
+		return err
+	}
+	err = proto.Unmarshal(v, hs)
+	closer.Close()
+	if err != nil {
+		return fmt.Errorf("hard state: %v: %w", err, errCorrupt)
+	}
+	var truncIndex, truncTerm uint64
+	if v, closer, err := src.Get([]byte("rt")); err == nil {
+		if len(v) == 16 {
+			truncIndex, truncTerm = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
 		}
-		b := dst.NewBatch()
-		for valid := it.First(); valid; valid = it.Next() {
-			v, err := it.ValueAndErr()
-			if err == nil {
-				err = b.Set(bytes.Clone(it.Key()), bytes.Clone(v), nil)
-			}
-			if err == nil && b.Len() > moveBatchBytesMax {
-				err = b.Commit(pebble.NoSync)
-				b.Close()
-				b = dst.NewBatch()
-			}
-			if err != nil {
-				it.Close()
-				b.Close()
-				return false, err
-			}
-			found = true
+		closer.Close()
+		if len(v) != 16 {
+			return fmt.Errorf("truncated state of %d bytes: %w", len(v), errCorrupt)
 		}
-		err = errors.Join(it.Close(), b.Commit(pebble.NoSync))
-		b.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	if err := dst.Restore(truncIndex, truncTerm, hs); err != nil {
+		return err
+	}
+	it, err := src.NewIter(&pebble.IterOptions{LowerBound: pebbleLogKeys[0][0], UpperBound: pebbleLogKeys[0][1]})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var batch []*raftpb.Entry
+	var batchBytes int
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
 		if err != nil {
-			return false, err
+			return err
+		}
+		e := &raftpb.Entry{}
+		if len(v) < 8 || proto.Unmarshal(v[8:], e) != nil {
+			return fmt.Errorf("entry at key %x: %w", it.Key(), errCorrupt)
+		}
+		if e.GetIndex() <= truncIndex {
+			continue
+		}
+		batch = append(batch, e)
+		if batchBytes += len(e.GetData()); batchBytes >= moveBatchBytesMax {
+			if err := errors.Join(dst.Append(batch), dst.Commit(false)); err != nil {
+				return err
+			}
+			batch, batchBytes = nil, 0
 		}
 	}
-	return found, nil
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if err := dst.Append(batch); err != nil {
+		return err
+	}
+	return dst.Commit(true)
+}
+
+// dropPebbleLog removes what is left of a log kept in Pebble once the
+// segments hold it: the old log database, and the log's keys in the state
+// database. A crash before this is done only leaves it for the next Open.
+func dropPebbleLog(cfg Config, state *pebble.DB) error {
+	if err := cfg.FS.RemoveAll(cfg.FS.PathJoin(cfg.Dir, pebbleLogDBName)); err != nil {
+		return err
+	}
+	it, err := state.NewIter(&pebble.IterOptions{LowerBound: pebbleLogKeys[0][0], UpperBound: pebbleLogKeys[len(pebbleLogKeys)-1][1]})
+	if err != nil {
+		return err
+	}
+	found := false
+	for valid := it.First(); valid && !found; valid = it.Next() {
+		found = !bytes.HasPrefix(it.Key(), []byte("rc"))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil || !found {
+		return err
+	}
+	b := state.NewBatch()
+	defer b.Close()
+	for _, span := range pebbleLogKeys {
+		if err := b.DeleteRange(span[0], span[1], nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
 }
 
 // recoverLog loads the applied index and makes the log go on from it: a
@@ -139,19 +217,17 @@ func (n *Node) recoverLog() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	b := n.logDB.NewBatch()
-	defer b.Close()
 	switch {
 	case !covers && term == 0:
 		return 0, fmt.Errorf("applied index %d has no term, and the raft log does not reach it: %w", applied, errCorrupt)
 	case !covers:
-		if err := n.log.InstallSnapshot(b, applied, term, n.log.ConfState()); err != nil {
+		if err := n.log.InstallSnapshot(applied, term, n.log.ConfState()); err != nil {
 			return 0, err
 		}
 	case n.log.HardState().GetCommit() < applied:
 		hs := proto.Clone(n.log.HardState()).(*raftpb.HardState)
 		hs.Commit = proto.Uint64(applied)
-		if err := n.log.SetHardState(b, hs); err != nil {
+		if err := n.log.SetHardState(hs); err != nil {
 			return 0, err
 		}
 	default:
@@ -161,7 +237,7 @@ func (n *Node) recoverLog() (uint64, error) {
 	// after a crash that lost them makes them again, and the next synced
 	// commit of the log makes them durable. (A sync here would also fail
 	// on a disk whose syncs fail, where Open has nothing to sync.)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := n.log.Commit(false); err != nil {
 		return 0, fmt.Errorf("recover the raft log at the applied index %d: %w", applied, err)
 	}
 	return applied, nil
@@ -171,13 +247,11 @@ func (n *Node) recoverLog() (uint64, error) {
 // index. It need not be synced once CURRENT names the snapshot's state: if
 // it is lost, recoverLog cuts the log again; if a later synced commit of
 // the log survives, so does this.
-func (n *Node) cutLogAtSnapshot(meta *raftpb.SnapshotMetadata, opts *pebble.WriteOptions) error {
-	b := n.logDB.NewBatch()
-	defer b.Close()
-	if err := n.log.InstallSnapshot(b, meta.GetIndex(), meta.GetTerm(), meta.GetConfState()); err != nil {
+func (n *Node) cutLogAtSnapshot(meta *raftpb.SnapshotMetadata, sync bool) error {
+	if err := n.log.InstallSnapshot(meta.GetIndex(), meta.GetTerm(), meta.GetConfState()); err != nil {
 		return err
 	}
-	if err := b.Commit(opts); err != nil {
+	if err := n.log.Commit(sync); err != nil {
 		return fmt.Errorf("cut the raft log at the installed snapshot %d: %w", meta.GetIndex(), err)
 	}
 	return nil
@@ -187,7 +261,7 @@ func (n *Node) cutLogAtSnapshot(meta *raftpb.SnapshotMetadata, opts *pebble.Writ
 // a write-ahead log, a memtable Pebble rotated on its own would be
 // flushed on its goroutine at a moment no driver sees: the node flushes
 // first, when what it wrote since the last flush reaches 5/8 of a memtable
-// (each batch is at most about a quarter of one, persistBatchBytes), so
+// (each batch is at most about a quarter of one, applyBatchBytes), so
 // every flush starts inside a call into the node,
 // and a driver that must know (the simulator waits for flushes to end
 // before a crash) counts them with StateFlushes.

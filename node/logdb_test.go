@@ -1,12 +1,15 @@
 package node
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // A crash loses the applied state's unflushed writes, and the member
@@ -50,51 +53,113 @@ func TestCrashReappliesTheLogSinceTheStateFlush(t *testing.T) {
 	}
 }
 
-// A member whose state database holds its raft log, as every member's did
-// before the log had a database of its own, moves it there when it opens,
-// and goes on with the same log and HardState.
-func TestOpenMovesTheRaftLogOutOfTheStateDatabase(t *testing.T) {
-	h := newHarness(t, []uint64{1}, nil)
-	for i := range 5 {
-		h.put(1, fmt.Sprintf("k%d", i), "v")
-	}
-	before := h.node(1).RaftState()
-	m := h.members[1]
-	if err := h.node(1).Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Make the old layout: the log's keys in the state database, and no
-	// log database.
-	live, err := liveDBName(m.fs, m.cfg.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := func() *pebble.Options { return &pebble.Options{FS: m.fs, Logger: quietPebbleLogger{}} }
-	state, err := pebble.Open(m.fs.PathJoin(m.cfg.Dir, live), opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := m.fs.PathJoin(m.cfg.Dir, logDBName)
-	log, err := pebble.Open(logPath, opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if found, err := copySpans(log, state, logKeys); err != nil || !found {
-		t.Fatalf("copy the log into the state database: %v, %v", found, err)
-	}
-	if err := errors.Join(state.Flush(), state.Close(), log.Close(), m.fs.RemoveAll(logPath)); err != nil {
-		t.Fatal(err)
-	}
+// A member whose raft log is in Pebble, in a database of its own or in its
+// state database (the layouts before segment files), moves it into
+// segments when it opens, and goes on with the same log and HardState.
+func TestOpenMovesTheRaftLogOutOfPebble(t *testing.T) {
+	for _, layout := range []string{"log database", "state database"} {
+		t.Run(layout, func(t *testing.T) {
+			h := newHarness(t, []uint64{1}, func(c *Config) {
+				c.SnapshotCount, c.SnapshotCatchUpEntries = 8, 2
+			})
+			for i := range 20 {
+				h.put(1, fmt.Sprintf("k%d", i), "v")
+			}
+			n := h.node(1)
+			if n.log.TruncatedIndex() <= bootstrapIndex {
+				t.Fatal("the log was never truncated: the move of a truncated log is not tested")
+			}
+			before := n.RaftState()
+			hs := n.log.HardState()
+			truncIndex, truncTerm := n.log.TruncatedIndex(), mustTerm(t, n.log, n.log.TruncatedIndex())
+			last, _ := n.log.LastIndex()
+			ents, err := n.log.Entries(truncIndex+1, last+1, noLimit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := h.members[1]
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Make the old layout, and no segments.
+			dir := pebbleLogDBName
+			if layout == "state database" {
+				if dir, err = liveDBName(m.fs, m.cfg.Dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db, err := pebble.Open(m.fs.PathJoin(m.cfg.Dir, dir), &pebble.Options{FS: m.fs, Logger: quietPebbleLogger{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			writePebbleLog(t, db, hs, truncIndex, truncTerm, ents)
+			if err := errors.Join(db.Flush(), db.Close(), m.fs.RemoveAll(m.fs.PathJoin(m.cfg.Dir, logDirName))); err != nil {
+				t.Fatal(err)
+			}
 
-	h.open(1)
-	if got := h.node(1).RaftState(); got != before {
-		t.Fatalf("raft state after the move: %+v, want %+v", got, before)
+			h.open(1)
+			if got := h.node(1).RaftState(); got != before {
+				t.Fatalf("raft state after the move: %+v, want %+v", got, before)
+			}
+			if _, err := m.fs.Stat(m.fs.PathJoin(m.cfg.Dir, pebbleLogDBName)); err == nil {
+				t.Fatal("the old log database is still there after the move")
+			}
+			h.settle()
+			h.put(1, "after", "move")
+			for _, k := range []string{"k0", "k19", "after"} {
+				if _, ok := h.get(1, k); !ok {
+					t.Fatalf("%s missing after the move", k)
+				}
+			}
+			// The log's keys are gone from the state database.
+			h.crash(1)
+			h.open(1)
+			if err := h.node(1).db.Set([]byte("rz"), nil, pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			it, err := h.node(1).db.NewIter(&pebble.IterOptions{LowerBound: []byte("re"), UpperBound: []byte("ru")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer it.Close()
+			if it.First() {
+				t.Fatalf("state database still holds the log's key %q", it.Key())
+			}
+		})
 	}
-	h.settle()
-	h.put(1, "after", "move")
-	for _, k := range []string{"k0", "k4", "after"} {
-		if _, ok := h.get(1, k); !ok {
-			t.Fatalf("%s missing after the move", k)
+}
+
+func mustTerm(t *testing.T, log *raftlog.Storage, index uint64) uint64 {
+	t.Helper()
+	term, err := log.Term(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return term
+}
+
+// writePebbleLog writes a raft log into db as the layouts before segment
+// files kept it (logdb.go describes the keys).
+func writePebbleLog(t *testing.T, db *pebble.DB, hs *raftpb.HardState, truncIndex, truncTerm uint64, ents []*raftpb.Entry) {
+	t.Helper()
+	b := db.NewBatch()
+	defer b.Close()
+	v, err := proto.Marshal(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(err error) {
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
+	check(b.Set([]byte("rh"), v, nil))
+	check(b.Set([]byte("rt"), binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, truncIndex), truncTerm), nil))
+	for _, e := range ents {
+		v, err := proto.Marshal(e)
+		check(err)
+		check(b.Set(binary.BigEndian.AppendUint64([]byte("re"), e.GetIndex()),
+			append(binary.BigEndian.AppendUint64(nil, e.GetTerm()), v...), nil))
+	}
+	check(b.Commit(pebble.Sync))
 }

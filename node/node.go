@@ -14,7 +14,6 @@ import (
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -43,12 +42,11 @@ type Node struct {
 	// holds the entries that made them (see "Two databases" in
 	// docs/architecture.md).
 	db *pebble.DB
-	// logDB holds the raft log and HardState, written with a synced
-	// commit per Ready.
-	logDB *pebble.DB
-	// cache is the block cache both databases share.
+	// cache is db's block cache.
 	cache *pebble.Cache
-	log   *raftlog.Storage
+	// log holds the raft log and HardState in segment files, written with
+	// one synced commit per Ready.
+	log *raftlog.Storage
 	// raftLog is the log as raft reads it: log, with its most recent
 	// entries also kept in memory (recent.go).
 	raftLog raftLog
@@ -196,14 +194,20 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cache := pebble.NewCache(cfg.CacheBytes)
-	db, logDB, err := openPebble(cfg, cache)
+	db, err := openPebble(cfg, cache)
 	if err != nil {
 		cache.Unref()
 		return nil, err
 	}
-	release := func() {
+	log, err := openRaftLog(cfg, db, cache)
+	if err != nil {
 		db.Close()
-		logDB.Close()
+		cache.Unref()
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	release := func() {
+		log.Close()
+		db.Close()
 		cache.Unref()
 	}
 	defer func() {
@@ -214,7 +218,7 @@ func Open(cfg Config) (*Node, error) {
 			panic(r)
 		}
 	}()
-	n, err := newNode(cfg, db, logDB, cache)
+	n, err := newNode(cfg, db, log, cache)
 	if err != nil {
 		release()
 		return nil, err
@@ -222,32 +226,21 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// logDBName is the directory of the raft log's database, beside the live
-// state database.
-const logDBName = "raftlog"
-
-// openPebble opens the member's live state database and its log database,
-// creating the member's directory on first start and clearing leftovers
-// of an interrupted snapshot install.
-func openPebble(cfg Config, cache *pebble.Cache) (db, logDB *pebble.DB, err error) {
+// openPebble opens the member's live state database, creating the
+// member's directory on first start and clearing leftovers of an
+// interrupted snapshot install.
+func openPebble(cfg Config, cache *pebble.Cache) (*pebble.DB, error) {
 	if err := cfg.FS.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("create %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("create %s: %w", cfg.Dir, err)
 	}
 	live, err := liveDBName(cfg.FS, cfg.Dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := removeStale(cfg.FS, cfg.Dir, live); err != nil {
-		return nil, nil, fmt.Errorf("clean %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("clean %s: %w", cfg.Dir, err)
 	}
-	if db, err = openPebbleAt(cfg, live, cache, stateDB); err != nil {
-		return nil, nil, err
-	}
-	if logDB, err = openLogDB(cfg, db, cache); err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return db, logDB, nil
+	return openPebbleAt(cfg, live, cache, stateDB)
 }
 
 // createDurably creates dir and syncs the directories above it, so the
@@ -280,14 +273,9 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 		DisableWAL: kind == stateDB,
 	}
 	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
-	if kind == logDB {
-		opts.MemTableSize = uint64(logMemTableBytes(cfg.MemTableBytes))
-		// Entries live until the log is truncated: compressing them when
-		// a memtable is flushed costs CPU on the write path for space
-		// that is soon freed.
-		opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
-			return pebble.UniformDBCompressionSettings(sstable.NoCompression)
-		})
+	if kind == pebbleLogDB {
+		// Opened only to move its log out (openRaftLog).
+		opts.MemTableSize = uint64(cfg.MemTableBytes / 4)
 	}
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
@@ -300,7 +288,8 @@ type dbKind int
 
 const (
 	stateDB dbKind = iota
-	logDB
+	// pebbleLogDB is a raft log database of an earlier layout.
+	pebbleLogDB
 )
 
 func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*pebble.DB, error) {
@@ -316,14 +305,11 @@ func openPebbleAt(cfg Config, name string, cache *pebble.Cache, kind dbKind) (*p
 	return db, nil
 }
 
-func newNode(cfg Config, db, logDB *pebble.DB, cache *pebble.Cache) (*Node, error) {
-	n := &Node{cfg: cfg, db: db, logDB: logDB, cache: cache, ids: newIDGenerator(cfg.ID, cfg.Rand)}
+func newNode(cfg Config, db *pebble.DB, log *raftlog.Storage, cache *pebble.Cache) (*Node, error) {
+	n := &Node{cfg: cfg, db: db, log: log, cache: cache, ids: newIDGenerator(cfg.ID, cfg.Rand)}
 	n.stateFlushes.memTableBytes = int64(pebbleOptions(cfg, cache, stateDB).MemTableSize)
 	n.members.set(map[uint64]*membershippb.Member{})
 	var err error
-	if n.log, err = raftlog.Open(logDB, db); err != nil {
-		return nil, fmt.Errorf("open raft log: %w", err)
-	}
 	n.log.SetSnapshotSource(n.makeSnapshot)
 	n.raftLog.Storage, n.raftLog.recentBytesMax = n.log, int(cfg.RaftEntryCacheBytes)
 	existed := !n.log.IsEmpty()
@@ -412,7 +398,7 @@ func (n *Node) raftConfig() *raft.Config {
 		MaxSizePerMsg: n.cfg.MaxSizePerMsgBytes,
 		// Raft's default, MaxSizePerMsg, applies one 1 MiB entry per Ready,
 		// and so per fsync: large values would go one at a time.
-		MaxCommittedSizePerReady: cmp.Or(n.cfg.MaxCommittedSizePerReadyBytes, uint64(n.persistBatchBytes())),
+		MaxCommittedSizePerReady: cmp.Or(n.cfg.MaxCommittedSizePerReadyBytes, uint64(n.applyBatchBytes())),
 		MaxInflightMsgs:          n.cfg.MaxInflightMsgs,
 		CheckQuorum:              true,
 		PreVote:                  !n.cfg.DisablePreVote,
@@ -436,9 +422,7 @@ func (n *Node) bootstrap() error {
 	// writing the same state.
 	state := n.db.NewBatch()
 	defer state.Close()
-	b := n.logDB.NewBatch()
-	defer b.Close()
-	if err := n.log.Bootstrap(b, state, bootstrapIndex, bootstrapTerm, &raftpb.ConfState{Voters: voters}); err != nil {
+	if err := n.log.Bootstrap(state, bootstrapIndex, bootstrapTerm, &raftpb.ConfState{Voters: voters}); err != nil {
 		return err
 	}
 	if err := setAppliedIndex(state, bootstrapIndex, bootstrapTerm); err != nil {
@@ -453,7 +437,7 @@ func (n *Node) bootstrap() error {
 	if err := n.flushState(); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := n.log.Commit(true); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	return nil
@@ -497,9 +481,9 @@ func (n *Node) Close() error {
 	if readers := n.view.unpublish(n.db); readers > 0 {
 		return fmt.Errorf("node: close with %d reads in flight", readers)
 	}
-	err := errors.Join(n.view.reap(n.removeAll), n.db.Close(), n.logDB.Close())
+	err := errors.Join(n.view.reap(n.removeAll), n.db.Close(), n.log.Close())
 	n.cache.Unref()
-	n.db, n.logDB, n.cache = nil, nil, nil
+	n.db, n.cache = nil, nil
 	return err
 }
 

@@ -1,9 +1,10 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/cairn-db/cairn/node/raftlog"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -52,6 +53,19 @@ func (n *Node) Process() (out Output, err error) {
 	return out, nil
 }
 
+// failOnLogError fails the member for good when err is the raft log's
+// failed write or sync, as a fatal Pebble error does: the log takes no
+// more writes then.
+func (n *Node) failOnLogError(err error) error {
+	if errors.Is(err, raftlog.ErrWriteFailed) && n.failed == nil {
+		n.failed = fatalStorageError{err.Error()}
+	}
+	if n.failed != nil {
+		return n.failed
+	}
+	return err
+}
+
 // recoverStorageFailure turns a fatal Pebble error into Process's error and
 // fails the member for good: the database may hold a half-written commit.
 func (n *Node) recoverStorageFailure(out *Output, err *error) {
@@ -86,7 +100,7 @@ func (n *Node) handleReady(out *Output) error {
 		}
 	}
 	if err := n.persist(rd); err != nil {
-		return err
+		return n.failOnLogError(err)
 	}
 	out.Messages = append(out.Messages, rd.Messages...)
 	if n.installed {
@@ -98,7 +112,7 @@ func (n *Node) handleReady(out *Output) error {
 		return err
 	}
 	if err := n.maybeTruncateLog(); err != nil {
-		return err
+		return n.failOnLogError(err)
 	}
 	if rd.SoftState != nil {
 		n.metrics.noteLeader(rd.SoftState.Lead)
@@ -135,11 +149,8 @@ func (n *Node) sendsAhead(rd raft.Ready) bool {
 }
 
 // persist makes the Ready's entries and HardState durable, synced
-// whenever raft says the state must survive a crash. The entries go in
-// batches of at most persistBatchBytes, each committed in turn and only the
-// last synced: the log database's write-ahead log is sequential, so the
-// sync makes them all durable, and no batch is large enough for Pebble to
-// flush it as a memtable of its own.
+// whenever raft says the state must survive a crash: one write and one
+// sync of the log's active segment.
 func (n *Node) persist(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.installSnapshot(rd.Snapshot); err != nil {
@@ -151,49 +162,26 @@ func (n *Node) persist(rd raft.Ready) error {
 	if len(rd.Entries) == 0 && raft.IsEmptyHardState(rd.HardState) {
 		return nil
 	}
-	ents, limit := rd.Entries, n.persistBatchBytes()
-	for {
-		b := n.logDB.NewBatch()
-		var size int
-		i := 0
-		for ; i < len(ents) && (i == 0 || size+len(ents[i].GetData()) <= limit); i++ {
-			size += len(ents[i].GetData())
+	if err := n.log.Append(rd.Entries); err != nil {
+		return fmt.Errorf("append to raft log: %w", err)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.log.SetHardState(rd.HardState); err != nil {
+			return fmt.Errorf("stage hard state: %w", err)
 		}
-		if err := n.log.Append(b, ents[:i]); err != nil {
-			b.Close()
-			return fmt.Errorf("append to raft log: %w", err)
-		}
-		ents = ents[i:]
-		if len(ents) > 0 {
-			err := b.Commit(pebble.NoSync)
-			b.Close()
-			if err != nil {
-				return fmt.Errorf("persist raft log: %w", err)
-			}
-			continue
-		}
-		err := n.commitLast(b, rd)
-		b.Close()
-		if err != nil {
-			return err
-		}
-		break
+	}
+	if err := n.commitLog(rd.MustSync); err != nil {
+		return err
 	}
 	n.raftLog.appended(rd.Entries)
 	return nil
 }
 
-// commitLast stages rd's HardState into b, the last batch of its entries,
-// and commits it.
-func (n *Node) commitLast(b *pebble.Batch, rd raft.Ready) error {
-	if !raft.IsEmptyHardState(rd.HardState) {
-		if err := n.log.SetHardState(b, rd.HardState); err != nil {
-			return fmt.Errorf("stage hard state: %w", err)
-		}
-	}
-	commit := func() error { return b.Commit(n.syncOption(rd.MustSync)) }
+// commitLog commits what persist staged in the log, synced if mustSync.
+func (n *Node) commitLog(mustSync bool) error {
+	commit := func() error { return n.log.Commit(n.syncs(mustSync)) }
 	var err error
-	if rd.MustSync {
+	if mustSync {
 		err = n.timed(&n.metrics.walSync, commit)
 	} else {
 		err = commit()
@@ -204,11 +192,11 @@ func (n *Node) commitLast(b *pebble.Batch, rd raft.Ready) error {
 	return nil
 }
 
-// persistBatchBytes bounds the entry data of one batch written to either
+// applyBatchBytes bounds the entry data applied in one batch of the state
 // database: a quarter of a memtable, well below the half from which Pebble
 // makes a batch a memtable of its own and flushes it at once (with 1 MiB
-// values that flushed the log at every Ready).
-func (n *Node) persistBatchBytes() int {
+// values that flushed the state at every Ready).
+func (n *Node) applyBatchBytes() int {
 	return max(int(n.stateFlushes.memTableBytes/4), 1)
 }
 
@@ -221,11 +209,8 @@ func (n *Node) releasableIndex() uint64 {
 	return n.applied
 }
 
-func (n *Node) syncOption(mustSync bool) *pebble.WriteOptions {
-	if mustSync && !n.cfg.Knobs.AckBeforeDurable && !n.cfg.UnsafeNoFsync {
-		return pebble.Sync
-	}
-	return pebble.NoSync
+func (n *Node) syncs(mustSync bool) bool {
+	return mustSync && !n.cfg.Knobs.AckBeforeDurable && !n.cfg.UnsafeNoFsync
 }
 
 func (n *Node) compactStep(out *Output) error {

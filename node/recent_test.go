@@ -14,7 +14,7 @@ import (
 
 // TestRaftLogEntriesMatchStorage appends, overwrites and truncates a log
 // at random and checks that every Entries call served from memory returns
-// what the Pebble log returns, and that the entries kept in memory stay
+// what the log's segments return, and that the entries kept in memory stay
 // within their byte bound (a large one, and one of a few entries).
 func TestRaftLogEntriesMatchStorage(t *testing.T) {
 	for _, bytesMax := range []int{8 << 20, 20000} {
@@ -23,24 +23,24 @@ func TestRaftLogEntriesMatchStorage(t *testing.T) {
 }
 
 func testRaftLogEntriesMatchStorage(t *testing.T, bytesMax int) {
-	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
+	fs := vfs.NewMem()
+	db, err := pebble.Open("db", &pebble.Options{FS: fs, Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s, err := raftlog.Open(db, db)
+	s, err := raftlog.Open(fs, "wal", db, raftlog.Options{SegmentBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	l := &raftLog{Storage: s, recentBytesMax: bytesMax}
 	rng := rand.New(rand.NewPCG(1, 2))
-	commit := func(fn func(b *pebble.Batch) error) {
-		b := db.NewBatch()
-		defer b.Close()
-		if err := fn(b); err != nil {
+	commit := func(fn func() error) {
+		if err := fn(); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+		if err := s.Commit(rng.IntN(2) == 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +60,7 @@ func testRaftLogEntriesMatchStorage(t *testing.T, bytesMax int) {
 				ents[i] = &raftpb.Entry{Index: proto.Uint64(from + uint64(i)), Term: proto.Uint64(term),
 					Type: raftpb.EntryType_EntryNormal.Enum(), Data: make([]byte, rng.IntN(3000))}
 			}
-			commit(func(b *pebble.Batch) error { return s.Append(b, ents) })
+			commit(func() error { return s.Append(ents) })
 			l.appended(ents)
 			sum := 0
 			for _, e := range l.recent {
@@ -71,7 +71,7 @@ func testRaftLogEntriesMatchStorage(t *testing.T, bytesMax int) {
 			}
 		case op < 7 && last > first+10: // truncate
 			to := first + rng.Uint64N(last-first-5)
-			commit(func(b *pebble.Batch) error { return s.Truncate(b, to) })
+			commit(func() error { return s.Truncate(to) })
 		default: // read
 			if last < first {
 				continue

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/cairn-db/cairn/node/durable"
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -198,7 +197,7 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 		return fmt.Errorf("snapshot at %d holds state applied to %d: %w", meta.GetIndex(), applied, errCorrupt)
 	}
 	if n.cfg.Knobs.CutLogBeforeSwitch {
-		if err := n.cutLogAtSnapshot(meta, pebble.Sync); err != nil {
+		if err := n.cutLogAtSnapshot(meta, true); err != nil {
 			return err
 		}
 	}
@@ -206,7 +205,7 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 		return fmt.Errorf("switch to installed snapshot: %w", err)
 	}
 	if !n.cfg.Knobs.CutLogBeforeSwitch {
-		if err := n.cutLogAtSnapshot(meta, pebble.NoSync); err != nil {
+		if err := n.cutLogAtSnapshot(meta, false); err != nil {
 			return err
 		}
 	}
@@ -261,13 +260,12 @@ func (n *Node) maybeTruncateLog() error {
 			return fmt.Errorf("flush applied state before truncating the raft log: %w", err)
 		}
 	}
-	b := n.logDB.NewBatch()
-	defer b.Close()
-	if err := n.log.Truncate(b, n.applied-n.cfg.SnapshotCatchUpEntries); err != nil {
+	if err := n.log.Truncate(n.applied - n.cfg.SnapshotCatchUpEntries); err != nil {
 		return fmt.Errorf("truncate raft log: %w", err)
 	}
-	// Not synced: losing it only keeps entries longer.
-	return b.Commit(pebble.NoSync)
+	// Not synced: losing it only keeps entries longer. The segments it
+	// empties go after the next synced commit.
+	return n.log.Commit(false)
 }
 
 // madeSnapshotPath is where, relative to the member's directory, the

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Storage maintenance the simulator triggers at moments chosen from its
@@ -14,17 +12,14 @@ import (
 // seed, not of goroutine timing. The production server does not call them:
 // there Pebble schedules its own background work.
 
-// FlushStorage writes the memtables of the member's databases to sstables
-// and waits until they are durable. Data committed without a sync becomes
-// durable with it.
+// FlushStorage writes the state database's memtables to sstables and
+// waits until they are durable, as the node's own flushes do.
 func (n *Node) FlushStorage() error {
 	if n.db == nil {
 		return ErrStopped
 	}
-	for _, db := range []*pebble.DB{n.db, n.logDB} {
-		if err := db.Flush(); err != nil {
-			return fmt.Errorf("flush storage: %w", err)
-		}
+	if err := n.flushState(); err != nil {
+		return fmt.Errorf("flush storage: %w", err)
 	}
 	return nil
 }
@@ -78,10 +73,6 @@ func (n *Node) StorageBusy() bool {
 	if n.db == nil {
 		return false
 	}
-	for _, db := range []*pebble.DB{n.db, n.logDB} {
-		if m := db.Metrics(); m.Flush.NumInProgress > 0 || m.Compact.NumInProgress > 0 {
-			return true
-		}
-	}
-	return false
+	m := n.db.Metrics()
+	return m.Flush.NumInProgress > 0 || m.Compact.NumInProgress > 0
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync/atomic"
 
 	"github.com/cairn-db/cairn/node"
 	"github.com/cairn-db/cairn/node/watch"
@@ -62,13 +61,8 @@ type member struct {
 	// valid for leasePrimaryEpoch (lease_checkpoint.go).
 	leasePrimary      bool
 	leasePrimaryEpoch int
-	// walsCreated counts the write-ahead logs Pebble created in the raft
-	// log's database (it is written by Pebble's listener); walsSeen is the
-	// count when the member last waited for storage to be idle, and
-	// stateFlushesSeen the node's count of the applied state's flushes
-	// (that database has no write-ahead log).
-	walsCreated      atomic.Uint64
-	walsSeen         uint64
+	// stateFlushesSeen is the node's count of the applied state's flushes
+	// when the member last waited for storage to be idle.
 	stateFlushesSeen uint64
 	// paused is set while the member is frozen (pause.go); held are the
 	// messages that reached it meanwhile, delivered when it resumes.
@@ -105,6 +99,7 @@ func (m *member) open() error {
 		// A short log makes members that were down catch up by snapshot.
 		SnapshotCount:          m.w.snapshotCount,
 		SnapshotCatchUpEntries: m.w.snapshotCatchUp,
+		LogSegmentBytes:        m.w.disk.logSegmentBytes,
 		Rand:                   rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
 		Logger:                 &raftTrace{m: m},
 		PebbleOptions:          m.pebbleOptions,
@@ -205,6 +200,7 @@ func (m *member) process() {
 	}
 	if errors.Is(err, node.ErrStorageFailed) {
 		m.w.trace.printf("%s fail-stop: %v", m.name(), err)
+		m.w.failStops = append(m.w.failStops, err.Error())
 		m.crash()
 		return
 	}

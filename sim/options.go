@@ -44,6 +44,10 @@ type Options struct {
 	// of the seeds draw small ones (64–256 KiB, flushed by Pebble when
 	// full) and the rest 256 MiB (flushed only when the simulator asks).
 	MemTableBytes int64
+	// LogSegmentBytes is the size of the members' raft log segments. When
+	// 0, half the seeds draw small ones (4–256 KiB) and the rest take the
+	// node's default.
+	LogSegmentBytes int64
 
 	// Planted bugs of the simulator's own clients, for tests that prove the
 	// watch and lease checks can fail: a watcher loses one event; lease

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"math/rand/v2"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/cairn-db/cairn/linearizability"
@@ -96,9 +95,8 @@ type world struct {
 	// checkpointedPromotions counts the leases with a checkpoint that a
 	// promoted lessor was checked against (lease_checkpoint.go).
 	checkpointedPromotions int
-	// walRotationSyncsSpared counts injected disk errors held back while
-	// Pebble rotated its log; Pebble's goroutines may count too.
-	walRotationSyncsSpared atomic.Int64
+	// failStops are the errors members stopped on (fail-stop).
+	failStops []string
 	// crashPointsArmed and crashPointsFired count crash points by phase
 	// (crashpoint.go).
 	crashPointsArmed, crashPointsFired [len(phaseNames)]int
@@ -221,7 +219,7 @@ func (w *world) startMembers() {
 func (w *world) newMember(id uint64, joins bool) *member {
 	m := &member{w: w, id: id, joins: joins, fs: vfs.NewCrashableMem(), tickMicros: tickMicros, diskMicros: defaultDiskMicros,
 		leaseClock: newLeaseClock(w)}
-	m.diskFailing.Injector = spareWALRotation{Injector: walSyncFails{}, spared: &w.walRotationSyncsSpared}
+	m.diskFailing.Injector = walSyncFails{}
 	m.crashPoint = newCrashPoint(func() *vfs.MemFS { return m.fs })
 	return m
 }
