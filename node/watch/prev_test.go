@@ -171,3 +171,33 @@ func TestRecentWindowHoldsNoPrevValues(t *testing.T) {
 		t.Fatalf("window holds %d bytes for %d puts of %d bytes; at most %d without previous values", got, puts, valueBytes, most)
 	}
 }
+
+// TestDeletePrevKVCounted: a delete whose request asked for prev_kv hands
+// the hub the version it decoded; the window keeps it and counts it, a
+// watcher with prev_kv gets it without a read, and one without gets the
+// event without it.
+func TestDeletePrevKVCounted(t *testing.T) {
+	const valueBytes = 10 << 10
+	e := newEnv(t, Config{})
+	store := &flakyStore{Store: e.store, fail: true} // no read may be needed
+	e.hub = New(store, e.hub.Config())
+	c := newClient(t, e.hub)
+	e.put("k", string(make([]byte, valueBytes))) // 2
+	withPrev := c.create(&pb.WatchCreateRequest{Key: []byte("k"), PrevKv: true}).WatchId
+	without := c.create(&pb.WatchCreateRequest{Key: []byte("k")}).WatchId
+	before := e.hub.RecentBytes()
+	e.hub.Notify(e.write(func(w *mvcc.Writer) error { // 3
+		_, err := w.DeleteRange(&pb.DeleteRangeRequest{Key: []byte("k"), PrevKv: true})
+		return err
+	}))
+	if grew := e.hub.RecentBytes() - before; grew < valueBytes+eventOverheadBytes {
+		t.Fatalf("the window grew by %d bytes for a delete carrying a %d-byte previous value", grew, valueBytes)
+	}
+	c.take()
+	if got := c.events[withPrev]; len(got) != 1 || len(got[0].PrevKv.GetValue()) != valueBytes {
+		t.Fatalf("with prev_kv: %s", eventsString(got))
+	}
+	if got := c.events[without]; len(got) != 1 || got[0].PrevKv != nil {
+		t.Fatalf("without prev_kv: %s", eventsString(got))
+	}
+}
