@@ -80,7 +80,7 @@ type world struct {
 	applied   map[int64][]linearizability.Event
 	// compactRevisions are the revisions the compactor asked a member to
 	// compact at, in order; the watch check allows events without
-	// prev_kv there.
+	// prev_kv at and below them.
 	compactRevisions []int64
 	watchRng         *rand.Rand
 	// historyRng is the historical reader's random source

@@ -256,8 +256,9 @@ func (w *world) compact() {
 		return
 	}
 	// A watch from exactly rev will get rev's events without prev_kv,
-	// as in etcd: the watch check allows that at the revisions recorded
-	// here (a superset: a request may not commit).
+	// as in etcd, and so will events at or below rev fanned out after the
+	// compaction: the watch check allows that at and below the revisions
+	// recorded here (a superset: a request may not commit).
 	w.compactRevisions = append(w.compactRevisions, rev)
 	w.trace.printf("compactor → %s compact at revision %d", m.name(), rev)
 	m.start(node.Request{Compaction: &pb.CompactionRequest{Revision: rev}})

@@ -304,3 +304,109 @@ func BenchmarkRangeCountAll(b *testing.B) {
 	}
 	cpu.report(b)
 }
+
+// overwriteValueSizes are the value sizes BenchmarkWriterPutOverwrite puts:
+// etcd's default benchmark value, a large Kubernetes object, and etcd's
+// default request size limit.
+var overwriteValueSizes = []struct {
+	name  string
+	bytes int
+}{{"256B", 256}, {"100KiB", 100 << 10}, {"1MiB", 1 << 20}}
+
+// overwriteBatchBytesMax bounds the values one Writer of
+// BenchmarkWriterPutOverwrite holds before it commits, so that 1 MiB
+// values do not make 100 MiB batches.
+const overwriteBatchBytesMax = 1 << 20
+
+// BenchmarkWriterPutOverwrite puts over existing keys without prev_kv, as
+// `benchmark put` with a small key space does: each put replaces a version
+// of the same size. memtable: the version replaced was committed a few puts
+// before and is still in the memtable. sstable: every key's version was
+// flushed to an sstable before it is replaced (the flushes are not timed,
+// but their CPU is in cpu-ns/op). blob: sstable, with values of 4 KiB and
+// more in blob files as the node stores them (node.Config.
+// SeparatedValueBytesMin). B/op shows what a put allocates: the batch's
+// copy of the new value, and whatever reading the old version costs.
+func BenchmarkWriterPutOverwrite(b *testing.B) {
+	for _, size := range overwriteValueSizes {
+		for _, where := range []string{"memtable", "sstable", "blob"} {
+			if where == "blob" && size.bytes < benchSeparatedValueBytesMin {
+				continue
+			}
+			b.Run(size.name+"/"+where, func(b *testing.B) {
+				benchPutOverwrite(b, size.bytes, where != "memtable", where == "blob")
+			})
+		}
+	}
+}
+
+// benchSeparatedValueBytesMin and the blob policy below are the node's
+// (node/values.go), which this package cannot import.
+const benchSeparatedValueBytesMin = 4 << 10
+
+func separateBenchValues(o *pebble.Options) {
+	o.FormatMajorVersion = pebble.FormatValueSeparation
+	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: benchSeparatedValueBytesMin,
+			MaxBlobReferenceDepth: 50, RewriteMinimumAge: time.Minute, TargetGarbageRatio: 0.3}
+	}
+}
+
+func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool) {
+	cache := pebble.NewCache(benchCacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: benchMemTableBytes}
+	if separated {
+		separateBenchValues(opts)
+	}
+	db, err := pebble.Open(b.TempDir(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := Open(db, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, valueBytes)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range value {
+		value[i] = byte(rng.Uint32())
+	}
+	perCommit := max(1, min(benchWriterRequests, overwriteBatchBytesMax/valueBytes))
+	// keys cycle so that a key's previous version is never in the Writer's
+	// own batch, and the memtable holds them all.
+	keys := max(perCommit, 8)
+	bs := &benchStore{b: b, db: db, s: s, value: value}
+	putKey := func(i int) {
+		if _, err := bs.writer().Put(&pb.PutRequest{Key: benchKey(i), Value: value}); err != nil {
+			b.Fatal(err)
+		}
+		bs.requests++
+		if bs.requests == perCommit {
+			bs.commit()
+		}
+	}
+	for i := range keys {
+		putKey(i)
+	}
+	bs.commit()
+	b.ReportAllocs()
+	b.SetBytes(int64(valueBytes))
+	cpu := startCPU(b)
+	i := 0
+	for b.Loop() {
+		if flushed && i%keys == 0 {
+			b.StopTimer()
+			bs.commit()
+			if err := db.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		putKey(i % keys)
+		i++
+	}
+	cpu.report(b)
+	bs.commit()
+}

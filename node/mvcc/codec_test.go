@@ -34,7 +34,34 @@ func TestAppendPutMatchesProto(t *testing.T) {
 		if dec := decodeValue(kv.Key, got); !proto.Equal(dec, kv) {
 			t.Fatalf("decoded %v, want %v", dec, kv)
 		}
+		if n := putBytes(kv); n != len(got) {
+			t.Fatalf("putBytes %d, appendPut wrote %d", n, len(got))
+		}
+		wantMeta := versionMeta{exists: true, createRevision: kv.CreateRevision, version: kv.Version, lease: kv.Lease}
+		if meta := decodeMeta(kv.Key, got); meta != wantMeta {
+			t.Fatalf("decodeMeta %+v, want %+v", meta, wantMeta)
+		}
 	})
+}
+
+// TestDecodeMetaFallsBack: metadata of an encoding that appendPut does not
+// write (an unknown field, fields out of order) comes from the full decode;
+// a tombstone is a key that does not exist.
+func TestDecodeMetaFallsBack(t *testing.T) {
+	data, err := proto.Marshal(&mvccpb.KeyValue{Key: []byte("stored"), CreateRevision: 2, Version: 5, Lease: 9, Value: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := scanMeta(data); ok {
+		t.Fatal("scanMeta accepted a value with a key field")
+	}
+	want := versionMeta{exists: true, createRevision: 2, version: 5, lease: 9}
+	if meta := decodeMeta([]byte("k"), append([]byte{kindPut}, data...)); meta != want {
+		t.Fatalf("decodeMeta %+v, want %+v", meta, want)
+	}
+	if meta := decodeMeta([]byte("k"), []byte{kindTombstone}); meta.exists {
+		t.Fatalf("tombstone decoded as %+v", meta)
+	}
 }
 
 // TestDecodeValueFallsBack checks that a value with a field appendPut

@@ -177,6 +177,23 @@ func appendPut(dst []byte, kv *mvccpb.KeyValue) []byte {
 	return appendVarintField(dst, fieldLease, kv.Lease)
 }
 
+// putBytes is the length of appendPut's encoding of kv.
+func putBytes(kv *mvccpb.KeyValue) int {
+	n := 1 + varintFieldBytes(fieldCreateRevision, kv.CreateRevision) + varintFieldBytes(fieldModRevision, kv.ModRevision) +
+		varintFieldBytes(fieldVersion, kv.Version) + varintFieldBytes(fieldLease, kv.Lease)
+	if len(kv.Value) > 0 {
+		n += protowire.SizeTag(fieldValue) + protowire.SizeBytes(len(kv.Value))
+	}
+	return n
+}
+
+func varintFieldBytes(field protowire.Number, v int64) int {
+	if v == 0 {
+		return 0
+	}
+	return protowire.SizeTag(field) + protowire.SizeVarint(uint64(v))
+}
+
 // The field numbers of mvccpb.KeyValue (the key, field 1, is not stored).
 const (
 	fieldCreateRevision = 2
@@ -263,6 +280,82 @@ func decodeKV(b []byte, kv *mvccpb.KeyValue) bool {
 		}
 	}
 	return true
+}
+
+// versionMeta is what a write needs of the version it replaces: whether
+// the key exists, and the fields that a new version inherits or that the
+// key index and lease attachments need. It holds nothing of the value, so
+// reading it neither allocates nor copies a value of any size.
+type versionMeta struct {
+	exists                         bool
+	createRevision, version, lease int64
+}
+
+// metaOf is the versionMeta of a decoded version (nil: the key does not
+// exist).
+func metaOf(kv *mvccpb.KeyValue) versionMeta {
+	if kv == nil {
+		return versionMeta{}
+	}
+	return versionMeta{exists: true, createRevision: kv.CreateRevision, version: kv.Version, lease: kv.Lease}
+}
+
+// decodeMeta decodes a version value's metadata; a tombstone is a key
+// that does not exist. It scans the encoding appendPut writes in place,
+// stepping over the value by its length; any other encoding goes through
+// decodeValue's full decode.
+func decodeMeta(userKey, v []byte) versionMeta {
+	switch kindOf(userKey, v) {
+	case kindTombstone:
+		return versionMeta{}
+	case kindPut:
+		if m, ok := scanMeta(v[1:]); ok {
+			return m
+		}
+		return metaOf(decodeValue(userKey, v))
+	}
+	panic(fmt.Sprintf("mvcc: unknown version kind %d for key %q", v[0], userKey))
+}
+
+// scanMeta is decodeKV without the value: it returns false for what
+// decodeKV refuses.
+func scanMeta(b []byte) (versionMeta, bool) {
+	m := versionMeta{exists: true}
+	for len(b) > 0 {
+		field, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return versionMeta{}, false
+		}
+		b = b[n:]
+		if field == fieldValue && typ == protowire.BytesType {
+			n := protowire.ConsumeFieldValue(field, typ, b)
+			if n < 0 {
+				return versionMeta{}, false
+			}
+			b = b[n:]
+			continue
+		}
+		if typ != protowire.VarintType {
+			return versionMeta{}, false
+		}
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return versionMeta{}, false
+		}
+		b = b[n:]
+		switch field {
+		case fieldCreateRevision:
+			m.createRevision = int64(v)
+		case fieldModRevision:
+		case fieldVersion:
+			m.version = int64(v)
+		case fieldLease:
+			m.lease = int64(v)
+		default:
+			return versionMeta{}, false
+		}
+	}
+	return m, true
 }
 
 func encodeInt64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }

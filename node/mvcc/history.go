@@ -66,6 +66,32 @@ func (s *Store) History(key, rangeEnd []byte, fromRev, toRev int64, maxEvents in
 	return events, upTo, nil
 }
 
+// VersionBefore returns the version of key that a change at rev replaced,
+// as a watcher with prev_kv gets it: the newest version below rev, nil if
+// there is none. The watch hub reads it here for such watchers because
+// events do not carry it (Writer.Events). A put event with version 1
+// replaced nothing; any other event replaced a live version, except a
+// delete that follows a put of the same key in one txn, whose PrevKv is,
+// as in etcd, the version before the txn.
+//
+// Like etcd, which reads PrevKv with a range at rev-1 when it sends the
+// event and leaves it out when that range fails as compacted, it returns
+// nil when rev-1 is below the compacted revision, whether or not
+// compaction has removed the version yet.
+//
+// Safe for concurrent use.
+func (s *Store) VersionBefore(key []byte, rev int64) (_ *mvccpb.KeyValue, err error) {
+	src, st, err := s.openSource()
+	if err != nil {
+		return nil, err
+	}
+	defer closeSource(src, &err)
+	if rev-1 < st.compactRev {
+		return nil, nil
+	}
+	return getLatest(src, key, rev-1)
+}
+
 // historyBounds returns the Pebble span holding every version of the keys
 // in the etcd range; ok is false for an empty range.
 func historyBounds(key, rangeEnd []byte) (lower, upper []byte, ok bool) {
@@ -112,9 +138,12 @@ func (c *historyCollector) scan(it *pebble.Iterator, lower []byte) error {
 }
 
 // visitKey collects the events of one user key, newest first; the iterator
-// may be left anywhere.
+// may be left anywhere. An event's PrevKv is the key's newest version below
+// the event's revision, as etcd reads it for a watcher (at mod_revision-1):
+// for a delete that follows a put of the same key in one txn, the version
+// before the txn, not that put.
 func (c *historyCollector) visitKey(it *pebble.Iterator, prefix []byte) error {
-	newer := -1 // index of the event whose PrevKv the next older version is
+	waiting := len(c.events) // this key's events still without their PrevKv
 	for valid := it.SeekGE(seekAtOrBelow(prefix, c.to)); valid && hasVersionPrefix(it.Key(), prefix); valid = it.Next() {
 		userKey, _, rev := decodeVersionKey(it.Key())
 		value, err := it.ValueAndErr()
@@ -122,17 +151,17 @@ func (c *historyCollector) visitKey(it *pebble.Iterator, prefix []byte) error {
 			return fmt.Errorf("history at %q: %w", userKey, err)
 		}
 		kv := decodeValue(userKey, value)
-		// The version before an event at the compacted revision may be
-		// removed by now or not: leave PrevKv out, as etcd does.
-		if newer >= 0 && c.events[newer].rev.main > c.compactRev {
-			c.events[newer].ev.PrevKv = kv
+		for ; waiting < len(c.events) && c.events[waiting].rev.main > rev.main; waiting++ {
+			// The version before an event at the compacted revision may
+			// be removed by now or not: leave PrevKv out, as etcd does.
+			if c.events[waiting].rev.main > c.compactRev {
+				c.events[waiting].ev.PrevKv = kv
+			}
 		}
-		newer = -1
 		if rev.main < c.from {
 			return nil
 		}
 		c.events = append(c.events, historyEvent{rev: rev, ev: versionEvent(userKey, rev, kv)})
-		newer = len(c.events) - 1
 	}
 	return it.Error()
 }

@@ -59,8 +59,24 @@ func equalEvents(a, b []*mvccpb.Event) bool {
 }
 
 // randomHistory applies n random writes (puts, range deletes, multi-key
-// txns) over a few keys and returns every event the writers reported.
+// txns) over a few keys and returns every event the writers reported, with
+// PrevKv read by VersionBefore once each write is published, as the watch
+// hub reads it (the writers' events carry none).
 func randomHistory(h *harness, rng *rand.Rand, n int) []*mvccpb.Event {
+	var all []*mvccpb.Event
+	for _, ev := range randomWrites(h, rng, n) {
+		prev, err := h.s.VersionBefore(ev.Kv.Key, ev.Kv.ModRevision)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		all = append(all, &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: prev})
+	}
+	return all
+}
+
+// randomWrites applies randomHistory's writes and returns the writers'
+// events.
+func randomWrites(h *harness, rng *rand.Rand, n int) []*mvccpb.Event {
 	keys := []string{"a", "a\x00", "ab", "b", "b/1", "b/2", "c", "\xff"}
 	key := func() []byte { return []byte(keys[rng.IntN(len(keys))]) }
 	var all []*mvccpb.Event

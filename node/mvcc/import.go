@@ -67,7 +67,7 @@ func (w *Writer) Import(main, sub int64, ev *mvccpb.Event) (skipped bool, err er
 			skipped = true
 			break
 		}
-		err = w.writeTombstone(prev, revision{main, sub})
+		err = w.writeTombstone(kv.Key, prevVersion{versionMeta: metaOf(prev), kv: prev}, revision{main, sub})
 	default:
 		err = fmt.Errorf("revision %d: event type %v: %w", main, ev.GetType(), ErrImportInconsistent)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // The key index: one small entry per user key, saying when the key's latest
@@ -149,11 +148,11 @@ func countKeys(src *source, key, rangeEnd []byte, atRev int64) (int64, error) {
 		return countByVersions(src, key, rangeEnd, atRev)
 	}
 	for _, k := range c.unknown {
-		kv, err := getLatest(src, k, atRev)
+		meta, err := getLatestMeta(src, k, atRev)
 		if err != nil {
 			return 0, err
 		}
-		if kv != nil {
+		if meta.exists {
 			c.count++
 		}
 	}
@@ -561,11 +560,11 @@ func (w *Writer) indexCreated(userKey []byte, rev int64) error {
 	return w.setKeyState(userKey, keyState{created: rev})
 }
 
-// indexDeleted records in the key index and its chunks that the key of
-// prev, its live version, is deleted at rev.
-func (w *Writer) indexDeleted(prev *mvccpb.KeyValue, rev int64) error {
-	if err := w.keyDeleted(appendIndexKey(nil, prev.Key), rev); err != nil {
+// indexDeleted records in the key index and its chunks that key, live
+// since createRev, is deleted at rev.
+func (w *Writer) indexDeleted(key []byte, createRev, rev int64) error {
+	if err := w.keyDeleted(appendIndexKey(nil, key), rev); err != nil {
 		return err
 	}
-	return w.setKeyState(prev.Key, keyState{created: prev.CreateRevision, deleted: rev})
+	return w.setKeyState(key, keyState{created: createRev, deleted: rev})
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // The lease attachment index: which keys are attached to which lease, as of
@@ -80,12 +79,12 @@ func (w *Writer) RevokeLease(id int64) (int64, error) {
 		return 0, err
 	}
 	for _, key := range keys {
-		resp, err := e.deleteRange(&pb.DeleteRangeRequest{Key: key, PrevKv: true})
+		deleted, err := e.deleteKeys(key, nil, false)
 		if err != nil {
 			return 0, err
 		}
-		if resp.Deleted != 1 || resp.PrevKvs[0].Lease != id {
-			return 0, fmt.Errorf("mvcc: key %q attached to lease %x is not live with it (%v): corrupt lease index", key, id, resp.PrevKvs)
+		if len(deleted) != 1 || deleted[0].lease != id {
+			return 0, fmt.Errorf("mvcc: key %q attached to lease %x is not live with it (%d versions deleted): corrupt lease index", key, id, len(deleted))
 		}
 	}
 	return int64(len(keys)), w.finish(e)

@@ -63,8 +63,12 @@ func TestLeaseIndexMatchesKeyspace(t *testing.T) {
 				}
 			})
 			for _, ev := range revokeEvents {
-				if ev.Type != mvccpb.DELETE || ev.PrevKv.Lease != lease {
-					t.Fatalf("seed %d step %d: revoke of %d made event %v", seed, step, lease, ev)
+				prev, err := s.VersionBefore(ev.Kv.Key, ev.Kv.ModRevision)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.Type != mvccpb.DELETE || ev.PrevKv != nil || prev.GetLease() != lease {
+					t.Fatalf("seed %d step %d: revoke of %d made event %v over %v", seed, step, lease, ev, prev)
 				}
 			}
 			checkLeaseIndex(t, s, leases, fmt.Sprintf("seed %d step %d", seed, step))

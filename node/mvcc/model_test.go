@@ -17,7 +17,16 @@ type model struct {
 	compactRev int64 // -1: never compacted
 	hist       map[string][]mver
 	leases     map[int64]bool
-	events     []*mvccpb.Event
+	// events are the events the Writer reports: puts without PrevKv,
+	// deletes with it only when the request decoded it (prev_kv).
+	events []*mvccpb.Event
+	// prevs[i] is the newest version of events[i]'s key below its
+	// revision, what Store.VersionBefore must return for it, and what etcd
+	// sends a watcher with prev_kv: not the version the event replaced
+	// when a txn put the key just before (a put and a delete from the key
+	// on do not conflict in etcd's txn check), but nothing, as etcd reads
+	// it at the revision before.
+	prevs []*mvccpb.KeyValue
 	// bug plants a deliberate deviation, to prove the property test can fail.
 	bug string
 }
@@ -208,7 +217,8 @@ func (x *mtxn) put(p *pb.PutRequest) *pb.PutResponse {
 		kv.Version = 2
 	}
 	x.m.hist[string(p.Key)] = append(x.m.hist[string(p.Key)], mver{rev, cloneKV(kv)})
-	x.m.events = append(x.m.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: cloneKV(kv), PrevKv: cloneKV(prev)})
+	x.m.events = append(x.m.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: cloneKV(kv)})
+	x.m.prevs = append(x.m.prevs, cloneKV(x.m.get(string(p.Key), x.m.rev)))
 	x.changes++
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: rev}}
 	if p.PrevKv {
@@ -223,8 +233,12 @@ func (x *mtxn) del(d *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
 	for _, prev := range prevs {
 		k := string(prev.Key)
 		x.m.hist[k] = append(x.m.hist[k], mver{rev, nil})
-		x.m.events = append(x.m.events, &mvccpb.Event{Type: mvccpb.Event_DELETE,
-			Kv: &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev}, PrevKv: cloneKV(prev)})
+		ev := &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev}}
+		if d.PrevKv {
+			ev.PrevKv = cloneKV(prev)
+		}
+		x.m.events = append(x.m.events, ev)
+		x.m.prevs = append(x.m.prevs, cloneKV(x.m.get(k, x.m.rev)))
 		x.changes++
 	}
 	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: x.cur()}, Deleted: int64(len(prevs))}

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 	"pgregory.net/rapid"
 )
@@ -254,7 +255,7 @@ func (r *runner) apply(a action) error {
 func (r *runner) write(a action) error {
 	b := r.db.NewIndexedBatch()
 	w := r.s.NewWriter(b)
-	r.m.events = nil
+	r.m.events, r.m.prevs = nil, nil
 	for _, op := range a.writes {
 		if err := r.writeOp(w, op); err != nil {
 			return err
@@ -278,6 +279,21 @@ func (r *runner) write(a action) error {
 		return err
 	}
 	w.Publish()
+	return r.samePrevs(w.Events())
+}
+
+// samePrevs checks that the store reads, below each event's revision, the
+// version the event replaced: what a watcher with prev_kv gets.
+func (r *runner) samePrevs(events []*mvccpb.Event) error {
+	for i, ev := range events {
+		got, err := r.s.VersionBefore(ev.Kv.Key, ev.Kv.ModRevision)
+		if err != nil {
+			return err
+		}
+		if want := r.m.prevs[i]; !proto.Equal(got, want) {
+			return fmt.Errorf("version before event %d (%v):\n got   %v\n model %v", i, ev, got, want)
+		}
+	}
 	return nil
 }
 

@@ -78,6 +78,27 @@ func (s *source) close() error {
 // getLatest returns the newest version of key at or below atRev, or nil if
 // the key does not exist at atRev. The key-value's Key is key itself.
 func getLatest(src *source, key []byte, atRev int64) (*mvccpb.KeyValue, error) {
+	v, found, err := seekLatest(src, key, atRev)
+	if !found || err != nil {
+		return nil, err
+	}
+	return decodeValue(key, v), nil
+}
+
+// getLatestMeta is getLatest for the version's metadata only: it neither
+// allocates nor copies the value.
+func getLatestMeta(src *source, key []byte, atRev int64) (versionMeta, error) {
+	v, found, err := seekLatest(src, key, atRev)
+	if !found || err != nil {
+		return versionMeta{}, err
+	}
+	return decodeMeta(key, v), nil
+}
+
+// seekLatest returns the stored value of the newest version of key at or
+// below atRev (a tombstone's too); found is false if there is none. The
+// value is Pebble's, not a copy: it is valid until src's next read.
+func seekLatest(src *source, key []byte, atRev int64) (v []byte, found bool, err error) {
 	buf := src.scratch()
 	buf = appendPrefix(buf, key)
 	n := len(buf)
@@ -89,15 +110,15 @@ func getLatest(src *source, key []byte, atRev int64) (*mvccpb.KeyValue, error) {
 	defer src.release()
 	if !it.SeekGE(buf[2*n:]) {
 		if err := it.Error(); err != nil {
-			return nil, fmt.Errorf("get %q: %w", key, err)
+			return nil, false, fmt.Errorf("get %q: %w", key, err)
 		}
-		return nil, nil
+		return nil, false, nil
 	}
-	v, err := it.ValueAndErr()
+	v, err = it.ValueAndErr()
 	if err != nil {
-		return nil, fmt.Errorf("get %q: %w", key, err)
+		return nil, false, fmt.Errorf("get %q: %w", key, err)
 	}
-	return decodeValue(key, v), nil
+	return v, true, nil
 }
 
 // isGteRange reports whether rangeEnd means "every key >= key" (etcd encodes

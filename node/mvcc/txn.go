@@ -134,7 +134,7 @@ func (e *exec) checkTxnOps(r *pb.TxnRequest, path *txnPath) error {
 		case op.GetRequestRange() != nil:
 			err = checkRangeRev(op.GetRequestRange().GetRevision(), e.beginRev, e.compactRev)
 		case op.GetRequestPut() != nil:
-			_, err = e.checkPut(op.GetRequestPut())
+			_, err = e.checkPut(op.GetRequestPut(), false)
 		case op.GetRequestTxn() != nil:
 			err = e.checkTxnOps(op.GetRequestTxn(), nested[0])
 			nested = nested[1:]
@@ -161,19 +161,45 @@ func checkRangeRev(rev, current, compactRev int64) error {
 }
 
 // checkPut checks a put's lease and, for ignore_value/ignore_lease, that the
-// key exists. It returns the key's current version, nil if none.
-func (e *exec) checkPut(p *pb.PutRequest) (*mvccpb.KeyValue, error) {
+// key exists. It returns the key's current version, its value decoded if
+// withValue and the put needs it (needsPrevValue).
+func (e *exec) checkPut(p *pb.PutRequest, withValue bool) (prevVersion, error) {
 	if p.GetLease() != 0 && (e.leaseExists == nil || !e.leaseExists(p.GetLease())) {
-		return nil, rpctypes.ErrGRPCLeaseNotFound
+		return prevVersion{}, rpctypes.ErrGRPCLeaseNotFound
 	}
-	prev, err := getLatest(e.src, p.GetKey(), e.rev())
+	prev, err := e.readPrev(p.GetKey(), withValue && needsPrevValue(p))
 	if err != nil {
-		return nil, err
+		return prevVersion{}, err
 	}
-	if (p.GetIgnoreValue() || p.GetIgnoreLease()) && prev == nil {
-		return nil, rpctypes.ErrGRPCKeyNotFound
+	if (p.GetIgnoreValue() || p.GetIgnoreLease()) && !prev.exists {
+		return prevVersion{}, rpctypes.ErrGRPCKeyNotFound
 	}
 	return prev, nil
+}
+
+// prevVersion is the version a put or a delete replaces, as read for it.
+type prevVersion struct {
+	versionMeta
+	// kv is the whole previous key-value, decoded only when the request
+	// needs its value (prev_kv, ignore_value); nil otherwise, and when the
+	// key does not exist. Most puts need only the metadata: decoding the
+	// whole version would allocate and copy its value for nothing.
+	kv *mvccpb.KeyValue
+}
+
+// needsPrevValue reports whether a put needs the value of the version it
+// replaces: to answer prev_kv, or to keep it (ignore_value).
+func needsPrevValue(p *pb.PutRequest) bool { return p.GetPrevKv() || p.GetIgnoreValue() }
+
+// readPrev reads the version of key that a write at the request's revision
+// replaces: its metadata, and the whole key-value when withValue.
+func (e *exec) readPrev(key []byte, withValue bool) (prevVersion, error) {
+	if !withValue {
+		meta, err := getLatestMeta(e.src, key, e.rev())
+		return prevVersion{versionMeta: meta}, err
+	}
+	kv, err := getLatest(e.src, key, e.rev())
+	return prevVersion{versionMeta: metaOf(kv), kv: kv}, err
 }
 
 // runTxn executes the taken branches of a checked txn and sets the
@@ -232,68 +258,96 @@ func (e *exec) runOp(op *pb.RequestOp, nested *[]*txnPath) (*pb.ResponseOp, erro
 
 // put writes a new version of the key at the request's revision.
 func (e *exec) put(p *pb.PutRequest) (*pb.PutResponse, error) {
-	prev, err := getLatest(e.src, p.GetKey(), e.rev())
+	prev, err := e.readPrev(p.GetKey(), needsPrevValue(p))
 	if err != nil {
 		return nil, err
 	}
 	return e.putOver(p, prev)
 }
 
-// putOver is put with prev, the key's version at e.rev(), already read.
-func (e *exec) putOver(p *pb.PutRequest, prev *mvccpb.KeyValue) (*pb.PutResponse, error) {
+// putOver is put with prev, the key's version at e.rev(), already read
+// (with its value if needsPrevValue).
+func (e *exec) putOver(p *pb.PutRequest, prev prevVersion) (*pb.PutResponse, error) {
 	kv := newVersion(p, prev, e.beginRev+1)
-	if err := e.writer().writePut(kv, prev, e.changes); err != nil {
+	if err := e.writer().writePut(kv, prev.versionMeta, e.changes); err != nil {
 		return nil, err
 	}
 	e.changes++
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: e.beginRev + 1}}
 	if p.GetPrevKv() {
-		resp.PrevKv = prev
+		resp.PrevKv = prev.kv
 	}
 	return resp, nil
 }
 
-// newVersion builds the key-value a put writes at rev over prev (nil if the
-// key does not exist).
-func newVersion(p *pb.PutRequest, prev *mvccpb.KeyValue, rev int64) *mvccpb.KeyValue {
-	if (p.GetIgnoreValue() || p.GetIgnoreLease()) && prev == nil {
+// newVersion builds the key-value a put writes at rev over prev.
+func newVersion(p *pb.PutRequest, prev prevVersion, rev int64) *mvccpb.KeyValue {
+	if (p.GetIgnoreValue() || p.GetIgnoreLease()) && !prev.exists {
 		panic(fmt.Sprintf("mvcc: put of missing key %q with ignore_value/ignore_lease passed its checks", p.GetKey()))
 	}
 	kv := &mvccpb.KeyValue{Key: p.GetKey(), Value: p.GetValue(), Lease: p.GetLease(),
 		CreateRevision: rev, ModRevision: rev, Version: 1}
-	if prev != nil {
-		kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
+	if prev.exists {
+		kv.CreateRevision, kv.Version = prev.createRevision, prev.version+1
 	}
 	if p.GetIgnoreValue() {
-		kv.Value = prev.Value
+		if prev.kv == nil {
+			panic(fmt.Sprintf("mvcc: ignore_value put of %q without the previous value read", p.GetKey()))
+		}
+		kv.Value = prev.kv.Value
 	}
 	if p.GetIgnoreLease() {
-		kv.Lease = prev.Lease
+		kv.Lease = prev.lease
 	}
 	return kv
 }
 
 // deleteRange writes a tombstone for every key of the range.
 func (e *exec) deleteRange(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	var prevs []*mvccpb.KeyValue
-	err := scanRange(e.src, d.GetKey(), d.GetRangeEnd(), e.rev(), func(en *entry) bool {
-		prevs = append(prevs, en.kv())
+	deleted, err := e.deleteKeys(d.GetKey(), d.GetRangeEnd(), d.GetPrevKv())
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: e.rev()}, Deleted: int64(len(deleted))}
+	if d.GetPrevKv() {
+		resp.PrevKvs = make([]*mvccpb.KeyValue, len(deleted))
+		for i, del := range deleted {
+			resp.PrevKvs[i] = del.kv
+		}
+	}
+	return resp, nil
+}
+
+// deletedKey is a key a delete removes, with the version it replaces.
+type deletedKey struct {
+	key []byte
+	prevVersion
+}
+
+// deleteKeys writes a tombstone for every key of the etcd range [key,
+// rangeEnd) and returns them, in key order, with their values decoded if
+// withValues.
+func (e *exec) deleteKeys(key, rangeEnd []byte, withValues bool) ([]deletedKey, error) {
+	var deleted []deletedKey
+	err := scanRange(e.src, key, rangeEnd, e.rev(), func(en *entry) bool {
+		userKey := decodeUserKey(en.versionKey)
+		del := deletedKey{key: userKey, prevVersion: prevVersion{versionMeta: decodeMeta(userKey, en.value)}}
+		if withValues {
+			del.kv = decodeValue(userKey, en.value)
+		}
+		deleted = append(deleted, del)
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, prev := range prevs {
-		if err := e.writer().writeTombstone(prev, revision{e.beginRev + 1, e.changes}); err != nil {
+	for _, del := range deleted {
+		if err := e.writer().writeTombstone(del.key, del.prevVersion, revision{e.beginRev + 1, e.changes}); err != nil {
 			return nil, err
 		}
 		e.changes++
 	}
-	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: e.rev()}, Deleted: int64(len(prevs))}
-	if d.GetPrevKv() {
-		resp.PrevKvs = prevs
-	}
-	return resp, nil
+	return deleted, nil
 }
 
 func (e *exec) writer() *Writer {

@@ -112,7 +112,7 @@ func (w *Writer) Put(req *pb.PutRequest) (*pb.PutResponse, error) {
 	}
 	// Nothing is written between the check and the put: the version the
 	// check read is the one the put replaces.
-	prev, err := e.checkPut(req)
+	prev, err := e.checkPut(req, true)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,10 @@ func (w *Writer) Compact(req *pb.CompactionRequest) (*pb.CompactionResponse, err
 
 // Events returns every event written so far by this writer, in revision
 // order. Put events carry the new key-value, delete events the key and the
-// deleting revision; PrevKv is the version each event replaced, if any.
+// deleting revision. Put events carry no PrevKv; delete events carry the
+// version they replaced only when the request decoded it anyway (prev_kv).
+// A watcher that wants PrevKv reads the version below the event's revision
+// (Store.VersionBefore); a put with version 1 replaced none.
 func (w *Writer) Events() []*mvccpb.Event { return w.events }
 
 // Publish makes the writer's revisions visible to readers. Call it after
@@ -234,40 +237,57 @@ func (w *Writer) closeSource() {
 	}
 }
 
-func (w *Writer) writePut(kv, prev *mvccpb.KeyValue, sub int64) error {
+// writePut writes kv, a new version of a key, over prev. Its event carries
+// no PrevKv: the watch hub reads it for the watchers that ask for it,
+// rather than every event holding a copy of the value it replaced.
+func (w *Writer) writePut(kv *mvccpb.KeyValue, prev versionMeta, sub int64) error {
+	// The version is encoded straight into the batch: through a scratch
+	// buffer, a large value would be copied once more (and the buffer grown
+	// to its size for every Writer).
 	w.scratch = appendRevision(appendPrefix(w.scratch[:0], kv.Key), revision{kv.ModRevision, sub})
-	n := len(w.scratch)
-	w.scratch = appendPut(w.scratch, kv)
-	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
+	valueBytes := putBytes(kv)
+	op := w.b.SetDeferred(len(w.scratch), valueBytes)
+	copy(op.Key, w.scratch)
+	if n := len(appendPut(op.Value[:0:valueBytes], kv)); n != valueBytes {
+		panic(fmt.Sprintf("mvcc: put of %q encoded in %d bytes, putBytes says %d", kv.Key, n, valueBytes))
+	}
+	if err := op.Finish(); err != nil {
 		return fmt.Errorf("put %q: %w", kv.Key, err)
 	}
-	if err := w.updateAttachment(kv.Key, prev.GetLease(), kv.Lease); err != nil {
+	if err := w.updateAttachment(kv.Key, prev.lease, kv.Lease); err != nil {
 		return err
 	}
-	if prev == nil {
+	if !prev.exists {
 		if err := w.indexCreated(kv.Key, kv.CreateRevision); err != nil {
 			return err
 		}
 	}
-	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
+	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv})
 	return nil
 }
 
-func (w *Writer) writeTombstone(prev *mvccpb.KeyValue, rev revision) error {
-	w.scratch = appendRevision(appendPrefix(w.scratch[:0], prev.Key), rev)
+// writeTombstone deletes key, whose live version is prev, at rev. Its event
+// carries prev's key-value as PrevKv when the delete decoded it anyway (a
+// DeleteRange with prev_kv), and none otherwise: the watch hub reads it
+// for the watchers that ask for it.
+func (w *Writer) writeTombstone(key []byte, prev prevVersion, rev revision) error {
+	if !prev.exists {
+		panic(fmt.Sprintf("mvcc: delete of %q, which does not exist", key))
+	}
+	w.scratch = appendRevision(appendPrefix(w.scratch[:0], key), rev)
 	w.scratch = append(w.scratch, kindTombstone)
 	n := len(w.scratch) - 1
 	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
-		return fmt.Errorf("delete %q: %w", prev.Key, err)
+		return fmt.Errorf("delete %q: %w", key, err)
 	}
-	if err := w.updateAttachment(prev.Key, prev.Lease, 0); err != nil {
+	if err := w.updateAttachment(key, prev.lease, 0); err != nil {
 		return err
 	}
-	if err := w.indexDeleted(prev, rev.main); err != nil {
+	if err := w.indexDeleted(key, prev.createRevision, rev.main); err != nil {
 		return err
 	}
-	kv := &mvccpb.KeyValue{Key: prev.Key, ModRevision: rev.main}
-	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: kv, PrevKv: prev})
+	kv := &mvccpb.KeyValue{Key: key, ModRevision: rev.main}
+	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: kv, PrevKv: prev.kv})
 	return nil
 }
 

@@ -21,7 +21,15 @@ type CatchUpRound struct {
 	compactRev int64
 	store      Store
 	eventsMax  int
-	read       bool
+	// bytesMax bounds, in eventBytes, what one watcher's read from the
+	// recent events collects (whole revisions): the BufferBytesMax that
+	// queueCatchUp stops at, so that the versions read for PrevKv are not
+	// read only to be dropped.
+	bytesMax int
+	// withPrev reads, for the watchers with prev_kv, the version each
+	// recent event replaced, once per event for the whole round.
+	withPrev prevReader
+	read     bool
 }
 
 // catchUp is one history read for one unsynced watcher.
@@ -87,6 +95,8 @@ func (h *Hub) StartCatchUp() *CatchUpRound {
 		compactRev: h.store.CompactRev(),
 		store:      h.store,
 		eventsMax:  h.cfg.CatchUpEventsMax,
+		bytesMax:   h.cfg.BufferBytesMax,
+		withPrev:   prevReader{store: h.store},
 	}
 }
 
@@ -98,7 +108,7 @@ func (r *CatchUpRound) Read() {
 	for i := range r.jobs {
 		j := &r.jobs[i]
 		var ok bool
-		if j.events, j.upTo, ok = r.recent.fromRecent(j.w, j.fromRev, r.compactRev, r.eventsMax); ok {
+		if j.events, j.upTo, ok, j.err = r.fromRecent(j.w, j.fromRev); ok {
 			continue
 		}
 		j.events, j.upTo, j.err = r.store.History(j.w.key, j.w.historyEnd(), j.fromRev, math.MaxInt64, r.eventsMax)
@@ -107,32 +117,84 @@ func (r *CatchUpRound) Read() {
 }
 
 // fromRecent serves a catch-up from the recent events when they cover its
-// start: the watcher's events from fromRev, at most maxEvents (whole
-// revisions), and the revision they reach. The events are shared with the
-// hub and every other watcher (with PrevKv or without, as the watcher
-// asked): nobody may change them. At or below the compacted revision,
-// history decides (it cancels the watch, or serves etcd's partial
-// revision).
-func (v recentView) fromRecent(w *watcher, fromRev, compactRev int64, maxEvents int) ([]*mvccpb.Event, int64, bool) {
-	if v.from == 0 || fromRev < v.from || fromRev <= compactRev {
-		return nil, 0, false
+// start (ok): the watcher's events from fromRev, at most eventsMax of them
+// and about bytesMax (whole revisions), and the revision they reach. The
+// events are shared with the hub and every other watcher (with PrevKv or
+// without, as the watcher asked): nobody may change them. At or below the
+// compacted revision, history decides (it cancels the watch, or serves
+// etcd's partial revision). err is a failed read of a previous version.
+func (r *CatchUpRound) fromRecent(w *watcher, fromRev int64) (_ []*mvccpb.Event, upTo int64, ok bool, err error) {
+	v := r.recent
+	if v.from == 0 || fromRev < v.from || fromRev <= r.compactRev {
+		return nil, 0, false, nil
 	}
 	i := sort.Search(len(v.events), func(i int) bool { return v.events[i].Kv.ModRevision >= fromRev })
 	var out []*mvccpb.Event
+	outBytes := 0
 	for ; i < len(v.events); i++ {
 		ev := v.events[i]
-		if len(out) >= maxEvents && ev.Kv.ModRevision != out[len(out)-1].Kv.ModRevision {
-			return out, out[len(out)-1].Kv.ModRevision, true
+		if n := len(out); n > 0 && (n >= r.eventsMax || outBytes >= r.bytesMax) && ev.Kv.ModRevision != out[n-1].Kv.ModRevision {
+			return out, out[n-1].Kv.ModRevision, true, nil
 		}
 		if !w.contains(ev.Kv.Key) {
 			continue
 		}
-		if !w.prevKV {
+		if w.prevKV {
+			if ev, err = r.withPrev.event(ev); err != nil {
+				return nil, 0, true, err
+			}
+		} else {
 			ev = v.withoutPrev[i]
 		}
 		out = append(out, ev)
+		outBytes += eventBytes(ev)
 	}
-	return out, v.rev, true
+	return out, v.rev, true, nil
+}
+
+// prevReader gives watchers with prev_kv the events with PrevKv: it reads
+// the version each event replaced from the store once, and shares the copy
+// among the watchers of one Notify call or one catch-up round. Events do
+// not carry PrevKv (but deletes that decoded it anyway), so that neither
+// the apply path nor the recent window holds a second copy of every value
+// when no watcher asks for it; etcd too reads PrevKv when it sends.
+type prevReader struct {
+	store Store
+	// copies maps each event read to what watchers with prev_kv get. It is
+	// only looked up, never ranged over. Bound: the events of one Notify
+	// call or one round.
+	copies map[*mvccpb.Event]*mvccpb.Event
+}
+
+// event returns ev as a watcher with prev_kv gets it: ev itself when it
+// carries PrevKv, created its key, or replaced a version that compaction
+// removed since (etcd then sends no PrevKv either); else a copy with PrevKv.
+func (r *prevReader) event(ev *mvccpb.Event) (*mvccpb.Event, error) {
+	if ev.PrevKv != nil || isCreate(ev) {
+		return ev, nil
+	}
+	if out, ok := r.copies[ev]; ok {
+		return out, nil
+	}
+	prev, err := r.store.VersionBefore(ev.Kv.Key, ev.Kv.ModRevision)
+	if err != nil {
+		return nil, fmt.Errorf("previous version of %q at revision %d: %w", ev.Kv.Key, ev.Kv.ModRevision, err)
+	}
+	out := ev
+	if prev != nil {
+		out = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: prev}
+	}
+	if r.copies == nil {
+		r.copies = map[*mvccpb.Event]*mvccpb.Event{}
+	}
+	r.copies[ev] = out
+	return out, nil
+}
+
+// isCreate reports whether ev created its key (a put of version 1): it
+// replaced no version.
+func isCreate(ev *mvccpb.Event) bool {
+	return ev.Type == mvccpb.Event_PUT && ev.Kv.Version == 1
 }
 
 // FinishCatchUp queues what a round read, and reports whether another

@@ -22,9 +22,15 @@
 // watchers receive live events. Notify fans them out: one lookup per event
 // in a map of single-key watchers plus a scan of the range watchers.
 // Events are shared, not copied per watcher: every watcher gets the
-// driver's *mvccpb.Event values, and watchers without prev_kv share one
-// copy per event without PrevKv. All events a watcher gets from one Notify
-// call go into one response, so a revision is never split (atomic).
+// driver's *mvccpb.Event values. They come without PrevKv (but deletes
+// whose request decoded it anyway), so that neither the apply path nor the
+// window of recent events holds a second copy of every value; for the
+// watchers with prev_kv the hub reads the version each event replaced
+// (Store.VersionBefore, at mod_revision-1 as etcd does: none for a create,
+// none once that revision is compacted) once per event per Notify call or
+// catch-up round, and they share that copy. A read that fails moves the
+// watcher to catch-up. All events a watcher gets from one Notify call go
+// into one response, so a revision is never split (atomic).
 //
 // A watcher is unsynced when its start revision is in the past, or when it
 // fell behind: its stream has not taken BufferEventsMax of its events, or
@@ -52,8 +58,11 @@
 // bytes queued plus one Notify call's worth (the batch that crossed the
 // bound), and at most twice that while the stream sends what it took. The
 // window of recent events shared by catch-ups holds at most RecentBytesMax
-// bytes. Bytes are eventBytes: keys, values, previous keys and values, and
-// a fixed overhead per event, so the bounds hold whatever the value size.
+// bytes. Bytes are eventBytes: keys, values, previous keys and values
+// where an event carries them, and a fixed overhead per event, so the
+// bounds hold whatever the value size. A catch-up from the window reads
+// previous versions for at most about BufferBytesMax of one watcher's
+// events.
 //
 // Progress: RequestProgress answers (watch_id -1) at the hub's revision
 // once every watcher on the stream is synced, so no event at or below it

@@ -21,6 +21,10 @@ type Store interface {
 	// most maxEvents (whole revisions), and the last revision covered; it
 	// fails with rpctypes.ErrGRPCCompacted below the compacted revision.
 	History(key, rangeEnd []byte, fromRev, toRev int64, maxEvents int) ([]*mvccpb.Event, int64, error)
+	// VersionBefore returns the version of key that a change at rev
+	// replaced, nil if there is none or compaction removed it
+	// (mvcc.Store.VersionBefore).
+	VersionBefore(key []byte, rev int64) (*mvccpb.KeyValue, error)
 }
 
 // Config configures a Hub.
@@ -203,6 +207,14 @@ func (h *Hub) Notify(evs []*mvccpb.Event) {
 	for _, w := range h.touched {
 		batch := w.batch
 		w.batch = nil
+		if w.prevFailed {
+			// Its batch would miss events: catch-up reads them again,
+			// and reports the error if it persists.
+			w.prevFailed = false
+			h.removeSynced(w)
+			h.toUnsynced(w, firstRev)
+			continue
+		}
 		h.deliver(w, batch, firstRev, lastRev)
 	}
 	clear(h.touched)
@@ -215,17 +227,32 @@ func (h *Hub) Notify(evs []*mvccpb.Event) {
 // collect gives each synced watcher its matching events in w.batch and
 // lists the watchers it gave some in h.touched. It returns the copies
 // without PrevKv it made (nil if none), indexed as evs.
+//
+// Events come without PrevKv (but for deletes that decoded it anyway), so
+// for the watchers with prev_kv it reads the version each event replaced
+// from the store, once per event whatever the number of such watchers; a
+// watcher whose read fails is marked prevFailed.
 func (h *Hub) collect(evs []*mvccpb.Event) []*mvccpb.Event {
 	var withoutPrev []*mvccpb.Event // lazily: one copy per event, shared
+	withPrev := prevReader{store: h.store}
 	for i, ev := range evs {
 		add := func(w *watcher) {
-			if ev.Kv.ModRevision < w.minRev || w.filtered(ev) {
+			if ev.Kv.ModRevision < w.minRev || w.filtered(ev) || w.prevFailed {
 				return
 			}
 			if len(w.batch) == 0 {
 				h.touched = append(h.touched, w)
 			}
-			if !w.prevKV && ev.PrevKv != nil {
+			if w.prevKV {
+				withPrevKv, err := withPrev.event(ev)
+				if err != nil {
+					w.prevFailed, w.batch = true, w.batch[:0]
+					return
+				}
+				w.batch = append(w.batch, withPrevKv)
+				return
+			}
+			if ev.PrevKv != nil {
 				if withoutPrev == nil {
 					withoutPrev = make([]*mvccpb.Event, len(evs))
 				}

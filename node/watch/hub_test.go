@@ -184,12 +184,24 @@ func (s spec) contains(key []byte) bool {
 	return bytes.Compare(key, k) >= 0 && bytes.Compare(key, end) < 0
 }
 
+// expected is what the watcher of s gets of all, every event since the
+// store was empty: the events from startRev in its range, with PrevKv if
+// it asked, as a dumb model of the keyspace tells it (the writers' events
+// carry no PrevKv).
 func (s spec) expected(all []*mvccpb.Event, startRev int64) []*mvccpb.Event {
 	var out []*mvccpb.Event
+	latest := map[string]*mvccpb.KeyValue{}
 	for _, ev := range all {
+		prev := latest[string(ev.Kv.Key)]
+		if ev.Type == mvccpb.Event_PUT {
+			latest[string(ev.Kv.Key)] = ev.Kv
+		} else {
+			delete(latest, string(ev.Kv.Key))
+		}
 		if ev.Kv.ModRevision < startRev || !s.contains(ev.Kv.Key) {
 			continue
 		}
+		ev = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: prev}
 		skip := false
 		for _, f := range s.req.Filters {
 			skip = skip || (f == pb.WatchCreateRequest_NOPUT && ev.Type == mvccpb.Event_PUT) ||

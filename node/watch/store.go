@@ -23,3 +23,10 @@ func (s viewStore) History(key, rangeEnd []byte, fromRev, toRev int64, maxEvents
 }
 
 var _ Store = (*mvcc.Store)(nil)
+
+func (s viewStore) VersionBefore(key []byte, rev int64) (kv *mvccpb.KeyValue, err error) {
+	s.v.With(func(st *mvcc.Store) {
+		kv, err = st.VersionBefore(key, rev)
+	})
+	return kv, err
+}

@@ -319,6 +319,9 @@ type watcher struct {
 	hadEvents bool
 	// batch is Notify's scratch space: its events of the current call.
 	batch []*mvccpb.Event
+	// prevFailed is Notify's mark that reading a PrevKv for the watcher
+	// failed in the current call: the call moves it to catch-up instead.
+	prevFailed bool
 }
 
 func (w *watcher) single() bool { return w.end == nil && !w.fromKey }

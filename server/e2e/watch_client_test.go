@@ -84,6 +84,30 @@ func watchScript(t *testing.T, m *Member) []string {
 	}
 	record("compacted", nextResp(c.Watch(ctx, "a/", clientv3.WithPrefix(), clientv3.WithRev(4))))
 	record("at-compact", nextResp(c.Watch(ctx, "a/", clientv3.WithPrefix(), clientv3.WithRev(6))))
+
+	// A txn that puts a key and then deletes every key from it (etcd's txn
+	// check lets a from-key delete overlap a put): the delete's prev_kv is
+	// the version before the txn, read at its revision minus one. Events
+	// only, as catch-ups may group them in responses differently.
+	first, err := c.Put(ctx, "c", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Txn(ctx).Then(clientv3.OpPut("c", "2"), clientv3.OpDelete("c", clientv3.WithFromKey())).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	txnWatch := c.Watch(ctx, "c", clientv3.WithPrevKV(), clientv3.WithRev(first.Header.Revision))
+	line := "txn-prev:"
+	for events := 0; events < 3; {
+		for _, ev := range nextResp(txnWatch).Events {
+			events++
+			line += fmt.Sprintf(" | %s %s=%s@%d", ev.Type, ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision)
+			if ev.PrevKv != nil {
+				line += fmt.Sprintf(" prev=%s@%d", ev.PrevKv.Value, ev.PrevKv.ModRevision)
+			}
+		}
+	}
+	out = append(out, line)
 	return out
 }
 
