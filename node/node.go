@@ -164,8 +164,10 @@ type Output struct {
 	// it can, and hands the answer to ReportHash.
 	HashRequests []HashRequest
 	// Events are the keyspace changes applied by this Process call, in
-	// revision order, with Kv and PrevKv set: the feed of watches on this
-	// member. Readers of Store already see them.
+	// revision order, with Kv set: the feed of watches on this member. A
+	// put carries no PrevKv, a delete only when its request asked for
+	// prev_kv; the watch hub reads the previous version for the watchers
+	// that want it. Readers of Store already see them.
 	Events []*mvccpb.Event
 }
 
