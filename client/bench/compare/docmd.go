@@ -224,7 +224,9 @@ revision seen 10 s before, as Kubernetes does, so neither data directory
 grows without bound. Both systems run with ` + "`--snapshot-count`" + ` of
 min(10000, 512 MiB / value size) (half of it as catch-up entries): etcd keeps
 the raft log since its last snapshot in memory, and with 1 MiB values its
-default would take 10-15 GB of a shared machine. A curve that flattens has
+default would take 10-15 GB of a shared machine; and with a
+` + "`--quota-backend-bytes`" + ` of 16 GiB, since 10-20 s of history at these rates
+is about the default 2 GiB. A curve that flattens has
 its second half's maximum close to its first's; cairn's must stay under its
 budget (docs/architecture.md, "Memory budgets"), the dashed line.
 
