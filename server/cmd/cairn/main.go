@@ -31,7 +31,6 @@ const shutdownGracePeriod = 5 * time.Second
 const failedGracePeriod = time.Second
 
 func main() {
-	tuneCAllocator()
 	setGCPercent()
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
