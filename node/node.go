@@ -39,7 +39,7 @@ type Node struct {
 	// db holds the applied state: the keyspace, leases, members, alarms,
 	// auth and the applied index. It has no write-ahead log: its writes
 	// are durable once Pebble flushes them, and until then the raft log
-	// holds the entries that made them (see "Two databases" in
+	// holds the entries that made them (see "The raft log and the applied state" in
 	// docs/architecture.md).
 	db *pebble.DB
 	// cache is db's block cache.
@@ -285,7 +285,8 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 	return opts
 }
 
-// dbKind says which of a member's two databases a Pebble instance is.
+// dbKind says which kind of Pebble database a member opens: its state, or
+// a raft log left in Pebble by an earlier layout, to move out.
 type dbKind int
 
 const (

@@ -232,7 +232,7 @@ func (s *Storage) apply(seq uint64, at int64, rec record, firstBase bool) error 
 		if err != nil {
 			return err
 		}
-		s.segments = append(s.segments, segment{seq: seq, base: b})
+		s.segments = append(s.segments, segment{seq: seq})
 		if firstBase {
 			s.truncatedIndex, s.truncatedTerm = b.truncIndex, b.truncTerm
 			s.lastIndex, s.lastTerm = b.lastIndex, b.lastTerm
@@ -386,7 +386,7 @@ func (s *Storage) stage() error {
 		}
 	}
 	s.active, s.activeEnd, s.allocatedEnd = f, 0, 0
-	s.segments = append(s.segments, segment{seq: b.seq, base: b})
+	s.segments = append(s.segments, segment{seq: b.seq})
 	s.dirDirty = true
 	s.pending.appendOwned(func(p []byte) []byte { return appendBase(p, b, s.epoch) })
 	return nil

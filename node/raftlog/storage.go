@@ -78,8 +78,7 @@ type Storage struct {
 
 // segment is one segment file kept.
 type segment struct {
-	seq  uint64
-	base baseState
+	seq uint64
 }
 
 var _ raft.Storage = (*Storage)(nil)

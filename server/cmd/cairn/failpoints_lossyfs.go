@@ -123,7 +123,7 @@ func (l *lossyFS) Stat(name string) (vfs.FileInfo, error) {
 	return l.FS.Stat(name)
 }
 
-// lossyFile keeps appended bytes in memory until Sync.
+// lossyFile keeps what Write and WriteAt are given in memory until Sync.
 type lossyFile struct {
 	vfs.File
 	fs   *lossyFS
@@ -131,21 +131,40 @@ type lossyFile struct {
 
 	mu struct {
 		sync.Mutex
-		// pending are bytes Write accepted that the OS has not seen.
-		pending []byte
+		// pending are the writes the OS has not seen, in order, and
+		// pendingBytes their length.
+		pending      []pendingWrite
+		pendingBytes int
 	}
 }
 
+// pendingWrite is one write held back: appended (at < 0) or at an offset
+// (the raft log's segments are written with WriteAt).
+type pendingWrite struct {
+	at int64
+	b  []byte
+}
+
 func (f *lossyFile) Write(p []byte) (int, error) {
+	return len(p), f.hold(-1, p)
+}
+
+func (f *lossyFile) WriteAt(p []byte, off int64) (int, error) {
+	return len(p), f.hold(off, p)
+}
+
+// hold keeps a copy of p (the caller may reuse it) to write at at.
+func (f *lossyFile) hold(at int64, p []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.mu.pending)+len(p) > pendingBytesMax {
+	if f.mu.pendingBytes+len(p) > pendingBytesMax {
 		if err := f.flushLocked(); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	f.mu.pending = append(f.mu.pending, p...)
-	return len(p), nil
+	f.mu.pending = append(f.mu.pending, pendingWrite{at: at, b: append([]byte(nil), p...)})
+	f.mu.pendingBytes += len(p)
+	return nil
 }
 
 func (f *lossyFile) flush() error {
@@ -157,12 +176,20 @@ func (f *lossyFile) flush() error {
 // flushLocked writes the pending bytes through.
 // REQUIRES: f.mu is held.
 func (f *lossyFile) flushLocked() error {
-	if len(f.mu.pending) == 0 {
-		return nil
+	pending := f.mu.pending
+	f.mu.pending, f.mu.pendingBytes = nil, 0
+	for _, w := range pending {
+		var err error
+		if w.at < 0 {
+			_, err = f.File.Write(w.b)
+		} else {
+			_, err = f.File.WriteAt(w.b, w.at)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	_, err := f.File.Write(f.mu.pending)
-	f.mu.pending = f.mu.pending[:0]
-	return err
+	return nil
 }
 
 func (f *lossyFile) Sync() error {
@@ -198,13 +225,6 @@ func (f *lossyFile) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return f.File.ReadAt(p, off)
-}
-
-func (f *lossyFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.flush(); err != nil {
-		return 0, err
-	}
-	return f.File.WriteAt(p, off)
 }
 
 func (f *lossyFile) Stat() (vfs.FileInfo, error) {
