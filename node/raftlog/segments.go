@@ -367,11 +367,8 @@ func (s *Storage) stage() error {
 		}
 		// So is its directory entry, if it is new: a crash must not keep
 		// the new segment and lose the one before it.
-		if s.dirDirty {
-			if err := syncDir(s.fs, s.dir); err != nil {
-				return s.fail(err)
-			}
-			s.dirDirty = false
+		if err := s.syncDirIfDirty(); err != nil {
+			return err
 		}
 		b.seq, b.prevEnd = s.segments[len(s.segments)-1].seq+1, uint64(s.activeEnd)
 	}
@@ -442,6 +439,19 @@ func (s *Storage) deleteObsolete() error {
 		}
 		s.segments = s.segments[1:]
 	}
+	return nil
+}
+
+// syncDirIfDirty syncs the log's directory if a segment was made in it
+// since it was last synced.
+func (s *Storage) syncDirIfDirty() error {
+	if !s.dirDirty {
+		return nil
+	}
+	if err := syncDir(s.fs, s.dir); err != nil {
+		return s.fail(err)
+	}
+	s.dirDirty = false
 	return nil
 }
 

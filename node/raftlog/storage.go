@@ -464,11 +464,8 @@ func (s *Storage) Commit(sync bool) error {
 	if err := s.active.SyncData(); err != nil {
 		return s.fail(fmt.Errorf("sync raft log: %w", err))
 	}
-	if s.dirDirty {
-		if err := syncDir(s.fs, s.dir); err != nil {
-			return s.fail(err)
-		}
-		s.dirDirty = false
+	if err := s.syncDirIfDirty(); err != nil {
+		return err
 	}
 	return s.deleteObsolete()
 }
