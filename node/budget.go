@@ -29,6 +29,9 @@ type MemoryBudget struct {
 	// RaftEntryCacheBytes is the raft entries kept after append
 	// (Config.RaftEntryCacheBytes), in the Go heap.
 	RaftEntryCacheBytes int64
+	// LatestVersionCacheBytes is the cache of keys' newest version
+	// metadata (Config.LatestVersionCacheBytes), in the Go heap.
+	LatestVersionCacheBytes int64
 	// WatchWindowBytes is the watch hub's window of recent events, in the
 	// Go heap.
 	WatchWindowBytes int64
@@ -37,8 +40,9 @@ type MemoryBudget struct {
 	// allocator's own overhead.
 	ProcessBytes int64
 	// GoRuntimeBytes is the rest: the Go runtime's memory limit
-	// (debug.SetMemoryLimit), covering the raft entry cache, the watch
-	// window, requests in flight and garbage not yet collected.
+	// (debug.SetMemoryLimit), covering the raft entry cache, the cache of
+	// newest versions, the watch window, requests in flight and garbage
+	// not yet collected.
 	// Invariant: the parts above, with memTablesBytes(MemTableBytes) for
 	// the memtables, and this add up to TotalBytes.
 	GoRuntimeBytes int64
@@ -59,19 +63,21 @@ func memTablesBytes(stateBytes int64) int64 { return memTablesQueued * stateByte
 // SplitMemoryBudget divides totalBytes (at least 128 MiB) among the
 // bounded structures: 3/10 Pebble's block cache, 3/20 its memtables
 // (three of 1/20 for the applied state),
-// 1/10 the watch window, 1/40 the raft entry cache, a fixed 24 MiB for the
-// process, and the rest the Go runtime's limit.
+// 1/10 the watch window, 1/40 the raft entry cache, 1/40 the cache of
+// newest versions, a fixed 24 MiB for the process, and the rest the Go
+// runtime's limit (which the last three live in).
 func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 	if totalBytes < memoryBudgetBytesMin {
 		return MemoryBudget{}, fmt.Errorf("node: memory budget %d bytes is below the minimum %d", totalBytes, memoryBudgetBytesMin)
 	}
 	b := MemoryBudget{
-		TotalBytes:          totalBytes,
-		BlockCacheBytes:     totalBytes / 10 * 3,
-		MemTableBytes:       totalBytes / 20,
-		WatchWindowBytes:    totalBytes / 10,
-		RaftEntryCacheBytes: totalBytes / 40,
-		ProcessBytes:        24 << 20,
+		TotalBytes:              totalBytes,
+		BlockCacheBytes:         totalBytes / 10 * 3,
+		MemTableBytes:           totalBytes / 20,
+		WatchWindowBytes:        totalBytes / 10,
+		RaftEntryCacheBytes:     totalBytes / 40,
+		LatestVersionCacheBytes: totalBytes / 40,
+		ProcessBytes:            24 << 20,
 	}
 	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.ProcessBytes
 	return b, nil
@@ -91,9 +97,14 @@ func (n *Node) MemoryUses() []MemoryUse {
 	m := n.db.Metrics()
 	return []MemoryUse{
 		n.raftEntryCacheUse(),
+		n.latestVersionCacheUse(),
 		{Name: "pebble block cache", Bytes: m.BlockCache.Size, Bound: n.cfg.CacheBytes},
 		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size), Bound: memTablesBound(n.cfg)},
 	}
+}
+
+func (n *Node) latestVersionCacheUse() MemoryUse {
+	return MemoryUse{Name: "newest version cache", Bytes: n.store.LatestCacheBytes(), Bound: max(n.cfg.LatestVersionCacheBytes, 0)}
 }
 
 func (n *Node) raftEntryCacheUse() MemoryUse {
@@ -105,8 +116,10 @@ func (n *Node) raftEntryCacheUse() MemoryUse {
 // simulator calls it after every step; Pebble's structures, bounded by
 // Pebble, are in MemoryUses.
 func (n *Node) CheckMemoryBudgets() error {
-	if u := n.raftEntryCacheUse(); u.Bytes > u.Bound {
-		return fmt.Errorf("node: %s holds %d bytes, over its budget of %d", u.Name, u.Bytes, u.Bound)
+	for _, u := range []MemoryUse{n.raftEntryCacheUse(), n.latestVersionCacheUse()} {
+		if u.Bytes > u.Bound {
+			return fmt.Errorf("node: %s holds %d bytes, over its budget of %d", u.Name, u.Bytes, u.Bound)
+		}
 	}
 	return nil
 }

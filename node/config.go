@@ -186,6 +186,12 @@ type Config struct {
 	// (SplitMemoryBudget, docs/architecture.md "Memory budgets").
 	// Default 8 MiB.
 	RaftEntryCacheBytes int64
+	// LatestVersionCacheBytes bounds the cache of keys' newest version
+	// metadata that spares a put or a delete the read of the version it
+	// replaces (mvcc.Options.LatestCacheBytes; about 100 bytes and the key
+	// per key). One of the memory budgets. Default 8 MiB; negative turns
+	// the cache off.
+	LatestVersionCacheBytes int64
 	// LogSegmentBytes is the size past which the raft log starts a new
 	// segment file (raftlog.SegmentBytesDefault, 64 MiB, if 0). Segments
 	// are deleted whole once the log is truncated past them.
@@ -352,6 +358,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.RaftEntryCacheBytes == 0 {
 		c.RaftEntryCacheBytes = 8 << 20
+	}
+	if c.LatestVersionCacheBytes == 0 {
+		c.LatestVersionCacheBytes = 8 << 20
 	}
 	if c.SeparatedValueBytesMin == 0 {
 		c.SeparatedValueBytesMin = 4 << 10

@@ -69,7 +69,8 @@ func (n *Node) openStore() (*mvcc.Store, error) {
 	if err := n.recoverLeases(); err != nil {
 		return nil, err
 	}
-	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion})
+	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion,
+		LatestCacheBytes: max(n.cfg.LatestVersionCacheBytes, 0), LatestCacheStoredBytesMin: n.cfg.SeparatedValueBytesMin})
 }
 
 func (n *Node) recoverLeases() (err error) {

@@ -43,6 +43,12 @@ type diskWorld struct {
 	memTableBytes int64
 	// logSegmentBytes is the size of every member's raft log segments.
 	logSegmentBytes int64
+	// separatedValueBytesMin and latestVersionCacheBytes, when set, put
+	// every value but the shortest in blob files and bound the cache of
+	// newest versions (which takes in the keys whose values are there) to
+	// a few entries; zero leaves the node's defaults.
+	separatedValueBytesMin  int
+	latestVersionCacheBytes int64
 }
 
 // Half the seeds run with raft log segments of smallLogSegmentMinBytes to
@@ -57,6 +63,20 @@ const (
 	logSegmentStream = 0x5e6
 )
 
+// Half the seeds store every version of more than smallSeparatedValueBytes
+// bytes (most of the simulator's) in blob files, and keep the newest
+// versions of a few keys only in the node's cache of them (between
+// smallLatestCacheMinBytes and smallLatestCacheMaxBytes, about 5 to 40
+// keys): puts and deletes then read the versions they replace now from
+// the cache, now from Pebble, and entries are evicted all the time.
+const (
+	smallSeparatedValueBytes = 8
+	smallLatestCacheMinBytes = 512
+	smallLatestCacheMaxBytes = 4 << 10
+	// valueSeparationStream seeds these choices' own stream.
+	valueSeparationStream = 0x5e7
+)
+
 func newDiskWorld(o *Options, rng *rand.Rand) diskWorld {
 	d := diskWorld{memTableBytes: o.MemTableBytes, logSegmentBytes: o.LogSegmentBytes}
 	if d.memTableBytes == 0 {
@@ -67,6 +87,10 @@ func newDiskWorld(o *Options, rng *rand.Rand) diskWorld {
 	}
 	if segments := rand.New(rand.NewPCG(uint64(o.Seed), logSegmentStream)); d.logSegmentBytes == 0 && segments.IntN(2) == 0 {
 		d.logSegmentBytes = smallLogSegmentMinBytes + segments.Int64N(smallLogSegmentMaxBytes-smallLogSegmentMinBytes+1)
+	}
+	if values := rand.New(rand.NewPCG(uint64(o.Seed), valueSeparationStream)); values.IntN(2) == 0 {
+		d.separatedValueBytesMin = smallSeparatedValueBytes
+		d.latestVersionCacheBytes = smallLatestCacheMinBytes + values.Int64N(smallLatestCacheMaxBytes-smallLatestCacheMinBytes+1)
 	}
 	return d
 }

@@ -27,11 +27,15 @@ type action struct {
 	readTxn      *pb.TxnRequest
 	compactSteps int  // CompactStep maxKeys
 	reopen       bool // flush the memtable, so that reads seek in sstables, and reopen the Store
+	// abandon applies writes with a Writer that is closed instead of
+	// published, its batch discarded, as when a request or the commit
+	// fails: the store must be as before.
+	abandon bool
 }
 
 func (a action) String() string {
-	return fmt.Sprintf("writes=%v compactBack=%d read=%v readBack=%d readTxn=%v steps=%d reopen=%v",
-		a.writes, a.compactBack, a.read, a.readBack, a.readTxn, a.compactSteps, a.reopen)
+	return fmt.Sprintf("writes=%v compactBack=%d read=%v readBack=%d readTxn=%v steps=%d reopen=%v abandon=%v",
+		a.writes, a.compactBack, a.read, a.readBack, a.readTxn, a.compactSteps, a.reopen, a.abandon)
 }
 
 func genKey(t *rapid.T, label string) []byte {
@@ -137,7 +141,7 @@ func genTxn(t *rapid.T, depth int, readOnly bool) *pb.TxnRequest {
 
 func genAction(t *rapid.T) action {
 	a := action{compactBack: -1, readBack: -1}
-	switch rapid.IntRange(0, 9).Draw(t, "kind") {
+	switch rapid.IntRange(0, 10).Draw(t, "kind") {
 	case 0, 1, 2, 3:
 		for range rapid.IntRange(1, 3).Draw(t, "writes") {
 			a.writes = append(a.writes, genOp(t, 0, false))
@@ -155,6 +159,11 @@ func genAction(t *rapid.T) action {
 		a.compactSteps = rapid.IntRange(1, 3).Draw(t, "maxKeys")
 	case 9:
 		a.reopen = true
+	case 10:
+		for range rapid.IntRange(1, 3).Draw(t, "writes") {
+			a.writes = append(a.writes, genOp(t, 0, false))
+		}
+		a.abandon = true
 	}
 	return a
 }
@@ -171,6 +180,16 @@ type runner struct {
 	m  *model
 }
 
+// propLatestCacheBytes holds about three keys' newest versions: entries
+// are evicted all the time, so a history reads some keys from the cache
+// and some from Pebble. propLatestCacheStoredBytesMin takes in a put of a
+// value of one byte or more, and not an empty value's (7-9 bytes stored)
+// or a tombstone, so that small versions update entries they do not make.
+const (
+	propLatestCacheBytes          = 3 * (latestEntryOverheadBytes + 2)
+	propLatestCacheStoredBytesMin = 10
+)
+
 func newRunner(bug string) (*runner, error) {
 	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
 	if err != nil {
@@ -178,7 +197,9 @@ func newRunner(bug string) (*runner, error) {
 	}
 	// Chunks of about two keys: the few keys of a history split and merge
 	// chunks often.
-	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1})
+	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1,
+		LatestCacheBytes: propLatestCacheBytes, LatestCacheStoredBytesMin: propLatestCacheStoredBytesMin,
+		plantLatestKeepsAbandoned: bug == "latest-keeps-abandoned"})
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +240,8 @@ func same(what string, got proto.Message, gotErr error, want proto.Message, want
 
 func (r *runner) apply(a action) error {
 	switch {
+	case a.abandon:
+		return r.abandonWrites(a.writes)
 	case a.writes != nil || a.compactBack >= 0:
 		return r.write(a)
 	case a.read != nil:
@@ -280,6 +303,31 @@ func (r *runner) write(a action) error {
 	}
 	w.Publish()
 	return r.samePrevs(w.Events())
+}
+
+// abandonWrites applies writes with a Writer that is then closed, its
+// batch discarded: the model does not see them, and what they answer is
+// not checked.
+func (r *runner) abandonWrites(writes []*pb.RequestOp) error {
+	b := r.db.NewIndexedBatch()
+	defer b.Close()
+	w := r.s.NewWriter(b)
+	defer w.Close()
+	for _, op := range writes {
+		switch {
+		case op.GetRequestPut() != nil:
+			if CheckPut(op.GetRequestPut()) == nil {
+				_, _ = w.Put(op.GetRequestPut())
+			}
+		case op.GetRequestDeleteRange() != nil:
+			_, _ = w.DeleteRange(op.GetRequestDeleteRange())
+		case op.GetRequestTxn() != nil:
+			if CheckTxn(op.GetRequestTxn(), Limits{}) == nil {
+				_, _ = w.Txn(op.GetRequestTxn())
+			}
+		}
+	}
+	return nil
 }
 
 // samePrevs checks that the store reads, below each event's revision, the
@@ -460,7 +508,10 @@ func TestPropertyStoreMatchesModel(t *testing.T) {
 func TestPropertyCatchesPlantedBugs(t *testing.T) {
 	bugs := []string{"count-after-limit", "version-survives-delete",
 		// The symptoms of bugs that differential tests against etcd found.
-		"read-version-above-rev", "compaction-loses-young-key", "nested-txn-header"}
+		"read-version-above-rev", "compaction-loses-young-key", "nested-txn-header",
+		// A store bug: the cache of newest versions keeps what a Writer
+		// closed without publishing wrote.
+		"latest-keeps-abandoned"}
 	for _, bug := range bugs {
 		caught := false
 		for seed := 0; seed < 200 && !caught; seed++ {

@@ -24,6 +24,20 @@ type Options struct {
 	// misses the key. Never set outside planted-bug tests.
 	CompactDropsNewestAtTarget bool
 
+	// LatestCacheBytes bounds the cache of keys' newest version metadata
+	// that spares a put or a delete the read of the version it replaces
+	// (latest.go); 0 turns it off.
+	LatestCacheBytes int64
+	// LatestCacheStoredBytesMin is the smallest stored version the cache
+	// takes a key in for: the size from which the database keeps values in
+	// blob files. 0 takes every key.
+	LatestCacheStoredBytesMin int
+
+	// plantLatestKeepsAbandoned is a planted bug for the property test:
+	// a Writer closed without publishing still enters what it wrote into
+	// the cache of newest versions.
+	plantLatestKeepsAbandoned bool
+
 	// chunkBits sets the key chunk size to about 2^chunkBits keys; 0 means
 	// defaultChunkBits. Every store of one cluster must use the same, so
 	// only tests change it, to make chunks of a few keys.
@@ -61,6 +75,13 @@ type Store struct {
 	// Owned by the apply goroutine.
 	writerActive bool
 
+	// latest caches the newest version's metadata of recently used keys,
+	// as published (nil when Options.LatestCacheBytes is 0); written is
+	// what the unpublished Writer wrote, to enter it at Publish. Both owned
+	// by the apply goroutine.
+	latest  *latestCache
+	written writtenKeys
+
 	// afterStateLoad, if set (tests only), runs in openView between the
 	// load of the published state and the Pebble snapshot, where a Publish
 	// from the apply goroutine forces the reader to try again.
@@ -73,7 +94,8 @@ func Open(db *pebble.DB, opts Options) (*Store, error) {
 	if db == nil {
 		panic("mvcc: Open with nil db")
 	}
-	s := &Store{db: db, opts: opts, chunkBits: cmp.Or(opts.chunkBits, defaultChunkBits)}
+	s := &Store{db: db, opts: opts, chunkBits: cmp.Or(opts.chunkBits, defaultChunkBits),
+		latest: newLatestCache(opts.LatestCacheBytes, opts.LatestCacheStoredBytesMin)}
 	rev, err := readMeta(db, metaRevKey, "rev", 1)
 	if err != nil {
 		return nil, fmt.Errorf("open mvcc: %w", err)
@@ -226,3 +248,8 @@ func (v readView) close() {
 		panic(fmt.Sprintf("mvcc: close snapshot: %v", err))
 	}
 }
+
+// LatestCacheBytes is what the cache of newest versions holds, by its own
+// accounting; its bound is Options.LatestCacheBytes. Owned by the apply
+// goroutine, like Writers.
+func (s *Store) LatestCacheBytes() int64 { return s.latest.heldBytes() }

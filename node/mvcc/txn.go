@@ -195,7 +195,13 @@ func needsPrevValue(p *pb.PutRequest) bool { return p.GetPrevKv() || p.GetIgnore
 // replaces: its metadata, and the whole key-value when withValue.
 func (e *exec) readPrev(key []byte, withValue bool) (prevVersion, error) {
 	if !withValue {
-		meta, err := getLatestMeta(e.src, key, e.rev())
+		if meta, ok := e.w.latestMeta(key); ok {
+			return prevVersion{versionMeta: meta}, nil
+		}
+		meta, storedBytes, err := getLatestMeta(e.src, key, e.rev())
+		if err == nil {
+			e.w.noteRead(key, meta, storedBytes)
+		}
 		return prevVersion{versionMeta: meta}, err
 	}
 	kv, err := getLatest(e.src, key, e.rev())

@@ -205,6 +205,7 @@ func (w *Writer) Publish() {
 	w.published = true
 	w.s.writerActive = false
 	w.s.state.Store(&publishedState{rev: w.rev, compactRev: w.compactRev})
+	w.s.written.enterInto(w.s.latest)
 	if w.compacted {
 		w.s.compaction.recorded = false
 		w.s.compaction.pending = true
@@ -226,6 +227,10 @@ func (w *Writer) Close() {
 	w.published = true
 	w.s.writerActive = false
 	w.s.compaction.recorded = false
+	if w.s.opts.plantLatestKeepsAbandoned {
+		w.s.written.enterInto(w.s.latest)
+	}
+	w.s.written.reset()
 }
 
 // closeSource closes the Writer's iterator. It only reads, so an error
@@ -262,8 +267,42 @@ func (w *Writer) writePut(kv *mvccpb.KeyValue, prev versionMeta, sub int64) erro
 			return err
 		}
 	}
+	w.noteWritten(kv.Key, metaOf(kv), valueBytes)
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv})
 	return nil
+}
+
+// noteWritten records m, stored in storedBytes, as the newest version of
+// key that this Writer's batch holds: reads of key see it in the batch,
+// and Publish enters it into the store's cache of newest versions.
+func (w *Writer) noteWritten(key []byte, m versionMeta, storedBytes int) {
+	if w.s.latest != nil {
+		w.s.written.note(key, m, storedBytes)
+	}
+}
+
+// latestMeta returns the metadata of key's newest version as this Writer
+// sees it, without reading Pebble when its batch wrote the key or the
+// store's cache holds it; ok is false otherwise (and for a nil Writer, a
+// read-only request's).
+func (w *Writer) latestMeta(key []byte) (m versionMeta, ok bool) {
+	if w == nil || w.s.latest == nil {
+		return versionMeta{}, false
+	}
+	if m, ok = w.s.written.get(key); ok {
+		return m, true
+	}
+	return w.s.latest.get(key)
+}
+
+// noteRead enters m, the newest version of key read from Pebble and
+// stored in storedBytes, into the store's cache. The caller found no write
+// of key in this Writer's batch (latestMeta), so m is the published
+// state's, whether or not the Writer publishes.
+func (w *Writer) noteRead(key []byte, m versionMeta, storedBytes int) {
+	if w != nil {
+		w.s.latest.put(string(key), m, storedBytes)
+	}
 }
 
 // writeTombstone deletes key, whose live version is prev, at rev. Its event
@@ -286,6 +325,7 @@ func (w *Writer) writeTombstone(key []byte, prev prevVersion, rev revision) erro
 	if err := w.indexDeleted(key, prev.createRevision, rev.main); err != nil {
 		return err
 	}
+	w.noteWritten(key, versionMeta{}, 0)
 	kv := &mvccpb.KeyValue{Key: key, ModRevision: rev.main}
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: kv, PrevKv: prev.kv})
 	return nil

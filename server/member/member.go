@@ -429,10 +429,11 @@ func (m *Member) openNode(st start) error {
 		CorruptCheckTicks:      ticksOf(m.cfg.CorruptCheckTime, m.cfg.TickInterval),
 		CompactHashCheckTicks:  ticksOf(m.cfg.CompactHashCheckTime, m.cfg.TickInterval),
 		// A write waits for a leader as long as the driver waits for it.
-		RequestTimeoutTicks: int(requestTimeout / m.cfg.TickInterval),
-		CacheBytes:          m.budget.BlockCacheBytes,
-		MemTableBytes:       m.budget.MemTableBytes,
-		RaftEntryCacheBytes: m.budget.RaftEntryCacheBytes,
+		RequestTimeoutTicks:     int(requestTimeout / m.cfg.TickInterval),
+		CacheBytes:              m.budget.BlockCacheBytes,
+		MemTableBytes:           m.budget.MemTableBytes,
+		RaftEntryCacheBytes:     m.budget.RaftEntryCacheBytes,
+		LatestVersionCacheBytes: m.budget.LatestVersionCacheBytes,
 
 		DisablePreVote:             m.cfg.DisablePreVote,
 		InitialElectionTickAdvance: m.cfg.InitialElectionTickAdvance,
