@@ -255,9 +255,8 @@ wait; each may take up to the defragment's own bound, 10 min, so it is
 measured, not cut off), the errors, the defragment's
 duration, and ` + "`dbSize`" + ` (and ` + "`dbSizeInUse`" + `) from ` + "`Status`" + ` just before the
 call and just after it returned (docs/operations.md, "What the sizes mean":
-cairn's counts the tables a compaction made obsolete until Pebble deletes
-them, in the background, so just after the call it can be larger than
-before). etcd rewrites its bbolt file into a new one while it holds its
+cairn's counts the tables a compaction replaced while a read still uses
+them, so just after the call it can be larger than before). etcd rewrites its bbolt file into a new one while it holds its
 backend's locks, so requests that reach the backend wait; cairn asks Pebble
 for a manual compaction of the whole keyspace while reads and writes go on
 (docs/operations.md, "Quota, NOSPACE and defragmentation").
