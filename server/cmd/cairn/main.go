@@ -64,7 +64,8 @@ func setMemoryLimit(budgetBytes int64, logger *slog.Logger) {
 	debug.SetMemoryLimit(b.GoRuntimeBytes)
 	logger.Info("memory budget", "total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
 		"memtable-bytes", b.MemTableBytes, "watch-window-bytes", b.WatchWindowBytes,
-		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "go-memory-limit-bytes", b.GoRuntimeBytes)
+		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "newest-version-cache-bytes", b.LatestVersionCacheBytes,
+		"go-memory-limit-bytes", b.GoRuntimeBytes)
 }
 
 // run is cairn's main: it returns the exit status. A configuration error
