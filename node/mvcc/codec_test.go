@@ -37,7 +37,7 @@ func TestAppendPutMatchesProto(t *testing.T) {
 		if n := putBytes(kv); n != len(got) {
 			t.Fatalf("putBytes %d, appendPut wrote %d", n, len(got))
 		}
-		wantMeta := versionMeta{exists: true, createRevision: kv.CreateRevision, version: kv.Version, lease: kv.Lease}
+		wantMeta := versionMeta{exists: true, createRevision: kv.CreateRevision, modRevision: kv.ModRevision, version: kv.Version, lease: kv.Lease}
 		if meta := decodeMeta(kv.Key, got); meta != wantMeta {
 			t.Fatalf("decodeMeta %+v, want %+v", meta, wantMeta)
 		}

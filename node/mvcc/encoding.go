@@ -287,8 +287,8 @@ func decodeKV(b []byte, kv *mvccpb.KeyValue) bool {
 // key index and lease attachments need. It holds nothing of the value, so
 // reading it neither allocates nor copies a value of any size.
 type versionMeta struct {
-	exists                         bool
-	createRevision, version, lease int64
+	exists                                      bool
+	createRevision, modRevision, version, lease int64
 }
 
 // metaOf is the versionMeta of a decoded version (nil: the key does not
@@ -297,7 +297,7 @@ func metaOf(kv *mvccpb.KeyValue) versionMeta {
 	if kv == nil {
 		return versionMeta{}
 	}
-	return versionMeta{exists: true, createRevision: kv.CreateRevision, version: kv.Version, lease: kv.Lease}
+	return versionMeta{exists: true, createRevision: kv.CreateRevision, modRevision: kv.ModRevision, version: kv.Version, lease: kv.Lease}
 }
 
 // decodeMeta decodes a version value's metadata; a tombstone is a key
@@ -347,6 +347,7 @@ func scanMeta(b []byte) (versionMeta, bool) {
 		case fieldCreateRevision:
 			m.createRevision = int64(v)
 		case fieldModRevision:
+			m.modRevision = int64(v)
 		case fieldVersion:
 			m.version = int64(v)
 		case fieldLease:

@@ -27,9 +27,10 @@ func takenOps(r *pb.TxnRequest, succeeded bool) []*pb.RequestOp {
 }
 
 // compareToPath evaluates the compares of r and of its nested txns on the
-// taken branches.
-func compareToPath(src *source, rev int64, r *pb.TxnRequest) (*txnPath, error) {
-	ok, err := applyCompares(src, rev, r.GetCompare())
+// taken branches. w is the Writer of a write txn, whose view of the newest
+// versions (Writer.latestMeta) is the one at rev; nil for a read-only one.
+func compareToPath(src *source, rev int64, r *pb.TxnRequest, w *Writer) (*txnPath, error) {
+	ok, err := applyCompares(src, rev, r.GetCompare(), w)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +40,7 @@ func compareToPath(src *source, rev int64, r *pb.TxnRequest) (*txnPath, error) {
 		if nested == nil {
 			continue
 		}
-		sub, err := compareToPath(src, rev, nested)
+		sub, err := compareToPath(src, rev, nested, w)
 		if err != nil {
 			return nil, err
 		}
@@ -48,9 +49,9 @@ func compareToPath(src *source, rev int64, r *pb.TxnRequest) (*txnPath, error) {
 	return path, nil
 }
 
-func applyCompares(src *source, rev int64, cmps []*pb.Compare) (bool, error) {
+func applyCompares(src *source, rev int64, cmps []*pb.Compare, w *Writer) (bool, error) {
 	for _, c := range cmps {
-		ok, err := applyCompare(src, rev, c)
+		ok, err := applyCompare(src, rev, c, w)
 		if err != nil || !ok {
 			return false, err
 		}
@@ -60,8 +61,20 @@ func applyCompares(src *source, rev int64, cmps []*pb.Compare) (bool, error) {
 
 // applyCompare holds when every key in the compare's range satisfies it. An
 // empty range compares a zero key-value, except that a VALUE compare fails:
-// a missing value cannot be told from an empty one.
-func applyCompare(src *source, rev int64, c *pb.Compare) (bool, error) {
+// a missing value cannot be told from an empty one. A compare of one key's
+// revisions, version or lease (Kubernetes' compare-and-swap on
+// mod_revision) is answered from w's view of the key's newest version when
+// it has one, without reading the version, and its value, from Pebble.
+func applyCompare(src *source, rev int64, c *pb.Compare, w *Writer) (bool, error) {
+	if len(c.GetRangeEnd()) == 0 && c.GetTarget() != pb.Compare_VALUE {
+		if m, cached := w.latestMeta(c.GetKey()); cached {
+			kv := &mvccpb.KeyValue{}
+			if m.exists {
+				kv = &mvccpb.KeyValue{CreateRevision: m.createRevision, ModRevision: m.modRevision, Version: m.version, Lease: m.lease}
+			}
+			return compareKV(c, kv), nil
+		}
+	}
 	found, ok := false, true
 	err := scanRange(src, c.GetKey(), c.GetRangeEnd(), rev, func(e *entry) bool {
 		found = true

@@ -143,7 +143,7 @@ func (w *Writer) Txn(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	path, err := compareToPath(e.src, e.beginRev, req)
+	path, err := compareToPath(e.src, e.beginRev, req, w)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +354,7 @@ func (s *Store) ReadTxn(req *pb.TxnRequest) (_ *pb.TxnResponse, err error) {
 	}
 	defer closeSource(src, &err)
 	e := &exec{src: src, beginRev: st.rev, compactRev: st.compactRev}
-	path, err := compareToPath(e.src, e.beginRev, req)
+	path, err := compareToPath(e.src, e.beginRev, req, nil)
 	if err != nil {
 		return nil, err
 	}
