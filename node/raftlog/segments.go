@@ -232,7 +232,7 @@ func (s *Storage) apply(seq uint64, at int64, rec record, firstBase bool) error 
 		if err != nil {
 			return err
 		}
-		s.segments = append(s.segments, segment{seq: seq})
+		s.segments = append(s.segments, seq)
 		if firstBase {
 			s.truncatedIndex, s.truncatedTerm = b.truncIndex, b.truncTerm
 			s.lastIndex, s.lastTerm = b.lastIndex, b.lastTerm
@@ -363,14 +363,14 @@ func (s *Storage) stage() error {
 		// The old segment is synced first: the new one's base says where
 		// its records end, and a crash must not lose any of them then.
 		if err := s.active.SyncData(); err != nil {
-			return s.fail(fmt.Errorf("sync raft log segment %d before starting the next: %w", s.segments[len(s.segments)-1].seq, err))
+			return s.fail(fmt.Errorf("sync raft log segment %d before starting the next: %w", s.segments[len(s.segments)-1], err))
 		}
 		// So is its directory entry, if it is new: a crash must not keep
 		// the new segment and lose the one before it.
 		if err := s.syncDirIfDirty(); err != nil {
 			return err
 		}
-		b.seq, b.prevEnd = s.segments[len(s.segments)-1].seq+1, uint64(s.activeEnd)
+		b.seq, b.prevEnd = s.segments[len(s.segments)-1]+1, uint64(s.activeEnd)
 	}
 	f, err := s.fs.Create(s.path(b.seq), vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -383,7 +383,7 @@ func (s *Storage) stage() error {
 		}
 	}
 	s.active, s.activeEnd, s.allocatedEnd = f, 0, 0
-	s.segments = append(s.segments, segment{seq: b.seq})
+	s.segments = append(s.segments, b.seq)
 	s.dirDirty = true
 	s.pending.appendOwned(func(p []byte) []byte { return appendBase(p, b, s.epoch) })
 	return nil
@@ -393,7 +393,7 @@ func (s *Storage) stage() error {
 // not written yet.
 func (s *Storage) readSpan(seq uint64, from, to int64) ([]byte, error) {
 	buf := make([]byte, to-from)
-	active := s.segments[len(s.segments)-1].seq
+	active := s.segments[len(s.segments)-1]
 	if seq == active && from >= s.activeEnd {
 		s.pending.copyAt(buf, from-s.activeEnd)
 		return buf, nil
@@ -424,12 +424,12 @@ func (s *Storage) readSpan(seq uint64, from, to int64) ([]byte, error) {
 // none). It runs after a synced commit, so the truncation that made them
 // obsolete is durable.
 func (s *Storage) deleteObsolete() error {
-	keep := s.segments[len(s.segments)-1].seq
+	keep := s.segments[len(s.segments)-1]
 	if len(s.entries) > 0 {
 		keep = s.entries[0].seq
 	}
-	for len(s.segments) > 1 && s.segments[0].seq < keep {
-		seq := s.segments[0].seq
+	for len(s.segments) > 1 && s.segments[0] < keep {
+		seq := s.segments[0]
 		if s.reader != nil && s.readerSeq == seq {
 			s.reader.Close()
 			s.reader = nil

@@ -49,10 +49,10 @@ type Storage struct {
 	lastIndex, lastTerm           uint64
 	entries                       []entryPos
 
-	// segments are the segment files kept, oldest first, with consecutive
-	// sequence numbers; the last is active: written at activeEnd. Empty
+	// segments are the sequence numbers of the segment files kept, oldest
+	// first, consecutive; the last is active: written at activeEnd. Empty
 	// until the first write.
-	segments  []segment
+	segments  []uint64
 	active    vfs.File
 	activeEnd int64
 	// allocatedEnd is how far the active segment's blocks were allocated
@@ -74,11 +74,6 @@ type Storage struct {
 	err error
 
 	snapshots SnapshotSource
-}
-
-// segment is one segment file kept.
-type segment struct {
-	seq uint64
 }
 
 var _ raft.Storage = (*Storage)(nil)
@@ -274,7 +269,7 @@ func (s *Storage) Append(ents []*raftpb.Entry) error {
 		return err
 	}
 	s.cutAfter(first - 1)
-	seq := s.segments[len(s.segments)-1].seq
+	seq := s.segments[len(s.segments)-1]
 	for _, e := range ents {
 		off := s.activeEnd + s.pending.bytes
 		if len(e.GetData()) >= borrowDataBytesMin {
