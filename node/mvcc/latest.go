@@ -11,7 +11,7 @@ package mvcc
 //
 // It is owned by the apply goroutine, like the Writer. It holds the
 // published state only: a Writer keeps what its batch wrote apart
-// (Writer.written) until Publish, so a Writer closed without publishing
+// (Store.written) until Publish, so a Writer closed without publishing
 // leaves the cache as it was. Nothing else changes a key's newest version:
 // compaction removes only older versions, and a key whose newest version
 // is a tombstone at or below the compacted revision, which the cache holds
@@ -100,6 +100,16 @@ func (c *latestCache) evictOldest() {
 	}
 }
 
+// takes reports whether a version of key stored in storedBytes belongs in
+// the cache: a large one, or any newer version of a key it holds.
+func (c *latestCache) takes(key []byte, storedBytes int) bool {
+	if storedBytes >= c.storedBytesMin {
+		return true
+	}
+	_, ok := c.entries[string(key)]
+	return ok
+}
+
 // heldBytes is what the cache holds, by its own accounting.
 func (c *latestCache) heldBytes() int64 {
 	if c == nil {
@@ -108,9 +118,10 @@ func (c *latestCache) heldBytes() int64 {
 	return c.bytes
 }
 
-// writtenKeys is the newest version of each key one Writer's batch wrote,
-// in the order the keys were first written, so that Publish enters them
-// into the cache in an order a seed reproduces.
+// writtenKeys is the newest version of each key one Writer's batch wrote
+// that the cache may take (Writer.noteWritten), in the order the keys were
+// first written, so that Publish enters them into the cache in an order a
+// seed reproduces.
 type writtenKeys struct {
 	index   map[string]int
 	entries []writtenKey

@@ -274,9 +274,16 @@ func (w *Writer) writePut(kv *mvccpb.KeyValue, prev versionMeta, sub int64) erro
 
 // noteWritten records m, stored in storedBytes, as the newest version of
 // key that this Writer's batch holds: reads of key see it in the batch,
-// and Publish enters it into the store's cache of newest versions.
+// and Publish enters it into the store's cache of newest versions. A small
+// version of a key that neither the cache nor the batch's earlier writes
+// hold is not recorded (no map insert on every put of small values): a
+// later read of the key misses, reads it from the batch, and noteRead
+// leaves it out of the cache, which takes in only large versions.
 func (w *Writer) noteWritten(key []byte, m versionMeta, storedBytes int) {
-	if w.s.latest != nil {
+	if w.s.latest == nil {
+		return
+	}
+	if _, written := w.s.written.get(key); written || w.s.latest.takes(key, storedBytes) {
 		w.s.written.note(key, m, storedBytes)
 	}
 }
