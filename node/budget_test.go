@@ -54,6 +54,17 @@ func TestMemoryBudgetsHoldUnderLargeValues(t *testing.T) {
 	if got := h.node(1).raftLog.RecentBytes(); got < entryCacheBytes/2 {
 		t.Fatalf("the raft entry cache holds %d bytes after 40 puts of 64 KiB, expected close to its bound %d", got, entryCacheBytes)
 	}
+	// The five keys' values are in blob files: the newest version cache
+	// holds them, and the node reports it among its budgets.
+	var newest *MemoryUse
+	for _, u := range h.node(1).MemoryUses() {
+		if u.Name == "newest version cache" {
+			newest = &u
+		}
+	}
+	if newest == nil || newest.Bytes == 0 || newest.Bytes > newest.Bound {
+		t.Fatalf("newest version cache after 40 puts of 64 KiB over 5 keys: %+v, want some bytes within its bound", newest)
+	}
 	h.node(1).raftLog.recentBytesMax = 1 << 40 // planted leak
 	for i := range 10 {
 		h.put(1, fmt.Sprint("k", i%5), value)
