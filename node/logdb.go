@@ -285,17 +285,38 @@ const (
 	stateFlushNumerator        = 5
 	stateFlushDenominator      = 8
 	memTableEntryOverheadBytes = 64
+	// largeBatchMarginBytes covers what Pebble takes from a memtable's
+	// size before halving it for the large-batch threshold (its empty
+	// skiplist).
+	largeBatchMarginBytes = 4 << 10
 )
+
+// largeBatchEntryBytes is what Pebble reserves in a memtable for each
+// entry of a batch beyond its key and value: a skiplist node with a full
+// tower (184 bytes), the key's trailer and alignment. Pebble turns a
+// batch whose reservation reaches half a memtable into a memtable of its
+// own and flushes it at once, on its own goroutine.
+const largeBatchEntryBytes = 200
 
 // commitState commits b, a batch of the applied state's database, without
 // a sync (it has no write-ahead log), and starts a flush when it is due.
+//
+// A batch that Pebble may flush by itself at commit (largeBatchEntryBytes)
+// is counted as a flush, and followed by one the node starts, so that no
+// flush begins unseen by the driver and the memtable is empty after it
+// whether Pebble flushed or not. b.Len() bounds the batch's keys and
+// values from above, so the estimate never misses a batch Pebble flushes.
 func (n *Node) commitState(b *pebble.Batch) error {
+	f := &n.stateFlushes
+	large := int64(b.Len())+int64(b.Count())*largeBatchEntryBytes >= f.memTableBytes/2-largeBatchMarginBytes
+	if large {
+		f.started.Add(1)
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
-	f := &n.stateFlushes
 	written := int64(b.Len()) + int64(b.Count())*memTableEntryOverheadBytes
-	if f.unflushedBytes.Add(written) < f.memTableBytes*stateFlushNumerator/stateFlushDenominator {
+	if f.unflushedBytes.Add(written) < f.memTableBytes*stateFlushNumerator/stateFlushDenominator && !large {
 		return nil
 	}
 	f.unflushedBytes.Store(0)

@@ -4,10 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -162,4 +165,42 @@ func writePebbleLog(t *testing.T, db *pebble.DB, hs *raftpb.HardState, truncInde
 			append(binary.BigEndian.AppendUint64(nil, e.GetTerm()), v...), nil))
 	}
 	check(b.Commit(pebble.Sync))
+}
+
+// Every flush of the applied state begins in a call into the node and is
+// counted by StateFlushes, even one Pebble starts by itself at commit
+// because the batch is large: the simulator waits for counted flushes
+// before it takes a crash image, and an uncounted one raced with it. The
+// txn below is under the node's own flush threshold (5/8 of a memtable in
+// its accounting) but reserves more than half a memtable in Pebble's.
+func TestPebbleFlushesOfLargeBatchesAreCounted(t *testing.T) {
+	var pebbleFlushes atomic.Int64
+	h := newHarness(t, []uint64{1}, func(c *Config) {
+		c.MemTableBytes = 256 << 10
+		c.PebbleOptions = func(o *pebble.Options) {
+			o.EventListener = &pebble.EventListener{FlushBegin: func(pebble.FlushInfo) { pebbleFlushes.Add(1) }}
+		}
+	})
+	n := h.node(1)
+	waitIdle := func() {
+		for n.StorageBusy() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitIdle()
+	flushesBefore, countedBefore := pebbleFlushes.Load(), n.StateFlushes()
+	txn := &pb.TxnRequest{}
+	for i := range 128 {
+		txn.Success = append(txn.Success, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{
+			RequestPut: &pb.PutRequest{Key: fmt.Appendf(nil, "k%03d", i), Value: make([]byte, 1000)}}})
+	}
+	h.write(1, &pb.InternalRaftRequest{Txn: txn})
+	waitIdle()
+	flushed, counted := pebbleFlushes.Load()-flushesBefore, int64(n.StateFlushes()-countedBefore)
+	if flushed == 0 {
+		t.Fatal("Pebble flushed nothing: the batch was not large enough to show anything")
+	}
+	if flushed > counted {
+		t.Fatalf("Pebble began %d flushes, the node counted %d", flushed, counted)
+	}
 }
