@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cairn-db/cairn/node/auth"
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -210,6 +211,10 @@ type Config struct {
 	// sstable, so that compactions and scans over keys do not read it.
 	// Default 4 KiB.
 	SeparatedValueBytesMin int
+
+	// backgroundFailure records what Pebble reports failed on its own
+	// goroutines, for every state database the node opens (Open sets it).
+	backgroundFailure *durable.BackgroundFailure
 }
 
 // TestingKnobs are deliberate defects that the simulator's planted-bug tests

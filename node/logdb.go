@@ -332,7 +332,7 @@ func (n *Node) commitState(b *pebble.Batch) error {
 func (n *Node) flushState() error {
 	n.stateFlushes.unflushedBytes.Store(0)
 	n.stateFlushes.started.Add(1)
-	return n.db.Flush()
+	return n.storageFailed(durable.Flush(n.db, n.cfg.backgroundFailure))
 }
 
 // StateFlushes counts the flushes of the applied state's database the node

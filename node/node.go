@@ -195,6 +195,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.backgroundFailure = durable.NewBackgroundFailure()
 	cache := pebble.NewCache(cfg.CacheBytes)
 	db, err := openPebble(cfg, cache)
 	if err != nil {
@@ -281,6 +282,9 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 	}
 	if cfg.PebbleOptions != nil {
 		cfg.PebbleOptions(opts)
+	}
+	if kind == stateDB && cfg.backgroundFailure != nil {
+		cfg.backgroundFailure.Listen(opts)
 	}
 	return opts
 }
@@ -574,7 +578,7 @@ func (n *Node) finishRead(r pendingRead) {
 
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
-	return n.removed || n.failed != nil || n.sentAhead != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
+	return n.removed || n.failed != nil || n.cfg.backgroundFailure.Err() != nil || n.sentAhead != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
 		n.reads.hasReleasable(n.releasableIndex()) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
 		n.compactionDue() || len(n.corruption.wanted) > 0
 }

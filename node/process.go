@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cairn-db/cairn/node/raftlog"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -19,6 +20,9 @@ import (
 func (n *Node) Process() (out Output, err error) {
 	if n.db == nil {
 		return Output{}, ErrStopped
+	}
+	if err := n.cfg.backgroundFailure.Err(); err != nil {
+		return Output{}, n.storageFailed(err)
 	}
 	if n.failed != nil {
 		return Output{}, n.failed
@@ -65,6 +69,20 @@ func (n *Node) failOnLogError(err error) error {
 		return n.failed
 	}
 	return err
+}
+
+// storageFailed fails the member for good when err is a failure Pebble
+// reported from its own goroutines (durable.ErrBackground: a flush or a
+// compaction that could not write): the applied state might never become
+// durable. Other errors pass through.
+func (n *Node) storageFailed(err error) error {
+	if !errors.Is(err, durable.ErrBackground) {
+		return err
+	}
+	if n.failed == nil {
+		n.failed = fatalStorageError{err.Error()}
+	}
+	return n.failed
 }
 
 // recoverStorageFailure turns a fatal Pebble error into Process's error and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -175,7 +176,7 @@ var (
 // database has no write-ahead log, so what is not flushed would not be in
 // it. Safe for concurrent use with reads and writes.
 func (s *Store) Checkpoint(dir string) error {
-	if err := s.db.Flush(); err != nil {
+	if err := durable.Flush(s.db, s.opts.BackgroundFailure); err != nil {
 		return fmt.Errorf("flush for checkpoint: %w", err)
 	}
 	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {

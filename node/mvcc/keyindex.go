@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -326,7 +327,7 @@ func (s *Store) ensureKeyIndex() (err error) {
 	}
 	// Flushed rather than synced: a member's database has no write-ahead
 	// log.
-	return s.db.Flush()
+	return durable.Flush(s.db, s.opts.BackgroundFailure)
 }
 
 // buildKeyIndex writes the index entry of every key and the chunks, into

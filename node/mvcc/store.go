@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	"github.com/cairn-db/cairn/node/durable"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -32,6 +33,11 @@ type Options struct {
 	// takes a key in for: the size from which the database keeps values in
 	// blob files. 0 takes every key.
 	LatestCacheStoredBytesMin int
+
+	// BackgroundFailure, if set, records what Pebble reports failed on
+	// its own goroutines: a flush the store waits for gives up then,
+	// instead of waiting for ever on Pebble's retries.
+	BackgroundFailure *durable.BackgroundFailure
 
 	// plantLatestKeepsAbandoned is a planted bug for the property test:
 	// a Writer closed without publishing still enters what it wrote into
