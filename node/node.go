@@ -68,6 +68,9 @@ type Node struct {
 	completed []Completion
 	// parked are writes raft dropped for want of a leader (request.go).
 	parked []parkedProposal
+	// batched are the writes proposed since the last Process, which hands
+	// them to raft together (submitBatched).
+	batched []batchedProposal
 	// proposals are this member's own proposals, decoded (proposals.go).
 	proposals proposalCache
 	// memberChanges are the member API's changes proposed here, by request
@@ -578,7 +581,8 @@ func (n *Node) finishRead(r pendingRead) {
 
 // HasReady reports whether Process has work to do.
 func (n *Node) HasReady() bool {
-	return n.removed || n.failed != nil || n.cfg.backgroundFailure.Err() != nil || n.sentAhead != nil || n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
+	return n.removed || n.failed != nil || n.cfg.backgroundFailure.Err() != nil || n.sentAhead != nil || len(n.batched) > 0 ||
+		n.raw.HasReady() || n.reads.hasUnsent() || len(n.completed) > 0 ||
 		n.reads.hasReleasable(n.releasableIndex()) || n.reads.resendDue(n.ticks, n.cfg.ReadIndexRetryTicks) ||
 		n.compactionDue() || len(n.corruption.wanted) > 0
 }

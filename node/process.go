@@ -36,6 +36,7 @@ func (n *Node) Process() (out Output, err error) {
 	}
 	out = Output{Done: n.completed}
 	n.completed = nil
+	n.submitBatched()
 	n.reads.send(n.raw, n.ticks, n.cfg.ReadIndexRetryTicks)
 	if n.sentAhead != nil || n.raw.HasReady() {
 		if err := n.handleReady(&out); err != nil {

@@ -294,12 +294,46 @@ func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
 		n.completed = append(n.completed, Completion{ID: id, Err: rpctypes.ErrGRPCRequestTooLarge})
 		return
 	}
-	// A follower keeps its proposals too: raft forwards them to the
-	// leader, and the entry that comes back carries these very bytes. A
-	// parked proposal is not kept (it is counted once, as parked, and is
-	// decoded if it applies after a retry).
-	if n.submit(parkedProposal{id: id, data: data, sinceTick: n.ticks}) {
-		n.proposals.remember(id, len(data), ir)
+	n.batched = append(n.batched, batchedProposal{id: id, data: data, request: ir, sinceTick: n.ticks})
+}
+
+// batchedProposal is a write propose encoded, waiting for the next
+// Process to hand it to raft with the others (submitBatched).
+type batchedProposal struct {
+	id        uint64
+	data      []byte
+	request   *pb.InternalRaftRequest
+	sinceTick uint64 // when it was proposed: a request's timeout counts from there
+}
+
+// submitBatched hands the writes proposed since the last Process to raft
+// in one proposal message of many entries, as raft appends the entries of
+// a proposal a follower forwards. raft then sends each follower one
+// append for all of them instead of one per write, and each follower
+// acknowledges once: with 100 clients, a leader sent about eight appends
+// to each follower per Ready, each acknowledged. raft takes all the
+// entries or drops them all (no leader, a transfer in progress, the
+// uncommitted-size limit), which parks each.
+func (n *Node) submitBatched() {
+	if len(n.batched) == 0 {
+		return
+	}
+	batch := n.batched
+	n.batched = nil
+	ents := make([]*raftpb.Entry, len(batch))
+	for i, p := range batch {
+		ents[i] = &raftpb.Entry{Data: p.data}
+	}
+	err := n.raw.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents})
+	for _, p := range batch {
+		if !n.submitted(parkedProposal{id: p.id, data: p.data, sinceTick: p.sinceTick}, err) {
+			continue
+		}
+		// A follower keeps its proposals too: raft forwards them to the
+		// leader, and the entry that comes back carries these very bytes.
+		// A parked proposal is not kept (it is counted once, as parked,
+		// and is decoded if it applies after a retry).
+		n.proposals.remember(p.id, len(p.data), p.request)
 	}
 }
 
@@ -323,7 +357,11 @@ func (p parkedProposal) propose(rn *raft.RawNode) error {
 // submit hands p to raft and reports whether raft took it; one raft
 // dropped for want of a leader is parked, or fails when too many are.
 func (n *Node) submit(p parkedProposal) (proposed bool) {
-	err := p.propose(n.raw)
+	return n.submitted(p, p.propose(n.raw))
+}
+
+// submitted deals with raft's answer err to proposing p, as submit says.
+func (n *Node) submitted(p parkedProposal, err error) (proposed bool) {
 	switch {
 	case errors.Is(err, raft.ErrProposalDropped):
 		if len(n.parked) >= parkedProposalsMax {

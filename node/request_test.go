@@ -156,6 +156,7 @@ func TestMemberDecodesNoOwnProposal(t *testing.T) {
 				}
 			}
 			rid := h.node(id).Start(Request{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("v")}})
+			h.processOnce(id)
 			if n := len(h.node(id).proposals.byID); n != 1 {
 				t.Fatalf("%s cached %d proposals, want 1", proposer, n)
 			}
@@ -188,6 +189,7 @@ func TestFollowerForgetsProposalsOnLeaderChange(t *testing.T) {
 	// The leader hears nothing more: the forwarded proposal is lost.
 	h.drop = func(m *raftpb.Message) bool { return m.GetTo() == lead || m.GetFrom() == lead }
 	h.node(follower).Start(Request{Put: &pb.PutRequest{Key: []byte("lost")}})
+	h.processOnce(follower)
 	if n := len(h.node(follower).proposals.byID); n != 1 {
 		t.Fatalf("follower cached %d proposals, want 1", n)
 	}
