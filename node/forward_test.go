@@ -16,10 +16,36 @@ func prop(from, to uint64, data ...string) *raftpb.Message {
 	return m
 }
 
+// app is an append from 1 to 2 at term 3 after (index, logTerm), carrying
+// entries of term 3 named by data, with the leader's commit index.
+func app(index, logTerm, commit uint64, data ...string) *raftpb.Message {
+	m := &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: new(uint64(1)), To: new(uint64(2)), Term: new(uint64(3)),
+		Index: &index, LogTerm: &logTerm, Commit: &commit}
+	for i, d := range data {
+		m.Entries = append(m.Entries, &raftpb.Entry{Index: new(index + uint64(i) + 1), Term: new(uint64(3)), Data: []byte(d)})
+	}
+	return m
+}
+
+// ack is an acknowledgement from 2 to 1 at term 3 of index.
+func ack(index uint64, reject bool) *raftpb.Message {
+	return &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(3)),
+		Index: &index, Reject: &reject}
+}
+
 func describe(msgs []*raftpb.Message) []string {
 	var out []string
 	for _, m := range msgs {
 		s := fmt.Sprintf("%s %d->%d", m.GetType(), m.GetFrom(), m.GetTo())
+		switch m.GetType() {
+		case raftpb.MsgApp:
+			s += fmt.Sprintf(" i%d t%d c%d", m.GetIndex(), m.GetLogTerm(), m.GetCommit())
+		case raftpb.MsgAppResp:
+			s += fmt.Sprintf(" i%d", m.GetIndex())
+			if m.GetReject() {
+				s += " reject"
+			}
+		}
 		for _, e := range m.GetEntries() {
 			s += " " + string(e.GetData())
 		}
@@ -28,7 +54,7 @@ func describe(msgs []*raftpb.Message) []string {
 	return out
 }
 
-func TestCoalesceProposals(t *testing.T) {
+func TestCoalesceMessages(t *testing.T) {
 	appResp := &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), From: new(uint64(2)), To: new(uint64(1))}
 	for _, tc := range []struct {
 		name     string
@@ -38,17 +64,32 @@ func TestCoalesceProposals(t *testing.T) {
 	}{
 		{"one message per peer, in order, others kept in place",
 			[]*raftpb.Message{prop(2, 1, "a"), appResp, prop(2, 1, "b"), prop(2, 3, "x"), prop(2, 1, "c")}, 100,
-			[]string{"MsgProp 2->1 a b c", "MsgAppResp 2->1", "MsgProp 2->3 x"}},
+			[]string{"MsgProp 2->1 a b c", "MsgAppResp 2->1 i0", "MsgProp 2->3 x"}},
 		{"the bound starts a new message",
 			[]*raftpb.Message{prop(2, 1, "aa"), prop(2, 1, "bb"), prop(2, 1, "cc")}, 4,
 			[]string{"MsgProp 2->1 aa bb", "MsgProp 2->1 cc"}},
 		{"a proposal over the bound stays alone",
 			[]*raftpb.Message{prop(2, 1, "aaaaa"), prop(2, 1, "b"), prop(2, 1, "c")}, 4,
 			[]string{"MsgProp 2->1 aaaaa", "MsgProp 2->1 b c"}},
-		{"nothing to merge", []*raftpb.Message{appResp}, 4, []string{"MsgAppResp 2->1"}},
+		{"nothing to merge", []*raftpb.Message{appResp}, 4, []string{"MsgAppResp 2->1 i0"}},
+		{"appends that continue each other join, with the last commit index",
+			[]*raftpb.Message{app(5, 2, 4, "a", "b"), app(7, 3, 6), app(7, 3, 6, "c")}, 100,
+			[]string{"MsgApp 1->2 i5 t2 c6 a b c"}},
+		{"an append that does not continue the previous one stays apart",
+			[]*raftpb.Message{app(5, 2, 4, "a"), app(9, 3, 4, "b"), app(10, 2, 4, "c")}, 100,
+			[]string{"MsgApp 1->2 i5 t2 c4 a", "MsgApp 1->2 i9 t3 c4 b", "MsgApp 1->2 i10 t2 c4 c"}},
+		{"appends join within the bound",
+			[]*raftpb.Message{app(5, 2, 4, "aa"), app(6, 3, 4, "bb"), app(7, 3, 5, "cc")}, 4,
+			[]string{"MsgApp 1->2 i5 t2 c4 aa bb", "MsgApp 1->2 i7 t3 c5 cc"}},
+		{"the acknowledgement of the highest index stands for the others",
+			[]*raftpb.Message{ack(10, false), ack(12, false), ack(11, false)}, 4,
+			[]string{"MsgAppResp 2->1 i12"}},
+		{"acknowledgements after a rejection stay after it",
+			[]*raftpb.Message{ack(10, false), ack(9, true), ack(12, false), ack(13, false)}, 4,
+			[]string{"MsgAppResp 2->1 i10", "MsgAppResp 2->1 i9 reject", "MsgAppResp 2->1 i13"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := describe(coalesceProposals(tc.in, tc.maxBytes)); !slices.Equal(got, tc.want) {
+			if got := describe(coalesceMessages(tc.in, tc.maxBytes)); !slices.Equal(got, tc.want) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})

@@ -42,7 +42,7 @@ func (n *Node) Process() (out Output, err error) {
 		if err := n.handleReady(&out); err != nil {
 			return Output{}, err
 		}
-		out.Messages = coalesceProposals(out.Messages, n.cfg.MaxSizePerMsgBytes)
+		out.Messages = coalesceMessages(out.Messages, n.cfg.MaxSizePerMsgBytes)
 	}
 	for _, r := range n.reads.release(n.releasableIndex()) {
 		n.finishRead(r)
