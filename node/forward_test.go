@@ -133,3 +133,45 @@ func TestFollowerForwardsProposalsInOneMessage(t *testing.T) {
 		}
 	}
 }
+
+// The writes of one Process reach raft in proposals of at most
+// MaxSizePerMsgBytes of entries, which a follower forwards whole: one
+// message of everything a burst of large writes holds could exceed what
+// the peer transport carries.
+func TestForwardedProposalsStayWithinTheBound(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, func(c *Config) { c.MaxSizePerMsgBytes = 1 << 20 })
+	leader := h.leader()
+	follower := uint64(1)
+	if follower == leader {
+		follower = 2
+	}
+	var ids []uint64
+	for i := range 5 {
+		ids = append(ids, h.propose(follower, putReq(fmt.Sprintf("k%d", i), string(make([]byte, 400<<10)))))
+	}
+	out, err := h.node(follower).Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []uint64
+	for _, m := range out.Messages {
+		if m.GetType() == raftpb.MsgProp {
+			sizes = append(sizes, entriesDataBytes(m.GetEntries()))
+		}
+	}
+	if len(sizes) != 3 {
+		t.Fatalf("forwarded proposals of %v bytes; want three (two writes, two, one)", sizes)
+	}
+	for _, s := range sizes {
+		if s > 1<<20 {
+			t.Fatalf("a forwarded proposal of %d bytes, over the bound of %d", s, 1<<20)
+		}
+	}
+	h.deliver(out.Messages)
+	h.settle()
+	for i, id := range ids {
+		if err := h.mustComplete(follower, id).Err; err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+}

@@ -307,19 +307,30 @@ type batchedProposal struct {
 }
 
 // submitBatched hands the writes proposed since the last Process to raft
-// in one proposal message of many entries, as raft appends the entries of
-// a proposal a follower forwards. raft then sends each follower one
-// append for all of them instead of one per write, and each follower
+// in proposal messages of many entries, as raft appends the entries of a
+// proposal a follower forwards. raft then sends each follower one append
+// for all of them instead of one per write, and each follower
 // acknowledges once: with 100 clients, a leader sent about eight appends
-// to each follower per Ready, each acknowledged. raft takes all the
-// entries or drops them all (no leader, a transfer in progress, the
-// uncommitted-size limit), which parks each.
+// to each follower per Ready, each acknowledged. A message carries at
+// most MaxSizePerMsgBytes of entries (a write over it goes alone), the
+// bound of an append: a follower forwards it whole, and it must cross the
+// peer transport. raft takes a message's entries or drops them all (no
+// leader, a transfer in progress), which parks each.
 func (n *Node) submitBatched() {
-	if len(n.batched) == 0 {
-		return
-	}
 	batch := n.batched
 	n.batched = nil
+	for len(batch) > 0 {
+		k, size := 1, uint64(len(batch[0].data))
+		for ; k < len(batch) && size+uint64(len(batch[k].data)) <= n.cfg.MaxSizePerMsgBytes; k++ {
+			size += uint64(len(batch[k].data))
+		}
+		n.submitProposals(batch[:k])
+		batch = batch[k:]
+	}
+}
+
+// submitProposals steps one proposal message of batch's writes into raft.
+func (n *Node) submitProposals(batch []batchedProposal) {
 	ents := make([]*raftpb.Entry, len(batch))
 	for i, p := range batch {
 		ents[i] = &raftpb.Entry{Data: p.data}
