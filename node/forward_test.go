@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -96,31 +97,28 @@ func TestCoalesceMessages(t *testing.T) {
 	}
 }
 
-// A follower's proposals of one Process reach the leader as one message,
-// and every one of them applies and completes on the follower.
-func TestFollowerForwardsProposalsInOneMessage(t *testing.T) {
-	h := newHarness(t, []uint64{1, 2, 3}, nil)
-	leader := h.leader()
-	follower := uint64(1)
+// forwardWrites starts puts of values on a follower of a new 3-member
+// cluster and processes it once. It returns the harness, the leader, the
+// follower, the requests' IDs and the proposal messages the follower sent.
+func forwardWrites(t *testing.T, adjust func(*Config), values ...string) (h *harness, leader, follower uint64, ids []uint64, props []*raftpb.Message) {
+	t.Helper()
+	h = newHarness(t, []uint64{1, 2, 3}, adjust)
+	leader = h.leader()
+	follower = 1
 	if follower == leader {
 		follower = 2
 	}
-	var ids []uint64
-	for i := range 20 {
-		ids = append(ids, h.propose(follower, putReq(fmt.Sprintf("k%d", i), "v")))
+	for i, v := range values {
+		ids = append(ids, h.propose(follower, putReq(fmt.Sprintf("k%d", i), v)))
 	}
 	out, err := h.node(follower).Process()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var props []*raftpb.Message
 	for _, m := range out.Messages {
 		if m.GetType() == raftpb.MsgProp {
 			props = append(props, m)
 		}
-	}
-	if len(props) != 1 || len(props[0].GetEntries()) != len(ids) || props[0].GetTo() != leader {
-		t.Fatalf("forwarded %q; want one proposal of %d entries to %d", describe(props), len(ids), leader)
 	}
 	h.deliver(out.Messages)
 	h.settle()
@@ -128,6 +126,18 @@ func TestFollowerForwardsProposalsInOneMessage(t *testing.T) {
 		if err := h.mustComplete(follower, id).Err; err != nil {
 			t.Fatalf("put %d: %v", i, err)
 		}
+	}
+	return h, leader, follower, ids, props
+}
+
+// A follower's proposals of one Process reach the leader as one message,
+// and every one of them applies and completes on the follower.
+func TestFollowerForwardsProposalsInOneMessage(t *testing.T) {
+	h, leader, follower, ids, props := forwardWrites(t, nil, slices.Repeat([]string{"v"}, 20)...)
+	if len(props) != 1 || len(props[0].GetEntries()) != len(ids) || props[0].GetTo() != leader {
+		t.Fatalf("forwarded %q; want one proposal of %d entries to %d", describe(props), len(ids), leader)
+	}
+	for i := range ids {
 		if v, ok := h.get(follower, fmt.Sprintf("k%d", i)); !ok || v != "v" {
 			t.Fatalf("k%d = %q, %v after the forwarded put", i, v, ok)
 		}
@@ -139,25 +149,11 @@ func TestFollowerForwardsProposalsInOneMessage(t *testing.T) {
 // message of everything a burst of large writes holds could exceed what
 // the peer transport carries.
 func TestForwardedProposalsStayWithinTheBound(t *testing.T) {
-	h := newHarness(t, []uint64{1, 2, 3}, func(c *Config) { c.MaxSizePerMsgBytes = 1 << 20 })
-	leader := h.leader()
-	follower := uint64(1)
-	if follower == leader {
-		follower = 2
-	}
-	var ids []uint64
-	for i := range 5 {
-		ids = append(ids, h.propose(follower, putReq(fmt.Sprintf("k%d", i), string(make([]byte, 400<<10)))))
-	}
-	out, err := h.node(follower).Process()
-	if err != nil {
-		t.Fatal(err)
-	}
+	large := string(make([]byte, 400<<10))
+	_, _, _, _, props := forwardWrites(t, func(c *Config) { c.MaxSizePerMsgBytes = 1 << 20 }, slices.Repeat([]string{large}, 5)...)
 	var sizes []uint64
-	for _, m := range out.Messages {
-		if m.GetType() == raftpb.MsgProp {
-			sizes = append(sizes, entriesDataBytes(m.GetEntries()))
-		}
+	for _, m := range props {
+		sizes = append(sizes, entriesDataBytes(m.GetEntries()))
 	}
 	if len(sizes) != 3 {
 		t.Fatalf("forwarded proposals of %v bytes; want three (two writes, two, one)", sizes)
@@ -167,11 +163,25 @@ func TestForwardedProposalsStayWithinTheBound(t *testing.T) {
 			t.Fatalf("a forwarded proposal of %d bytes, over the bound of %d", s, 1<<20)
 		}
 	}
-	h.deliver(out.Messages)
-	h.settle()
-	for i, id := range ids {
-		if err := h.mustComplete(follower, id).Err; err != nil {
-			t.Fatalf("put %d: %v", i, err)
+}
+
+// The writes a leader starts between two Process calls reach raft as one
+// proposal, so raft makes one append per follower for all of them, not
+// one each (before coalesceMessages, which would hide the difference).
+func TestLeaderHandsItsWritesToRaftTogether(t *testing.T) {
+	h := newHarness(t, []uint64{1, 2, 3}, nil)
+	n := h.node(h.leader())
+	for i := range 10 {
+		h.propose(n.ID(), putReq(fmt.Sprintf("k%d", i), "v"))
+	}
+	n.submitBatched()
+	appends := map[uint64]int{}
+	for _, m := range n.raw.Ready().Messages {
+		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) > 0 {
+			appends[m.GetTo()]++
 		}
+	}
+	if len(appends) != 2 || slices.Max(slices.Collect(maps.Values(appends))) != 1 {
+		t.Fatalf("raft sent appends %v (per follower) for 10 writes; want one to each of 2 followers", appends)
 	}
 }
