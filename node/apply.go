@@ -75,7 +75,7 @@ func (n *Node) apply(ents []*raftpb.Entry, out *Output) error {
 			return err
 		}
 	}
-	if err := n.timed(&n.metrics.backendCommit, func() error { return n.commitState(b) }); err != nil {
+	if err := n.timed(&n.metrics.backendCommit, func() error { return n.commitState(b, last) }); err != nil {
 		return fmt.Errorf("commit applied state: %w", err)
 	}
 	// The auth state is published before the keyspace: a read that sees

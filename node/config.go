@@ -234,9 +234,10 @@ type TestingKnobs struct {
 	// a crash between the two leaves the old applied state with a log
 	// that no longer holds the entries after it.
 	CutLogBeforeSwitch bool
-	// TruncateLogBeforeStateFlush truncates the raft log without flushing
-	// the applied state first: a crash before the state's next flush
-	// leaves it older than the log's start.
+	// TruncateLogBeforeStateFlush truncates the raft log without waiting
+	// for a flush of the applied state to make it durable that far: a
+	// crash before the state's next flush leaves it older than the log's
+	// start.
 	TruncateLogBeforeStateFlush bool
 	// ReadBeforeApplied releases a linearizable read once its ReadIndex is
 	// confirmed, without waiting for this member to apply up to it.

@@ -2,13 +2,14 @@ package node
 
 import (
 	"fmt"
-	"google.golang.org/protobuf/proto"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Bounds of the harness's loops: a test that needs more is stuck.
@@ -207,9 +208,25 @@ func (h *harness) processOnce(id uint64) {
 	if err != nil {
 		h.t.Fatalf("node %d: Process: %v", id, err)
 	}
+	waitStorageIdle(h.t, m.n)
 	h.record(m, out.Done)
 	h.deliver(out.Messages)
 	h.hashForChecks(m, out.HashRequests)
+}
+
+// waitStorageIdle waits until the flushes and compactions Pebble runs on
+// its own goroutines have ended, as the simulator does after each step, so
+// that the next Process sees a flush the last one started as ended
+// (maybeTruncateLog) whatever the goroutines' timing.
+func waitStorageIdle(t testing.TB, n *Node) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for n.StorageBusy() {
+		if time.Now().After(deadline) {
+			t.Fatal("Pebble still flushing or compacting after a minute")
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
 }
 
 // tick advances every running node by one tick and settles.

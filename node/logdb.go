@@ -25,7 +25,7 @@ import (
 // possible:
 //
 //   - the log is never truncated past the state's durable applied index
-//     (maybeTruncateLog flushes the state first);
+//     (maybeTruncateLog cuts it no further than a flush seen to end);
 //   - an installed snapshot is named in CURRENT before the log is cut at
 //     it, so a crash between the two leaves a state newer than its log,
 //     which recoverLog cuts as the install would have;
@@ -274,6 +274,22 @@ type stateFlushes struct {
 	unflushedBytes atomic.Int64
 	// started counts the flushes the node started.
 	started atomic.Uint64
+	// inFlight are the flushes the node started and has not yet seen end,
+	// oldest first. Pebble flushes memtables in order, so each one's end
+	// means the ones before it ended too.
+	inFlight []stateFlush
+	// durableApplied is the applied index that the newest flush seen to
+	// end made durable: what a crash keeps of the applied state, and so
+	// how far the raft log may be truncated.
+	durableApplied uint64
+}
+
+// stateFlush is a flush of the applied state's database the node started.
+type stateFlush struct {
+	// done is closed when the flush has ended (pebble.DB.AsyncFlush).
+	done <-chan struct{}
+	// applied is the applied index of the newest batch the flush holds.
+	applied uint64
 }
 
 // stateFlushNumerator / stateFlushDenominator of a memtable written since
@@ -306,7 +322,7 @@ const largeBatchEntryBytes = 200
 // flush begins unseen by the driver and the memtable is empty after it
 // whether Pebble flushed or not. b.Len() bounds the batch's keys and
 // values from above, so the estimate never misses a batch Pebble flushes.
-func (n *Node) commitState(b *pebble.Batch) error {
+func (n *Node) commitState(b *pebble.Batch, applied uint64) error {
 	f := &n.stateFlushes
 	large := int64(b.Len())+int64(b.Count())*largeBatchEntryBytes >= f.memTableBytes/2-largeBatchMarginBytes
 	if large {
@@ -319,20 +335,53 @@ func (n *Node) commitState(b *pebble.Batch) error {
 	if f.unflushedBytes.Add(written) < f.memTableBytes*stateFlushNumerator/stateFlushDenominator && !large {
 		return nil
 	}
+	return n.startStateFlush(applied)
+}
+
+// startStateFlush starts a flush of the applied state's database, which
+// holds the state as of applied, without waiting for it.
+func (n *Node) startStateFlush(applied uint64) error {
+	f := &n.stateFlushes
 	f.unflushedBytes.Store(0)
 	f.started.Add(1)
-	if _, err := n.db.AsyncFlush(); err != nil {
+	done, err := n.db.AsyncFlush()
+	if err != nil {
 		return fmt.Errorf("flush applied state: %w", err)
 	}
+	f.inFlight = append(f.inFlight, stateFlush{done: done, applied: applied})
 	return nil
+}
+
+// noteEndedStateFlushes advances durableApplied past the flushes that have
+// ended, without waiting for any. Process calls it first, so the answer
+// does not depend on how far a flush started in the same call got: the
+// simulator waits for every flush a call started before the next call.
+func (n *Node) noteEndedStateFlushes() {
+	f := &n.stateFlushes
+	for len(f.inFlight) > 0 {
+		select {
+		case <-f.inFlight[0].done:
+			f.durableApplied = max(f.durableApplied, f.inFlight[0].applied)
+			f.inFlight = f.inFlight[1:]
+		default:
+			return
+		}
+	}
 }
 
 // flushState flushes the applied state's database and waits until it is
 // durable.
 func (n *Node) flushState() error {
-	n.stateFlushes.unflushedBytes.Store(0)
-	n.stateFlushes.started.Add(1)
-	return n.storageFailed(durable.Flush(n.db, n.cfg.backgroundFailure))
+	f := &n.stateFlushes
+	f.unflushedBytes.Store(0)
+	f.started.Add(1)
+	if err := n.storageFailed(durable.Flush(n.db, n.cfg.backgroundFailure)); err != nil {
+		return err
+	}
+	// Every flush started before this one has ended too.
+	f.inFlight = f.inFlight[:0]
+	f.durableApplied = max(f.durableApplied, n.applied)
+	return nil
 }
 
 // StateFlushes counts the flushes of the applied state's database the node

@@ -31,6 +31,7 @@ func (n *Node) Process() (out Output, err error) {
 		return Output{}, ErrRemoved
 	}
 	defer n.recoverStorageFailure(&out, &err)
+	n.noteEndedStateFlushes()
 	if err := n.view.reap(n.removeAll); err != nil {
 		return Output{}, err
 	}
@@ -241,7 +242,7 @@ func (n *Node) compactStep(out *Output) error {
 	if err != nil {
 		return fmt.Errorf("compact keyspace: %w", err)
 	}
-	if err := n.commitState(b); err != nil {
+	if err := n.commitState(b, n.applied); err != nil {
 		return fmt.Errorf("commit compaction step: %w", err)
 	}
 	if done {

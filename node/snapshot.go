@@ -196,6 +196,9 @@ func (n *Node) switchDB(name string, meta *raftpb.SnapshotMetadata) error {
 	if applied != meta.GetIndex() {
 		return fmt.Errorf("snapshot at %d holds state applied to %d: %w", meta.GetIndex(), applied, errCorrupt)
 	}
+	// The old database's flushes say nothing of the new one's files,
+	// which are durable as received.
+	n.stateFlushes.inFlight, n.stateFlushes.durableApplied = nil, applied
 	if n.cfg.Knobs.CutLogBeforeSwitch {
 		if err := n.cutLogAtSnapshot(meta, true); err != nil {
 			return err
@@ -249,18 +252,30 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 
 // maybeTruncateLog removes old entries once SnapshotCount of them have been
 // applied since the last truncation, keeping SnapshotCatchUpEntries so a
-// member a little behind catches up from the log, not a snapshot. The
-// applied state is flushed first: the log is its only record until then.
+// member a little behind catches up from the log, not a snapshot.
+//
+// The log is the applied state's only record until the state is flushed,
+// so it is cut no further than the newest flush seen to end
+// (durableApplied). When that is not far enough, the node starts a flush
+// if none is under way and truncates in a later call, once it has ended:
+// waiting for it here stalled every request for the length of a flush
+// (tens of milliseconds, every SnapshotCount writes: most of a member's
+// p99.9 latency).
 func (n *Node) maybeTruncateLog() error {
 	if n.applied < n.log.TruncatedIndex()+n.cfg.SnapshotCount+n.cfg.SnapshotCatchUpEntries {
 		return nil
 	}
-	if !n.cfg.Knobs.TruncateLogBeforeStateFlush {
-		if err := n.timed(&n.metrics.backendCommit, n.flushState); err != nil {
-			return fmt.Errorf("flush applied state before truncating the raft log: %w", err)
+	upTo := n.applied - n.cfg.SnapshotCatchUpEntries
+	if f := &n.stateFlushes; !n.cfg.Knobs.TruncateLogBeforeStateFlush {
+		upTo = min(upTo, f.durableApplied)
+		if upTo < n.log.TruncatedIndex()+n.cfg.SnapshotCount {
+			if len(f.inFlight) > 0 {
+				return nil
+			}
+			return n.startStateFlush(n.applied)
 		}
 	}
-	if err := n.log.Truncate(n.applied - n.cfg.SnapshotCatchUpEntries); err != nil {
+	if err := n.log.Truncate(upTo); err != nil {
 		return fmt.Errorf("truncate raft log: %w", err)
 	}
 	// Not synced: losing it only keeps entries longer. The segments it
