@@ -56,6 +56,35 @@ func TestCrashReappliesTheLogSinceTheStateFlush(t *testing.T) {
 	}
 }
 
+// The raft log is cut no further than the applied state's newest flush
+// that has ended, and the cut still happens: the node starts the flush it
+// needs and truncates in a later call, without waiting inside one.
+func TestLogIsTruncatedNoFurtherThanTheDurableState(t *testing.T) {
+	for _, plant := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plant=%v", plant), func(t *testing.T) {
+			h := newHarness(t, []uint64{1}, func(c *Config) {
+				c.SnapshotCount, c.SnapshotCatchUpEntries = 8, 2
+				c.Knobs.TruncateLogBeforeStateFlush = plant
+			})
+			n := h.node(1)
+			passed := false
+			for i := range 40 {
+				h.put(1, fmt.Sprintf("k%02d", i), "v")
+				if n.log.TruncatedIndex() > n.stateFlushes.durableApplied {
+					passed = true
+				}
+			}
+			if passed != plant {
+				t.Fatalf("truncated past the durable state: %v, want %v (truncated %d, durable %d)",
+					passed, plant, n.log.TruncatedIndex(), n.stateFlushes.durableApplied)
+			}
+			if n.log.TruncatedIndex() <= bootstrapIndex {
+				t.Fatal("the log was never truncated")
+			}
+		})
+	}
+}
+
 // A member whose raft log is in Pebble, in a database of its own or in its
 // state database (the layouts before segment files), moves it into
 // segments when it opens, and goes on with the same log and HardState.

