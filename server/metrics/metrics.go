@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/cairn-db/cairn/node"
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,7 +46,7 @@ type Source interface {
 // Registry is one member's metrics.
 type Registry struct {
 	reg  *prometheus.Registry
-	grpc *grpcprom.ServerMetrics
+	grpc *grpcMetrics
 	// received and sent count the client gRPC payload bytes.
 	received, sent prometheus.Counter
 }
@@ -56,11 +55,7 @@ type Registry struct {
 // --quota-backend-bytes.
 func New(src Source, quotaBytes int64, level Level) *Registry {
 	r := &Registry{reg: prometheus.NewRegistry()}
-	var opts []grpcprom.ServerMetricsOption
-	if level == Extensive {
-		opts = append(opts, grpcprom.WithServerHandlingTimeHistogram())
-	}
-	r.grpc = grpcprom.NewServerMetrics(opts...)
+	r.grpc = newGRPCMetrics(level == Extensive)
 	r.received = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
 		Name: "client_grpc_received_bytes_total", Help: "The total number of bytes received from grpc clients."})
 	r.sent = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
@@ -77,14 +72,15 @@ func (r *Registry) Register(collectors ...prometheus.Collector) { r.reg.MustRegi
 // GRPCServerOptions count the client gRPC server's requests and bytes.
 func (r *Registry) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(r.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(r.grpc.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(r.grpc.unaryInterceptor),
+		grpc.ChainStreamInterceptor(r.grpc.streamInterceptor),
 		grpc.StatsHandler(byteCounter{r}),
 	}
 }
 
-// InitializeGRPC makes every method of s appear with zero counts.
-func (r *Registry) InitializeGRPC(s *grpc.Server) { r.grpc.InitializeMetrics(s) }
+// InitializeGRPC makes every method of s appear with zero counts; it must
+// be called after s's services are registered and before it serves.
+func (r *Registry) InitializeGRPC(s *grpc.Server) { r.grpc.initialize(s) }
 
 // Handler serves /metrics.
 func (r *Registry) Handler() http.Handler {
