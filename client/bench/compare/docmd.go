@@ -434,8 +434,8 @@ third of the CPU is copies of values: the request's decoding, the raft
 entry, raft's own copy of each proposal, the Pebble batch and memtable,
 and three copies in Pebble's blob writer.
 
-Session G (30 Nov 2026, 13:17-14:20 UTC, 8550f91; docs/performance.md has
-the profiles). The script, two interleaved rounds, put/s per step:
+Session G (30 Nov 2026, 12:50-13:35 UTC; 53f609e, and 8550f91 for the
+100 KiB runs of 10,000 puts; docs/performance.md has the profiles). The script, two interleaved rounds, put/s per step:
 
 | values | system | round 1 | round 2 | peak RSS MB | written per byte put |
 | --- | --- | --- | --- | --- | --- |
@@ -472,7 +472,7 @@ single-member cairn, alternating, three rounds of 30,000 requests each
 one key for the ranges), and prints each run and the ratio of the
 medians. Its output is pasted here by hand.
 
-30 Nov 2026, 14:00 UTC, 8550f91, an otherwise idle machine:
+30 Nov 2026, 13:28 UTC, 8550f91, an otherwise idle machine:
 
 | workload | etcd req/s (rounds) | cairn req/s (rounds) | cairn/etcd | etcd p99 ms | cairn p99 ms |
 | --- | --- | --- | ---: | --- | --- |
