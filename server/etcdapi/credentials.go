@@ -59,14 +59,15 @@ func credentialsOf(ctx context.Context) node.Credentials {
 
 func readCredentials(ctx context.Context, commonNameIsUser bool) node.Credentials {
 	var c node.Credentials
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		tokens := md.Get(rpctypes.TokenFieldNameGRPC)
-		if len(tokens) == 0 {
-			tokens = md.Get(rpctypes.TokenFieldNameSwagger)
-		}
-		if len(tokens) > 0 {
-			c.Token = strings.TrimPrefix(tokens[0], "Bearer ")
-		}
+	// ValueFromIncomingContext reads the one key; FromIncomingContext
+	// copied all of a request's metadata, on every request (1 % of a
+	// member's CPU under small puts).
+	tokens := metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameGRPC)
+	if len(tokens) == 0 {
+		tokens = metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameSwagger)
+	}
+	if len(tokens) > 0 {
+		c.Token = strings.TrimPrefix(tokens[0], "Bearer ")
 	}
 	if commonNameIsUser {
 		c.CommonName = verifiedCommonName(ctx)
