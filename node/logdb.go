@@ -284,6 +284,14 @@ type stateFlushes struct {
 	durableApplied uint64
 }
 
+// begin counts a flush the node is about to start, after which nothing
+// committed is unflushed, and returns f.
+func (f *stateFlushes) begin() *stateFlushes {
+	f.unflushedBytes.Store(0)
+	f.started.Add(1)
+	return f
+}
+
 // stateFlush is a flush of the applied state's database the node started.
 type stateFlush struct {
 	// done is closed when the flush has ended (pebble.DB.AsyncFlush).
@@ -341,9 +349,7 @@ func (n *Node) commitState(b *pebble.Batch, applied uint64) error {
 // startStateFlush starts a flush of the applied state's database, which
 // holds the state as of applied, without waiting for it.
 func (n *Node) startStateFlush(applied uint64) error {
-	f := &n.stateFlushes
-	f.unflushedBytes.Store(0)
-	f.started.Add(1)
+	f := n.stateFlushes.begin()
 	done, err := n.db.AsyncFlush()
 	if err != nil {
 		return fmt.Errorf("flush applied state: %w", err)
@@ -372,9 +378,7 @@ func (n *Node) noteEndedStateFlushes() {
 // flushState flushes the applied state's database and waits until it is
 // durable.
 func (n *Node) flushState() error {
-	f := &n.stateFlushes
-	f.unflushedBytes.Store(0)
-	f.started.Add(1)
+	f := n.stateFlushes.begin()
 	if err := n.storageFailed(durable.Flush(n.db, n.cfg.backgroundFailure)); err != nil {
 		return err
 	}
