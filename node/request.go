@@ -57,6 +57,9 @@ type Request struct {
 	// byMember marks the member's own requests (a lease expiry's revoke,
 	// an automatic compaction): they run as the root user, as etcd's do.
 	byMember bool
+	// wire is the start of the raft entry of a put that arrived encoded
+	// (WirePut), proposed without encoding the put again.
+	wire *wireEntry
 }
 
 // Limits are the request limits a member enforces, with etcd's defaults.
@@ -149,6 +152,10 @@ func (n *Node) Start(req Request) uint64 {
 	default:
 		ir := req.internal()
 		ir.Header = &pb.RequestHeader{Username: info.User, AuthRevision: info.Revision}
+		if req.Put != nil && req.wire != nil {
+			n.proposeWire(id, ir, req.wire)
+			return id
+		}
 		n.propose(id, ir)
 	}
 	return id
@@ -290,6 +297,28 @@ func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
 		n.completed = append(n.completed, Completion{ID: id, Err: fmt.Errorf("node: encode request: %w", err)})
 		return
 	}
+	n.proposeEncoded(id, ir, data)
+}
+
+// proposeWire proposes a put whose entry starts with its wire encoding
+// (wire.go); ir is the decoded request, with the header the entry gets.
+// A wire entry an earlier Start took is not reused: the put is encoded.
+func (n *Node) proposeWire(id uint64, ir *pb.InternalRaftRequest, wire *wireEntry) {
+	ir.Header.ID = id
+	data, err := wire.take(ir.Put, ir.Header)
+	if err != nil {
+		n.completed = append(n.completed, Completion{ID: id, Err: err})
+		return
+	}
+	if data == nil {
+		n.propose(id, ir)
+		return
+	}
+	n.proposeEncoded(id, ir, data)
+}
+
+// proposeEncoded checks an encoded write's size and batches it for raft.
+func (n *Node) proposeEncoded(id uint64, ir *pb.InternalRaftRequest, data []byte) {
 	if len(data) > n.cfg.Limits.MaxRequestBytes {
 		n.completed = append(n.completed, Completion{ID: id, Err: rpctypes.ErrGRPCRequestTooLarge})
 		return

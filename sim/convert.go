@@ -22,7 +22,7 @@ func toNodeRequest(r lin.Request) node.Request {
 	case lin.OpGet, lin.OpRange:
 		return node.Request{Range: toRangeRequest(r)}
 	case lin.OpPut:
-		return node.Request{Put: toPut(r)}
+		return wirePut(toPut(r))
 	case lin.OpDelete:
 		return node.Request{DeleteRange: toDelete(r)}
 	case lin.OpTxn:
@@ -33,6 +33,22 @@ func toNodeRequest(r lin.Request) node.Request {
 
 func toRangeRequest(r lin.Request) *pb.RangeRequest {
 	return &pb.RangeRequest{Key: []byte(r.Key), RangeEnd: []byte(r.End), Limit: r.Limit, Serializable: r.Serializable}
+}
+
+// wirePut is put as a member's server takes it from a client: encoded,
+// then decoded by the core around the received bytes (node.WirePut).
+func wirePut(put *pb.PutRequest) node.Request {
+	b, err := proto.Marshal(put)
+	if err != nil {
+		panic(fmt.Sprintf("sim: encode put: %v", err))
+	}
+	w := node.NewWirePut(len(b))
+	copy(w.Bytes(), b)
+	req, err := w.Request()
+	if err != nil {
+		panic(fmt.Sprintf("sim: decode put: %v", err))
+	}
+	return req
 }
 
 func toPut(r lin.Request) *pb.PutRequest {

@@ -62,10 +62,12 @@ func (w *world) recordedOpAs(creds node.Credentials, clientID int, m *member, re
 		done(resp, outcome == "ok", err)
 	}
 	nreq := toNodeRequest(req)
-	nreq.Credentials = creds
 	if nreq.Put != nil {
-		nreq.Put.Lease = leaseID
+		put := toPut(req)
+		put.Lease = leaseID
+		nreq = wirePut(put)
 	}
+	nreq.Credentials = creds
 	outcome := func(c *node.Completion) {
 		if c == nil {
 			finish(lin.Response{}, "timeout or crash", nil)

@@ -33,6 +33,7 @@ type testMember struct {
 	client *clientv3.Client
 	conn   *grpc.ClientConn
 	hub    *watch.Hub
+	addr   string
 }
 
 func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
@@ -55,8 +56,8 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 	if limits.MaxRequestBytes == 0 {
 		limits.MaxRequestBytes = DefaultLimits.MaxRequestBytes
 	}
-	srv := grpc.NewServer()
-	pb.RegisterKVServer(srv, NewKV(d))
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(NewCodec()))
+	srv.RegisterService(KVServiceDesc(), NewKV(d))
 	pb.RegisterWatchServer(srv, NewWatch(hub, id, func() uint64 { return n.Status().Term }, limits))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,7 +80,7 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 		hub.Close()
 		n.Close()
 	})
-	return &testMember{client: c, conn: conn, hub: hub}
+	return &testMember{client: c, conn: conn, hub: hub, addr: l.Addr().String()}
 }
 
 func ctx(t *testing.T) context.Context {

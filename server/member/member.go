@@ -585,6 +585,8 @@ func (m *Member) serve() {
 		// of the CPU under a put load). Workers keep their grown stacks; a
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
+		// A put's bytes go to the core undecoded (etcdapi/wireput.go).
+		grpc.ForceServerCodecV2(etcdapi.NewCodec()),
 		grpc.ChainUnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner),
 			etcdapi.CredentialsUnaryInterceptor(m.cfg.ClientTLS.ClientCertAuth)),
 		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor(),
@@ -595,7 +597,7 @@ func (m *Member) serve() {
 	kv := etcdapi.NewKV(m.driver)
 	watchService := etcdapi.NewWatch(m.hub, m.Identity, func() uint64 { return m.node.Status().Term }, m.cfg.Limits)
 	watchService.Permitted = m.node.CheckWatch
-	pb.RegisterKVServer(m.grpc, kv)
+	m.grpc.RegisterService(etcdapi.KVServiceDesc(), kv)
 	pb.RegisterWatchServer(m.grpc, watchService)
 	m.leaderConns = newLeaderConns(m)
 	pb.RegisterClusterServer(m.grpc, etcdapi.NewCluster(m.driver, m.leaderConns.conn))
