@@ -113,7 +113,8 @@ sim: build
 ## bench: cairn against the real etcd, side by side, 1- and 3-member clusters,
 ## every workload; prints the table, rewrites docs/benchmarks.md and
 ## docs/bench/{results.json,chart.svg}. QUICK=1: 1 round of 3 s (a few minutes).
-## Knobs: ROUNDS, DURATION (per run), CLIENTS, CONNS, SIZES (1,3), CASES (all).
+## Knobs: ROUNDS, DURATION (per run), CLIENTS, CONNS, SIZES (1,3), CASES (all),
+## DROP_CACHES=1 (as root: drop the page cache before each run; see docs/benchmarks.md).
 ## bench-large: N keys (default 1000000) in each system: RSS, disk, read latency.
 ## bench-smoke: every cairnctl workload for ~1 s against one cairn and one etcd.
 ## bench-etcdtool: etcd's own benchmark tool against both (tools/bench/compare.sh).
@@ -138,7 +139,8 @@ bench-tools: ref
 	cd client && $(GO) build -o $(BIN)/cairnctl ./cmd/cairnctl && $(GO) build -o $(BIN)/cairnbench ./cmd/cairnbench
 bench: bench-tools
 	$(BIN)/cairnbench compare $(BENCH_FLAGS) -rounds $(or $(ROUNDS),$(if $(QUICK),1,3)) -duration $(BENCH_DURATION) \
-		-clients $(or $(CLIENTS),100) -conns $(or $(CONNS),10) -sizes $(SIZES) $(if $(CASES),-cases $(CASES))
+		-clients $(or $(CLIENTS),100) -conns $(or $(CONNS),10) -sizes $(SIZES) $(if $(CASES),-cases $(CASES)) \
+		$(if $(DROP_CACHES),-drop-caches)
 bench-large: bench-tools
 	$(BIN)/cairnbench large $(BENCH_FLAGS) -n $(N) -duration $(BENCH_DURATION) -clients $(or $(CLIENTS),50)
 bench-smoke: bench-tools

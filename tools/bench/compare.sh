@@ -6,7 +6,8 @@
 #
 #   tools/bench/compare.sh [put|range|range-serializable]
 #
-# Env: ROUNDS (3), TOTAL (30000), CLIENTS (100), CONNS (10), VAL_SIZE (256).
+# Env: ROUNDS (3), TOTAL (30000), CLIENTS (100), CONNS (10), VAL_SIZE (256),
+# DROP_CACHES (unset; 1 drops the page cache before each run, as root).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REF=$ROOT/.ref/bin
@@ -25,6 +26,9 @@ trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
 start() { # start NAME: a fresh server on $PORT
 	local dir=$WORK/$1-data
 	rm -rf "$dir"
+	# DROP_CACHES=1 (root): write back and drop the page cache first, so
+	# this run does not pay for reclaiming what the last one wrote.
+	if [[ -n ${DROP_CACHES:-} ]]; then sync && echo 1 >/proc/sys/vm/drop_caches; fi
 	if [[ $1 == etcd ]]; then
 		"$REF/etcd" --data-dir "$dir" --listen-client-urls "http://$EP" --advertise-client-urls "http://$EP" \
 			--listen-peer-urls http://127.0.0.1:0 --initial-advertise-peer-urls http://127.0.0.1:23800 \

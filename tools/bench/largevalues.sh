@@ -10,7 +10,8 @@
 #   tools/bench/largevalues.sh
 #
 # Env: VAL_SIZE (20480), TOTAL (10000), STEPS (4), ROUNDS (1),
-# SYSTEMS ("etcd cairn"), CAIRN (bin/cairn), PORT (23899).
+# SYSTEMS ("etcd cairn"), CAIRN (bin/cairn), PORT (23899), DROP_CACHES (unset;
+# 1 drops the page cache before each run, as root).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REF=$ROOT/.ref/bin
@@ -36,6 +37,9 @@ trap cleanup EXIT
 start() { # start SYSTEM: a fresh member on $PORT, its PID in SERVER_PID
 	local dir=$WORK/$1-data flags
 	rm -rf "$dir"
+	# DROP_CACHES=1 (root): write back and drop the page cache first, so
+	# this run does not pay for reclaiming what the last one wrote.
+	if [[ -n ${DROP_CACHES:-} ]]; then sync && echo 1 >/proc/sys/vm/drop_caches; fi
 	flags=(--data-dir "$dir" --listen-client-urls "http://$EP" --advertise-client-urls "http://$EP"
 		--listen-peer-urls "http://127.0.0.1:$PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT"
 		--initial-cluster "default=http://127.0.0.1:$PEER_PORT")

@@ -97,6 +97,7 @@ func runCompare(ctx context.Context, fs *flag.FlagSet, c *common, args []string,
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "load per run")
 	fs.IntVar(&cfg.Clients, "clients", 100, "concurrent clients")
 	fs.IntVar(&cfg.Conns, "conns", 10, "connections")
+	fs.BoolVar(&cfg.DropCaches, "drop-caches", false, "drop the kernel's page cache before each run (root only)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
