@@ -269,6 +269,24 @@ func (h *harness) allKnow(leader uint64) bool {
 	return true
 }
 
+// inRole returns the leader for "leader", and for "follower" a member
+// that is not the leader.
+func (h *harness) inRole(role string) uint64 {
+	h.t.Helper()
+	lead := h.leader()
+	switch role {
+	case "leader":
+		return lead
+	case "follower":
+		if h.ids[0] != lead {
+			return h.ids[0]
+		}
+		return h.ids[1]
+	}
+	h.t.Fatalf("no role %q", role)
+	return 0
+}
+
 // propose starts the write req on node id.
 func (h *harness) propose(id uint64, req *pb.InternalRaftRequest) uint64 {
 	h.t.Helper()

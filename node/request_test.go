@@ -148,13 +148,7 @@ func TestMemberDecodesNoOwnProposal(t *testing.T) {
 	for _, proposer := range []string{"leader", "follower"} {
 		t.Run(proposer, func(t *testing.T) {
 			h := newHarness(t, []uint64{1, 2, 3}, nil)
-			id := h.leader()
-			if proposer == "follower" {
-				id = h.ids[0]
-				if id == h.leader() {
-					id = h.ids[1]
-				}
-			}
+			id := h.inRole(proposer)
 			rid := h.node(id).Start(Request{Put: &pb.PutRequest{Key: []byte("a"), Value: []byte("v")}})
 			h.processOnce(id)
 			if n := len(h.node(id).proposals.byID); n != 1 {

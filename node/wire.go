@@ -9,11 +9,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// A put's value is the bulk of what a member copies per write, and without
-// help it copies the value three times before raft sees it: out of the
-// received bytes to decode the request, into the encoded InternalRaftRequest
-// (in a buffer the runtime first clears), and raft's own copy. A WirePut
-// keeps the received encoding instead: its buffer is laid out as the start
+// A put's value is the bulk of what a member copies per write. Decoded
+// and encoded again, it is copied out of the received bytes to decode the
+// request, then into the encoded InternalRaftRequest (a buffer the runtime
+// clears first), before raft copies the entry once more. A WirePut keeps
+// the received encoding instead: its buffer is laid out as the start
 // of the raft entry (the put field's tag and length, then the client's
 // bytes), the decoded request's value points into those bytes, and Start
 // appends the request header after them. The entry so built decodes, on

@@ -149,13 +149,7 @@ func TestWirePutAppliesOnEveryMember(t *testing.T) {
 	for _, proposer := range []string{"leader", "follower"} {
 		t.Run(proposer, func(t *testing.T) {
 			h := newHarness(t, []uint64{1, 2, 3}, nil)
-			id := h.leader()
-			if proposer == "follower" {
-				id = h.ids[0]
-				if id == h.leader() {
-					id = h.ids[1]
-				}
-			}
+			id := h.inRole(proposer)
 			b, err := proto.Marshal(&pb.PutRequest{Key: []byte("a"), Value: bytes.Repeat([]byte("v"), 1000), PrevKv: true})
 			if err != nil {
 				t.Fatal(err)
