@@ -148,12 +148,14 @@ bench-smoke: bench-tools
 ## bench-soak: RSS every second under sustained puts of 1 KiB, 20 KiB, 100 KiB
 ## and 1 MiB values, cairn and etcd side by side; rewrites docs/benchmarks.md
 ## and docs/bench/{soak.json,soak.svg}. Knobs: SOAK_DURATION (per size and
-## system, default 3m), SOAK_SIZES (bytes), MEMORY_BUDGET_MIB (cairn's, 320).
+## system, default 3m), SOAK_SIZES (bytes), MEMORY_BUDGET_MIB (cairn's, 320),
+## DROP_CACHES=1 (as root: drop the page cache before each soak).
 SOAK_DURATION ?= 3m
 SOAK_SIZES ?= 1024,20480,102400,1048576
 MEMORY_BUDGET_MIB ?= 320
 bench-soak: bench-tools
-	$(BIN)/cairnbench soak $(BENCH_FLAGS) -duration $(SOAK_DURATION) -sizes $(SOAK_SIZES) -memory-budget-mib $(MEMORY_BUDGET_MIB)
+	$(BIN)/cairnbench soak $(BENCH_FLAGS) -duration $(SOAK_DURATION) -sizes $(SOAK_SIZES) -memory-budget-mib $(MEMORY_BUDGET_MIB) \
+		$(if $(DROP_CACHES),-drop-caches)
 ## bench-defrag: read and write latency (p50/p99/max) before and during a
 ## Defragment of a KEYS-key database (default 1000000), one member of each
 ## system side by side, with the defragment's duration and the db size

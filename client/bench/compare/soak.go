@@ -39,9 +39,11 @@ type SoakConfig struct {
 	// since its last snapshot in memory, does not take GBs of a shared
 	// machine with 1 MiB values (default 512 MiB).
 	LogBytesMax int
-	BasePort    int
-	WorkDir     string
-	Progress    io.Writer
+	// DropCaches drops the page cache before each soak (Config.DropCaches).
+	DropCaches bool
+	BasePort   int
+	WorkDir    string
+	Progress   io.Writer
 }
 
 func (c *SoakConfig) ensureDefaults() {
@@ -133,6 +135,12 @@ func soakOne(ctx context.Context, cfg SoakConfig, sys System, size, port int) So
 	// database reached 1,984 MiB with 20 KiB values at 4,000 puts/s,
 	// cairn's 2.3 GiB at its peaks), or below it with 1 MiB values.
 	sys.ExtraFlags = append(sys.ExtraFlags, "--quota-backend-bytes", strconv.FormatInt(soakQuotaBytes, 10))
+	if cfg.DropCaches {
+		if err := DropPageCache(); err != nil {
+			r.Failure = err.Error()
+			return r
+		}
+	}
 	cl, err := StartCluster(ctx, sys, 1, cfg.WorkDir, port)
 	if err != nil {
 		r.Failure = err.Error()

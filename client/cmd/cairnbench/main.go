@@ -188,6 +188,7 @@ func runSoak(ctx context.Context, fs *flag.FlagSet, c *common, args []string, st
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Minute, "puts per value size and system")
 	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
 	fs.IntVar(&cfg.Keys, "keys", 50, "key space")
+	fs.BoolVar(&cfg.DropCaches, "drop-caches", false, "drop the kernel's page cache before each soak (root only)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
