@@ -518,16 +518,20 @@ single-member cairn, alternating, three rounds of 30,000 requests each
 one key for the ranges), and prints each run and the ratio of the
 medians. Its output is pasted here by hand.
 
-30 Nov 2026, 13:28 UTC, 8550f91, an otherwise idle machine:
+30 Nov 2026, 17:23 UTC, 52ecf41, an otherwise idle machine, the page
+cache dropped before each run (` + "`make bench-etcdtool DROP_CACHES=1`" + `):
 
 | workload | etcd req/s (rounds) | cairn req/s (rounds) | cairn/etcd | etcd p99 ms | cairn p99 ms |
 | --- | --- | --- | ---: | --- | --- |
-| put | 13,452 / 13,477 / 12,409 | 13,747 / 14,545 / 14,296 | **1.06** | 18.6 / 18.8 / 20.2 | 24.7 / 19.1 / 23.9 |
-| range (linearizable) | 21,994 / 20,777 / 19,955 | 22,946 / 22,509 / 21,791 | **1.08** | 12.4 / 14.4 / 13.5 | 14.8 / 13.4 / 16.1 |
-| range (serializable) | 23,318 / 22,541 / 21,631 | 26,050 / 25,457 / 24,213 | **1.13** | 11.1 / 11.8 / 14.0 | 13.3 / 14.0 / 13.9 |
+| put | 13,917 / 13,624 / 13,871 | 15,308 / 15,513 / 15,618 | **1.12** | 16.7 / 17.0 / 16.8 | 16.2 / 17.6 / 16.3 |
+| range (linearizable) | 23,003 / 22,668 / 21,822 | 23,685 / 25,076 / 23,315 | **1.04** | 11.7 / 10.9 / 11.4 | 12.6 / 11.4 / 13.5 |
+| range (serializable) | 23,731 / 23,386 / 24,015 | 28,801 / 31,574 / 28,608 | **1.21** | 11.7 / 12.4 / 12.0 | 11.4 / 10.0 / 11.0 |
 
-With this tool's short runs (about two seconds each) cairn's lead is
-smaller than with cairnbench's 10 s runs above, and its p99 is higher
-than etcd's in most runs: far from the performance issue's targets (2×
-writes, 1.5× reads, p99 at most etcd's).
+The previous run (13:28 UTC, 8550f91, page cache not dropped): put 1.06,
+range 1.08, range-serializable 1.13, with cairn's p99 above etcd's in
+most runs. Now cairn's put p99 is at etcd's (below it in two rounds of
+three) and its serializable range p99 below; its linearizable range p99
+is still 5-20 % above etcd's. With this tool's short runs (about two
+seconds each) cairn's lead is smaller than with cairnbench's 10 s runs
+above: far from the performance issue's targets (2× writes, 1.5× reads).
 `
