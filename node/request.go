@@ -152,11 +152,7 @@ func (n *Node) Start(req Request) uint64 {
 	default:
 		ir := req.internal()
 		ir.Header = &pb.RequestHeader{Username: info.User, AuthRevision: info.Revision}
-		if req.Put != nil && req.wire != nil {
-			n.proposeWire(id, ir, req.wire)
-			return id
-		}
-		n.propose(id, ir)
+		n.proposeFrom(id, ir, req.wire)
 	}
 	return id
 }
@@ -284,7 +280,13 @@ func (n *Node) isLearner() bool {
 func (n *Node) isLeader() bool { return n.raw.BasicStatus().RaftState == raft.StateLeader }
 
 // propose encodes a write once, checks its size and hands it to raft.
-func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
+func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) { n.proposeFrom(id, ir, nil) }
+
+// proposeFrom is propose for a write whose raft entry wire may already
+// have begun (a put that arrived encoded, wire.go): the entry is then the
+// wire bytes and the header, and the write is encoded only where wire
+// cannot serve (nil, taken by an earlier Start, or the put changed).
+func (n *Node) proposeFrom(id uint64, ir *pb.InternalRaftRequest, wire *wireEntry) {
 	if ir.Header == nil {
 		ir.Header = &pb.RequestHeader{}
 	}
@@ -292,33 +294,14 @@ func (n *Node) propose(id uint64, ir *pb.InternalRaftRequest) {
 	if g := ir.GetLeaseGrant(); g != nil && g.GetID() == 0 {
 		g.ID = n.newLeaseID()
 	}
-	data, err := proto.Marshal(ir)
+	data, err := wire.take(ir.Put, ir.Header)
+	if data == nil && err == nil {
+		data, err = proto.Marshal(ir)
+	}
 	if err != nil {
 		n.completed = append(n.completed, Completion{ID: id, Err: fmt.Errorf("node: encode request: %w", err)})
 		return
 	}
-	n.proposeEncoded(id, ir, data)
-}
-
-// proposeWire proposes a put whose entry starts with its wire encoding
-// (wire.go); ir is the decoded request, with the header the entry gets.
-// A wire entry an earlier Start took is not reused: the put is encoded.
-func (n *Node) proposeWire(id uint64, ir *pb.InternalRaftRequest, wire *wireEntry) {
-	ir.Header.ID = id
-	data, err := wire.take(ir.Put, ir.Header)
-	if err != nil {
-		n.completed = append(n.completed, Completion{ID: id, Err: err})
-		return
-	}
-	if data == nil {
-		n.propose(id, ir)
-		return
-	}
-	n.proposeEncoded(id, ir, data)
-}
-
-// proposeEncoded checks an encoded write's size and batches it for raft.
-func (n *Node) proposeEncoded(id uint64, ir *pb.InternalRaftRequest, data []byte) {
 	if len(data) > n.cfg.Limits.MaxRequestBytes {
 		n.completed = append(n.completed, Completion{ID: id, Err: rpctypes.ErrGRPCRequestTooLarge})
 		return

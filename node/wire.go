@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"unsafe"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -71,7 +70,7 @@ func (w *WirePut) Request() (Request, error) {
 			return Request{}, err
 		}
 	}
-	return Request{Put: put, wire: &wireEntry{data: w.entry, put: put, decoded: shallowPut(put)}}, nil
+	return Request{Put: put, wire: &wireEntry{data: w.entry, put: put, decoded: fieldsOf(put)}}, nil
 }
 
 // wireEntry is the start of a put's raft entry, made from its wire
@@ -95,26 +94,32 @@ type putFields struct {
 	prevKV, ignoreValue, ignoreLease bool
 }
 
-func shallowPut(p *pb.PutRequest) putFields {
+func fieldsOf(p *pb.PutRequest) putFields {
 	return putFields{key: string(p.GetKey()), value: unsafe.SliceData(p.GetValue()), valueLen: len(p.GetValue()),
 		lease: p.GetLease(), prevKV: p.GetPrevKv(), ignoreValue: p.GetIgnoreValue(), ignoreLease: p.GetIgnoreLease()}
 }
 
-// take returns the entry of put with header appended, or nil if an
-// earlier Start took it or put is not the request as decoded.
+// matches reports whether p still has the fields f recorded, without
+// allocating (the comparison of the key converts nothing).
+func (f *putFields) matches(p *pb.PutRequest) bool {
+	v := p.GetValue()
+	return string(p.GetKey()) == f.key && unsafe.SliceData(v) == f.value && len(v) == f.valueLen &&
+		p.GetLease() == f.lease && p.GetPrevKv() == f.prevKV && p.GetIgnoreValue() == f.ignoreValue &&
+		p.GetIgnoreLease() == f.ignoreLease
+}
+
+// take returns the entry of put with header appended, or nil if there is
+// none (a nil e: the request did not arrive encoded), an earlier Start
+// took it, or put is not the request as decoded.
 func (e *wireEntry) take(put *pb.PutRequest, header *pb.RequestHeader) ([]byte, error) {
-	if e == nil || e.claimed || put != e.put || shallowPut(put) != e.decoded {
+	if e == nil || e.claimed || put != e.put || !e.decoded.matches(put) {
 		return nil, nil
 	}
 	e.claimed = true
 	size := proto.Size(header)
 	b := protowire.AppendTag(e.data, headerField, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(size))
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, header)
-	if err != nil {
-		return nil, fmt.Errorf("node: encode request header: %w", err)
-	}
-	return b, nil
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, header)
 }
 
 // decodePutAliased decodes an encoded PutRequest whose value is left
@@ -178,3 +183,7 @@ func cloneOrNil(b []byte) []byte {
 	}
 	return append([]byte(nil), b...)
 }
+
+// Encoded reports whether r carries its wire encoding (a WirePut's) for
+// its raft entry to begin with.
+func (r Request) Encoded() bool { return r.wire != nil }

@@ -61,11 +61,13 @@ func (w *world) recordedOpAs(creds node.Credentials, clientID int, m *member, re
 		}
 		done(resp, outcome == "ok", err)
 	}
-	nreq := toNodeRequest(req)
-	if nreq.Put != nil {
+	var nreq node.Request
+	if req.Kind == lin.OpPut {
 		put := toPut(req)
-		put.Lease = leaseID
+		put.Lease = leaseID // before encoding: the entry is the encoded put
 		nreq = wirePut(put)
+	} else {
+		nreq = toNodeRequest(req)
 	}
 	nreq.Credentials = creds
 	outcome := func(c *node.Completion) {

@@ -2,6 +2,8 @@ package etcdapi
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net"
 	"testing"
 
@@ -97,5 +99,38 @@ func TestMalformedPutFailsAsWithTheProtoCodec(t *testing.T) {
 	}
 	if got, err := m.client.Get(ctx(t), "k"); err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "v" {
 		t.Fatalf("after a put with an unknown field: %v, %v", got, err)
+	}
+}
+
+// TestPutsReachTheCoreEncoded: the KV service's Put handler decodes into
+// a wirePutRequest, and the codec makes of the received bytes (in as many
+// pieces as gRPC hands it) a core request that carries them, so the put is
+// not encoded again.
+func TestPutsReachTheCoreEncoded(t *testing.T) {
+	var handler grpc.MethodHandler
+	for _, m := range KVServiceDesc().Methods {
+		if m.MethodName == "Put" {
+			handler = m.Handler
+		}
+	}
+	var into any
+	stop := errors.New("stop")
+	if _, err := handler(&KV{}, context.Background(), func(v any) error { into = v; return stop }, nil); err != stop {
+		t.Fatalf("handler: %v", err)
+	}
+	w, ok := into.(*wirePutRequest)
+	if !ok {
+		t.Fatalf("the Put handler decodes into %T, not a wirePutRequest", into)
+	}
+	want := &pb.PutRequest{Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 100), Lease: 5}
+	b, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b[:7]), mem.SliceBuffer(b[7:])}, w); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(w.req.Put, want) || !w.req.Encoded() {
+		t.Fatalf("codec made %v (encoded: %v), want %v carried encoded", w.req.Put, w.req.Encoded(), want)
 	}
 }
