@@ -279,6 +279,7 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 		DisableWAL: kind == stateDB,
 	}
 	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
+	splitTablesAtRegions(opts)
 	if kind == pebbleLogDB {
 		// Opened only to move its log out (openRaftLog).
 		opts.MemTableSize = uint64(cfg.MemTableBytes / 4)
