@@ -182,6 +182,25 @@ func BenchmarkWriterPut(b *testing.B) {
 		cpu.report(b)
 		bs.commit()
 	})
+	// load puts new keys in key order after the existing ones, as a bulk
+	// load or a restore does: each lands in the key index chunk of the key
+	// before it.
+	b.Run("load", func(b *testing.B) {
+		bs := newBenchStore(b)
+		b.ReportAllocs()
+		cpu := startCPU(b)
+		i := 0
+		for b.Loop() {
+			resp, err := bs.writer().Put(&pb.PutRequest{Key: fmt.Appendf(nil, "load/%012d", i), Value: bs.value})
+			if err != nil || resp.Header.Revision == 0 {
+				b.Fatal(resp, err)
+			}
+			bs.done()
+			i++
+		}
+		cpu.report(b)
+		bs.commit()
+	})
 }
 
 func BenchmarkRange(b *testing.B) {

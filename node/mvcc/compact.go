@@ -25,6 +25,11 @@ func (s *Store) CompactStep(b *pebble.Batch, maxKeys int) (done bool, err error)
 	if maxKeys <= 0 {
 		panic(fmt.Sprintf("mvcc: CompactStep with maxKeys %d", maxKeys))
 	}
+	if s.writerActive {
+		// An unpublished Writer's cached chunk (lastChunk) would miss the
+		// chunks this step merges.
+		panic("mvcc: CompactStep while a Writer is unpublished")
+	}
 	if s.compaction.recorded {
 		// A Compact in an unpublished Writer will reset the cursor; a
 		// cursor written now could overwrite that reset in the same batch.

@@ -86,10 +86,13 @@ func isBoundary(k []byte, chunkBits int) bool {
 	return crc32.Checksum(k[2:], chunkHashTable)&(1<<chunkBits-1) == 0
 }
 
-// findChunk returns the chunk holding the key index key k: the first chunk
-// key above k's own. found is false in an empty index.
-func findChunk(src *source, k []byte) (key []byte, c keyChunk, found bool, err error) {
-	it := src.acquire(append(chunkKeyOf(k), 0), keyChunksEnd)
+// findChunk returns the chunk holding the key index key whose own chunk
+// key is own (chunkKeyOf): the first chunk key above own. found is false in
+// an empty index.
+func findChunk(src *source, own []byte) (key []byte, c keyChunk, found bool, err error) {
+	lower := append(append(src.scratch(), own...), 0)
+	src.keep(lower)
+	it := src.acquire(lower, keyChunksEnd)
 	defer src.release()
 	if !it.First() {
 		return nil, keyChunk{}, false, it.Error()
@@ -101,11 +104,56 @@ func findChunk(src *source, k []byte) (key []byte, c keyChunk, found bool, err e
 	return bytes.Clone(it.Key()), decodeChunk(it.Key(), v), true, nil
 }
 
+// findChunk returns the chunk holding the key index key indexKey, through
+// the Writer's last found chunk: keys created or deleted in key order (a
+// bulk load, a prefix deleted) land in the chunk of the key before them,
+// and a seek in the chunks cost more than the rest of such a key's index
+// upkeep.
+func (w *Writer) findChunk(indexKey []byte) (key []byte, c keyChunk, found bool, err error) {
+	own := chunkKeyOf(indexKey)
+	if key, c, ok := w.chunk.lookup(own); ok {
+		return key, c, true, nil
+	}
+	if key, c, found, err = findChunk(w.src, own); found {
+		w.chunk = lastChunk{from: own, key: key, c: c, valid: true}
+	}
+	return key, c, found, err
+}
+
+// lastChunk is the chunk a Writer found last, and the span of chunk keys
+// known to lead to it: no chunk key lies strictly between from and key, so
+// the first chunk key above any chunk key in [from, key) is key.
+//
+// Only the Writer changes chunks while it is unpublished (CompactStep,
+// which merges them, runs between Writers), so the span stays true until
+// the Writer writes a chunk: a write of this chunk changes its count, any
+// other may be a new chunk key inside the span.
+type lastChunk struct {
+	from, key []byte
+	c         keyChunk
+	valid     bool
+}
+
+func (l *lastChunk) lookup(own []byte) ([]byte, keyChunk, bool) {
+	if !l.valid || bytes.Compare(own, l.from) < 0 || bytes.Compare(own, l.key) >= 0 {
+		return nil, keyChunk{}, false
+	}
+	return l.key, l.c, true
+}
+
+func (l *lastChunk) wrote(key []byte, c keyChunk) {
+	if l.valid && bytes.Equal(key, l.key) {
+		l.c = c
+		return
+	}
+	l.valid = false
+}
+
 // keyCreated updates the chunks for a key that now exists at rev. indexKey
 // is its key index key. A boundary key without an index entry before
 // splits its chunk: the entries before it stay, under its own chunk key.
 func (w *Writer) keyCreated(indexKey []byte, rev int64) error {
-	key, c, found, err := findChunk(w.src, indexKey)
+	key, c, found, err := w.findChunk(indexKey)
 	if err != nil {
 		return err
 	}
@@ -135,7 +183,7 @@ func (w *Writer) keyCreated(indexKey []byte, rev int64) error {
 
 // keyDeleted updates the chunks for a key deleted at rev.
 func (w *Writer) keyDeleted(indexKey []byte, rev int64) error {
-	key, c, found, err := findChunk(w.src, indexKey)
+	key, c, found, err := w.findChunk(indexKey)
 	if err != nil {
 		return err
 	}
@@ -146,6 +194,7 @@ func (w *Writer) keyDeleted(indexKey []byte, rev int64) error {
 }
 
 func (w *Writer) setChunk(key []byte, c keyChunk) error {
+	w.chunk.wrote(key, c)
 	if err := w.b.Set(key, encodeChunk(c), nil); err != nil {
 		return fmt.Errorf("key chunk %q: %w", key, err)
 	}

@@ -34,6 +34,8 @@ type Writer struct {
 	// src reads the batch for every request: one iterator, opened at the
 	// first read and closed by Publish or Close. Nil until then.
 	src *source
+	// chunk is the key index chunk found last (keychunks.go).
+	chunk lastChunk
 	// scratch holds the encoding of one write; the batch copies it.
 	scratch []byte
 	// ex is the state of the request being applied, reused by every
