@@ -279,7 +279,17 @@ func (h *Hub) collect(evs []*mvccpb.Event) []*mvccpb.Event {
 // remember adds events (following the hub's revision without a gap) to the
 // recent ones and, past RecentBytesMax, drops the oldest revisions down to
 // three quarters of it.
+//
+// While the hub has no watcher it keeps none: the window only saves
+// catch-ups reads of history, and a watcher created later from a past
+// revision catches up from history all the same. A member that only takes
+// writes then holds no events, which were most of its live heap (and,
+// with GOGC at 200, three times that of its resident memory).
 func (h *Hub) remember(evs, withoutPrev []*mvccpb.Event) {
+	if !h.watching() {
+		h.recent, h.recentWithoutPrev, h.recentFrom, h.recentBytes = nil, nil, 0, 0
+		return
+	}
 	if h.recentFrom == 0 {
 		h.recentFrom = evs[0].Kv.ModRevision
 	}
@@ -391,6 +401,11 @@ func (h *Hub) deliver(w *watcher, batch []*mvccpb.Event, firstRev, lastRev int64
 	w.pendingBytes += batchBytes
 	w.hadEvents = true
 	w.minRev = lastRev + 1
+}
+
+// watching reports whether the hub has a watcher, synced or catching up.
+func (h *Hub) watching() bool {
+	return len(h.keyWatchers) > 0 || len(h.rangeWatchers) > 0 || len(h.unsynced) > 0
 }
 
 // add registers a new watcher, synced if it starts after the hub's

@@ -475,6 +475,7 @@ func TestRecentWindowBoundedInBytes(t *testing.T) {
 	for _, valueBytes := range []int{10, 1 << 10, 20 << 10, 300 << 10, 2 << 20} {
 		t.Run(fmt.Sprint(valueBytes), func(t *testing.T) {
 			e := newEnv(t, Config{RecentBytesMax: recentBytesMax})
+			newClient(t, e.hub).create(&pb.WatchCreateRequest{Key: []byte("unwritten")}) // a watched hub keeps a window
 			value := string(bytes.Repeat([]byte("v"), valueBytes))
 			written := 0
 			puts := min(400, max(20, 8*recentBytesMax/(2*valueBytes)))
@@ -497,6 +498,40 @@ func TestRecentWindowBoundedInBytes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRecentWindowOnlyWhileWatched: a hub without watchers keeps no window,
+// and watchers created from a past revision then, or after the window
+// restarted, get every event from history and the window.
+func TestRecentWindowOnlyWhileWatched(t *testing.T) {
+	e := newEnv(t, Config{})
+	for i := range 5 {
+		e.put("k", fmt.Sprint(i)) // revisions 2..6
+	}
+	if got := e.hub.RecentBytes(); got != 0 {
+		t.Fatalf("an unwatched hub holds %d bytes of events", got)
+	}
+	c := newClient(t, e.hub)
+	first := c.create(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 2}).WatchId
+	e.put("k", "5") // 7, while the watcher may still be catching up
+	c.drainUntil("revisions 2..7", func() bool { return len(c.events[first]) == 6 })
+	e.put("k", "6") // 8
+	if e.hub.RecentBytes() == 0 {
+		t.Fatal("a watched hub keeps no window")
+	}
+	c.s.Cancel(first)
+	e.put("k", "7") // 9: unwatched again
+	if got := e.hub.RecentBytes(); got != 0 {
+		t.Fatalf("after its last watcher was canceled the hub holds %d bytes of events", got)
+	}
+	second := c.create(&pb.WatchCreateRequest{Key: []byte("k"), StartRevision: 3}).WatchId
+	e.put("k", "8") // 10
+	c.drainUntil("revisions 3..10", func() bool { return len(c.events[second]) == 8 })
+	for i, ev := range c.events[second] {
+		if rev := int64(3 + i); ev.Kv.ModRevision != rev || string(ev.Kv.Value) != fmt.Sprint(rev-2) {
+			t.Fatalf("event %d: revision %d value %q, want revision %d value %q", i, ev.Kv.ModRevision, ev.Kv.Value, rev, fmt.Sprint(rev-2))
+		}
 	}
 }
 
