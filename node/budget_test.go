@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"go.etcd.io/raft/v3/raftpb"
 	"strings"
 	"testing"
 )
@@ -35,29 +36,32 @@ func TestSplitMemoryBudget(t *testing.T) {
 
 // TestMemoryBudgetsHoldUnderLargeValues: puts of 64 KiB values keep every
 // bounded structure of a node within its budget after every Process, and
-// the raft entry cache is in use (so the check checks something). A
-// planted leak (the cache's own bound raised above the configured one) is
-// caught.
+// the raft entry cache is in use (so the check checks something): a
+// follower that hears nothing keeps the leader's entries wanted. A planted
+// leak (the cache's own bound raised above the configured one) is caught.
 func TestMemoryBudgetsHoldUnderLargeValues(t *testing.T) {
 	const entryCacheBytes = 256 << 10
-	h := newHarness(t, []uint64{1}, func(c *Config) { c.RaftEntryCacheBytes = entryCacheBytes })
+	h := newHarness(t, []uint64{1, 2, 3}, func(c *Config) { c.RaftEntryCacheBytes = entryCacheBytes })
+	lead := h.leader()
+	lagging := lead%3 + 1
+	h.drop = func(m *raftpb.Message) bool { return m.GetTo() == lagging }
 	value := strings.Repeat("v", 64<<10)
 	check := func(i int) {
-		if err := h.node(1).CheckAllMemoryBudgets(); err != nil {
+		if err := h.node(lead).CheckAllMemoryBudgets(); err != nil {
 			t.Fatalf("after put %d: %v", i, err)
 		}
 	}
 	for i := range 40 {
-		h.put(1, fmt.Sprint("k", i%5), value)
+		h.put(lead, fmt.Sprint("k", i%5), value)
 		check(i)
 	}
-	if got := h.node(1).raftLog.RecentBytes(); got < entryCacheBytes/2 {
+	if got := h.node(lead).raftLog.RecentBytes(); got < entryCacheBytes/2 {
 		t.Fatalf("the raft entry cache holds %d bytes after 40 puts of 64 KiB, expected close to its bound %d", got, entryCacheBytes)
 	}
 	// The five keys' values are in blob files: the newest version cache
 	// holds them, and the node reports it among its budgets.
 	var newest *MemoryUse
-	for _, u := range h.node(1).MemoryUses() {
+	for _, u := range h.node(lead).MemoryUses() {
 		if u.Name == "newest version cache" {
 			newest = &u
 		}
@@ -65,12 +69,58 @@ func TestMemoryBudgetsHoldUnderLargeValues(t *testing.T) {
 	if newest == nil || newest.Bytes == 0 || newest.Bytes > newest.Bound {
 		t.Fatalf("newest version cache after 40 puts of 64 KiB over 5 keys: %+v, want some bytes within its bound", newest)
 	}
-	h.node(1).raftLog.recentBytesMax = 1 << 40 // planted leak
+	h.node(lead).raftLog.recentBytesMax = 1 << 40 // planted leak
 	for i := range 10 {
-		h.put(1, fmt.Sprint("k", i%5), value)
+		h.put(lead, fmt.Sprint("k", i%5), value)
 	}
-	if err := h.node(1).CheckMemoryBudgets(); err == nil || !strings.Contains(err.Error(), "raft entry cache") {
+	if err := h.node(lead).CheckMemoryBudgets(); err == nil || !strings.Contains(err.Error(), "raft entry cache") {
 		t.Fatalf("a raft entry cache over its budget was not reported: %v", err)
+	}
+}
+
+// TestRaftEntryCacheReleasesWhatNoOneReads: entries applied and on every
+// follower's disk leave the cache; a follower that lags keeps the leader's
+// entries above its match in it, and catches up once it hears again.
+func TestRaftEntryCacheReleasesWhatNoOneReads(t *testing.T) {
+	single := newHarness(t, []uint64{1}, nil)
+	for i := range 20 {
+		single.put(1, fmt.Sprint("k", i), "v")
+		if got := single.node(1).raftLog.RecentBytes(); got != 0 {
+			t.Fatalf("a single member holds %d bytes of applied entries after put %d", got, i)
+		}
+	}
+
+	h := newHarness(t, []uint64{1, 2, 3}, nil)
+	lead := h.leader()
+	lagging := lead%3 + 1
+	h.drop = func(m *raftpb.Message) bool { return m.GetTo() == lagging }
+	for i := range 20 {
+		h.put(lead, fmt.Sprint("k", i), "v")
+	}
+	h.settle()
+	if got := h.node(lead).raftLog.RecentBytes(); got == 0 {
+		t.Fatal("the leader released the entries a lagging follower lacks")
+	}
+	for _, id := range h.ids {
+		if id != lead && id != lagging {
+			if got := h.node(id).raftLog.RecentBytes(); got != 0 {
+				t.Fatalf("follower %d holds %d bytes of applied entries", id, got)
+			}
+		}
+	}
+	h.drop = nil
+	for range 3 * h.node(lead).cfg.ElectionTicks {
+		h.tick()
+	}
+	h.put(lead, "after", "v")
+	h.settle()
+	if got := h.node(lead).raftLog.RecentBytes(); got != 0 {
+		t.Fatalf("the leader holds %d bytes of entries every follower has", got)
+	}
+	for i := range 20 {
+		if v, found := h.get(lagging, fmt.Sprint("k", i)); !found || v != "v" {
+			t.Fatalf("the lagging follower has k%d = %q, %v after catching up", i, v, found)
+		}
 	}
 }
 

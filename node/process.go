@@ -8,6 +8,7 @@ import (
 	"github.com/cairn-db/cairn/node/raftlog"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // Process does the work that is ready, once: it sends pending read
@@ -132,6 +133,7 @@ func (n *Node) handleReady(out *Output) error {
 	if err := n.apply(rd.CommittedEntries, out); err != nil {
 		return err
 	}
+	n.raftLog.release(n.entriesNoLongerRead())
 	if err := n.maybeTruncateLog(); err != nil {
 		return n.failOnLogError(err)
 	}
@@ -145,6 +147,23 @@ func (n *Node) handleReady(out *Output) error {
 	}
 	n.raw.Advance(rd)
 	return nil
+}
+
+// entriesNoLongerRead returns the index up to which raft will not read
+// entries back: it reads an entry to apply it and, on a leader, to send it
+// to a follower that lacks it. Entries above a lagging follower's match
+// stay in memory within the cache's bound, as before it had one.
+func (n *Node) entriesNoLongerRead() uint64 {
+	upTo := n.applied
+	if !n.isLeader() {
+		return upTo
+	}
+	n.raw.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id != n.cfg.ID {
+			upTo = min(upTo, pr.Match)
+		}
+	})
+	return upTo
 }
 
 // sendsAhead reports whether rd's messages may go out before its entries

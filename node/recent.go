@@ -16,11 +16,14 @@ const entryOverheadBytes = int(unsafe.Sizeof(raftpb.Entry{}) + unsafe.Sizeof(uin
 // bound counts it.
 func entryBytes(e *raftpb.Entry) int { return entryOverheadBytes + len(e.Data) }
 
-// raftLog is the log as raft reads it: the Pebble log, with the entries
-// this member appended last also kept in memory. Raft reads every entry
-// back once when it commits it (on a single member always: an entry commits
-// only once it is durable, when raft has let go of its own copy), and
-// decoding it from Pebble was about 5% of a put's cost in Process.
+// raftLog is the log as raft reads it: the log's segments, with the
+// entries this member appended last also kept in memory. Raft reads every
+// entry back once when it commits it (on a single member always: an entry
+// commits only once it is durable, when raft has let go of its own copy),
+// and a leader reads the entries a follower lacks to send them; decoding
+// them from disk was about 5% of a put's cost in Process. Entries nobody
+// will read again are released (Node.entriesNoLongerRead): kept, they were
+// most of a member's live heap under writes.
 type raftLog struct {
 	*raftlog.Storage
 	// recent are entries with consecutive indexes, as last appended.
@@ -63,6 +66,18 @@ func (l *raftLog) appended(ents []*raftpb.Entry) {
 		l.recent[0] = nil
 		l.recent = l.recent[1:]
 	}
+}
+
+// release drops the entries kept in memory at or below index upTo, which
+// raft will not read back: applied, and on every follower's disk.
+func (l *raftLog) release(upTo uint64) {
+	cut := 0
+	for cut < len(l.recent) && l.recent[cut].GetIndex() <= upTo {
+		l.recentBytes -= entryBytes(l.recent[cut])
+		l.recent[cut] = nil
+		cut++
+	}
+	l.recent = l.recent[cut:]
 }
 
 // RecentBytes is what the entries kept in memory hold, in entryBytes.
