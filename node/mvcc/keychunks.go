@@ -107,8 +107,7 @@ func findChunk(src *source, own []byte) (key []byte, c keyChunk, found bool, err
 // findChunk returns the chunk holding the key index key indexKey, through
 // the Writer's last found chunk: keys created or deleted in key order (a
 // bulk load, a prefix deleted) land in the chunk of the key before them,
-// and a seek in the chunks cost more than the rest of such a key's index
-// upkeep.
+// and the seek for it was most of such a key's index upkeep.
 func (w *Writer) findChunk(indexKey []byte) (key []byte, c keyChunk, found bool, err error) {
 	own := chunkKeyOf(indexKey)
 	if key, c, ok := w.chunk.lookup(own); ok {

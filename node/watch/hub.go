@@ -280,8 +280,8 @@ func (h *Hub) collect(evs []*mvccpb.Event) []*mvccpb.Event {
 // recent ones and, past RecentBytesMax, drops the oldest revisions down to
 // three quarters of it.
 //
-// While the hub has no watcher it keeps none: the window only saves
-// catch-ups reads of history, and a watcher created later from a past
+// While the hub has no watcher it keeps none: the window only spares
+// catch-ups a read of history, and a watcher created later from a past
 // revision catches up from history all the same. A member that only takes
 // writes then holds no events, which were most of its live heap (and,
 // with GOGC at 200, three times that of its resident memory).
