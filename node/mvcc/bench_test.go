@@ -168,39 +168,31 @@ func BenchmarkWriterPut(b *testing.B) {
 	// create puts keys that do not exist yet, at random among the existing
 	// ones: the key index and its chunks are written.
 	b.Run("create", func(b *testing.B) {
-		bs := newBenchStore(b)
 		rng := rand.New(rand.NewPCG(5, 6))
-		b.ReportAllocs()
-		cpu := startCPU(b)
-		for b.Loop() {
-			resp, err := bs.writer().Put(&pb.PutRequest{Key: fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()), Value: bs.value})
-			if err != nil || resp.Header.Revision == 0 {
-				b.Fatal(resp, err)
-			}
-			bs.done()
-		}
-		cpu.report(b)
-		bs.commit()
+		benchPutNew(b, func(int) []byte { return fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()) })
 	})
 	// load puts new keys in key order after the existing ones, as a bulk
 	// load or a restore does: each lands in the key index chunk of the key
 	// before it.
 	b.Run("load", func(b *testing.B) {
-		bs := newBenchStore(b)
-		b.ReportAllocs()
-		cpu := startCPU(b)
-		i := 0
-		for b.Loop() {
-			resp, err := bs.writer().Put(&pb.PutRequest{Key: fmt.Appendf(nil, "load/%012d", i), Value: bs.value})
-			if err != nil || resp.Header.Revision == 0 {
-				b.Fatal(resp, err)
-			}
-			bs.done()
-			i++
-		}
-		cpu.report(b)
-		bs.commit()
+		benchPutNew(b, func(i int) []byte { return fmt.Appendf(nil, "load/%012d", i) })
 	})
+}
+
+// benchPutNew puts the keys keyOf(0), keyOf(1)... which do not exist yet.
+func benchPutNew(b *testing.B, keyOf func(i int) []byte) {
+	bs := newBenchStore(b)
+	b.ReportAllocs()
+	cpu := startCPU(b)
+	for i := 0; b.Loop(); i++ {
+		resp, err := bs.writer().Put(&pb.PutRequest{Key: keyOf(i), Value: bs.value})
+		if err != nil || resp.Header.Revision == 0 {
+			b.Fatal(resp, err)
+		}
+		bs.done()
+	}
+	cpu.report(b)
+	bs.commit()
 }
 
 func BenchmarkRange(b *testing.B) {
