@@ -518,20 +518,20 @@ single-member cairn, alternating, three rounds of 30,000 requests each
 one key for the ranges), and prints each run and the ratio of the
 medians. Its output is pasted here by hand.
 
-30 Nov 2026, 17:23 UTC, 52ecf41, an otherwise idle machine, the page
+30 Nov 2026, 19:47 UTC, eca84cf, an otherwise idle machine, the page
 cache dropped before each run (` + "`make bench-etcdtool DROP_CACHES=1`" + `):
 
 | workload | etcd req/s (rounds) | cairn req/s (rounds) | cairn/etcd | etcd p99 ms | cairn p99 ms |
 | --- | --- | --- | ---: | --- | --- |
-| put | 13,917 / 13,624 / 13,871 | 15,308 / 15,513 / 15,618 | **1.12** | 16.7 / 17.0 / 16.8 | 16.2 / 17.6 / 16.3 |
-| range (linearizable) | 23,003 / 22,668 / 21,822 | 23,685 / 25,076 / 23,315 | **1.04** | 11.7 / 10.9 / 11.4 | 12.6 / 11.4 / 13.5 |
-| range (serializable) | 23,731 / 23,386 / 24,015 | 28,801 / 31,574 / 28,608 | **1.21** | 11.7 / 12.4 / 12.0 | 11.4 / 10.0 / 11.0 |
+| put | 12,141 / 11,057 / 10,018 | 14,489 / 11,894 / 11,157 | **1.08** | 19.1 / 20.0 / 23.3 | 15.7 / 17.9 / 20.2 |
+| range (linearizable) | 16,896 / 18,190 / 18,998 | 20,353 / 18,261 / 19,088 | **1.05** | 14.7 / 13.5 / 13.4 | 14.6 / 16.0 / 15.9 |
+| range (serializable) | 20,837 / 18,123 / 17,242 | 22,371 / 21,213 / 18,907 | **1.17** | 12.5 / 13.9 / 15.2 | 12.6 / 14.4 / 15.6 |
 
-The previous run (13:28 UTC, 8550f91, page cache not dropped): put 1.06,
-range 1.08, range-serializable 1.13, with cairn's p99 above etcd's in
-most runs. Now cairn's put p99 is at etcd's (below it in two rounds of
-three) and its serializable range p99 below; its linearizable range p99
-is still 5-20 % above etcd's. With this tool's short runs (about two
-seconds each) cairn's lead is smaller than with cairnbench's 10 s runs
-above: far from the performance issue's targets (2× writes, 1.5× reads).
+The previous run (17:23 UTC, 52ecf41, the same way): put 1.12, range
+1.04, range-serializable 1.21. This machine is slower today (a different
+CPU model), both systems' rates with it. cairn's put p99 is below etcd's
+in every round; its range p99s are at or above etcd's. With this tool's
+short runs (about two seconds each) cairn's lead is smaller than with
+cairnbench's 10 s runs above: far from the performance issue's targets
+(2× writes, 1.5× reads).
 `
