@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -50,9 +51,13 @@ type Node struct {
 	// raftLog is the log as raft reads it: log, with its most recent
 	// entries also kept in memory (recent.go).
 	raftLog raftLog
-	store   *mvcc.Store
-	view    StoreView
-	raw     *raft.RawNode
+	// lowestMatch and visitMatch are entriesNoLongerRead's: visitMatch is
+	// made once, as a closure made per call was an allocation per Process.
+	lowestMatch uint64
+	visitMatch  func(id uint64, _ raft.ProgressType, pr tracker.Progress)
+	store       *mvcc.Store
+	view        StoreView
+	raw         *raft.RawNode
 
 	ids   idGenerator
 	ticks uint64

@@ -154,16 +154,19 @@ func (n *Node) handleReady(out *Output) error {
 // to a follower that lacks it. Entries above a lagging follower's match
 // stay in memory within the cache's bound, as before it had one.
 func (n *Node) entriesNoLongerRead() uint64 {
-	upTo := n.applied
 	if !n.isLeader() {
-		return upTo
+		return n.applied
 	}
-	n.raw.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		if id != n.cfg.ID {
-			upTo = min(upTo, pr.Match)
+	if n.visitMatch == nil {
+		n.visitMatch = func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != n.cfg.ID {
+				n.lowestMatch = min(n.lowestMatch, pr.Match)
+			}
 		}
-	})
-	return upTo
+	}
+	n.lowestMatch = n.applied
+	n.raw.WithProgress(n.visitMatch)
+	return n.lowestMatch
 }
 
 // sendsAhead reports whether rd's messages may go out before its entries

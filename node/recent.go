@@ -74,10 +74,16 @@ func (l *raftLog) release(upTo uint64) {
 	cut := 0
 	for cut < len(l.recent) && l.recent[cut].GetIndex() <= upTo {
 		l.recentBytes -= entryBytes(l.recent[cut])
-		l.recent[cut] = nil
 		cut++
 	}
-	l.recent = l.recent[cut:]
+	if cut == 0 {
+		return
+	}
+	// The rest moves to the front, so that the array is reused: sliced
+	// forward after every Process, it was reallocated every few appends.
+	kept := copy(l.recent, l.recent[cut:])
+	clear(l.recent[kept:])
+	l.recent = l.recent[:kept]
 }
 
 // RecentBytes is what the entries kept in memory hold, in entryBytes.
