@@ -152,7 +152,7 @@ func (n *Node) handleReady(out *Output) error {
 // entriesNoLongerRead returns the index up to which raft will not read
 // entries back: it reads an entry to apply it and, on a leader, to send it
 // to a follower that lacks it. Entries above a lagging follower's match
-// stay in memory within the cache's bound, as before it had one.
+// stay in memory, within the cache's bound, as every entry did before.
 func (n *Node) entriesNoLongerRead() uint64 {
 	if !n.isLeader() {
 		return n.applied
