@@ -51,13 +51,9 @@ type Node struct {
 	// raftLog is the log as raft reads it: log, with its most recent
 	// entries also kept in memory (recent.go).
 	raftLog raftLog
-	// lowestMatch and visitMatch are entriesNoLongerRead's: visitMatch is
-	// made once, as a closure made per call was an allocation per Process.
-	lowestMatch uint64
-	visitMatch  func(id uint64, _ raft.ProgressType, pr tracker.Progress)
-	store       *mvcc.Store
-	view        StoreView
-	raw         *raft.RawNode
+	store   *mvcc.Store
+	view    StoreView
+	raw     *raft.RawNode
 
 	ids   idGenerator
 	ticks uint64
@@ -93,6 +89,10 @@ type Node struct {
 	// store has removed every obsolete version.
 	physical []Completion
 	applied  uint64
+	// lowestMatch and visitMatch are entriesNoLongerRead's: visitMatch is
+	// made once, as a closure made per call was an allocation per Process.
+	lowestMatch uint64
+	visitMatch  func(id uint64, _ raft.ProgressType, pr tracker.Progress)
 	// compactedAtTick is the tick of the last compaction step.
 	compactedAtTick uint64
 	// failed is set once storage failed; the member only stops after it.

@@ -86,10 +86,10 @@ func isBoundary(k []byte, chunkBits int) bool {
 	return crc32.Checksum(k[2:], chunkHashTable)&(1<<chunkBits-1) == 0
 }
 
-// findChunk returns the chunk holding the key index key whose own chunk
+// seekChunk returns the chunk holding the key index key whose own chunk
 // key is own (chunkKeyOf): the first chunk key above own. found is false in
 // an empty index.
-func findChunk(src *source, own []byte) (key []byte, c keyChunk, found bool, err error) {
+func seekChunk(src *source, own []byte) (key []byte, c keyChunk, found bool, err error) {
 	lower := append(append(src.scratch(), own...), 0)
 	src.keep(lower)
 	it := src.acquire(lower, keyChunksEnd)
@@ -104,16 +104,17 @@ func findChunk(src *source, own []byte) (key []byte, c keyChunk, found bool, err
 	return bytes.Clone(it.Key()), decodeChunk(it.Key(), v), true, nil
 }
 
-// findChunk returns the chunk holding the key index key indexKey, through
-// the Writer's last found chunk: keys created or deleted in key order (a
-// bulk load, a prefix deleted) land in the chunk of the key before them,
-// and the seek for it was most of such a key's index upkeep.
+// findChunk returns the chunk holding the key index key indexKey: the
+// Writer's last found chunk if it holds it, else seekChunk's. Keys created
+// or deleted in key order (a bulk load, a prefix deleted) land in the
+// chunk of the key before them, and the seek for it was most of such a
+// key's index upkeep.
 func (w *Writer) findChunk(indexKey []byte) (key []byte, c keyChunk, found bool, err error) {
 	own := chunkKeyOf(indexKey)
 	if key, c, ok := w.chunk.lookup(own); ok {
 		return key, c, true, nil
 	}
-	if key, c, found, err = findChunk(w.src, own); found {
+	if key, c, found, err = seekChunk(w.src, own); found {
 		w.chunk = lastChunk{from: own, key: key, c: c, valid: true}
 	}
 	return key, c, found, err
