@@ -331,9 +331,13 @@ func DefragmentOffline(fs vfs.FS, dir string) error {
 }
 
 // offlineOptions open a database outside a running member, without
-// Pebble's informational log lines.
+// Pebble's informational log lines. Its tables are split at key regions
+// as a member's are: an import writes every region in each batch, and an
+// offline defragment rewrites every table.
 func offlineOptions(fs vfs.FS) *pebble.Options {
-	return &pebble.Options{FS: fs, Logger: quietPebbleLogger{}}
+	o := &pebble.Options{FS: fs, Logger: quietPebbleLogger{}}
+	splitTablesAtRegions(o)
+	return o
 }
 
 // quietPebbleLogger drops Pebble's informational and error lines (errors

@@ -26,10 +26,17 @@ func TestRegionEnd(t *testing.T) {
 }
 
 // TestFlushSplitsTablesAtRegions flushes a memtable holding keys of several
-// regions, as one applied batch holds, and checks that no table spans two.
+// regions, as one applied batch holds, and checks that no table spans two,
+// with a member's options and with those of the offline tools (import,
+// restore, offline defragment).
 func TestFlushSplitsTablesAtRegions(t *testing.T) {
-	opts := &pebble.Options{FS: vfs.NewMem(), Logger: quietPebbleLogger{}}
-	splitTablesAtRegions(opts)
+	member := testConfig(1, []uint64{1}, vfs.NewMem())
+	member.EnsureDefaults()
+	t.Run("member", func(t *testing.T) { flushSplitsTablesAtRegions(t, pebbleOptions(member, nil, stateDB)) })
+	t.Run("offline", func(t *testing.T) { flushSplitsTablesAtRegions(t, offlineOptions(vfs.NewMem())) })
+}
+
+func flushSplitsTablesAtRegions(t *testing.T, opts *pebble.Options) {
 	db, err := pebble.Open("db", opts)
 	if err != nil {
 		t.Fatal(err)
