@@ -185,30 +185,70 @@ func (n *Node) leaderEntryApplied(e *raftpb.Entry) {
 	st := n.raw.BasicStatus()
 	if st.RaftState == raft.StateLeader && e.GetTerm() == st.GetTerm() {
 		n.lessor.Promote(n.now(), n.electionTimeout())
+		n.lessorTerm = st.GetTerm()
 	}
 }
 
-// leaseTick runs on every Tick: a member that no longer leads stops
-// tracking expiries; the leader proposes the revocation of leases that
-// expired, a bounded number per tick.
+// leaseTick runs on every Tick: the leader proposes the revocation of
+// leases that expired, a bounded number per tick.
 func (n *Node) leaseTick() {
+	n.demoteStaleLessor()
 	if !n.lessor.IsPrimary() {
-		return
-	}
-	if n.raw.BasicStatus().RaftState != raft.StateLeader {
-		n.lessor.Demote()
-		n.checkpoints.reset(n)
 		return
 	}
 	if n.cfg.LeaseCheckpointInterval > 0 {
 		n.proposeDueCheckpoints()
 	}
-	for _, id := range n.lessor.Expired(n.now()) {
-		// Expired reports the lease again after its retry interval, so a
-		// revocation that never applies is asked again (a duplicate finds
-		// the lease gone and is harmless). The completion has no waiter;
-		// drivers drop it.
-		n.Start(Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}, byMember: true})
+	if expired := n.lessor.Expired(n.now()); len(expired) > 0 {
+		n.proposeRevocations(expired)
+	}
+}
+
+// demoteStaleLessor demotes a primary lessor whose member no longer leads
+// the term the lessor was promoted in, so that a primary lessor always
+// speaks for the current term. Its expiries are not the leases' any more:
+// another leader may have renewed them since. A member may step down and
+// even win a later term by the messages it steps between two ticks, so
+// this runs after every Step and Tick, the only calls that change raft's
+// role or term.
+func (n *Node) demoteStaleLessor() {
+	if !n.lessor.IsPrimary() {
+		return
+	}
+	if st := n.raw.BasicStatus(); st.RaftState == raft.StateLeader && st.GetTerm() == n.lessorTerm {
+		return
+	}
+	n.lessor.Demote()
+	n.checkpoints.reset(n)
+}
+
+// proposeRevocations proposes, on the primary, the revocation of leases
+// that expired. raft takes them now, while this member leads the term its
+// lessor expired them in, or never: they are neither batched for the next
+// Process nor parked. Handed to raft later, after this member stepped down,
+// raft would forward them to the new leader, which may have renewed the
+// leases since; a revocation appended at the lessor's term applies, if it
+// commits, before any later leader promotes its lessor. Expired reports a
+// lease again after its retry interval, so a revocation raft dropped or
+// that never committed is asked again (a duplicate finds the lease gone and
+// is harmless). The entries have no waiter.
+func (n *Node) proposeRevocations(ids []int64) {
+	// The member revokes as the root user, as etcd does: the check at
+	// apply must pass whatever keys the lease holds.
+	info, err := n.requestInfo(n.authView.Load(), Request{byMember: true})
+	if err != nil {
+		panic(fmt.Sprintf("node: the member's own identity: %v", err))
+	}
+	for _, id := range ids {
+		data, err := proto.Marshal(&pb.InternalRaftRequest{
+			Header:      &pb.RequestHeader{ID: n.ids.next(), Username: info.User, AuthRevision: info.Revision},
+			LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+		if err != nil {
+			panic(fmt.Sprintf("node: encode lease revocation: %v", err))
+		}
+		if err := n.raw.Propose(data); err != nil {
+			return // a leadership transfer is in progress: retried as above
+		}
 	}
 }
 

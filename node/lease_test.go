@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -268,5 +269,150 @@ func TestLeaseAcrossLeaderChange(t *testing.T) {
 	}
 	if h.node(lead).lessor.IsPrimary() {
 		t.Fatal("deposed leader's lessor is still primary")
+	}
+}
+
+// stepClock is a lease Clock the test moves by hand, shared by every
+// member, as the members of a real cluster share one machine's clock.
+type stepClock struct{ t time.Time }
+
+func (c *stepClock) Now() time.Time { return c.t }
+
+// A leader paused past a lease's TTL resumes still believing it leads, and
+// its lessor finds the lease expired. Meanwhile a new leader has renewed
+// it. The old leader must not revoke it: its revocation, proposed while it
+// led but handed to raft after it stepped down, would be forwarded to the
+// new leader and applied there, ending a lease a client just renewed.
+func TestDeposedLeaderNeverRevokes(t *testing.T) {
+	ids := []uint64{1, 2, 3}
+	clock := &stepClock{t: time.Unix(1_700_000_000, 0)}
+	h := newHarness(t, ids, func(c *Config) { c.Clock = clock })
+	advance := func(running ...uint64) {
+		clock.t = clock.t.Add(h.node(ids[0]).cfg.TickInterval)
+		for _, id := range running {
+			h.node(id).Tick()
+		}
+		h.settle()
+	}
+	lead := h.leader()
+	const ttl = 5
+	id, _ := h.grant(lead, 0, ttl)
+	h.write(lead, leasePut("a", id))
+	var others []uint64
+	for _, m := range ids {
+		if m != lead {
+			others = append(others, m)
+		}
+	}
+
+	// The leader pauses: it neither ticks nor hears anyone, while the
+	// others elect a new leader and a client keeps the lease alive there.
+	h.drop = func(m *raftpb.Message) bool { return m.GetFrom() == lead || m.GetTo() == lead }
+	next := uint64(0)
+	for range ticksFor(2 * ttl) {
+		advance(others...)
+		for _, m := range others {
+			if n := h.node(m); n.isLeader() && n.lessor.IsPrimary() {
+				next = m
+			}
+		}
+		if next != 0 {
+			if got, err := h.renew(next, id); err != nil || got != ttl {
+				t.Fatalf("renew on the new leader %d: TTL %d, %v", next, got, err)
+			}
+		}
+	}
+	if next == 0 {
+		t.Fatal("no new leader while the old one was paused")
+	}
+
+	// The old leader resumes: its first tick finds the lease expired while
+	// it still leads its old term. Before it processes that tick, it hears
+	// the new leader's heartbeat and steps down.
+	old := h.node(lead)
+	old.Tick()
+	if !old.isLeader() {
+		t.Fatal("the resumed leader stepped down before its first tick")
+	}
+	h.drop = nil
+	for range maxTicks {
+		if !old.isLeader() {
+			break
+		}
+		h.node(next).Tick()
+		h.processOnce(next)
+	}
+	if old.isLeader() {
+		t.Fatal("the resumed leader never heard the new one")
+	}
+	h.settle()
+	for _, m := range ids {
+		if _, found := h.get(m, "a"); !found {
+			t.Fatalf("member %d: the deposed leader revoked a lease the new leader had just renewed", m)
+		}
+	}
+	if got, err := h.renew(next, id); err != nil || got != ttl {
+		t.Fatalf("renew after the old leader came back: TTL %d, %v", got, err)
+	}
+}
+
+// A leader may step down and win a later term by the messages it steps
+// between two of its ticks. Its lessor then still holds the expiries of
+// its earlier term, though another leader renewed the leases in between;
+// until its leader entry of the new term applies, it must not act on them.
+func TestLessorOfAnEarlierTermNeverRevokes(t *testing.T) {
+	ids := []uint64{1, 2, 3}
+	clock := &stepClock{t: time.Unix(1_700_000_000, 0)}
+	h := newHarness(t, ids, func(c *Config) { c.Clock = clock })
+	second := func() {
+		for range ticksFor(1) {
+			clock.t = clock.t.Add(h.node(ids[0]).cfg.TickInterval)
+			h.tick()
+		}
+	}
+	a := h.leader()
+	const ttl = 5
+	id, _ := h.grant(a, 0, ttl) // a's lessor: expires in 5 s
+	h.write(a, leasePut("a", id))
+	b := ids[0]
+	if b == a {
+		b = ids[1]
+	}
+	for range 3 {
+		second()
+	}
+
+	// a hands over to b, which promotes its lessor and renews the lease
+	// (5 s from now), all without a tick of a.
+	h.node(a).raw.TransferLeader(b)
+	h.settle()
+	if !h.node(b).isLeader() || !h.node(b).lessor.IsPrimary() {
+		t.Fatalf("member %d did not take over", b)
+	}
+	if got, err := h.renew(b, id); err != nil || got != ttl {
+		t.Fatalf("renew on %d: TTL %d, %v", b, got, err)
+	}
+	// b hands back to a, whose empty entry of the new term cannot commit:
+	// the acknowledgements of its appends are lost.
+	h.drop = func(m *raftpb.Message) bool {
+		return m.GetTo() == a && m.GetType() == raftpb.MsgAppResp
+	}
+	h.node(b).raw.TransferLeader(a)
+	h.settle()
+	old := h.node(a)
+	if !old.isLeader() || old.raw.BasicStatus().GetTerm() == old.lessorTerm {
+		t.Fatalf("member %d: leader %v, term %d, lessor's term %d",
+			a, old.isLeader(), old.raw.BasicStatus().GetTerm(), old.lessorTerm)
+	}
+	// Past the expiry of a's earlier term, within b's renewal.
+	clock.t = clock.t.Add(3 * time.Second)
+	old.Tick()
+	h.drop = nil
+	h.settle()
+	second()
+	for _, m := range ids {
+		if _, found := h.get(m, "a"); !found {
+			t.Fatalf("member %d: a lessor of an earlier term revoked a lease renewed since", m)
+		}
 	}
 }

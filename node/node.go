@@ -130,6 +130,10 @@ type Node struct {
 
 	// lessor holds the leases applied so far; see lease.go.
 	lessor *lease.Lessor
+	// lessorTerm is the term in which this member's lessor was last
+	// promoted: it is the leases' authority only while raft leads that
+	// very term (demoteStaleLessor).
+	lessorTerm uint64
 	// authStore holds the users, roles and auth settings applied so far
 	// (authrequests.go).
 	authStore *auth.Store
@@ -538,6 +542,7 @@ func (n *Node) Step(m *raftpb.Message) error {
 		return fmt.Errorf("node: local message %s from the network", m.GetType())
 	}
 	err := n.raw.Step(m)
+	n.demoteStaleLessor()
 	if errors.Is(err, raft.ErrStepPeerNotFound) || errors.Is(err, raft.ErrStepLocalMsg) {
 		return nil // a message from a removed or unknown member is dropped
 	}

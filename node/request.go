@@ -54,8 +54,8 @@ type Request struct {
 	// Credentials are not a request: they are what the client presented
 	// with it, for any request above (authcheck.go).
 	Credentials Credentials
-	// byMember marks the member's own requests (a lease expiry's revoke,
-	// an automatic compaction): they run as the root user, as etcd's do.
+	// byMember marks the member's own requests (an automatic compaction, a
+	// health check's read): they run as the root user, as etcd's do.
 	byMember bool
 	// wire is the start of the raft entry of a put that arrived encoded
 	// (WirePut), proposed without encoding the put again.

@@ -14,6 +14,7 @@ var regressionSeeds = []struct {
 	{79, 30 * second, "a cached snapshot made before a learner was added was sent to it; raft refused it forever"},
 	{121, 30 * second, "same as 79"},
 	{193, 30 * second, "same as 79"},
+	{28, 30 * second, "a leader paused past a lease's TTL expired it on resuming, stepped down before its next Process, and raft forwarded the revocation to the new leader, which had renewed the lease"},
 	{601, 60 * second, "a member restarting after a crash point while its log syncs failed synced the raft log it recovered in Open, and Pebble's fatal error panicked out of Open"},
 }
 
