@@ -61,27 +61,34 @@ func (l *raftLog) appended(ents []*raftpb.Entry) {
 		l.recent = append(l.recent, e)
 		l.recentBytes += entryBytes(e)
 	}
-	for len(l.recent) > 0 && l.recentBytes > l.recentBytesMax {
-		l.recentBytes -= entryBytes(l.recent[0])
-		l.recent[0] = nil
-		l.recent = l.recent[1:]
+	oldest := 0
+	for oldest < len(l.recent) && l.recentBytes > l.recentBytesMax {
+		l.recentBytes -= entryBytes(l.recent[oldest])
+		oldest++
 	}
+	l.dropOldest(oldest)
 }
 
 // release drops the entries kept in memory at or below index upTo, which
 // raft will not read back: applied, and on every follower's disk.
 func (l *raftLog) release(upTo uint64) {
-	cut := 0
-	for cut < len(l.recent) && l.recent[cut].GetIndex() <= upTo {
-		l.recentBytes -= entryBytes(l.recent[cut])
-		cut++
+	oldest := 0
+	for oldest < len(l.recent) && l.recent[oldest].GetIndex() <= upTo {
+		l.recentBytes -= entryBytes(l.recent[oldest])
+		oldest++
 	}
-	if cut == 0 {
+	l.dropOldest(oldest)
+}
+
+// dropOldest removes the first n entries kept (their bytes already taken
+// off recentBytes). The rest move to the front, so that the array is
+// reused: sliced forward after every Process, it was reallocated every few
+// appends.
+func (l *raftLog) dropOldest(n int) {
+	if n == 0 {
 		return
 	}
-	// The rest moves to the front, so that the array is reused: sliced
-	// forward after every Process, it was reallocated every few appends.
-	kept := copy(l.recent, l.recent[cut:])
+	kept := copy(l.recent, l.recent[n:])
 	clear(l.recent[kept:])
 	l.recent = l.recent[:kept]
 }
