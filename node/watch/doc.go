@@ -58,7 +58,9 @@
 // bytes queued plus one Notify call's worth (the batch that crossed the
 // bound), and at most twice that while the stream sends what it took. The
 // window of recent events shared by catch-ups holds at most RecentBytesMax
-// bytes, and nothing while the hub has no watcher. Bytes are eventBytes: keys, values, previous keys and values
+// bytes: the events from the oldest revision a watcher being caught up
+// needs, and at most a sixteenth of the bound beyond them; nothing while
+// the hub has no watcher. Bytes are eventBytes: keys, values, previous keys and values
 // where an event carries them, and a fixed overhead per event, so the
 // bounds hold whatever the value size. A catch-up from the window reads
 // previous versions for at most about BufferBytesMax of one watcher's

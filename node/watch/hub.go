@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -48,7 +49,10 @@ type Config struct {
 	// the hub keeps in memory (whole revisions), so that watchers which
 	// fell behind by less are caught up from memory, shared among them,
 	// instead of each reading history from the store. The window is cut to
-	// three quarters of it when it grows past it. Default 32 MiB.
+	// three quarters of it when it grows past it. It keeps only what the
+	// watchers being caught up still need, and the newest sixteenth of
+	// the bound for watchers created from a recent revision. Default
+	// 32 MiB.
 	RecentBytesMax int
 	// ResponseBytesMax bounds the events of one catch-up response (whole
 	// revisions, so one large revision may exceed it), so that a client's
@@ -160,6 +164,9 @@ type Hub struct {
 	// recentBytes is the sum of eventBytes over recent. Invariant:
 	// recentBytes <= RecentBytesMax between calls.
 	recentBytes int
+	// recentDropped counts the events dropped from the front of recent
+	// since its array was last copied: at most what it holds, about.
+	recentDropped int
 
 	// now is the driver's clock at the last Tick; nextProgress and
 	// nextResync are when the next periodic progress and resync are due.
@@ -277,17 +284,21 @@ func (h *Hub) collect(evs []*mvccpb.Event) []*mvccpb.Event {
 }
 
 // remember adds events (following the hub's revision without a gap) to the
-// recent ones and, past RecentBytesMax, drops the oldest revisions down to
-// three quarters of it.
+// recent ones, and then drops the oldest revisions that no watcher being
+// caught up still needs, beyond the newest recentKeepBytes (the window for
+// watchers created from a recent revision), and, past RecentBytesMax, the
+// oldest revisions down to three quarters of it.
 //
-// While the hub has no watcher it keeps none: the window only spares
-// catch-ups a read of history, and a watcher created later from a past
-// revision catches up from history all the same. A member that only takes
-// writes then holds no events, which were most of its live heap (and,
-// with GOGC at 200, three times that of its resident memory).
+// Only catch-ups read the window: a synced watcher was queued every event
+// as it came, and one that falls behind needs events from the batch that
+// did not fit on. Keeping the whole bound while every watcher keeps up
+// made the window most of the live heap (with GOGC at 200, three times
+// that of resident memory), and its events cost the collector's marking
+// on every cycle. While the hub has no watcher it keeps none: a watcher
+// created later from a past revision catches up from history.
 func (h *Hub) remember(evs, withoutPrev []*mvccpb.Event) {
 	if !h.watching() {
-		h.recent, h.recentWithoutPrev, h.recentFrom, h.recentBytes = nil, nil, 0, 0
+		h.recent, h.recentWithoutPrev, h.recentFrom, h.recentBytes, h.recentDropped = nil, nil, 0, 0, 0
 		return
 	}
 	if h.recentFrom == 0 {
@@ -306,30 +317,58 @@ func (h *Hub) remember(evs, withoutPrev []*mvccpb.Event) {
 		h.recentWithoutPrev = append(h.recentWithoutPrev, ev)
 	}
 	if h.recentBytes > h.cfg.RecentBytesMax {
-		h.forgetOldest(h.cfg.RecentBytesMax / 4 * 3)
+		h.forgetOldest(h.cfg.RecentBytesMax/4*3, math.MaxInt64)
+	} else if h.recentBytes > h.recentKeepBytes() {
+		h.forgetOldest(h.recentKeepBytes(), h.oldestNeeded())
 	}
 }
 
-// forgetOldest drops the oldest revisions of the recent events until they
-// hold at most keepBytes. The survivors are copied to new slices so that
-// the old arrays, and the events only they hold, become garbage (a
-// catch-up read in flight may still read the old ones: they are never
-// changed).
-func (h *Hub) forgetOldest(keepBytes int) {
+// recentKeepBytes is what the window keeps of the newest events even when
+// no watcher being caught up needs them: a sixteenth of its bound.
+func (h *Hub) recentKeepBytes() int { return h.cfg.RecentBytesMax / 16 }
+
+// oldestNeeded is the oldest revision a watcher being caught up still
+// needs, or past the hub's revision when none is.
+func (h *Hub) oldestNeeded() int64 {
+	oldest := h.rev + 1
+	for _, w := range h.unsynced {
+		oldest = min(oldest, w.minRev)
+	}
+	return oldest
+}
+
+// forgetOldest drops the oldest revisions of the recent events below
+// revision below until they hold at most keepBytes. Catch-up reads may
+// still hold the slices (recentView), so elements are never changed: the
+// survivors stay in the same arrays while fewer events lie dropped before
+// them there (recentDropped) than they are, and are copied to new slices
+// otherwise, leaving the old arrays, and the events only they hold, to
+// the collector. So the arrays keep alive at most about twice what the
+// window holds, and the copies cost no more than what was dropped.
+func (h *Hub) forgetOldest(keepBytes int, below int64) {
 	recent := h.recent
 	cut := 0
-	for cut < len(recent) && h.recentBytes > keepBytes {
+	for cut < len(recent) && h.recentBytes > keepBytes && recent[cut].Kv.ModRevision < below {
 		h.recentBytes -= eventBytes(recent[cut])
 		cut++
 	}
-	for cut < len(recent) && recent[cut].Kv.ModRevision == recent[cut-1].Kv.ModRevision {
+	for cut > 0 && cut < len(recent) && recent[cut].Kv.ModRevision == recent[cut-1].Kv.ModRevision {
 		h.recentBytes -= eventBytes(recent[cut]) // never half a revision
 		cut++
 	}
-	h.recent = append([]*mvccpb.Event(nil), recent[cut:]...)
-	h.recentWithoutPrev = append([]*mvccpb.Event(nil), h.recentWithoutPrev[cut:]...)
+	if cut == 0 {
+		return
+	}
+	h.recentDropped += cut
+	if h.recentDropped < len(recent)-cut {
+		h.recent, h.recentWithoutPrev = recent[cut:], h.recentWithoutPrev[cut:]
+	} else {
+		h.recent = append([]*mvccpb.Event(nil), recent[cut:]...)
+		h.recentWithoutPrev = append([]*mvccpb.Event(nil), h.recentWithoutPrev[cut:]...)
+		h.recentDropped = 0
+	}
 	if len(h.recent) == 0 {
-		h.recentFrom = 0
+		h.recent, h.recentWithoutPrev, h.recentFrom, h.recentDropped = nil, nil, 0, 0
 		return
 	}
 	h.recentFrom = h.recent[0].Kv.ModRevision
@@ -369,7 +408,7 @@ func (h *Hub) resync() {
 	clear(h.rangeWatchers)
 	h.rangeWatchers = h.rangeWatchers[:0]
 	// The revisions skipped are in no event the hub saw.
-	h.recent, h.recentWithoutPrev, h.recentFrom, h.recentBytes = nil, nil, 0, 0
+	h.recent, h.recentWithoutPrev, h.recentFrom, h.recentBytes, h.recentDropped = nil, nil, 0, 0, 0
 }
 
 // toUnsynced marks a watcher that is being taken out of the synced sets

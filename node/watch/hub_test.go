@@ -468,14 +468,16 @@ func TestSlowConsumerBoundedInBytes(t *testing.T) {
 
 // TestRecentWindowBoundedInBytes: the window of recent events holds at
 // most RecentBytesMax whatever the value size, never less than a quarter
-// of it once that much was written, always whole revisions, and a watcher
-// that fell behind by less than the window is caught up from it.
+// of it once that much was written while a watcher behind it needs it,
+// and always whole revisions.
 func TestRecentWindowBoundedInBytes(t *testing.T) {
 	const recentBytesMax = 1 << 20
 	for _, valueBytes := range []int{10, 1 << 10, 20 << 10, 300 << 10, 2 << 20} {
 		t.Run(fmt.Sprint(valueBytes), func(t *testing.T) {
 			e := newEnv(t, Config{RecentBytesMax: recentBytesMax})
-			newClient(t, e.hub).create(&pb.WatchCreateRequest{Key: []byte("unwritten")}) // a watched hub keeps a window
+			// A watcher from the first revision, never caught up, needs
+			// every event.
+			newClient(t, e.hub).create(&pb.WatchCreateRequest{Key: []byte("unwritten"), StartRevision: 1})
 			value := string(bytes.Repeat([]byte("v"), valueBytes))
 			written := 0
 			puts := min(400, max(20, 8*recentBytesMax/(2*valueBytes)))
@@ -498,6 +500,61 @@ func TestRecentWindowBoundedInBytes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRecentWindowKeepsWhatCatchUpsNeed: while every watcher keeps up, the
+// window holds only its newest recentKeepBytes; a watcher that falls
+// behind keeps every event from where it stopped, and is caught up from
+// them; once it is caught up, the window shrinks back.
+func TestRecentWindowKeepsWhatCatchUpsNeed(t *testing.T) {
+	const recentBytesMax, valueBytes = 1 << 20, 1 << 10
+	e := newEnv(t, Config{RecentBytesMax: recentBytesMax, BufferBytesMax: 64 << 10})
+	keep := e.hub.recentKeepBytes()
+	fast := newClient(t, e.hub)
+	fastID := fast.create(&pb.WatchCreateRequest{Key: []byte("k")}).WatchId
+	value := string(bytes.Repeat([]byte("v"), valueBytes))
+	eventMax := eventBytes(&mvccpb.Event{Kv: &mvccpb.KeyValue{Key: []byte("k"), Value: []byte(value)}})
+	written := 0
+	checkKept := func(when string) {
+		t.Helper()
+		if got := e.hub.RecentBytes(); got > keep || got < min(written, keep-eventMax) {
+			t.Fatalf("%s: the window holds %d bytes, want %d at most and %d at least", when, got, keep, min(written, keep-eventMax))
+		}
+	}
+	put := func(i int) {
+		e.put("k", fmt.Sprint(i)+value)
+		written += eventBytes(e.all[len(e.all)-1])
+		fast.take()
+	}
+	for i := range 200 {
+		put(i)
+		checkKept(fmt.Sprintf("after %d puts, all watchers synced", i+1))
+	}
+
+	// A stream that does not read falls behind at its buffer's bound.
+	slow := newClient(t, e.hub)
+	slowID := slow.create(&pb.WatchCreateRequest{Key: []byte("k")}).WatchId
+	for i := 200; i < 600; i++ {
+		put(i)
+	}
+	w := e.hub.unsynced
+	if len(w) != 1 || w[0].id != slowID {
+		t.Fatalf("unsynced watchers %d, want the slow one", len(w))
+	}
+	if from := e.hub.recentFrom; from == 0 || from > w[0].minRev {
+		t.Fatalf("the window starts at revision %d, after %d, which the slow watcher needs", from, w[0].minRev)
+	}
+	slow.drainUntil("every event", func() bool { return len(slow.events[slowID]) == 400 })
+	want := spec{req: &pb.WatchCreateRequest{Key: []byte("k")}}.expected(e.all, e.all[200].Kv.ModRevision)
+	if !sameEvents(slow.events[slowID], want) {
+		t.Fatalf("the slow watcher got %d events, want %d", len(slow.events[slowID]), len(want))
+	}
+	put(600)
+	slow.take()
+	checkKept("after the slow watcher caught up")
+	if got, want := len(fast.events[fastID]), 601; got != want {
+		t.Fatalf("the fast watcher got %d events, want %d", got, want)
 	}
 }
 
