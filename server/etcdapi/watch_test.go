@@ -56,7 +56,7 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 	if limits.MaxRequestBytes == 0 {
 		limits.MaxRequestBytes = DefaultLimits.MaxRequestBytes
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(NewCodec()))
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(NewCodec(nil)))
 	srv.RegisterService(KVServiceDesc(), NewKV(d))
 	pb.RegisterWatchServer(srv, NewWatch(hub, id, func() uint64 { return n.Status().Term }, limits))
 	l, err := net.Listen("tcp", "127.0.0.1:0")

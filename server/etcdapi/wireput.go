@@ -24,24 +24,49 @@ type wirePutRequest struct {
 
 // Codec is the client server's gRPC codec (grpc.ForceServerCodecV2): gRPC's
 // proto codec, except that a put is decoded by the core from its wire bytes.
+// It also counts the bytes of every message it decodes and encodes.
 type Codec struct {
 	proto encoding.CodecV2
+	bytes ByteCounter
 }
 
-// NewCodec returns the codec, built on the registered proto codec.
-func NewCodec() Codec {
-	return Codec{proto: encoding.GetCodecV2("proto")}
+// ByteCounter counts the bytes of the messages a server receives and
+// sends, as they cross the wire: each message's encoding and the 5-byte
+// gRPC message header before it (uncompressed: etcd's clients do not
+// compress). etcd counts its etcd_network_client_grpc_*_bytes_total so.
+type ByteCounter interface {
+	Received(bytes int)
+	Sent(bytes int)
+}
+
+// grpcMessageHeaderBytes is the prefix gRPC frames each message with: a
+// compression flag and a 4-byte length.
+const grpcMessageHeaderBytes = 5
+
+// NewCodec returns the codec, built on the registered proto codec; bytes
+// may be nil.
+func NewCodec(bytes ByteCounter) Codec {
+	return Codec{proto: encoding.GetCodecV2("proto"), bytes: bytes}
 }
 
 // Name is the proto codec's: the content subtype clients ask for.
 func (c Codec) Name() string { return c.proto.Name() }
 
 // Marshal encodes as the proto codec does.
-func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
+	out, err := c.proto.Marshal(v)
+	if err == nil && c.bytes != nil {
+		c.bytes.Sent(out.Len() + grpcMessageHeaderBytes)
+	}
+	return out, err
+}
 
 // Unmarshal decodes a put into its core request; anything else as the
 // proto codec does.
 func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if c.bytes != nil {
+		c.bytes.Received(data.Len() + grpcMessageHeaderBytes)
+	}
 	w, ok := v.(*wirePutRequest)
 	if !ok {
 		return c.proto.Unmarshal(data, v)

@@ -127,7 +127,7 @@ func TestPutsReachTheCoreEncoded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := NewCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b[:7]), mem.SliceBuffer(b[7:])}, w); err != nil {
+	if err := NewCodec(nil).Unmarshal(mem.BufferSlice{mem.SliceBuffer(b[:7]), mem.SliceBuffer(b[7:])}, w); err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(w.req.Put, want) || !w.req.Encoded() {

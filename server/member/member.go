@@ -586,7 +586,7 @@ func (m *Member) serve() {
 		// stream that finds them all busy gets its own goroutine as before.
 		grpc.NumStreamWorkers(clientStreamWorkers),
 		// A put's bytes go to the core undecoded (etcdapi/wireput.go).
-		grpc.ForceServerCodecV2(etcdapi.NewCodec()),
+		grpc.ForceServerCodecV2(etcdapi.NewCodec(m.metrics)),
 		grpc.ChainUnaryInterceptor(etcdapi.LearnerUnaryInterceptor(maintenance.IsLearner),
 			etcdapi.CredentialsUnaryInterceptor(m.cfg.ClientTLS.ClientCertAuth)),
 		grpc.ChainStreamInterceptor(etcdapi.LearnerStreamInterceptor(maintenance.IsLearner), m.leaderStreams.StreamInterceptor(),

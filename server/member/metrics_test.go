@@ -3,10 +3,13 @@ package member
 import (
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cairn-db/cairn/server/etcdapi"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // etcdMetricNames are the metrics etcd's documented alerts and dashboards
@@ -71,6 +74,20 @@ func TestMetricsEndpoint(t *testing.T) {
 			if got := metricValue(body, name); got != want {
 				t.Errorf("%s = %q, want %q", name, got, want)
 			}
+		}
+		// The codec counts each message with gRPC's 5-byte header: at
+		// least the requests' bare encodings.
+		wantReceived := 0
+		for _, req := range []proto.Message{&pb.PutRequest{Key: []byte("a"), Value: []byte("v")},
+			&pb.PutRequest{Key: []byte("b"), Value: []byte("v")}, &pb.PutRequest{Key: []byte("c"), Value: []byte("v")},
+			&pb.DeleteRangeRequest{Key: []byte("c")}, &pb.RangeRequest{Key: []byte("a")}} {
+			wantReceived += proto.Size(req) + 5
+		}
+		if got, _ := strconv.ParseFloat(metricValue(body, "etcd_network_client_grpc_received_bytes_total"), 64); got < float64(wantReceived) {
+			t.Errorf("received bytes %v, want at least %d", got, wantReceived)
+		}
+		if got, _ := strconv.ParseFloat(metricValue(body, "etcd_network_client_grpc_sent_bytes_total"), 64); got < 5*5 {
+			t.Errorf("sent bytes %v, want at least 5 responses' headers", got)
 		}
 		if !strings.Contains(body, `grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 3`) {
 			t.Errorf("no count of the 3 puts handled in grpc_server_handled_total")
