@@ -23,6 +23,10 @@ const (
 	shortRunDuration = 40 * time.Second
 	// selfTestDuration is each self-test's schedule.
 	selfTestDuration = 10 * time.Second
+	// staleReadSelfTestDuration is the stale-read self-test's: a stale
+	// read needs a read on the cut-off side of a partition after a write
+	// on the other, and 10 s (four partitions) once drew none.
+	staleReadSelfTestDuration = 25 * time.Second
 	// testSeed fixes the schedules; CHAOS_SEED overrides it.
 	testSeed = 20261129
 )
@@ -97,7 +101,12 @@ func TestChaosCairn(t *testing.T) {
 // selfTest runs a failpoint build of cairn with the planted bug and the
 // faults that expose it, and requires the named checks to fail.
 func selfTest(t *testing.T, failpoint string, faults []string, mustFail ...string) {
-	cfg := testConfig(t, requireBin(t, "CAIRN_FAILPOINTS_BIN"), selfTestDuration)
+	selfTestFor(t, selfTestDuration, failpoint, faults, mustFail...)
+}
+
+// selfTestFor is selfTest with a schedule of the given length.
+func selfTestFor(t *testing.T, duration time.Duration, failpoint string, faults []string, mustFail ...string) {
+	cfg := testConfig(t, requireBin(t, "CAIRN_FAILPOINTS_BIN"), duration)
 	cfg.Env = []string{"CAIRN_FAILPOINTS=" + failpoint}
 	cfg.Faults = faults
 	res, err := Run(cfg)
@@ -124,7 +133,7 @@ func selfTest(t *testing.T, failpoint string, faults []string, mustFail ...strin
 // A member that serves linearizable reads from its own state, without
 // ReadIndex, answers stale reads while partitioned away from the leader.
 func TestSelfTestStaleRead(t *testing.T) {
-	selfTest(t, "read-without-read-index", []string{FaultPartitionOne, FaultPartitionLeader}, "linearizability")
+	selfTestFor(t, staleReadSelfTestDuration, "read-without-read-index", []string{FaultPartitionOne, FaultPartitionLeader}, "linearizability")
 }
 
 // A lessor whose clock runs fast lets leases expire before the TTL a
