@@ -15,7 +15,7 @@ import (
 
 // The chaos tests of `make test-chaos` (part of `make test`): one short run
 // of every fault against cairn, and the self-tests that prove the checks
-// catch planted bugs. They run real processes and take about 80 s.
+// catch planted bugs. They run real processes and take about two minutes.
 
 const (
 	// shortRunDuration is the fault schedule of TestChaosCairn; the
