@@ -240,16 +240,25 @@ func (n *Node) proposeRevocations(ids []int64) {
 		panic(fmt.Sprintf("node: the member's own identity: %v", err))
 	}
 	for _, id := range ids {
-		data, err := proto.Marshal(&pb.InternalRaftRequest{
+		if err := n.proposeNow(&pb.InternalRaftRequest{
 			Header:      &pb.RequestHeader{ID: n.ids.next(), Username: info.User, AuthRevision: info.Revision},
-			LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
-		if err != nil {
-			panic(fmt.Sprintf("node: encode lease revocation: %v", err))
-		}
-		if err := n.raw.Propose(data); err != nil {
+			LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}); err != nil {
 			return // a leadership transfer is in progress: retried as above
 		}
 	}
+}
+
+// proposeNow hands the lessor's own request ir to raft at once, neither
+// batched for the next Process nor parked: it is valid only while this
+// member leads its current term, and raft, were it handed the request
+// later, would forward it to whoever leads then. The error is raft's
+// (ErrProposalDropped during a leadership transfer).
+func (n *Node) proposeNow(ir *pb.InternalRaftRequest) error {
+	data, err := proto.Marshal(ir)
+	if err != nil {
+		panic(fmt.Sprintf("node: encode the lessor's request: %v", err))
+	}
+	return n.raw.Propose(data)
 }
 
 // keepAlive renews a lease, as a keep-alive, on the leader after its

@@ -10,7 +10,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/protobuf/proto"
 )
 
 // Lease checkpoints (etcd's LeaseCheckpoint feature gate, on when
@@ -75,12 +74,8 @@ func (n *Node) proposeCheckpoint(id uint64, cps []*pb.LeaseCheckpoint) bool {
 	if !n.isLeader() {
 		return false
 	}
-	data, err := proto.Marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: id},
-		LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
-	if err != nil {
-		panic(fmt.Sprintf("node: encode lease checkpoints: %v", err))
-	}
-	if err := n.raw.Propose(data); err != nil {
+	if err := n.proposeNow(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: id},
+		LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}}); err != nil {
 		return false
 	}
 	if n.checkpoints.inFlight == nil {

@@ -81,11 +81,18 @@ func (l *raftLog) release(upTo uint64) {
 }
 
 // dropOldest removes the first n entries kept (their bytes already taken
-// off recentBytes). The rest move to the front, so that the array is
-// reused: sliced forward after every Process, it was reallocated every few
-// appends.
+// off recentBytes). When at most twice as many stay, they move to the
+// front, so that the array is reused (sliced forward after every Process,
+// it was reallocated every few appends); when more stay, as above a
+// lagging follower's match, the slice moves forward instead, so that a
+// release never copies more than twice what it drops.
 func (l *raftLog) dropOldest(n int) {
 	if n == 0 {
+		return
+	}
+	clear(l.recent[:n])
+	if len(l.recent)-n > 2*n {
+		l.recent = l.recent[n:]
 		return
 	}
 	kept := copy(l.recent, l.recent[n:])
