@@ -30,7 +30,11 @@
 // none once that revision is compacted) once per event per Notify call or
 // catch-up round, and they share that copy. A read that fails moves the
 // watcher to catch-up. All events a watcher gets from one Notify call go
-// into one response, so a revision is never split (atomic).
+// into one response, so a revision is never split (atomic), and while a
+// stream has not yet taken a watcher's last response, the next ones of
+// that watcher join it (up to 32 KiB of events, never past a created,
+// canceled or progress response): a stream that falls behind sends fewer,
+// larger responses rather than one per Notify call.
 //
 // A watcher is unsynced when its start revision is in the past, or when it
 // fell behind: its stream has not taken BufferEventsMax of its events, or

@@ -822,3 +822,51 @@ func TestResyncCatchesUpAfterAJump(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedEventsMerge: a watcher's live responses that wait in the queue
+// are sent as one, up to mergeBytesMax, in order and at the last one's
+// revision; nothing is merged ahead of a progress notification.
+func TestQueuedEventsMerge(t *testing.T) {
+	e := newEnv(t, Config{})
+	c := newClient(t, e.hub)
+	a := c.create(&pb.WatchCreateRequest{Key: []byte("k")}).WatchId
+	b := c.create(&pb.WatchCreateRequest{Key: []byte("k")}).WatchId
+	describe := func(rs []Response) string {
+		s := ""
+		for _, r := range rs {
+			s += fmt.Sprintf("[%d@%d:", r.WatchId, r.Header.Revision)
+			for _, ev := range r.Events {
+				s += fmt.Sprintf(" %s", ev.Kv.Value)
+			}
+			s += "]"
+		}
+		return s
+	}
+	for i := range 3 {
+		e.put("k", fmt.Sprint(i)) // revs 2..4
+	}
+	if got, want := describe(c.take()), fmt.Sprintf("[%d@4: 0 1 2][%d@4: 0 1 2]", a, b); got != want {
+		t.Fatalf("three puts queued:\ngot  %s\nwant %s", got, want)
+	}
+
+	e.put("k", "3") // rev 5
+	c.s.RequestProgress()
+	e.put("k", "4") // rev 6
+	want := fmt.Sprintf("[%d@5: 3][%d@5: 3][-1@5:][%d@6: 4][%d@6: 4]", a, b, a, b)
+	if got := describe(c.take()); got != want {
+		t.Fatalf("around a progress notification:\ngot  %s\nwant %s", got, want)
+	}
+
+	big := string(bytes.Repeat([]byte("v"), mergeBytesMax/2))
+	e.put("k", big) // rev 7
+	e.put("k", big) // rev 8: does not fit beside rev 7
+	e.put("k", "5") // rev 9
+	rs := c.take()
+	revs := ""
+	for _, r := range rs {
+		revs += fmt.Sprintf("[%d@%d: %d events]", r.WatchId, r.Header.Revision, len(r.Events))
+	}
+	if want := fmt.Sprintf("[%d@7: 1 events][%d@7: 1 events][%d@9: 2 events][%d@9: 2 events]", a, b, a, b); revs != want {
+		t.Fatalf("large values:\ngot  %s\nwant %s", revs, want)
+	}
+}

@@ -32,6 +32,10 @@ type Response struct {
 	w *watcher
 	// bytes is eventsBytes(Events), counted in w's pendingBytes.
 	bytes int
+	// ownsEvents is set once Events is a slice of this response's own, so
+	// that later events of its watcher can be appended in place; until
+	// then Events may be shared with other watchers.
+	ownsEvents bool
 }
 
 // Stream is one client's watch stream: its watchers and the responses
@@ -50,6 +54,12 @@ type Stream struct {
 	// nextID is the next watch ID to try for a create without one.
 	nextID int64
 	queue  []Response
+	// epoch advances whenever the queue is taken and whenever a response
+	// other than a watcher's events is queued. A watcher's events are
+	// merged into its last queued response only while that response was
+	// queued in the current epoch (watcher.queuedEpoch), so nothing is
+	// ever moved ahead of a created, canceled or progress response.
+	epoch  uint64
 	closed bool
 	// progressWaiting is set while the stream is in hub.progressWaiting.
 	progressWaiting bool
@@ -76,6 +86,7 @@ func (s *Stream) Queued() bool { return len(s.queue) > 0 }
 func (s *Stream) Take() []Response {
 	q := s.queue
 	s.queue = nil
+	s.epoch++
 	for _, r := range q {
 		if r.w == nil {
 			continue
@@ -89,15 +100,49 @@ func (s *Stream) Take() []Response {
 	return q
 }
 
-// push queues a response.
+// mergeBytesMax bounds, in eventBytes, the responses push merges. It is
+// kept at gRPC's 32 KiB buffer size: a merged response then encodes into a
+// buffer of that pool, where a larger one would take a 1 MiB buffer each,
+// which showed as 20-40 MB more peak RSS under 100 watchers.
+const mergeBytesMax = 32 << 10
+
+// push queues a response. A watcher's events join its last response still
+// queued while both fit in mergeBytesMax: a stream that sends slower than
+// events come then sends fewer, larger responses, which costs the server
+// and the client less per event, instead of one per Notify call per
+// watcher. Whole responses are merged, so a revision is never split.
 func (s *Stream) push(r Response) {
 	if s.closed {
 		return
 	}
+	w := r.w
+	if w == nil || len(r.Events) == 0 {
+		s.epoch++
+	} else if w.queuedEpoch == s.epoch && w.queuedAt < len(s.queue) && s.queue[w.queuedAt].w == w {
+		if last := &s.queue[w.queuedAt]; last.bytes+r.bytes <= min(mergeBytesMax, s.hub.cfg.ResponseBytesMax) {
+			last.merge(r)
+			return
+		}
+	}
 	s.queue = append(s.queue, r)
+	if w != nil && len(r.Events) > 0 {
+		w.queuedAt, w.queuedEpoch = len(s.queue)-1, s.epoch
+	}
 	if len(s.queue) == 1 && s.onQueued != nil {
 		s.onQueued()
 	}
+}
+
+// merge appends the events of r, a later response of the same watcher,
+// and takes its revision.
+func (r *Response) merge(later Response) {
+	if !r.ownsEvents {
+		r.Events = append(make([]*mvccpb.Event, 0, 2*(len(r.Events)+len(later.Events))), r.Events...)
+		r.ownsEvents = true
+	}
+	r.Events = append(r.Events, later.Events...)
+	r.Header.Revision = max(r.Header.Revision, later.Header.Revision)
+	r.bytes += later.bytes
 }
 
 // pushProgress queues a stream-wide progress notification.
@@ -314,6 +359,10 @@ type watcher struct {
 	// pendingBytes == 0 when pending == 0.
 	pending      int
 	pendingBytes int
+	// queuedAt is the index in its stream's queue of its last queued
+	// events, valid while queuedEpoch is the stream's epoch (Stream.push).
+	queuedAt    int
+	queuedEpoch uint64
 	// hadEvents is set when events were queued since the last progress
 	// tick.
 	hadEvents bool
