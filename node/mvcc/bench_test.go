@@ -65,6 +65,17 @@ func processCPU(b *testing.B) time.Duration {
 // memtable.
 func newBenchStore(b *testing.B) *benchStore {
 	b.Helper()
+	bs := openBenchStore(b)
+	bs.loadAll()
+	if err := bs.db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return bs
+}
+
+// openBenchStore opens an empty store in a temporary directory.
+func openBenchStore(b *testing.B) *benchStore {
+	b.Helper()
 	cache := pebble.NewCache(benchCacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: benchMemTableBytes})
@@ -81,12 +92,7 @@ func newBenchStore(b *testing.B) *benchStore {
 	for i := range value {
 		value[i] = byte(rng.Uint32())
 	}
-	bs := &benchStore{b: b, db: db, s: s, value: value, modRev: make([]int64, benchKeys)}
-	bs.loadAll()
-	if err := db.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	return bs
+	return &benchStore{b: b, db: db, s: s, value: value, modRev: make([]int64, benchKeys)}
 }
 
 // loadAll puts every key that does not exist.
@@ -300,9 +306,24 @@ func BenchmarkWriterDeleteRange(b *testing.B) {
 
 // BenchmarkRangeCountAll reads a page of 100 keys from a random key to the
 // end of the keyspace: the count covers half the store on average, as the
-// `scan-l` workload of `make bench` does.
+// `scan-l` workload of `make bench` does. flushed: the keys were loaded in
+// order and flushed. memtable: they were created in random order, 100 per
+// Writer, and are all still in the memtable, as right after the preload of
+// `scan-l`: every key index chunk was rewritten there once per Writer that
+// created a key in it, and the count steps over all those versions.
 func BenchmarkRangeCountAll(b *testing.B) {
-	bs := newBenchStore(b)
+	b.Run("flushed", func(b *testing.B) { benchmarkRangeCountAll(b, newBenchStore(b)) })
+	b.Run("memtable", func(b *testing.B) {
+		bs := openBenchStore(b)
+		for _, i := range rand.New(rand.NewPCG(15, 16)).Perm(benchKeys) {
+			bs.put(i)
+		}
+		bs.commit()
+		benchmarkRangeCountAll(b, bs)
+	})
+}
+
+func benchmarkRangeCountAll(b *testing.B, bs *benchStore) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	b.ReportAllocs()
 	cpu := startCPU(b)

@@ -207,7 +207,7 @@ func liveUntilBoundary(src *source, k []byte) (int64, error) {
 	it := src.acquire(append(bytes.Clone(k), 0), keyIndexEnd)
 	defer src.release()
 	live := int64(0)
-	for valid := it.First(); valid && !isBoundary(it.Key(), src.chunkBits); valid = it.Next() {
+	for valid := it.First(); valid && !isBoundary(it.Key(), src.chunkBits); valid = it.NextPrefix() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return 0, err

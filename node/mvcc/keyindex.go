@@ -209,7 +209,7 @@ func (c *counter) countRange(lower, upper []byte) error {
 func (c *counter) walk(lower, upper []byte, inChunk bool) (boundary []byte, err error) {
 	it := c.src.acquire(lower, upper)
 	defer c.src.release()
-	for valid := it.First(); valid; valid = it.Next() {
+	for valid := it.First(); valid; valid = it.NextPrefix() {
 		k := it.Key()
 		if isBoundary(k, c.src.chunkBits) && !(inChunk && bytes.Equal(k, lower)) {
 			return bytes.Clone(k), nil
@@ -263,7 +263,7 @@ func (c *counter) addChunks(first, upper []byte) (dirty [][]byte, ok bool, err e
 		return indexKeyOf(prev)
 	}
 	sum, ended := int64(0), false
-	for valid := it.First(); valid; valid = it.Next() {
+	for valid := it.First(); valid; valid = it.NextPrefix() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, false, err
