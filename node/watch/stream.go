@@ -133,7 +133,7 @@ func (s *Stream) push(r Response) {
 	}
 }
 
-// merge appends the events of r, a later response of the same watcher,
+// merge appends the events of later, a later response of the same watcher,
 // and takes its revision.
 func (r *Response) merge(later Response) {
 	if !r.ownsEvents {
