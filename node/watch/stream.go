@@ -59,6 +59,9 @@ type Stream struct {
 	// merged into its last queued response only while that response was
 	// queued in the current epoch (watcher.queuedEpoch), so nothing is
 	// ever moved ahead of a created, canceled or progress response.
+	// Within an epoch the queue only grows, so watcher.queuedAt stays
+	// valid; epochs start at 1, so a new watcher's zero queuedEpoch
+	// matches none.
 	epoch  uint64
 	closed bool
 	// progressWaiting is set while the stream is in hub.progressWaiting.
@@ -71,7 +74,7 @@ type Stream struct {
 // the hub's calls) whenever the stream's queue becomes non-empty: a
 // driver's cue to Take.
 func (h *Hub) NewStream(onQueued func()) *Stream {
-	s := &Stream{hub: h, index: len(h.streams), watchers: map[int64]*watcher{}, onQueued: onQueued}
+	s := &Stream{hub: h, index: len(h.streams), watchers: map[int64]*watcher{}, onQueued: onQueued, epoch: 1}
 	h.streams = append(h.streams, s)
 	return s
 }
@@ -118,7 +121,7 @@ func (s *Stream) push(r Response) {
 	w := r.w
 	if w == nil || len(r.Events) == 0 {
 		s.epoch++
-	} else if w.queuedEpoch == s.epoch && w.queuedAt < len(s.queue) && s.queue[w.queuedAt].w == w {
+	} else if w.queuedEpoch == s.epoch {
 		if last := &s.queue[w.queuedAt]; last.bytes+r.bytes <= min(mergeBytesMax, s.hub.cfg.ResponseBytesMax) {
 			last.merge(r)
 			return
