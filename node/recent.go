@@ -90,8 +90,8 @@ func (l *raftLog) dropOldest(n int) {
 	if n == 0 {
 		return
 	}
-	clear(l.recent[:n])
 	if len(l.recent)-n > 2*n {
+		clear(l.recent[:n])
 		l.recent = l.recent[n:]
 		return
 	}

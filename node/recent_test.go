@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// TestRaftLogEntriesMatchStorage appends, overwrites and truncates a log
-// at random and checks that every Entries call served from memory returns
+// TestRaftLogEntriesMatchStorage appends, overwrites, truncates and
+// releases a log at random and checks that every Entries call served from memory returns
 // what the log's segments return, and that the entries kept in memory stay
 // within their byte bound (a large one, and one of a few entries).
 func TestRaftLogEntriesMatchStorage(t *testing.T) {
@@ -72,6 +72,8 @@ func testRaftLogEntriesMatchStorage(t *testing.T, bytesMax int) {
 		case op < 7 && last > first+10: // truncate
 			to := first + rng.Uint64N(last-first-5)
 			commit(func() error { return s.Truncate(to) })
+		case op < 8 && last >= first: // release, as after an apply
+			l.release(first + rng.Uint64N(last-first+1))
 		default: // read
 			if last < first {
 				continue
