@@ -529,12 +529,14 @@ func (st keyState) matchesVersions(fromVersions keyState) bool {
 func verifyKeyIndex(versions, index *pebble.Iterator) error {
 	validIndex := index.First()
 	for valid := versions.First(); valid; valid = versions.SeekGE(nextKeyBound(versions.Key()[:len(versions.Key())-revisionBytes])) {
-		prefix := versions.Key()[:len(versions.Key())-revisionBytes]
+		// The entry's key is taken before stateFromVersions moves the
+		// iterator: its Key is valid only until then.
+		entryKey := indexKeyOf(versions.Key()[:len(versions.Key())-revisionBytes])
 		want, err := stateFromVersions(versions)
 		if err != nil {
 			return err
 		}
-		if !validIndex || !bytes.Equal(index.Key(), indexKeyOf(prefix)) {
+		if !validIndex || !bytes.Equal(index.Key(), entryKey) {
 			return fmt.Errorf("key %q has versions but no key index entry", decodeUserKey(versions.Key()))
 		}
 		v, err := index.ValueAndErr()
