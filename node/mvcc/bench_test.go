@@ -357,33 +357,20 @@ const overwriteBatchBytesMax = 1 << 20
 // flushed to an sstable before it is replaced (the flushes are not timed,
 // but their CPU is in cpu-ns/op). blob: sstable, with values of 4 KiB and
 // more in blob files as the node stores them (node.Config.
-// SeparatedValueBytesMin). cached: with the cache of newest versions on
-// (the node's default bound), so that the put reads nothing from Pebble
-// and where the replaced version is does not matter (memtable, without
-// the flushes); the others run without it. B/op shows what a put
-// allocates: the batch's copy of the new value, and whatever reading the
-// old version costs.
+// SeparatedValueBytesMin). B/op shows what a put allocates: the batch's
+// copy of the new value, and whatever reading the old version costs.
 func BenchmarkWriterPutOverwrite(b *testing.B) {
 	for _, size := range overwriteValueSizes {
-		for _, where := range []string{"memtable", "sstable", "blob", "cached"} {
+		for _, where := range []string{"memtable", "sstable", "blob"} {
 			if where == "blob" && size.bytes < benchSeparatedValueBytesMin {
 				continue
 			}
 			b.Run(size.name+"/"+where, func(b *testing.B) {
-				var latestCacheBytes int64
-				if where == "cached" {
-					latestCacheBytes = benchLatestCacheBytes
-				}
-				flushed := where == "sstable" || where == "blob"
-				benchPutOverwrite(b, size.bytes, flushed, where == "blob", latestCacheBytes)
+				benchPutOverwrite(b, size.bytes, where != "memtable", where == "blob")
 			})
 		}
 	}
 }
-
-// benchLatestCacheBytes is the node's default bound of the cache of newest
-// versions (node.Config.LatestVersionCacheBytes).
-const benchLatestCacheBytes = 8 << 20
 
 // benchSeparatedValueBytesMin and the blob policy below are the node's
 // (node/values.go), which this package cannot import.
@@ -397,7 +384,7 @@ func separateBenchValues(o *pebble.Options) {
 	}
 }
 
-func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool, latestCacheBytes int64) {
+func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool) {
 	cache := pebble.NewCache(benchCacheBytes)
 	defer cache.Unref()
 	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: benchMemTableBytes}
@@ -409,7 +396,7 @@ func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool, la
 		b.Fatal(err)
 	}
 	defer db.Close()
-	s, err := Open(db, Options{LatestCacheBytes: latestCacheBytes})
+	s, err := Open(db, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

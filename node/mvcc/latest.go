@@ -1,16 +1,13 @@
 package mvcc
 
 // latestCache holds the metadata (create revision, version, lease) of the
-// newest version of recently written or read keys, so that a put, a delete
-// or a txn's compare need not read the version it replaces from Pebble.
-// etcd answers these from its in-memory key index; here that read is a
-// seek through every level of the LSM, and after each compaction a data
-// block read and decompressed again (17 % of a member's CPU under puts of
-// 256 B values over 100,000 keys; the cache took it from about 11,000 to
-// 12,400 puts/s). For a value stored in a blob file the read costs more:
-// the metadata is encoded with the value, so it reads the whole value
-// (with 1 MiB values, a read of 1 MiB from disk, its checksum and a block
-// cache entry before every put).
+// newest version of recently written or read keys, so that a put or a
+// delete need not read the version it replaces from Pebble. That read is
+// a seek through every level of the LSM (11 % of a leader's CPU under
+// puts of 256 B values), and for a value stored in a blob file it also
+// reads the whole value, because the metadata is encoded with it: with
+// 1 MiB values, a read of 1 MiB from disk, its checksum and a block cache
+// entry before every put.
 //
 // It is owned by the apply goroutine, like the Writer. It holds the
 // published state only: a Writer keeps what its batch wrote apart
@@ -23,11 +20,18 @@ package mvcc
 //
 // It is bounded in bytes (Options.LatestCacheBytes) and evicts the
 // entries inserted first (first in, first out: deterministic, unlike a
-// map's iteration order, so a seed replays the same reads).
+// map's iteration order, so a seed replays the same reads). It takes in
+// only keys whose newest version is stored in at least storedBytesMin
+// bytes (Options.LatestCacheStoredBytesMin): those whose values Pebble
+// keeps in blob files, where reading the metadata costs reading the value.
+// A small version's metadata is read from the sstable block that holds
+// it, and caching it gained nothing measurable; an entry already cached
+// is kept up to date whatever the size.
 type latestCache struct {
-	bytesMax int64
-	bytes    int64
-	entries  map[string]versionMeta
+	bytesMax       int64
+	storedBytesMin int
+	bytes          int64
+	entries        map[string]versionMeta
 	// order holds the keys in the order they were inserted, from head on;
 	// an updated key keeps its place.
 	order []string
@@ -39,11 +43,11 @@ type latestCache struct {
 // string header, and the map's spare capacity, rounded up.
 const latestEntryOverheadBytes = 96
 
-func newLatestCache(bytesMax int64) *latestCache {
+func newLatestCache(bytesMax int64, storedBytesMin int) *latestCache {
 	if bytesMax <= 0 {
 		return nil
 	}
-	return &latestCache{bytesMax: bytesMax, entries: map[string]versionMeta{}}
+	return &latestCache{bytesMax: bytesMax, storedBytesMin: storedBytesMin, entries: map[string]versionMeta{}}
 }
 
 // get returns the cached metadata of key's newest version; ok is false if
@@ -57,13 +61,17 @@ func (c *latestCache) get(key []byte) (m versionMeta, ok bool) {
 }
 
 // put records m as the metadata of key's newest version in the published
-// state, evicting the oldest entries while over the bound.
-func (c *latestCache) put(key string, m versionMeta) {
+// state, stored in storedBytes (0 for a tombstone), evicting the oldest
+// entries while over the bound.
+func (c *latestCache) put(key string, m versionMeta, storedBytes int) {
 	if c == nil {
 		return
 	}
 	if _, ok := c.entries[key]; ok {
 		c.entries[key] = m
+		return
+	}
+	if storedBytes < c.storedBytesMin {
 		return
 	}
 	cost := int64(len(key)) + latestEntryOverheadBytes
@@ -92,6 +100,16 @@ func (c *latestCache) evictOldest() {
 	}
 }
 
+// takes reports whether a version of key stored in storedBytes belongs in
+// the cache: a large one, or any newer version of a key it holds.
+func (c *latestCache) takes(key []byte, storedBytes int) bool {
+	if storedBytes >= c.storedBytesMin {
+		return true
+	}
+	_, ok := c.entries[string(key)]
+	return ok
+}
+
 // heldBytes is what the cache holds, by its own accounting.
 func (c *latestCache) heldBytes() int64 {
 	if c == nil {
@@ -101,7 +119,7 @@ func (c *latestCache) heldBytes() int64 {
 }
 
 // writtenKeys is the newest version of each key one Writer's batch wrote
-// (Writer.noteWritten), in the order the keys were
+// that the cache may take (Writer.noteWritten), in the order the keys were
 // first written, so that Publish enters them into the cache in an order a
 // seed reproduces.
 type writtenKeys struct {
@@ -110,13 +128,14 @@ type writtenKeys struct {
 }
 
 type writtenKey struct {
-	key  string
-	meta versionMeta
+	key         string
+	meta        versionMeta
+	storedBytes int
 }
 
-func (wk *writtenKeys) note(key []byte, m versionMeta) {
+func (wk *writtenKeys) note(key []byte, m versionMeta, storedBytes int) {
 	if i, ok := wk.index[string(key)]; ok {
-		wk.entries[i].meta = m
+		wk.entries[i].meta, wk.entries[i].storedBytes = m, storedBytes
 		return
 	}
 	if wk.index == nil {
@@ -124,7 +143,7 @@ func (wk *writtenKeys) note(key []byte, m versionMeta) {
 	}
 	k := string(key)
 	wk.index[k] = len(wk.entries)
-	wk.entries = append(wk.entries, writtenKey{key: k, meta: m})
+	wk.entries = append(wk.entries, writtenKey{key: k, meta: m, storedBytes: storedBytes})
 }
 
 func (wk *writtenKeys) get(key []byte) (versionMeta, bool) {
@@ -138,7 +157,7 @@ func (wk *writtenKeys) get(key []byte) (versionMeta, bool) {
 // enterInto puts every written key into c, then forgets them.
 func (wk *writtenKeys) enterInto(c *latestCache) {
 	for _, e := range wk.entries {
-		c.put(e.key, e.meta)
+		c.put(e.key, e.meta, e.storedBytes)
 	}
 	wk.reset()
 }

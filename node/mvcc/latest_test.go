@@ -8,9 +8,9 @@ import (
 func TestLatestCacheStaysWithinItsBoundAndEvictsTheOldest(t *testing.T) {
 	const keys = 5
 	entryBytes := int64(len("key0") + latestEntryOverheadBytes)
-	c := newLatestCache(keys * entryBytes)
+	c := newLatestCache(keys*entryBytes, 0)
 	for i := range 1000 {
-		c.put(fmt.Sprint("key", i%10), versionMeta{exists: true, version: int64(i)})
+		c.put(fmt.Sprint("key", i%10), versionMeta{exists: true, version: int64(i)}, 1)
 		if c.heldBytes() > c.bytesMax {
 			t.Fatalf("after %d puts the cache holds %d bytes, over its bound %d", i+1, c.heldBytes(), c.bytesMax)
 		}
@@ -29,8 +29,8 @@ func TestLatestCacheStaysWithinItsBoundAndEvictsTheOldest(t *testing.T) {
 		}
 	}
 	// An update keeps an entry's place: key5, the oldest, goes first.
-	c.put("key5", versionMeta{exists: true, version: 1})
-	c.put("new", versionMeta{})
+	c.put("key5", versionMeta{exists: true, version: 1}, 1)
+	c.put("new", versionMeta{}, 1)
 	if _, ok := c.get([]byte("key5")); ok {
 		t.Fatal("key5, inserted first, was not evicted first")
 	}
@@ -40,22 +40,26 @@ func TestLatestCacheStaysWithinItsBoundAndEvictsTheOldest(t *testing.T) {
 }
 
 func TestLatestCacheOffOrTooSmall(t *testing.T) {
-	var off *latestCache = newLatestCache(0)
-	off.put("k", versionMeta{exists: true})
+	var off *latestCache = newLatestCache(0, 0)
+	off.put("k", versionMeta{exists: true}, 1)
 	if _, ok := off.get([]byte("k")); ok || off.heldBytes() != 0 {
 		t.Fatal("a cache with no bytes holds an entry")
 	}
-	c := newLatestCache(latestEntryOverheadBytes)
-	c.put("k", versionMeta{exists: true})
+	c := newLatestCache(latestEntryOverheadBytes, 0)
+	c.put("k", versionMeta{exists: true}, 1)
 	if _, ok := c.get([]byte("k")); ok || c.heldBytes() != 0 {
 		t.Fatal("an entry larger than the whole bound was cached")
 	}
 }
 
-func TestLatestCacheHoldsADeletedKeyAsNotExisting(t *testing.T) {
-	c := newLatestCache(1 << 20)
-	c.put("k", versionMeta{exists: true, version: 1})
-	c.put("k", versionMeta{}) // deleted
+func TestLatestCacheTakesInOnlyLargeVersionsButUpdatesAny(t *testing.T) {
+	c := newLatestCache(1<<20, 100)
+	c.put("small", versionMeta{exists: true}, 99)
+	if _, ok := c.get([]byte("small")); ok {
+		t.Fatal("a version stored in 99 bytes was taken in, the minimum is 100")
+	}
+	c.put("k", versionMeta{exists: true, version: 1}, 100)
+	c.put("k", versionMeta{}, 0) // deleted: a tombstone, stored in no value
 	if m, ok := c.get([]byte("k")); !ok || m.exists {
 		t.Fatalf("a cached key deleted reads %+v, %v; want cached as not existing", m, ok)
 	}

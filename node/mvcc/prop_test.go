@@ -182,8 +182,13 @@ type runner struct {
 
 // propLatestCacheBytes holds about three keys' newest versions: entries
 // are evicted all the time, so a history reads some keys from the cache
-// and some from Pebble.
-const propLatestCacheBytes = 3 * (latestEntryOverheadBytes + 2)
+// and some from Pebble. propLatestCacheStoredBytesMin takes in a put of a
+// value of one byte or more, and not an empty value's (7-9 bytes stored)
+// or a tombstone, so that small versions update entries they do not make.
+const (
+	propLatestCacheBytes          = 3 * (latestEntryOverheadBytes + 2)
+	propLatestCacheStoredBytesMin = 10
+)
 
 func newRunner(bug string) (*runner, error) {
 	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
@@ -193,7 +198,7 @@ func newRunner(bug string) (*runner, error) {
 	// Chunks of about two keys: the few keys of a history split and merge
 	// chunks often.
 	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1,
-		LatestCacheBytes:          propLatestCacheBytes,
+		LatestCacheBytes: propLatestCacheBytes, LatestCacheStoredBytesMin: propLatestCacheStoredBytesMin,
 		plantLatestKeepsAbandoned: bug == "latest-keeps-abandoned"})
 	if err != nil {
 		return nil, err

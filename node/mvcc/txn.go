@@ -215,18 +215,18 @@ func (e *exec) readPrev(key []byte, withValue bool) (prevVersion, error) {
 		// says whether the key exists. A key that does not (the put
 		// creates it) has nothing to read, and finding that out through
 		// the entry's bloom filters is cheaper than a seek among the
-		// versions: creates are most of the puts the cache misses.
+		// versions.
 		st, found, err := readKeyState(e.src, key)
 		if err != nil {
 			return prevVersion{}, err
 		}
 		if !found || st.deleted != 0 {
-			e.w.noteRead(key, versionMeta{})
+			e.w.noteRead(key, versionMeta{}, 0)
 			return prevVersion{}, nil
 		}
-		meta, err := getLatestMeta(e.src, key, e.rev())
+		meta, storedBytes, err := getLatestMeta(e.src, key, e.rev())
 		if err == nil {
-			e.w.noteRead(key, meta)
+			e.w.noteRead(key, meta, storedBytes)
 		}
 		return prevVersion{versionMeta: meta}, err
 	}
