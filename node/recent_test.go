@@ -13,9 +13,10 @@ import (
 )
 
 // TestRaftLogEntriesMatchStorage appends, overwrites, truncates and
-// releases a log at random and checks that every Entries call served from memory returns
-// what the log's segments return, and that the entries kept in memory stay
-// within their byte bound (a large one, and one of a few entries).
+// releases a log at random and checks that every Entries call served from
+// memory returns what the log's segments return, and that the entries kept
+// in memory stay within their byte bound (a large one, and one of a few
+// entries).
 func TestRaftLogEntriesMatchStorage(t *testing.T) {
 	for _, bytesMax := range []int{8 << 20, 20000} {
 		t.Run(fmt.Sprint(bytesMax), func(t *testing.T) { testRaftLogEntriesMatchStorage(t, bytesMax) })

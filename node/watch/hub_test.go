@@ -869,4 +869,15 @@ func TestQueuedEventsMerge(t *testing.T) {
 	if want := fmt.Sprintf("[%d@7: 1 events][%d@7: 1 events][%d@9: 2 events][%d@9: 2 events]", a, b, a, b); revs != want {
 		t.Fatalf("large values:\ngot  %s\nwant %s", revs, want)
 	}
+
+	// A cancel drops a's queued response, which moves b's forward in the
+	// queue; b's next events go after the canceled response, not into a
+	// slot that no longer holds b's.
+	e.put("k", "6") // rev 10
+	c.s.Cancel(a)
+	e.put("k", "7") // rev 11
+	want = fmt.Sprintf("[%d@10: 6][%d@10:][%d@11: 7]", b, a, b)
+	if got := describe(c.take()); got != want {
+		t.Fatalf("around a cancel:\ngot  %s\nwant %s", got, want)
+	}
 }

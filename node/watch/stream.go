@@ -59,8 +59,9 @@ type Stream struct {
 	// merged into its last queued response only while that response was
 	// queued in the current epoch (watcher.queuedEpoch), so nothing is
 	// ever moved ahead of a created, canceled or progress response.
-	// Within an epoch the queue only grows, so watcher.queuedAt stays
-	// valid; epochs start at 1, so a new watcher's zero queuedEpoch
+	// Cancel, which removes responses from the queue, advances it too:
+	// within an epoch the queue only grows, so watcher.queuedAt stays
+	// valid. Epochs start at 1, so a new watcher's zero queuedEpoch
 	// matches none.
 	epoch  uint64
 	closed bool
@@ -136,8 +137,8 @@ func (s *Stream) push(r Response) {
 	}
 }
 
-// merge appends the events of later, a later response of the same watcher,
-// and takes its revision.
+// merge appends the events of later, a response of the same watcher
+// queued after r, and takes its revision.
 func (r *Response) merge(later Response) {
 	if !r.ownsEvents {
 		r.Events = append(make([]*mvccpb.Event, 0, 2*(len(r.Events)+len(later.Events))), r.Events...)
@@ -264,6 +265,7 @@ func (s *Stream) Cancel(id int64) {
 	}
 	clear(s.queue[len(kept):])
 	s.queue = kept
+	s.epoch++ // the responses kept may have moved: queuedAt is stale
 	w.pending, w.pendingBytes = 0, 0
 	s.push(Response{WatchResponse: &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: h.store.Rev()}, WatchId: id, Canceled: true}})
 	// The canceled watcher may have been all a deferred progress waited for.
