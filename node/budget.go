@@ -30,7 +30,8 @@ type MemoryBudget struct {
 	// (Config.RaftEntryCacheBytes), in the Go heap.
 	RaftEntryCacheBytes int64
 	// LatestVersionCacheBytes is the cache of keys' newest version
-	// metadata (Config.LatestVersionCacheBytes), in the Go heap.
+	// metadata (Config.LatestVersionCacheBytes), in a mapping of its own
+	// outside the Go heap.
 	LatestVersionCacheBytes int64
 	// WatchWindowBytes is the watch hub's window of recent events, in the
 	// Go heap.
@@ -40,9 +41,8 @@ type MemoryBudget struct {
 	// allocator's own overhead.
 	ProcessBytes int64
 	// GoRuntimeBytes is the rest: the Go runtime's memory limit
-	// (debug.SetMemoryLimit), covering the raft entry cache, the cache of
-	// newest versions, the watch window, requests in flight and garbage
-	// not yet collected.
+	// (debug.SetMemoryLimit), covering the raft entry cache, the watch
+	// window, requests in flight and garbage not yet collected.
 	// Invariant: the parts above, with memTablesBytes(MemTableBytes) for
 	// the memtables, and this add up to TotalBytes.
 	GoRuntimeBytes int64
@@ -63,9 +63,10 @@ func memTablesBytes(stateBytes int64) int64 { return memTablesQueued * stateByte
 // SplitMemoryBudget divides totalBytes (at least 128 MiB) among the
 // bounded structures: 3/10 Pebble's block cache, 3/20 its memtables
 // (three of 1/20 for the applied state),
-// 1/10 the watch window, 1/40 the raft entry cache, 1/40 the cache of
-// newest versions, a fixed 24 MiB for the process, and the rest the Go
-// runtime's limit (which the last three live in).
+// 1/40 the cache of newest versions, 1/10 the watch window, 1/40 the raft
+// entry cache, a fixed 24 MiB for the process, and the rest the Go
+// runtime's limit (which the watch window and the raft entry cache live
+// in).
 func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 	if totalBytes < memoryBudgetBytesMin {
 		return MemoryBudget{}, fmt.Errorf("node: memory budget %d bytes is below the minimum %d", totalBytes, memoryBudgetBytesMin)
@@ -79,7 +80,7 @@ func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 		LatestVersionCacheBytes: totalBytes / 40,
 		ProcessBytes:            24 << 20,
 	}
-	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.ProcessBytes
+	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.LatestVersionCacheBytes - b.ProcessBytes
 	return b, nil
 }
 

@@ -189,8 +189,8 @@ type Config struct {
 	RaftEntryCacheBytes int64
 	// LatestVersionCacheBytes bounds the cache of keys' newest version
 	// metadata that spares a put or a delete the read of the version it
-	// replaces (mvcc.Options.LatestCacheBytes; about 100 bytes and the key
-	// per key). One of the memory budgets. Default 8 MiB; negative turns
+	// replaces (mvcc.Options.LatestCacheBytes; about 50 bytes and the key
+	// per key, outside the Go heap). One of the memory budgets. Default 8 MiB; negative turns
 	// the cache off.
 	LatestVersionCacheBytes int64
 	// LogSegmentBytes is the size past which the raft log starts a new

@@ -70,7 +70,7 @@ func (n *Node) openStore() (*mvcc.Store, error) {
 		return nil, err
 	}
 	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion,
-		LatestCacheBytes: max(n.cfg.LatestVersionCacheBytes, 0), LatestCacheStoredBytesMin: n.cfg.SeparatedValueBytesMin,
+		LatestCacheBytes:  max(n.cfg.LatestVersionCacheBytes, 0),
 		BackgroundFailure: n.cfg.backgroundFailure})
 }
 

@@ -66,7 +66,7 @@ const (
 // Half the seeds store every version of more than smallSeparatedValueBytes
 // bytes (most of the simulator's) in blob files, and keep the newest
 // versions of a few keys only in the node's cache of them (between
-// smallLatestCacheMinBytes and smallLatestCacheMaxBytes, about 5 to 40
+// smallLatestCacheMinBytes and smallLatestCacheMaxBytes, about 9 to 80
 // keys): puts and deletes then read the versions they replace now from
 // the cache, now from Pebble, and entries are evicted all the time.
 const (

@@ -357,20 +357,33 @@ const overwriteBatchBytesMax = 1 << 20
 // flushed to an sstable before it is replaced (the flushes are not timed,
 // but their CPU is in cpu-ns/op). blob: sstable, with values of 4 KiB and
 // more in blob files as the node stores them (node.Config.
-// SeparatedValueBytesMin). B/op shows what a put allocates: the batch's
-// copy of the new value, and whatever reading the old version costs.
+// SeparatedValueBytesMin). cached: with the cache of newest versions on
+// (the node's default bound), so that the put reads nothing from Pebble
+// and where the replaced version is does not matter (memtable, without
+// the flushes); the others run without it. B/op shows what a put
+// allocates: the batch's copy of the new value, and whatever reading the
+// old version costs.
 func BenchmarkWriterPutOverwrite(b *testing.B) {
 	for _, size := range overwriteValueSizes {
-		for _, where := range []string{"memtable", "sstable", "blob"} {
+		for _, where := range []string{"memtable", "sstable", "blob", "cached"} {
 			if where == "blob" && size.bytes < benchSeparatedValueBytesMin {
 				continue
 			}
 			b.Run(size.name+"/"+where, func(b *testing.B) {
-				benchPutOverwrite(b, size.bytes, where != "memtable", where == "blob")
+				var latestCacheBytes int64
+				if where == "cached" {
+					latestCacheBytes = benchLatestCacheBytes
+				}
+				flushed := where == "sstable" || where == "blob"
+				benchPutOverwrite(b, size.bytes, flushed, where == "blob", latestCacheBytes)
 			})
 		}
 	}
 }
+
+// benchLatestCacheBytes is the node's default bound of the cache of newest
+// versions (node.Config.LatestVersionCacheBytes).
+const benchLatestCacheBytes = 8 << 20
 
 // benchSeparatedValueBytesMin and the blob policy below are the node's
 // (node/values.go), which this package cannot import.
@@ -384,7 +397,7 @@ func separateBenchValues(o *pebble.Options) {
 	}
 }
 
-func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool) {
+func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool, latestCacheBytes int64) {
 	cache := pebble.NewCache(benchCacheBytes)
 	defer cache.Unref()
 	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: benchMemTableBytes}
@@ -396,7 +409,7 @@ func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	s, err := Open(db, Options{})
+	s, err := Open(db, Options{LatestCacheBytes: latestCacheBytes})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func (w *Writer) importPut(kv, prev *mvccpb.KeyValue, main, sub int64) error {
 	if err := w.updateAttachment(kv.Key, prev.GetLease(), kv.Lease); err != nil {
 		return err
 	}
-	w.noteWritten(kv.Key, metaOf(kv), len(w.scratch)-n)
+	w.noteWritten(kv.Key, metaOf(kv))
 	if prev != nil {
 		return nil
 	}

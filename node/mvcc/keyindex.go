@@ -149,7 +149,7 @@ func countKeys(src *source, key, rangeEnd []byte, atRev int64) (int64, error) {
 		return countByVersions(src, key, rangeEnd, atRev)
 	}
 	for _, k := range c.unknown {
-		meta, _, err := getLatestMeta(src, k, atRev)
+		meta, err := getLatestMeta(src, k, atRev)
 		if err != nil {
 			return 0, err
 		}

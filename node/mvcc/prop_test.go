@@ -182,13 +182,8 @@ type runner struct {
 
 // propLatestCacheBytes holds about three keys' newest versions: entries
 // are evicted all the time, so a history reads some keys from the cache
-// and some from Pebble. propLatestCacheStoredBytesMin takes in a put of a
-// value of one byte or more, and not an empty value's (7-9 bytes stored)
-// or a tombstone, so that small versions update entries they do not make.
-const (
-	propLatestCacheBytes          = 3 * (latestEntryOverheadBytes + 2)
-	propLatestCacheStoredBytesMin = 10
-)
+// and some from Pebble.
+const propLatestCacheBytes = latestSlotsMin*latestSlotBytes + 3*(latestRecordHeaderBytes+2+latestMetaBytes)
 
 func newRunner(bug string) (*runner, error) {
 	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
@@ -198,7 +193,7 @@ func newRunner(bug string) (*runner, error) {
 	// Chunks of about two keys: the few keys of a history split and merge
 	// chunks often.
 	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1,
-		LatestCacheBytes: propLatestCacheBytes, LatestCacheStoredBytesMin: propLatestCacheStoredBytesMin,
+		LatestCacheBytes:          propLatestCacheBytes,
 		plantLatestKeepsAbandoned: bug == "latest-keeps-abandoned"})
 	if err != nil {
 		return nil, err

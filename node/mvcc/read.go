@@ -86,14 +86,13 @@ func getLatest(src *source, key []byte, atRev int64) (*mvccpb.KeyValue, error) {
 }
 
 // getLatestMeta is getLatest for the version's metadata only: it neither
-// allocates nor copies the value. storedBytes is the size of the stored
-// version (0 if there is none).
-func getLatestMeta(src *source, key []byte, atRev int64) (_ versionMeta, storedBytes int, _ error) {
+// allocates nor copies the value.
+func getLatestMeta(src *source, key []byte, atRev int64) (versionMeta, error) {
 	v, found, err := seekLatest(src, key, atRev)
 	if !found || err != nil {
-		return versionMeta{}, 0, err
+		return versionMeta{}, err
 	}
-	return decodeMeta(key, v), len(v), nil
+	return decodeMeta(key, v), nil
 }
 
 // seekLatest returns the stored value of the newest version of key at or

@@ -29,10 +29,6 @@ type Options struct {
 	// that spares a put or a delete the read of the version it replaces
 	// (latest.go); 0 turns it off.
 	LatestCacheBytes int64
-	// LatestCacheStoredBytesMin is the smallest stored version the cache
-	// takes a key in for: the size from which the database keeps values in
-	// blob files. 0 takes every key.
-	LatestCacheStoredBytesMin int
 
 	// BackgroundFailure, if set, records what Pebble reports failed on
 	// its own goroutines: a flush the store waits for gives up then,
@@ -101,7 +97,7 @@ func Open(db *pebble.DB, opts Options) (*Store, error) {
 		panic("mvcc: Open with nil db")
 	}
 	s := &Store{db: db, opts: opts, chunkBits: cmp.Or(opts.chunkBits, defaultChunkBits),
-		latest: newLatestCache(opts.LatestCacheBytes, opts.LatestCacheStoredBytesMin)}
+		latest: newLatestCache(opts.LatestCacheBytes)}
 	rev, err := readMeta(db, metaRevKey, "rev", 1)
 	if err != nil {
 		return nil, fmt.Errorf("open mvcc: %w", err)

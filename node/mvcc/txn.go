@@ -211,9 +211,9 @@ func (e *exec) readPrev(key []byte, withValue bool) (prevVersion, error) {
 		if meta, ok := e.w.latestMeta(key); ok {
 			return prevVersion{versionMeta: meta}, nil
 		}
-		meta, storedBytes, err := getLatestMeta(e.src, key, e.rev())
+		meta, err := getLatestMeta(e.src, key, e.rev())
 		if err == nil {
-			e.w.noteRead(key, meta, storedBytes)
+			e.w.noteRead(key, meta)
 		}
 		return prevVersion{versionMeta: meta}, err
 	}

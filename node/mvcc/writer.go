@@ -269,25 +269,19 @@ func (w *Writer) writePut(kv *mvccpb.KeyValue, prev versionMeta, sub int64) erro
 			return err
 		}
 	}
-	w.noteWritten(kv.Key, metaOf(kv), valueBytes)
+	w.noteWritten(kv.Key, metaOf(kv))
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv})
 	return nil
 }
 
-// noteWritten records m, stored in storedBytes, as the newest version of
-// key that this Writer's batch holds: reads of key see it in the batch,
-// and Publish enters it into the store's cache of newest versions. A small
-// version of a key that neither the cache nor the batch's earlier writes
-// hold is not recorded (no map insert on every put of small values): a
-// later read of the key misses, reads it from the batch, and noteRead
-// leaves it out of the cache, which takes in only large versions.
-func (w *Writer) noteWritten(key []byte, m versionMeta, storedBytes int) {
+// noteWritten records m as the newest version of key that this Writer's
+// batch holds: reads of key see it in the batch, and Publish enters it
+// into the store's cache of newest versions.
+func (w *Writer) noteWritten(key []byte, m versionMeta) {
 	if w.s.latest == nil {
 		return
 	}
-	if _, written := w.s.written.get(key); written || w.s.latest.takes(key, storedBytes) {
-		w.s.written.note(key, m, storedBytes)
-	}
+	w.s.written.note(key, m)
 }
 
 // latestMeta returns the metadata of key's newest version as this Writer
@@ -304,13 +298,13 @@ func (w *Writer) latestMeta(key []byte) (m versionMeta, ok bool) {
 	return w.s.latest.get(key)
 }
 
-// noteRead enters m, the newest version of key read from Pebble and
-// stored in storedBytes, into the store's cache. The caller found no write
+// noteRead enters m, the newest version of key read from Pebble, into the
+// store's cache. The caller found no write
 // of key in this Writer's batch (latestMeta), so m is the published
 // state's, whether or not the Writer publishes.
-func (w *Writer) noteRead(key []byte, m versionMeta, storedBytes int) {
+func (w *Writer) noteRead(key []byte, m versionMeta) {
 	if w != nil {
-		w.s.latest.put(string(key), m, storedBytes)
+		w.s.latest.put(string(key), m)
 	}
 }
 
@@ -334,7 +328,7 @@ func (w *Writer) writeTombstone(key []byte, prev prevVersion, rev revision) erro
 	if err := w.indexDeleted(key, prev.createRevision, rev.main); err != nil {
 		return err
 	}
-	w.noteWritten(key, versionMeta{}, 0)
+	w.noteWritten(key, versionMeta{})
 	kv := &mvccpb.KeyValue{Key: key, ModRevision: rev.main}
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: kv, PrevKv: prev.kv})
 	return nil
