@@ -14,6 +14,7 @@ import (
 	"github.com/cairn-db/cairn/node/mvcc"
 	"github.com/cairn-db/cairn/node/raftlog"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -289,6 +290,7 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 	}
 	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
 	splitTablesAtRegions(opts)
+	filterTables(opts)
 	if kind == pebbleLogDB {
 		// Opened only to move its log out (openRaftLog).
 		opts.MemTableSize = uint64(cfg.MemTableBytes / 4)
@@ -300,6 +302,21 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 		cfg.backgroundFailure.Listen(opts)
 	}
 	return opts
+}
+
+// bloomBitsPerKey is the size of the tables' bloom filters: about 1 %
+// false positives, 1.25 bytes per key.
+const bloomBitsPerKey = 10
+
+// filterTables gives every table a bloom filter of its keys, so that a
+// prefix seek for one exact key (a put's read of the key index entry of a
+// key the cache of newest versions does not hold) reads no block of a
+// table that lacks it. Without filters the seek positions a data block in
+// every level, decompressing it when a compaction has just rewritten it.
+func filterTables(o *pebble.Options) {
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	}
 }
 
 // dbKind says which kind of Pebble database a member opens: its state, or

@@ -121,6 +121,31 @@ func seekLatest(src *source, key []byte, atRev int64) (v []byte, found bool, err
 	return v, true, nil
 }
 
+// readKeyState returns userKey's key index entry as src sees it; found is
+// false if it has none. It is a prefix seek for the exact entry, so Pebble
+// skips every table whose bloom filter says it lacks the entry (the node's
+// state database is opened with filters), where seekLatest positions a
+// data block in every level.
+func readKeyState(src *source, userKey []byte) (st keyState, found bool, err error) {
+	buf := appendIndexKey(src.scratch(), userKey)
+	n := len(buf)
+	buf = append(append(buf, buf[:n]...), 0) // the upper bound: the entry's key and a zero byte
+	src.keep(buf)
+	it := src.acquire(buf[:n], buf[n:])
+	defer src.release()
+	if !it.SeekPrefixGE(buf[:n]) {
+		if err := it.Error(); err != nil {
+			return keyState{}, false, fmt.Errorf("index %q: %w", userKey, err)
+		}
+		return keyState{}, false, nil
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return keyState{}, false, fmt.Errorf("index %q: %w", userKey, err)
+	}
+	return decodeKeyState(it.Key(), v), true, nil
+}
+
 // isGteRange reports whether rangeEnd means "every key >= key" (etcd encodes
 // it as a single 0x00 byte).
 func isGteRange(rangeEnd []byte) bool {

@@ -211,6 +211,19 @@ func (e *exec) readPrev(key []byte, withValue bool) (prevVersion, error) {
 		if meta, ok := e.w.latestMeta(key); ok {
 			return prevVersion{versionMeta: meta}, nil
 		}
+		// A write is at the newest revision, where the key index entry
+		// says whether the key exists. A key that does not (the put
+		// creates it) has nothing to read, and finding that out through
+		// the entry's bloom filters is cheaper than a seek among the
+		// versions: creates are most of the puts the cache misses.
+		st, found, err := readKeyState(e.src, key)
+		if err != nil {
+			return prevVersion{}, err
+		}
+		if !found || st.deleted != 0 {
+			e.w.noteRead(key, versionMeta{})
+			return prevVersion{}, nil
+		}
 		meta, err := getLatestMeta(e.src, key, e.rev())
 		if err == nil {
 			e.w.noteRead(key, meta)
