@@ -51,7 +51,7 @@ type latestCache struct {
 	countMax int
 }
 
-// The cache's memory is outside the Go heap when it is large (offheap.go):
+// The cache's memory is outside the Go heap when it is large (allocOffHeap):
 // the collector's target (GOGC=200 lets the heap reach three times what is
 // live) would otherwise triple what it costs. An earlier cache of every
 // key in a Go map cost 40 MB of peak RSS for an 8 MiB bound.
@@ -65,11 +65,13 @@ const (
 	// latestPadMark in a record's header marks the rest of the ring, up to
 	// its end, as unused.
 	latestPadMark = ^uint32(0)
-	// latestSlotBytes is one slot of the index; the index takes a quarter
-	// of the cache's bytes at most.
-	latestSlotBytes    = 8
-	latestSlotsShare   = 4
-	latestSlotsMin     = 4
+	// latestSlotBytes is one slot of the index. The index has a power of
+	// two of slots and takes between an eighth and a quarter
+	// (1/latestSlotsShare) of the cache's bytes.
+	latestSlotBytes  = 8
+	latestSlotsShare = 4
+	latestSlotsMin   = 4
+	// latestRecordMinLen is the smallest record, of a one-byte key.
 	latestRecordMinLen = latestRecordHeaderBytes + 1 + latestMetaBytes
 	// latestCacheBytesMax keeps the ring's offsets within 32 bits.
 	latestCacheBytesMax = 1 << 30
