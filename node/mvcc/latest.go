@@ -253,9 +253,8 @@ func (c *latestCache) heldBytes() int64 {
 }
 
 // writtenKeys is the newest version of each key one Writer's batch wrote
-// (Writer.noteWritten), in the order the keys were
-// first written, so that Publish enters them into the cache in an order a
-// seed reproduces.
+// (Writer.noteWritten), in the order the keys were first written, so that
+// Publish enters them into the cache in an order a seed reproduces.
 type writtenKeys struct {
 	index   map[string]int
 	entries []writtenKey

@@ -299,9 +299,9 @@ func (w *Writer) latestMeta(key []byte) (m versionMeta, ok bool) {
 }
 
 // noteRead enters m, the newest version of key read from Pebble, into the
-// store's cache. The caller found no write
-// of key in this Writer's batch (latestMeta), so m is the published
-// state's, whether or not the Writer publishes.
+// store's cache. The caller found no write of key in this Writer's batch
+// (latestMeta), so m is the published state's, whether or not the Writer
+// publishes.
 func (w *Writer) noteRead(key []byte, m versionMeta) {
 	if w != nil {
 		w.s.latest.put(string(key), m)
