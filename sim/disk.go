@@ -105,6 +105,12 @@ func (m *member) pebbleOptions(o *pebble.Options) {
 	o.MemTableSize = uint64(m.w.disk.memTableBytes)
 	o.MemTableStopWritesThreshold = 4
 	o.DisableAutomaticCompactions = true
+	// Pebble loads the statistics of new tables on a goroutine of its own,
+	// holding the version it reads: a table a compaction then replaces
+	// stays a zombie, counted in the database's size, for as long as the
+	// load takes in wall time, and the quota reads that size. The
+	// statistics only guide automatic compactions, which are off.
+	o.DisableTableStats = true
 	o.L0StopWritesThreshold = l0StopWritesThreshold
 }
 
