@@ -110,10 +110,10 @@ func latestHash(key []byte) uint32 { return uint32(xxhash.Sum64(key)) }
 
 func (c *latestCache) slotHome(slot uint64) uint64 { return (slot >> 32) & c.mask }
 
-// find returns the index of key's slot, and whether it holds key; if not,
-// the index is the empty slot where key would go.
-func (c *latestCache) find(key []byte) (i uint64, found bool) {
-	h := latestHash(key)
+// find returns the index of the slot of key, whose hash is h, and
+// whether it holds key; if not, the index is the empty slot where key
+// would go.
+func (c *latestCache) find(key []byte, h uint32) (i uint64, found bool) {
 	for i = uint64(h) & c.mask; ; i = (i + 1) & c.mask {
 		slot := c.slots[i]
 		if slot == 0 {
@@ -142,7 +142,7 @@ func (c *latestCache) get(key []byte) (m versionMeta, ok bool) {
 	if c == nil {
 		return versionMeta{}, false
 	}
-	i, found := c.find(key)
+	i, found := c.find(key, latestHash(key))
 	if !found {
 		return versionMeta{}, false
 	}
@@ -170,12 +170,13 @@ func putMeta(b []byte, m versionMeta) {
 // put records m as the metadata of key's newest version in the published
 // state, evicting the oldest entries while over the bound. An update keeps
 // the key's place in the order of eviction.
-func (c *latestCache) put(key string, m versionMeta) {
+func (c *latestCache) put(key []byte, m versionMeta) {
 	if c == nil {
 		return
 	}
-	k := unsafe.Slice(unsafe.StringData(key), len(key))
-	if i, found := c.find(k); found {
+	h := latestHash(key)
+	i, found := c.find(key, h)
+	if found {
 		putMeta(c.recordMeta(uint32(c.slots[i])-1), m)
 		return
 	}
@@ -184,15 +185,14 @@ func (c *latestCache) put(key string, m versionMeta) {
 	if size > ringLen {
 		return
 	}
-	if c.count == 0 {
-		c.head, c.tail = 0, 0
-	}
 	pad := uint64(0)
 	if at := c.tail % ringLen; at+size > ringLen {
 		pad = ringLen - at
 	}
+	evicted := false
 	for c.count > 0 && (c.count >= c.countMax || c.tail+pad+size-c.head > ringLen) {
 		c.evictOldest()
+		evicted = true
 	}
 	if c.count == 0 {
 		c.head, c.tail, pad = 0, 0, 0
@@ -206,21 +206,29 @@ func (c *latestCache) put(key string, m versionMeta) {
 	copy(c.ring[off+latestRecordHeaderBytes:], key)
 	putMeta(c.recordMeta(uint32(off)), m)
 	c.tail += size
-	i, _ := c.find(k)
-	c.slots[i] = uint64(latestHash(k))<<32 | (off + 1)
+	if evicted { // deletions shift slots back: the empty slot may have moved
+		i, _ = c.find(key, h)
+	}
+	c.slots[i] = uint64(h)<<32 | (off + 1)
 	c.count++
+}
+
+// padAt reports whether the ring holds no record from at to its end: too
+// few bytes for a header, or a pad mark.
+func (c *latestCache) padAt(at uint64) bool {
+	return uint64(len(c.ring))-at < latestRecordHeaderBytes || binary.LittleEndian.Uint32(c.ring[at:]) == latestPadMark
 }
 
 // evictOldest removes the record at head, skipping a pad before it.
 func (c *latestCache) evictOldest() {
 	ringLen := uint64(len(c.ring))
 	at := c.head % ringLen
-	if ringLen-at < latestRecordHeaderBytes || binary.LittleEndian.Uint32(c.ring[at:]) == latestPadMark {
+	if c.padAt(at) {
 		c.head += ringLen - at
 		at = 0
 	}
 	key := c.recordKey(uint32(at))
-	i, found := c.find(key)
+	i, found := c.find(key, latestHash(key))
 	if !found || uint32(c.slots[i])-1 != uint32(at) {
 		panic("mvcc: newest version cache record without its index slot")
 	}
@@ -289,7 +297,7 @@ func (wk *writtenKeys) get(key []byte) (versionMeta, bool) {
 // enterInto puts every written key into c, then forgets them.
 func (wk *writtenKeys) enterInto(c *latestCache) {
 	for _, e := range wk.entries {
-		c.put(e.key, e.meta)
+		c.put(unsafe.Slice(unsafe.StringData(e.key), len(e.key)), e.meta)
 	}
 	wk.reset()
 }

@@ -20,12 +20,12 @@ func checkLatestCache(t *testing.T, c *latestCache) (keysOldestFirst []string) {
 	}
 	for pos := c.head; pos < c.tail; {
 		at := pos % ringLen
-		if ringLen-at < latestRecordHeaderBytes || bytesToUint32(c.ring[at:]) == latestPadMark {
+		if c.padAt(at) {
 			pos += ringLen - at
 			continue
 		}
 		key := c.recordKey(uint32(at))
-		i, found := c.find(key)
+		i, found := c.find(key, latestHash(key))
 		if !found || uint32(c.slots[i])-1 != uint32(at) {
 			t.Fatalf("record of %q at %d has no slot of its own", key, at)
 		}
@@ -41,14 +41,7 @@ func checkLatestCache(t *testing.T, c *latestCache) (keysOldestFirst []string) {
 	if used != c.count || len(keysOldestFirst) != c.count || c.count > c.countMax {
 		t.Fatalf("%d slots used, %d records, count %d (max %d)", used, len(keysOldestFirst), c.count, c.countMax)
 	}
-	if c.heldBytes() > int64(len(c.ring))+int64(len(c.slots))*latestSlotBytes {
-		t.Fatalf("holds %d bytes, more than its memory", c.heldBytes())
-	}
 	return keysOldestFirst
-}
-
-func bytesToUint32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // TestLatestCacheIsAFirstInFirstOutCache puts keys of random lengths into
@@ -84,7 +77,7 @@ func TestLatestCacheIsAFirstInFirstOutCache(t *testing.T) {
 					order = append(order, key)
 				}
 				model[key] = m
-				c.put(key, m)
+				c.put([]byte(key), m)
 				if op%97 != 0 && op < 19990 {
 					continue
 				}
@@ -110,10 +103,10 @@ func TestLatestCacheEvictsTheOldestAndAnUpdateKeepsItsPlace(t *testing.T) {
 	// Room for three records of two-byte keys.
 	c := newLatestCache(propLatestCacheBytes)
 	for _, k := range []string{"k0", "k1", "k2"} {
-		c.put(k, versionMeta{exists: true, createRevision: 1, version: 1})
+		c.put([]byte(k), versionMeta{exists: true, createRevision: 1, version: 1})
 	}
-	c.put("k0", versionMeta{exists: true, createRevision: 1, version: 2})
-	c.put("k3", versionMeta{})
+	c.put([]byte("k0"), versionMeta{exists: true, createRevision: 1, version: 2})
+	c.put([]byte("k3"), versionMeta{})
 	if _, ok := c.get([]byte("k0")); ok {
 		t.Fatal("k0, inserted first and updated since, was not evicted first")
 	}
@@ -126,7 +119,7 @@ func TestLatestCacheEvictsTheOldestAndAnUpdateKeepsItsPlace(t *testing.T) {
 
 func TestLatestCacheOffOrTooSmall(t *testing.T) {
 	var off *latestCache = newLatestCache(0)
-	off.put("k", versionMeta{exists: true, createRevision: 1})
+	off.put([]byte("k"), versionMeta{exists: true, createRevision: 1})
 	if _, ok := off.get([]byte("k")); ok || off.heldBytes() != 0 {
 		t.Fatal("a cache with no bytes holds an entry")
 	}
@@ -135,7 +128,7 @@ func TestLatestCacheOffOrTooSmall(t *testing.T) {
 	}
 	c := newLatestCache(propLatestCacheBytes)
 	long := string(bytes.Repeat([]byte("k"), len(c.ring)))
-	c.put(long, versionMeta{exists: true, createRevision: 1})
+	c.put([]byte(long), versionMeta{exists: true, createRevision: 1})
 	if _, ok := c.get([]byte(long)); ok || c.heldBytes() != 0 {
 		t.Fatal("an entry larger than the whole ring was cached")
 	}
@@ -143,8 +136,8 @@ func TestLatestCacheOffOrTooSmall(t *testing.T) {
 
 func TestLatestCacheHoldsADeletedKeyAsNotExisting(t *testing.T) {
 	c := newLatestCache(1 << 20)
-	c.put("k", versionMeta{exists: true, createRevision: 3, version: 1})
-	c.put("k", versionMeta{}) // deleted
+	c.put([]byte("k"), versionMeta{exists: true, createRevision: 3, version: 1})
+	c.put([]byte("k"), versionMeta{}) // deleted
 	if m, ok := c.get([]byte("k")); !ok || m.exists {
 		t.Fatalf("a cached key deleted reads %+v, %v; want cached as not existing", m, ok)
 	}

@@ -4,8 +4,14 @@ package mvcc
 
 import (
 	"fmt"
+	"sync/atomic"
 	"syscall"
 )
+
+// offHeapMappedBytes is what allocOffHeap has mapped and freeOffHeap not
+// yet released: a store dropped without its memory released would show
+// here (TestDroppedCacheReleasesItsMemory).
+var offHeapMappedBytes atomic.Int64
 
 // offHeapBytesMin is the size from which allocOffHeap maps memory of its
 // own: below it the Go heap's share of a small cache (the simulator's, a
@@ -24,6 +30,7 @@ func allocOffHeap(n int) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("mvcc: map %d bytes: %v", n, err))
 	}
+	offHeapMappedBytes.Add(int64(n))
 	return mem
 }
 
@@ -35,4 +42,5 @@ func freeOffHeap(mem []byte) {
 	if err := syscall.Munmap(mem); err != nil {
 		panic(fmt.Sprintf("mvcc: unmap %d bytes: %v", len(mem), err))
 	}
+	offHeapMappedBytes.Add(-int64(len(mem)))
 }

@@ -304,7 +304,7 @@ func (w *Writer) latestMeta(key []byte) (m versionMeta, ok bool) {
 // publishes.
 func (w *Writer) noteRead(key []byte, m versionMeta) {
 	if w != nil {
-		w.s.latest.put(string(key), m)
+		w.s.latest.put(key, m)
 	}
 }
 
