@@ -207,9 +207,9 @@ type Config struct {
 	// its own and flushes it at once).
 	MaxCommittedSizePerReadyBytes uint64
 	// SeparatedValueBytesMin is the size from which Pebble stores a value
-	// (a raft entry, a key's version) in a blob file rather than in its
-	// sstable, so that compactions and scans over keys do not read it.
-	// Default 4 KiB.
+	// (a key's version: the client's value and a few bytes of revisions)
+	// in a blob file rather than in its sstable, so that compactions and
+	// scans over keys do not read it. Default 256 bytes (node/values.go).
 	SeparatedValueBytesMin int
 
 	// backgroundFailure records what Pebble reports failed on its own
@@ -369,7 +369,7 @@ func (c *Config) EnsureDefaults() {
 		c.LatestVersionCacheBytes = 8 << 20
 	}
 	if c.SeparatedValueBytesMin == 0 {
-		c.SeparatedValueBytesMin = 4 << 10
+		c.SeparatedValueBytesMin = separatedValueBytesMinDefault
 	}
 }
 

@@ -291,6 +291,7 @@ func pebbleOptions(cfg Config, cache *pebble.Cache, kind dbKind) *pebble.Options
 	separateLargeValues(opts, cfg.SeparatedValueBytesMin)
 	splitTablesAtRegions(opts)
 	filterTables(opts)
+	compactLevelZeroLater(opts)
 	if kind == pebbleLogDB {
 		// Opened only to move its log out (openRaftLog).
 		opts.MemTableSize = uint64(cfg.MemTableBytes / 4)

@@ -387,13 +387,13 @@ const benchLatestCacheBytes = 8 << 20
 
 // benchSeparatedValueBytesMin and the blob policy below are the node's
 // (node/values.go), which this package cannot import.
-const benchSeparatedValueBytesMin = 4 << 10
+const benchSeparatedValueBytesMin = 256
 
 func separateBenchValues(o *pebble.Options) {
 	o.FormatMajorVersion = pebble.FormatValueSeparation
 	o.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: benchSeparatedValueBytesMin,
-			MaxBlobReferenceDepth: 50, RewriteMinimumAge: time.Minute, TargetGarbageRatio: 0.3}
+			MaxBlobReferenceDepth: 200, RewriteMinimumAge: time.Minute, TargetGarbageRatio: 0.3}
 	}
 }
 
