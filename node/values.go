@@ -7,9 +7,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/sstable/block"
 )
 
-// separatedValueBytesMin is the default Config.SeparatedValueBytesMin: a
-// version whose value takes 256 bytes or more, as stored, lives in a blob
-// file.
+// separatedValueBytesMinDefault is Config.SeparatedValueBytesMin unless
+// set: a version whose value takes 256 bytes or more, as stored, lives in
+// a blob file.
 //
 // Why so small: the keyspace keeps every version until a keyspace
 // compaction, and Pebble's compactions rewrite what they move, so a value
