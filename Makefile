@@ -117,7 +117,9 @@ sim: build
 ## DROP_CACHES=1 (as root: drop the page cache before each run; see docs/benchmarks.md).
 ## bench-large: N keys (default 1000000) in each system: RSS, disk, read latency.
 ## bench-smoke: every cairnctl workload for ~1 s against one cairn and one etcd.
-## bench-etcdtool: etcd's own benchmark tool against both (tools/bench/compare.sh).
+## bench-etcdtool: etcd's own benchmark tool against both (tools/bench/compare.sh);
+## rewrites docs/benchmarks.md and docs/bench/etcdtool.json. Knobs: ROUNDS (3),
+## TOTAL (30000), DROP_CACHES=1.
 ## bench-largevalues: issue 16's run, etcd's benchmark tool putting large values
 ## into one member of each (tools/bench/largevalues.sh): put/s, peak RSS and
 ## bytes written per byte put. Knobs: VAL_SIZE (20480), TOTAL (10000), STEPS (4).
@@ -164,7 +166,10 @@ KEYS ?= 1000000
 bench-defrag: bench-tools
 	$(BIN)/cairnbench defrag $(BENCH_FLAGS) -keys $(KEYS)
 bench-etcdtool: bench-tools
-	@for w in put range range-serializable; do CAIRN=$(BENCH_BIN)/cairn tools/bench/compare.sh $$w; done
+	@rm -f $(BENCH_BIN)/etcdtool.record
+	@for w in put range range-serializable; do \
+		CAIRN=$(BENCH_BIN)/cairn RECORD=$(BENCH_BIN)/etcdtool.record tools/bench/compare.sh $$w || exit 1; done
+	$(BIN)/cairnbench etcdtool $(BENCH_FLAGS) -record $(BENCH_BIN)/etcdtool.record
 BENCHTIME ?= 1s
 COUNT ?= 1
 MICRO_FLAGS = -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT)

@@ -7,7 +7,9 @@
 #   tools/bench/compare.sh [put|range|range-serializable]
 #
 # Env: ROUNDS (3), TOTAL (30000), CLIENTS (100), CONNS (10), VAL_SIZE (256),
-# DROP_CACHES (unset; 1 drops the page cache before each run, as root).
+# DROP_CACHES (unset; 1 drops the page cache before each run, as root),
+# RECORD (unset; a file to append "WORKLOAD SERVER ROUND REQS P99_MS" to,
+# one line per run, for `cairnbench etcdtool`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REF=$ROOT/.ref/bin
@@ -68,6 +70,7 @@ for round in $(seq "$ROUNDS"); do
 		kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 		printf '%-6s round %d  %-20s %10.0f req/s  p99 %6s ms  errors %s\n' "$server" "$round" "$WORKLOAD" "$reqs" "$p99" "$errors"
 		results[$server]+="$reqs "
+		if [[ -n ${RECORD:-} ]]; then echo "$WORKLOAD $server $round $reqs $p99" >>"$RECORD"; fi
 		if [[ $errors != 0 ]]; then echo "compare: $server reported errors; no ratio" >&2; exit 1; fi
 	done
 done

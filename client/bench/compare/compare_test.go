@@ -69,7 +69,7 @@ func TestNotSupportedIsAGapNotAFailure(t *testing.T) {
 	if !strings.Contains(svg, "not supported") {
 		t.Fatal("chart does not say not supported")
 	}
-	doc := RenderDoc(&Report{Quick: true, Rows: rows}, nil, nil, nil, "bench/chart.svg", "bench/soak.svg")
+	doc := RenderDoc(Reports{Main: &Report{Quick: true, Rows: rows}}, "bench/chart.svg", "bench/soak.svg")
 	if !strings.Contains(doc, "QUICK") || !strings.Contains(doc, "bench/chart.svg") || !strings.Contains(doc, "make bench-large") {
 		t.Fatal("doc lacks the QUICK label, the chart or the large-data section")
 	}

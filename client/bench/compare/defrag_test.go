@@ -49,13 +49,13 @@ func TestDefragTableShowsPhasesErrorsAndFailures(t *testing.T) {
 }
 
 func TestDocHasDefragSectionWithPlaceholderUntilRun(t *testing.T) {
-	doc := RenderDoc(nil, nil, nil, nil, "bench/chart.svg", "bench/soak.svg")
+	doc := RenderDoc(Reports{}, "bench/chart.svg", "bench/soak.svg")
 	if !strings.Contains(doc, "make bench-defrag") || !strings.Contains(doc, "not run yet") {
 		t.Fatal("doc lacks the defragment section's placeholder")
 	}
 	rep := &DefragReport{Date: "d", Command: "make bench-defrag", Keys: 7, Readers: 8, Writers: 8, Baseline: "10s",
 		Runs: []DefragRun{{System: "etcd", Keys: 7, DefragSeconds: 1}}}
-	doc = RenderDoc(nil, nil, nil, rep, "bench/chart.svg", "bench/soak.svg")
+	doc = RenderDoc(Reports{Defrag: rep}, "bench/chart.svg", "bench/soak.svg")
 	if strings.Contains(doc, "not run yet on this checkout.** The reference") || !strings.Contains(doc, "| etcd | 7 | 1.0 |") {
 		t.Fatalf("doc with a run:\n%s", doc)
 	}

@@ -5,11 +5,20 @@ import (
 	"strings"
 )
 
-// RenderDoc renders docs/benchmarks.md from the last comparison, the last
-// large-data run, the last memory soak and the last defragment under load
-// (any may be nil: not run yet). chartPath and soakChartPath are the SVGs'
-// paths relative to the doc.
-func RenderDoc(main *Report, large *LargeReport, soak *SoakReport, defrag *DefragReport, chartPath, soakChartPath string) string {
+// Reports are the last saved run of each scenario; any may be nil (not
+// run yet on this checkout).
+type Reports struct {
+	Main     *Report
+	Large    *LargeReport
+	Soak     *SoakReport
+	Defrag   *DefragReport
+	EtcdTool *EtcdToolReport
+}
+
+// RenderDoc renders docs/benchmarks.md from the last run of each scenario.
+// chartPath and soakChartPath are the SVGs' paths relative to the doc.
+func RenderDoc(r Reports, chartPath, soakChartPath string) string {
+	main, large, soak := r.Main, r.Large, r.Soak
 	var b strings.Builder
 	b.WriteString(docHead)
 	b.WriteString("\n## Side by side: `make bench`\n\n")
@@ -56,10 +65,23 @@ func RenderDoc(main *Report, large *LargeReport, soak *SoakReport, defrag *Defra
 		fmt.Fprintf(&b, "\n![RSS every second under sustained puts, per value size](%s)\n", soakChartPath)
 	}
 	b.WriteString(docEtcdTool)
-	b.WriteString(docEtcdToolRun)
-	renderDefrag(&b, defrag)
+	renderEtcdTool(&b, r.EtcdTool)
+	renderDefrag(&b, r.Defrag)
 	b.WriteString(docMicro)
 	return b.String()
+}
+
+// renderEtcdTool writes the section of etcd's own benchmark tool; before
+// the first run, a placeholder says how to make it.
+func renderEtcdTool(b *strings.Builder, rep *EtcdToolReport) {
+	b.WriteString("\n## etcd's own benchmark tool: `make bench-etcdtool`\n\n")
+	b.WriteString(docEtcdToolHead)
+	if rep == nil {
+		b.WriteString("Not run yet on this checkout.\n")
+		return
+	}
+	fmt.Fprintf(b, "%s. %s\n\nCommand: `%s`\n\n", rep.Date, machineLine(rep.Machine), rep.Command)
+	b.WriteString(EtcdToolTable(rep.Workloads))
 }
 
 // renderDefrag writes the defragment-under-load section; before the first
@@ -506,32 +528,16 @@ cache: 0.63 and 0.65 against 0.71 and 0.72 ms of CPU per put (1,408 and
 disk more than by the CPU).
 `
 
-// docEtcdToolRun is the latest run of make bench-etcdtool, pasted from
-// its output.
-const docEtcdToolRun = `
-## etcd's own benchmark tool: ` + "`make bench-etcdtool`" + `
-
-` + "`tools/bench/compare.sh`" + ` runs etcd's benchmark tool (` + "`.ref/bin/benchmark`" + `,
+// docEtcdToolHead says what make bench-etcdtool runs and how to read it.
+const docEtcdToolHead = "`tools/bench/compare.sh`" + ` runs etcd's benchmark tool (` + "`.ref/bin/benchmark`" + `,
 clientv3 underneath) against a fresh single-member etcd and a fresh
 single-member cairn, alternating, three rounds of 30,000 requests each
 (100 clients on 10 connections, 256 B values over 100,000 keys for put,
-one key for the ranges), and prints each run and the ratio of the
-medians. Its output is pasted here by hand.
+one key for the ranges); cairn/etcd is the ratio of the medians. The
+target appends each run to ` + "`bin/bench/etcdtool.record`" + `, then
+` + "`cairnbench etcdtool`" + ` saves ` + "`docs/bench/etcdtool.json`" + ` and writes this section.
+The tool's runs are short (about two seconds each), so a single run says
+little: on 1 Dec two runs a minute apart, same binaries, gave put ratios
+of 1.48 and 1.10. Compare two runs before reading a change into one.
 
-30 Nov 2026, 19:47 UTC, eca84cf, an otherwise idle machine, the page
-cache dropped before each run (` + "`make bench-etcdtool DROP_CACHES=1`" + `):
-
-| workload | etcd req/s (rounds) | cairn req/s (rounds) | cairn/etcd | etcd p99 ms | cairn p99 ms |
-| --- | --- | --- | ---: | --- | --- |
-| put | 12,141 / 11,057 / 10,018 | 14,489 / 11,894 / 11,157 | **1.08** | 19.1 / 20.0 / 23.3 | 15.7 / 17.9 / 20.2 |
-| range (linearizable) | 16,896 / 18,190 / 18,998 | 20,353 / 18,261 / 19,088 | **1.05** | 14.7 / 13.5 / 13.4 | 14.6 / 16.0 / 15.9 |
-| range (serializable) | 20,837 / 18,123 / 17,242 | 22,371 / 21,213 / 18,907 | **1.17** | 12.5 / 13.9 / 15.2 | 12.6 / 14.4 / 15.6 |
-
-The previous run (17:23 UTC, 52ecf41, the same way): put 1.12, range
-1.04, range-serializable 1.21. This machine is slower today (a different
-CPU model), both systems' rates with it. cairn's put p99 is below etcd's
-in every round; its range p99s are at or above etcd's. With this tool's
-short runs (about two seconds each) cairn's lead is smaller than with
-cairnbench's 10 s runs above: far from the performance issue's targets
-(2× writes, 1.5× reads).
 `

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -45,7 +46,7 @@ func (c *common) systems(etcdExtra ...string) (compare.System, compare.System) {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: cairnbench compare|large|soak|defrag|render [flags]")
+		fmt.Fprintln(stderr, "usage: cairnbench compare|large|soak|defrag|etcdtool|render [flags]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSoak(ctx, fs, &c, args[1:], stdout, stderr)
 	case "defrag":
 		return runDefrag(ctx, fs, &c, args[1:], stdout, stderr)
+	case "etcdtool":
+		return runEtcdTool(fs, &c, args[1:], stdout, stderr)
 	case "render":
 		if fs.Parse(args[1:]) != nil {
 			return 2
@@ -260,6 +263,30 @@ func runDefrag(ctx context.Context, fs *flag.FlagSet, c *common, args []string, 
 	return saveAndRender(c, stderr, "defrag.json", rep, failed)
 }
 
+// runEtcdTool records a run of make bench-etcdtool: it reads the lines
+// tools/bench/compare.sh appended to -record and rewrites the doc.
+func runEtcdTool(fs *flag.FlagSet, c *common, args []string, stdout, stderr io.Writer) int {
+	record := fs.String("record", "bin/bench/etcdtool.record", "the runs compare.sh recorded (its RECORD file)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	f, err := os.Open(*record)
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	defer f.Close()
+	workloads, err := compare.ParseEtcdToolRecord(f)
+	if err != nil {
+		fmt.Fprintln(stderr, "cairnbench:", err)
+		return 1
+	}
+	rep := compare.EtcdToolReport{Date: compare.Now(), Command: c.command0(append([]string{"etcdtool"}, args...)),
+		Machine: compare.DescribeMachine(c.etcd, c.repo), Workloads: workloads}
+	fmt.Fprint(stdout, compare.EtcdToolTable(workloads))
+	return saveAndRender(c, stderr, "etcdtool.json", rep, nil)
+}
+
 // saveAndRender writes a scenario's report as name under -results,
 // rewrites the doc and the chart, and fails if any run failed (failed
 // says which and why).
@@ -280,40 +307,37 @@ func saveAndRender(c *common, stderr io.Writer, name string, rep any, failed []s
 	return 0
 }
 
+// loadReports reads every scenario's saved report under dir; a scenario
+// not run yet is nil.
+func loadReports(dir string) (compare.Reports, error) {
+	var r compare.Reports
+	var errs [5]error
+	r.Main, errs[0] = loadReport[compare.Report](dir, "results.json")
+	r.Large, errs[1] = loadReport[compare.LargeReport](dir, "large.json")
+	r.Soak, errs[2] = loadReport[compare.SoakReport](dir, "soak.json")
+	r.Defrag, errs[3] = loadReport[compare.DefragReport](dir, "defrag.json")
+	r.EtcdTool, errs[4] = loadReport[compare.EtcdToolReport](dir, "etcdtool.json")
+	return r, errors.Join(errs[:]...)
+}
+
+// loadReport reads one saved report; nil when it was not saved yet.
+func loadReport[T any](dir, name string) (*T, error) {
+	var v T
+	ok, err := compare.LoadJSON(filepath.Join(dir, name), &v)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &v, nil
+}
+
 // render rewrites the doc and the chart from the saved JSON.
 func render(c *common, stderr io.Writer) int {
-	var main *compare.Report
-	var large *compare.LargeReport
-	var m compare.Report
-	var l compare.LargeReport
-	if ok, err := compare.LoadJSON(filepath.Join(c.results, "results.json"), &m); err != nil {
+	r, err := loadReports(c.results)
+	if err != nil {
 		fmt.Fprintln(stderr, "cairnbench:", err)
 		return 1
-	} else if ok {
-		main = &m
 	}
-	if ok, err := compare.LoadJSON(filepath.Join(c.results, "large.json"), &l); err != nil {
-		fmt.Fprintln(stderr, "cairnbench:", err)
-		return 1
-	} else if ok {
-		large = &l
-	}
-	var soak *compare.SoakReport
-	var k compare.SoakReport
-	if ok, err := compare.LoadJSON(filepath.Join(c.results, "soak.json"), &k); err != nil {
-		fmt.Fprintln(stderr, "cairnbench:", err)
-		return 1
-	} else if ok {
-		soak = &k
-	}
-	var defrag *compare.DefragReport
-	var d compare.DefragReport
-	if ok, err := compare.LoadJSON(filepath.Join(c.results, "defrag.json"), &d); err != nil {
-		fmt.Fprintln(stderr, "cairnbench:", err)
-		return 1
-	} else if ok {
-		defrag = &d
-	}
+	main, soak := r.Main, r.Soak
 	chartRel, soakChartRel := "bench/chart.svg", "bench/soak.svg"
 	if main != nil {
 		title := fmt.Sprintf("cairn vs etcd, %s", main.Date)
@@ -338,7 +362,7 @@ func render(c *common, stderr io.Writer) int {
 			soakChartRel = rel
 		}
 	}
-	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(main, large, soak, defrag, chartRel, soakChartRel)), 0o644); err != nil {
+	if err := os.WriteFile(c.doc, []byte(compare.RenderDoc(r, chartRel, soakChartRel)), 0o644); err != nil {
 		fmt.Fprintln(stderr, "cairnbench:", err)
 		return 1
 	}
