@@ -5,7 +5,8 @@ Reads `go tool pprof -traces BINARY PROFILE` on stdin. Each sample is
 attributed to the innermost frame of a known component (a runtime.memmove
 called by Pebble counts as Pebble); samples under the GC's workers and
 assists count as GC; protobuf code counts as the component that called it
-("gRPC codec" when gRPC did). Arguments are substrings of function names
+("gRPC codec" when gRPC did). The reference etcd's packages have groups of
+their own ("etcd ...", bbolt), so its profiles break down the same way. Arguments are substrings of function names
 whose cumulative share is printed too.
 """
 import re, sys
@@ -28,6 +29,15 @@ GROUPS = [
     ("gRPC", "google.golang.org/grpc"),
     ("gRPC", "golang.org/x/net/http2"),
     ("gRPC", "golang.org/x/net/trace"),
+    # The reference etcd, for profiles taken with SYSTEM=etcd.
+    ("bbolt", "go.etcd.io/bbolt"),
+    ("etcd wal", "go.etcd.io/etcd/server/v3/storage/wal"),
+    ("etcd mvcc", "go.etcd.io/etcd/server/v3/storage/mvcc"),
+    ("etcd mvcc", "github.com/google/btree"),
+    ("transport", "go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"),
+    ("etcd server", "go.etcd.io/etcd/server"),
+    ("etcd server", "go.etcd.io/etcd/pkg"),
+    ("logging", "go.uber.org/zap"),
 ]
 GC_ROOTS = ("runtime.gcBgMarkWorker", "runtime.bgsweep", "runtime.bgscavenge", "runtime.gcAssistAlloc", "runtime.markroot", "runtime.gcDrain")
 

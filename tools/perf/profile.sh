@@ -8,9 +8,14 @@
 # at once, 4 s into each load. Writes OUTDIR/{put,txn,range}-{leader,follower}.pprof,
 # the load's JSON result OUTDIR/{put,txn,range}.json, the members' data and
 # logs under OUTDIR/data, and stops the members.
+#
+# SYSTEM=etcd profiles the reference etcd instead (CAIRN is then the etcd
+# binary, e.g. .ref/bin/etcd): the same flags, the same loads; etcd serves
+# /debug/pprof on its client URL rather than its metrics URL.
 set -euo pipefail
 CAIRN=$1
 OUT=$2
+SYSTEM=${SYSTEM:-cairn}
 CTL=${CAIRNCTL:-bin/cairnctl}
 # RATE, if set, fixes the offered load (operations per second over all
 # clients): two builds then batch alike, and their CPU per operation can
@@ -22,7 +27,11 @@ rm -rf "$OUT/data" "$OUT/cpu.txt"
 mkdir -p "$OUT/data"
 initial="m1=http://127.0.0.1:41380,m2=http://127.0.0.1:42380,m3=http://127.0.0.1:43380"
 pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# stop waits for the members to exit, so the next run finds the ports free.
+stop() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
 trap stop EXIT
 for i in 1 2 3; do
 	"$CAIRN" --name "m$i" --data-dir "$OUT/data/m$i.data" \
@@ -47,6 +56,8 @@ done
 [ -n "$leader" ] || { echo "profile.sh: no leader after 20 s" >&2; exit 1; }
 follower=$((leader % 3 + 1))
 echo "leader m$leader, follower m$follower"
+pprofPort=381 # the port that serves /debug/pprof, after 4N
+if [ "$SYSTEM" = etcd ]; then pprofPort=379; fi
 endpoints=127.0.0.1:41379,127.0.0.1:42379,127.0.0.1:43379
 # membersCPUTicks prints the CPU time (user + system, in clock ticks) the
 # three members used so far, from /proc/PID/stat.
@@ -67,9 +78,9 @@ run() { # name, then cairnctl bench arguments
 	"$CTL" bench -endpoints "$endpoints" -clients 100 -conns 10 -duration "${LOAD_SECONDS}s" -rate "$RATE" -quiet -json "$@" >"$OUT/$name.json" &
 	local load=$!
 	sleep 4
-	curl -sf -o "$OUT/$name-leader.pprof" "http://127.0.0.1:4${leader}381/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+	curl -sf -o "$OUT/$name-leader.pprof" "http://127.0.0.1:4${leader}${pprofPort}/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
 	local p1=$!
-	curl -sf -o "$OUT/$name-follower.pprof" "http://127.0.0.1:4${follower}381/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
+	curl -sf -o "$OUT/$name-follower.pprof" "http://127.0.0.1:4${follower}${pprofPort}/debug/pprof/profile?seconds=$PROFILE_SECONDS" &
 	local p2=$!
 	wait "$p1" "$p2" "$load"
 	# The members' CPU per operation (the load's setup, such as a range's
