@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ type testMember struct {
 	addr   string
 }
 
-func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
+func startMember(t *testing.T, hubCfg watch.Config, limits Limits, watchOpts ...func(*Watch)) *testMember {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := node.Open(node.Config{
@@ -58,7 +59,11 @@ func startMember(t *testing.T, hubCfg watch.Config, limits Limits) *testMember {
 	}
 	srv := grpc.NewServer(grpc.ForceServerCodecV2(NewCodec(nil)))
 	srv.RegisterService(KVServiceDesc(), NewKV(d))
-	pb.RegisterWatchServer(srv, NewWatch(hub, id, func() uint64 { return n.Status().Term }, limits))
+	w := NewWatch(hub, id, func() uint64 { return n.Status().Term }, limits)
+	for _, opt := range watchOpts {
+		opt(w)
+	}
+	pb.RegisterWatchServer(srv, w)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -301,5 +306,129 @@ func TestWatchStalledConsumer(t *testing.T) {
 	}
 	if receivedBytes < 5_000_000 {
 		t.Fatalf("received %d bytes of values, want ≥ 5 MB", receivedBytes)
+	}
+}
+
+// openWatchers opens n watchers of key on one raw stream and reads their
+// created responses.
+func openWatchers(t *testing.T, m *testMember, key string, n int) pb.Watch_WatchClient {
+	t.Helper()
+	stream, err := pb.NewWatchClient(m.conn).Watch(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		create := &pb.WatchCreateRequest{Key: []byte(key)}
+		if err := stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: create}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if resp, err := stream.Recv(); err != nil || !resp.Created {
+			t.Fatalf("created: %v %v", resp, err)
+		}
+	}
+	return stream
+}
+
+// putAndWaitForHub puts key=value and waits until the hub was notified of
+// the put, so its events are queued before the caller goes on.
+func (m *testMember) putAndWaitForHub(t *testing.T, key, value string) int64 {
+	t.Helper()
+	rev := m.put(t, key, value)
+	for m.hub.Rev() < rev {
+		select {
+		case <-ctx(t).Done():
+			t.Fatalf("the hub never saw revision %d", rev)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return rev
+}
+
+// TestWatchFanOutStreamPausesAndMerges: after a take of at least
+// fanOutResponsesMin responses a stream pauses, and the events that come
+// meanwhile reach each watcher in one response. The pause is the test's
+// to end, so nothing depends on timing.
+func TestWatchFanOutStreamPausesAndMerges(t *testing.T) {
+	const watchers = fanOutResponsesMin + 8
+	var holding atomic.Bool
+	paused, release := make(chan struct{}, 1), make(chan struct{})
+	m := startMember(t, watch.Config{}, Limits{}, func(w *Watch) {
+		w.pauseFanOut = func(ctx context.Context) error {
+			if !holding.Load() {
+				return nil // the created responses, if they were taken together
+			}
+			paused <- struct{}{}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+	stream := openWatchers(t, m, "k", watchers)
+	holding.Store(true)
+	first := m.put(t, "k", "v1")
+	for range watchers {
+		resp, err := stream.Recv()
+		if err != nil || len(resp.Events) != 1 || resp.Events[0].Kv.ModRevision != first {
+			t.Fatalf("response to the first put: %v %v", resp, err)
+		}
+	}
+	select {
+	case <-paused:
+	case <-ctx(t).Done():
+		t.Fatal("the stream did not pause after a take of every watcher's response")
+	}
+	var revs []int64
+	for _, v := range []string{"v2", "v3", "v4"} {
+		revs = append(revs, m.putAndWaitForHub(t, "k", v))
+	}
+	holding.Store(false)
+	close(release)
+	seen := map[int64]bool{}
+	for range watchers {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[resp.WatchId] || len(resp.Events) != len(revs) {
+			t.Fatalf("watcher %d: a second response, or %d events where the pause should have merged %d", resp.WatchId, len(resp.Events), len(revs))
+		}
+		seen[resp.WatchId] = true
+		for i, ev := range resp.Events {
+			if ev.Kv.ModRevision != revs[i] {
+				t.Fatalf("watcher %d: event %d at revision %d, want %d", resp.WatchId, i, ev.Kv.ModRevision, revs[i])
+			}
+		}
+	}
+}
+
+// TestWatchStreamOfFewWatchersNeverPauses: a stream of fewer watchers than
+// fanOutResponsesMin never takes that many responses at once, so it never
+// pauses.
+func TestWatchStreamOfFewWatchersNeverPauses(t *testing.T) {
+	const watchers = fanOutResponsesMin - 1
+	m := startMember(t, watch.Config{}, Limits{}, func(w *Watch) {
+		w.pauseFanOut = func(context.Context) error {
+			t.Error("a stream of fewer watchers than fanOutResponsesMin paused")
+			return nil
+		}
+	})
+	stream := openWatchers(t, m, "k", watchers)
+	for _, v := range []string{"v1", "v2", "v3"} {
+		rev := m.put(t, "k", v)
+		for range watchers {
+			resp, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every response of the last put was read before this one.
+			if len(resp.Events) != 1 || resp.Events[0].Kv.ModRevision != rev {
+				t.Fatalf("response to the put at %d: %v", rev, resp.Events)
+			}
+		}
 	}
 }
