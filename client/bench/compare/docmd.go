@@ -71,31 +71,38 @@ func RenderDoc(r Reports, chartPath, soakChartPath string) string {
 	return b.String()
 }
 
-// renderEtcdTool writes the section of etcd's own benchmark tool; before
-// the first run, a placeholder says how to make it.
+// renderEtcdTool writes the section of etcd's own benchmark tool.
 func renderEtcdTool(b *strings.Builder, rep *EtcdToolReport) {
-	b.WriteString("\n## etcd's own benchmark tool: `make bench-etcdtool`\n\n")
-	b.WriteString(docEtcdToolHead)
-	if rep == nil {
-		b.WriteString("Not run yet on this checkout.\n")
+	if !sectionHead(b, "etcd's own benchmark tool: `make bench-etcdtool`", docEtcdToolHead,
+		"Not run yet on this checkout.\n", rep != nil) {
 		return
 	}
 	fmt.Fprintf(b, "%s. %s\n\nCommand: `%s`\n\n", rep.Date, machineLine(rep.Machine), rep.Command)
 	b.WriteString(EtcdToolTable(rep.Workloads))
 }
 
-// renderDefrag writes the defragment-under-load section; before the first
-// run, a placeholder says how to make it.
+// renderDefrag writes the defragment-under-load section.
 func renderDefrag(b *strings.Builder, defrag *DefragReport) {
-	b.WriteString("\n## Defragment under load: `make bench-defrag`\n\n")
-	b.WriteString(docDefragHead)
-	if defrag == nil {
-		b.WriteString("**Figures: not run yet on this checkout.** The reference run is the\n1,000,000-key one on a quiet machine: `make bench-defrag` writes its table here.\n")
+	if !sectionHead(b, "Defragment under load: `make bench-defrag`", docDefragHead,
+		"**Figures: not run yet on this checkout.** The reference run is the\n1,000,000-key one on a quiet machine: `make bench-defrag` writes its table here.\n",
+		defrag != nil) {
 		return
 	}
 	fmt.Fprintf(b, "%s. %s\n\nCommand: `%s` — %d keys, %d readers and %d writers, %s of load before the defragment.\n\n",
 		defrag.Date, machineLine(defrag.Machine), defrag.Command, defrag.Keys, defrag.Readers, defrag.Writers, defrag.Baseline)
 	b.WriteString(DefragTable(defrag.Runs))
+}
+
+// sectionHead writes a scenario's heading and the text before its figures;
+// before the scenario's first run it writes placeholder instead of them and
+// returns false.
+func sectionHead(b *strings.Builder, heading, head, placeholder string, ran bool) bool {
+	fmt.Fprintf(b, "\n## %s\n\n", heading)
+	b.WriteString(head)
+	if !ran {
+		b.WriteString(placeholder)
+	}
+	return ran
 }
 
 func machineLine(m Machine) string {
