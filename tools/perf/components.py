@@ -6,8 +6,9 @@ attributed to the innermost frame of a known component (a runtime.memmove
 called by Pebble counts as Pebble); samples under the GC's workers and
 assists count as GC; protobuf code counts as the component that called it
 ("gRPC codec" when gRPC did). The reference etcd's packages have groups of
-their own ("etcd ...", bbolt), so its profiles break down the same way. Arguments are substrings of function names
-whose cumulative share is printed too.
+their own ("etcd ...", bbolt), so its profiles break down the same way.
+Arguments are substrings of function names whose cumulative share is
+printed too.
 """
 import re, sys
 from collections import defaultdict
