@@ -28,6 +28,12 @@ func TestPutOverExistingKeyCopiesNoValue(t *testing.T) {
 				allocated := putAllocatedBytes(t, valueBytes, flushed, prevKV)
 				t.Logf("allocated %d bytes", allocated)
 				switch {
+				case !prevKV && raceEnabled:
+					// Pebble built with the race detector wraps some of its
+					// iterators, at random, in one that copies every key and
+					// value it steps on, to catch misuse: a bound on what a
+					// put allocates means nothing then. Without the race
+					// detector (make test-unit) the bound is checked.
 				case !prevKV && allocated >= valueBytes/8:
 					t.Fatalf("a put of %d bytes over an existing key allocated %d bytes; want well under one value", valueBytes, allocated)
 				case prevKV && allocated < valueBytes:
