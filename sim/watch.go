@@ -52,6 +52,10 @@ type watcher struct {
 	created bool
 	// readScheduled is set while a read of the stream is scheduled.
 	readScheduled bool
+	// pausedUntilMicros is when the hub's pause after the last read ends
+	// (watch.Stream.Pause): the next read waits for it, as the server's
+	// sender does.
+	pausedUntilMicros int64
 	// home, when set, is the member a detached watcher waits for: a
 	// client configured with one endpoint.
 	home *member
@@ -130,11 +134,15 @@ func (w *world) watchHubConfig() watch.Config {
 		cfg.CatchUpWatchersMax = 1 + rng.IntN(2)
 		cfg.RecentBytesMax = 500 + rng.IntN(5000)
 		cfg.ResponseBytesMax = 100 + rng.IntN(1000)
+		// A simulated stream has one watcher: pause after small takes.
+		cfg.FanOutResponsesMin = 1 + rng.IntN(3)
+		cfg.FanOutPause = time.Duration(1+rng.IntN(50)) * time.Millisecond
 	}
 	cfg.EnsureDefaults()
 	w.hubConfig = &cfg
-	w.trace.printf("watch hubs: buffer %d events %d bytes, catch-up %d events %d watchers, recent %d bytes, response %d bytes, progress every %v",
-		cfg.BufferEventsMax, cfg.BufferBytesMax, cfg.CatchUpEventsMax, cfg.CatchUpWatchersMax, cfg.RecentBytesMax, cfg.ResponseBytesMax, cfg.ProgressNotifyInterval)
+	w.trace.printf("watch hubs: buffer %d events %d bytes, catch-up %d events %d watchers, recent %d bytes, response %d bytes, progress every %v, pause %v after %d responses",
+		cfg.BufferEventsMax, cfg.BufferBytesMax, cfg.CatchUpEventsMax, cfg.CatchUpWatchersMax, cfg.RecentBytesMax, cfg.ResponseBytesMax, cfg.ProgressNotifyInterval,
+		cfg.FanOutPause, cfg.FanOutResponsesMin)
 	return cfg
 }
 
@@ -362,7 +370,7 @@ func (wt *watcher) scheduleRead(s *watch.Stream) {
 		return
 	}
 	wt.readScheduled = true
-	wt.w.sched.after(wt.readMicros, func() {
+	wt.w.sched.after(max(wt.readMicros, wt.pausedUntilMicros-wt.w.sched.nowMicros), func() {
 		wt.readScheduled = false
 		if s != wt.stream || !wt.attached() {
 			return
@@ -381,6 +389,7 @@ func (wt *watcher) read() {
 	for _, r := range wt.stream.Take() {
 		wt.handle(r)
 	}
+	wt.pausedUntilMicros = wt.w.sched.nowMicros + wt.stream.Pause().Microseconds()
 	wt.m.pumpWatchHub()
 }
 

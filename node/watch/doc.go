@@ -34,7 +34,9 @@
 // stream has not yet taken a watcher's last response, the next ones of
 // that watcher join it (up to 32 KiB of events, never past a created,
 // canceled or progress response): a stream that falls behind sends fewer,
-// larger responses rather than one per Notify call.
+// larger responses rather than one per Notify call. A stream that took
+// many responses at once is asked to pause before it takes again
+// (Stream.Pause), so that its watchers' next events merge the same way.
 //
 // A watcher is unsynced when its start revision is in the past, or when it
 // fell behind: its stream has not taken BufferEventsMax of its events, or

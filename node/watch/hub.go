@@ -66,6 +66,14 @@ type Config struct {
 	// progress notifications for watchers with progress_notify. Default
 	// 10 min, as etcd.
 	ProgressNotifyInterval time.Duration
+	// FanOutResponsesMin and FanOutPause pace a stream that fans out to
+	// many watchers: after a Take of at least FanOutResponsesMin
+	// responses, the stream's sender waits FanOutPause before it takes
+	// again (Stream.Pause), and the watchers' events of that time join
+	// the responses still queued (Stream.push) instead of going out as a
+	// message each. Defaults 32 and 20 ms; see Stream.Pause.
+	FanOutResponsesMin int
+	FanOutPause        time.Duration
 	// Knobs plant bugs (the simulator's planted-bug tests).
 	Knobs Knobs
 }
@@ -107,6 +115,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ProgressNotifyInterval == 0 {
 		c.ProgressNotifyInterval = 10 * time.Minute
+	}
+	if c.FanOutResponsesMin == 0 {
+		c.FanOutResponsesMin = 32
+	}
+	if c.FanOutPause == 0 {
+		c.FanOutPause = 20 * time.Millisecond
 	}
 }
 

@@ -881,3 +881,42 @@ func TestQueuedEventsMerge(t *testing.T) {
 		t.Fatalf("around a cancel:\ngot  %s\nwant %s", got, want)
 	}
 }
+
+// TestPauseAfterFanOutTake: a take of at least FanOutResponsesMin
+// responses asks the sender to pause FanOutPause, a smaller one does not,
+// and the events of the pause reach each watcher merged in one response.
+func TestPauseAfterFanOutTake(t *testing.T) {
+	cfg := Config{FanOutResponsesMin: 4, FanOutPause: 7 * time.Millisecond}
+	e := newEnv(t, cfg)
+	c := newClient(t, e.hub)
+	for range cfg.FanOutResponsesMin {
+		c.create(&pb.WatchCreateRequest{Key: []byte("k")})
+		if d := c.s.Pause(); d != 0 {
+			t.Fatalf("pause %v after taking one created response", d)
+		}
+	}
+	e.put("k", "1")
+	if rs := c.take(); len(rs) != cfg.FanOutResponsesMin || c.s.Pause() != cfg.FanOutPause {
+		t.Fatalf("took %d responses and pause %v, want %d and %v", len(rs), c.s.Pause(), cfg.FanOutResponsesMin, cfg.FanOutPause)
+	}
+	e.put("k", "2")
+	e.put("k", "3")
+	rs := c.take()
+	if len(rs) != cfg.FanOutResponsesMin || c.s.Pause() != cfg.FanOutPause {
+		t.Fatalf("took %d responses and pause %v after the pause's puts", len(rs), c.s.Pause())
+	}
+	for _, r := range rs {
+		if len(r.Events) != 2 {
+			t.Fatalf("watch %d: %d events, want the pause's two merged", r.WatchId, len(r.Events))
+		}
+	}
+	c.s.Cancel(rs[0].WatchId)
+	e.put("k", "4")
+	if rs := c.take(); len(rs) != cfg.FanOutResponsesMin || c.s.Pause() != cfg.FanOutPause {
+		t.Fatalf("a cancel and three watchers' events: took %d, pause %v", len(rs), c.s.Pause())
+	}
+	e.put("k", "5")
+	if rs := c.take(); len(rs) != cfg.FanOutResponsesMin-1 || c.s.Pause() != 0 {
+		t.Fatalf("three watchers' events: took %d, pause %v, want no pause", len(rs), c.s.Pause())
+	}
+}

@@ -27,38 +27,16 @@ type Watch struct {
 	// presented the credentials may watch [key, rangeEnd)
 	// (node.Node.CheckWatch); a refusal is answered as etcd does.
 	Permitted func(c node.Credentials, key, rangeEnd []byte) error
-	// pauseFanOut waits between two takes of a stream that fans out
-	// (fanOutResponsesMin); tests replace it.
-	pauseFanOut func(ctx context.Context) error
+	// pause waits, between two takes, as long as the hub says
+	// (watch.Stream.Pause); tests replace it.
+	pause func(ctx context.Context, d time.Duration) error
 }
 
-// A stream that fans out to many watchers is paced. Every Notify queues
-// one response per watcher, so a stream of hundreds of watchers of a busy
-// key would send hundreds of small messages each time, and its client pays
-// gRPC's cost per message for every one: clientv3 spent about twice the
-// CPU on such a stream from cairn as from etcd, whose watchers fall behind
-// and catch up in batches every 100 ms. After a take of at least
-// fanOutResponsesMin responses, the stream waits fanOutPause before it
-// takes again. The hub merges the watchers' next events into the responses
-// still queued, as it does for any stream that sends slower than events
-// come (node/watch, Stream.push); what a client receives is decided there,
-// this only sets the pace, like a slower socket. An event waits at most
-// fanOutPause more, and only on such a stream: one with fewer watchers
-// than fanOutResponsesMin that received events takes at once.
-//
-// Measured (1,000 watchers of one key on 10 streams, 300 puts/s, one
-// member; docs/performance.md, session O): 62 % fewer messages, the
-// client's CPU 12.8 → 9.2 s, put-to-event p50 100-122 → 19 ms and p99
-// 396-512 → 111-146 ms (etcd: 83-90 and 186-206 ms). With 10 watchers per
-// stream a pause only added latency, hence the threshold.
-const (
-	fanOutResponsesMin = 32
-	fanOutPause        = 20 * time.Millisecond
-)
-
-// sleepFanOut is pauseFanOut outside tests.
-func sleepFanOut(ctx context.Context) error {
-	t := time.NewTimer(fanOutPause)
+// sleep is Watch.pause outside tests: a timer, like a slower socket; what
+// a client receives is still decided by the hub, which merges the events
+// of the pause into the responses still queued.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -74,7 +52,7 @@ func NewWatch(hub *watch.Hub, id Identity, term func() uint64, limits Limits) *W
 	if limits.MaxRequestBytes == 0 {
 		limits.MaxRequestBytes = DefaultLimits.MaxRequestBytes
 	}
-	return &Watch{hub: hub, id: id, term: term, maxRequestBytes: limits.MaxRequestBytes, pauseFanOut: sleepFanOut}
+	return &Watch{hub: hub, id: id, term: term, maxRequestBytes: limits.MaxRequestBytes, pause: sleep}
 }
 
 // Watch implements etcdserverpb.WatchServer: one goroutine reads requests
@@ -90,14 +68,13 @@ func (s *Watch) Watch(stream pb.Watch_WatchServer) error {
 	for {
 		select {
 		case <-ws.Ready():
-			taken := ws.Take()
-			for _, r := range taken {
+			for _, r := range ws.Take() {
 				if err := s.send(stream, r); err != nil {
 					return err
 				}
 			}
-			if len(taken) >= fanOutResponsesMin {
-				if err := s.pauseFanOut(stream.Context()); err != nil {
+			if pause := ws.Pause(); pause > 0 {
+				if err := s.pause(stream.Context(), pause); err != nil {
 					return rpctypes.ErrGRPCWatchCanceled
 				}
 			}

@@ -346,16 +346,23 @@ func (m *testMember) putAndWaitForHub(t *testing.T, key, value string) int64 {
 	return rev
 }
 
+// testFanOutResponsesMin is the hub's pacing threshold in these tests.
+const testFanOutResponsesMin = 8
+
 // TestWatchFanOutStreamPausesAndMerges: after a take of at least
-// fanOutResponsesMin responses a stream pauses, and the events that come
-// meanwhile reach each watcher in one response. The pause is the test's
-// to end, so nothing depends on timing.
+// FanOutResponsesMin responses the stream's sender pauses as long as the
+// hub says, and the events that come meanwhile reach each watcher in one
+// response. The pause is the test's to end, so nothing depends on timing.
 func TestWatchFanOutStreamPausesAndMerges(t *testing.T) {
-	const watchers = fanOutResponsesMin + 8
+	const watchers = testFanOutResponsesMin + 2
 	var holding atomic.Bool
 	paused, release := make(chan struct{}, 1), make(chan struct{})
-	m := startMember(t, watch.Config{}, Limits{}, func(w *Watch) {
-		w.pauseFanOut = func(ctx context.Context) error {
+	cfg := watch.Config{FanOutResponsesMin: testFanOutResponsesMin, FanOutPause: time.Hour}
+	m := startMember(t, cfg, Limits{}, func(w *Watch) {
+		w.pause = func(ctx context.Context, d time.Duration) error {
+			if d != cfg.FanOutPause {
+				t.Errorf("paused %v, want the hub's %v", d, cfg.FanOutPause)
+			}
 			if !holding.Load() {
 				return nil // the created responses, if they were taken together
 			}
@@ -407,13 +414,14 @@ func TestWatchFanOutStreamPausesAndMerges(t *testing.T) {
 }
 
 // TestWatchStreamOfFewWatchersNeverPauses: a stream of fewer watchers than
-// fanOutResponsesMin never takes that many responses at once, so it never
+// FanOutResponsesMin never takes that many responses at once, so it never
 // pauses.
 func TestWatchStreamOfFewWatchersNeverPauses(t *testing.T) {
-	const watchers = fanOutResponsesMin - 1
-	m := startMember(t, watch.Config{}, Limits{}, func(w *Watch) {
-		w.pauseFanOut = func(context.Context) error {
-			t.Error("a stream of fewer watchers than fanOutResponsesMin paused")
+	const watchers = testFanOutResponsesMin - 1
+	cfg := watch.Config{FanOutResponsesMin: testFanOutResponsesMin}
+	m := startMember(t, cfg, Limits{}, func(w *Watch) {
+		w.pause = func(context.Context, time.Duration) error {
+			t.Error("a stream of fewer watchers than FanOutResponsesMin paused")
 			return nil
 		}
 	})

@@ -185,12 +185,21 @@ func (h *Hub) NewStream() *Stream {
 func (s *Stream) Ready() <-chan struct{} { return s.ready }
 
 // Take returns every queued response, oldest first, and empties the queue.
-// Call it again only once every response it returned was sent: taking is
-// the acknowledgement the core's slow-watcher policy counts on.
+// Call it again only once every response it returned was sent, and Pause
+// has passed: taking is the acknowledgement the core's slow-watcher policy
+// counts on.
 func (s *Stream) Take() []Response {
 	var rs []Response
 	s.hub.locked(func(*core.Hub) { rs = s.core.Take() })
 	return rs
+}
+
+// Pause is how long to wait, once what the last Take returned is sent,
+// before taking again (the core's Stream.Pause).
+func (s *Stream) Pause() time.Duration {
+	var d time.Duration
+	s.hub.locked(func(*core.Hub) { d = s.core.Pause() })
+	return d
 }
 
 // Create handles a WatchCreateRequest as etcd does and queues its answer.
