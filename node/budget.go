@@ -33,6 +33,11 @@ type MemoryBudget struct {
 	// metadata (Config.LatestVersionCacheBytes), in a mapping of its own
 	// outside the Go heap.
 	LatestVersionCacheBytes int64
+	// ReadCacheBytes is the cache of newest versions that single-key
+	// ranges read (Config.ReadCacheBytes), in a mapping of its own outside
+	// the Go heap. It is a share of what the block cache would otherwise
+	// take: both hold data a read would otherwise read from the disk.
+	ReadCacheBytes int64
 	// WatchWindowBytes is the watch hub's window of recent events, in the
 	// Go heap.
 	WatchWindowBytes int64
@@ -61,8 +66,8 @@ const memTablesQueued = 3
 func memTablesBytes(stateBytes int64) int64 { return memTablesQueued * stateBytes }
 
 // SplitMemoryBudget divides totalBytes (at least 128 MiB) among the
-// bounded structures: 3/10 Pebble's block cache, 3/20 its memtables
-// (three of 1/20 for the applied state),
+// bounded structures: 3/10 Pebble's block cache and the read cache (1/40
+// of it), 3/20 its memtables (three of 1/20 for the applied state),
 // 1/40 the cache of newest versions, 1/10 the watch window, 1/40 the raft
 // entry cache, a fixed 24 MiB for the process, and the rest the Go
 // runtime's limit (which the watch window and the raft entry cache live
@@ -73,14 +78,15 @@ func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 	}
 	b := MemoryBudget{
 		TotalBytes:              totalBytes,
-		BlockCacheBytes:         totalBytes / 10 * 3,
+		BlockCacheBytes:         totalBytes/10*3 - totalBytes/40,
 		MemTableBytes:           totalBytes / 20,
 		WatchWindowBytes:        totalBytes / 10,
 		RaftEntryCacheBytes:     totalBytes / 40,
 		LatestVersionCacheBytes: totalBytes / 40,
+		ReadCacheBytes:          totalBytes / 40,
 		ProcessBytes:            24 << 20,
 	}
-	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.LatestVersionCacheBytes - b.ProcessBytes
+	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.LatestVersionCacheBytes - b.ReadCacheBytes - b.ProcessBytes
 	return b, nil
 }
 
@@ -99,6 +105,7 @@ func (n *Node) MemoryUses() []MemoryUse {
 	return []MemoryUse{
 		n.raftEntryCacheUse(),
 		n.latestVersionCacheUse(),
+		n.readCacheUse(),
 		{Name: "pebble block cache", Bytes: m.BlockCache.Size, Bound: n.cfg.CacheBytes},
 		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size), Bound: memTablesBound(n.cfg)},
 	}
@@ -106,6 +113,10 @@ func (n *Node) MemoryUses() []MemoryUse {
 
 func (n *Node) latestVersionCacheUse() MemoryUse {
 	return MemoryUse{Name: "newest version cache", Bytes: n.store.LatestCacheBytes(), Bound: max(n.cfg.LatestVersionCacheBytes, 0)}
+}
+
+func (n *Node) readCacheUse() MemoryUse {
+	return MemoryUse{Name: "read cache", Bytes: n.store.ReadCacheBytes(), Bound: max(n.cfg.ReadCacheBytes, 0)}
 }
 
 func (n *Node) raftEntryCacheUse() MemoryUse {
@@ -117,7 +128,7 @@ func (n *Node) raftEntryCacheUse() MemoryUse {
 // simulator calls it after every step; Pebble's structures, bounded by
 // Pebble, are in MemoryUses.
 func (n *Node) CheckMemoryBudgets() error {
-	for _, u := range []MemoryUse{n.raftEntryCacheUse(), n.latestVersionCacheUse()} {
+	for _, u := range []MemoryUse{n.raftEntryCacheUse(), n.latestVersionCacheUse(), n.readCacheUse()} {
 		if u.Bytes > u.Bound {
 			return fmt.Errorf("node: %s holds %d bytes, over its budget of %d", u.Name, u.Bytes, u.Bound)
 		}

@@ -193,6 +193,12 @@ type Config struct {
 	// per key, outside the Go heap). One of the memory budgets. Default 8 MiB; negative turns
 	// the cache off.
 	LatestVersionCacheBytes int64
+	// ReadCacheBytes bounds the cache of newest versions, values included,
+	// that answers single-key ranges without Pebble (mvcc.Options.ReadCacheBytes;
+	// the key, the stored value and 16 bytes per key, outside the Go heap).
+	// One of the memory budgets. Default 8 MiB; negative turns the cache
+	// off.
+	ReadCacheBytes int64
 	// LogSegmentBytes is the size past which the raft log starts a new
 	// segment file (raftlog.SegmentBytesDefault, 64 MiB, if 0). Segments
 	// are deleted whole once the log is truncated past them.
@@ -275,6 +281,10 @@ type TestingKnobs struct {
 	// version made exactly at the compacted revision when the key has a
 	// newer one (issue 11): a read at the compacted revision misses it.
 	CompactDropsNewestVersion bool
+	// ReadCacheKeepsDeleted makes a delete leave the version it deleted
+	// in the read cache (mvcc.Options.ReadCacheKeepsDeleted): gets then
+	// find keys that no longer exist.
+	ReadCacheKeepsDeleted bool
 	// FollowerSendsAhead lets a follower send its messages, acknowledgements
 	// of appended entries included, before it persists those entries, as
 	// only a leader may (Node.sendsAhead): a crash can then lose an entry
@@ -367,6 +377,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.LatestVersionCacheBytes == 0 {
 		c.LatestVersionCacheBytes = 8 << 20
+	}
+	if c.ReadCacheBytes == 0 {
+		c.ReadCacheBytes = 8 << 20
 	}
 	if c.SeparatedValueBytesMin == 0 {
 		c.SeparatedValueBytesMin = separatedValueBytesMinDefault

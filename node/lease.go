@@ -70,8 +70,10 @@ func (n *Node) openStore() (*mvcc.Store, error) {
 		return nil, err
 	}
 	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion,
-		LatestCacheBytes:  max(n.cfg.LatestVersionCacheBytes, 0),
-		BackgroundFailure: n.cfg.backgroundFailure})
+		LatestCacheBytes:      max(n.cfg.LatestVersionCacheBytes, 0),
+		ReadCacheBytes:        max(n.cfg.ReadCacheBytes, 0),
+		ReadCacheKeepsDeleted: n.cfg.Knobs.ReadCacheKeepsDeleted,
+		BackgroundFailure:     n.cfg.backgroundFailure})
 }
 
 func (n *Node) recoverLeases() (err error) {

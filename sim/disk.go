@@ -49,6 +49,9 @@ type diskWorld struct {
 	// a few entries; zero leaves the node's defaults.
 	separatedValueBytesMin  int
 	latestVersionCacheBytes int64
+	// readCacheBytes, when set, bounds the read cache to a few dozen
+	// entries on the same seeds; zero leaves the node's default.
+	readCacheBytes int64
 }
 
 // Half the seeds run with raft log segments of smallLogSegmentMinBytes to
@@ -73,6 +76,10 @@ const (
 	smallSeparatedValueBytes = 8
 	smallLatestCacheMinBytes = 512
 	smallLatestCacheMaxBytes = 4 << 10
+	// The read cache on those seeds: between smallReadCacheMinBytes and
+	// smallReadCacheMaxBytes, some dozens of the simulator's keys.
+	smallReadCacheMinBytes = 4 << 10
+	smallReadCacheMaxBytes = 8 << 10
 	// valueSeparationStream seeds these choices' own stream.
 	valueSeparationStream = 0x5e7
 )
@@ -91,6 +98,7 @@ func newDiskWorld(o *Options, rng *rand.Rand) diskWorld {
 	if values := rand.New(rand.NewPCG(uint64(o.Seed), valueSeparationStream)); values.IntN(2) == 0 {
 		d.separatedValueBytesMin = smallSeparatedValueBytes
 		d.latestVersionCacheBytes = smallLatestCacheMinBytes + values.Int64N(smallLatestCacheMaxBytes-smallLatestCacheMinBytes+1)
+		d.readCacheBytes = smallReadCacheMinBytes + values.Int64N(smallReadCacheMaxBytes-smallReadCacheMinBytes+1)
 	}
 	return d
 }

@@ -102,6 +102,7 @@ func (m *member) open() error {
 		LogSegmentBytes:         m.w.disk.logSegmentBytes,
 		SeparatedValueBytesMin:  m.w.disk.separatedValueBytesMin,
 		LatestVersionCacheBytes: m.w.disk.latestVersionCacheBytes,
+		ReadCacheBytes:          m.w.disk.readCacheBytes,
 		Rand:                    rand.New(rand.NewPCG(m.w.rng.Uint64(), m.w.rng.Uint64())),
 		Logger:                  &raftTrace{m: m},
 		PebbleOptions:           m.pebbleOptions,

@@ -60,8 +60,8 @@ type nemesis struct {
 }
 
 func (n *nemesis) start() {
-	n.w.trace.printf("disk: memtables of %d KiB, raft log segments of %d KiB, values in blob files from %d bytes, newest version cache of %d bytes",
-		n.w.disk.memTableBytes>>10, n.w.disk.logSegmentBytes>>10, n.w.disk.separatedValueBytesMin, n.w.disk.latestVersionCacheBytes)
+	n.w.trace.printf("disk: memtables of %d KiB, raft log segments of %d KiB, values in blob files from %d bytes, newest version cache of %d bytes, read cache of %d bytes",
+		n.w.disk.memTableBytes>>10, n.w.disk.logSegmentBytes>>10, n.w.disk.separatedValueBytesMin, n.w.disk.latestVersionCacheBytes, n.w.disk.readCacheBytes)
 	flush, compact := slices.Contains(n.kinds, FaultFlush), slices.Contains(n.kinds, FaultCompact)
 	if flush || compact {
 		n.maintainStorage(flush, compact)

@@ -112,6 +112,7 @@ var plantedBugs = map[string]node.TestingKnobs{
 	"watch-skips-handover-event":   {WatchSkipsHandoverEvent: true},
 	"watch-resync-forgets-watcher": {WatchResyncForgetsWatcher: true},
 	"compact-drops-newest-version": {CompactDropsNewestVersion: true},
+	"read-cache-keeps-deleted":     {ReadCacheKeepsDeleted: true},
 	"range-stream-unpinned":        {RangeStreamUnpinned: true},
 	"lease-checkpoint-ignored":     {LeaseCheckpointIgnoredAtPromotion: true},
 	"skip-apply-auth-check":        {SkipApplyAuthCheck: true},

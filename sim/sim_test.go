@@ -124,6 +124,9 @@ func TestPlantedBugsAreFound(t *testing.T) {
 		// a key's version made at the compacted revision while a newer
 		// one exists; only reads at the compacted revision can see it.
 		{"compact-drops-newest-version", node.TestingKnobs{CompactDropsNewestVersion: true}, nil, []FailureKind{FailHistoricalRead}},
+		// The read cache (node/mvcc/readcache.go): a delete that leaves
+		// the version it deleted there, so a later get still finds it.
+		{"read-cache-keeps-deleted", node.TestingKnobs{ReadCacheKeepsDeleted: true}, nil, []FailureKind{FailLinearizability, FailSerializableRead, FailHistoricalRead}},
 		// The corruption checks (node/corrupt.go): one member applies
 		// some puts with another value; the periodic or the compaction
 		// hash check must raise CORRUPT.

@@ -215,6 +215,35 @@ func BenchmarkRange(b *testing.B) {
 		}
 		cpu.report(b)
 	})
+	// cached: reads of 10,000 keys (cairnctl bench range's key count),
+	// written again through a store with the node's default read cache,
+	// which then holds them all.
+	b.Run("cached", func(b *testing.B) {
+		bs := newBenchStore(b)
+		s, err := Open(bs.db, Options{ReadCacheBytes: benchReadCacheBytes})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bs.s = s
+		const keys = 10_000
+		for i := range keys {
+			bs.put(i)
+		}
+		bs.commit()
+		rng := rand.New(rand.NewPCG(5, 6))
+		b.ReportAllocs()
+		cpu := startCPU(b)
+		for b.Loop() {
+			resp, err := s.Range(&pb.RangeRequest{Key: benchKey(rng.IntN(keys))})
+			if err != nil || len(resp.Kvs) != 1 {
+				b.Fatal(resp, err)
+			}
+		}
+		cpu.report(b)
+		if s.reads.hits.Load() == 0 {
+			b.Fatal("no read was answered from the cache")
+		}
+	})
 	b.Run("miss", func(b *testing.B) {
 		bs := newBenchStore(b)
 		rng := rand.New(rand.NewPCG(7, 8))
@@ -365,17 +394,20 @@ const overwriteBatchBytesMax = 1 << 20
 // old version costs.
 func BenchmarkWriterPutOverwrite(b *testing.B) {
 	for _, size := range overwriteValueSizes {
-		for _, where := range []string{"memtable", "sstable", "blob", "cached"} {
+		for _, where := range []string{"memtable", "sstable", "blob", "cached", "readcache"} {
 			if where == "blob" && size.bytes < benchSeparatedValueBytesMin {
 				continue
 			}
 			b.Run(size.name+"/"+where, func(b *testing.B) {
-				var latestCacheBytes int64
-				if where == "cached" {
-					latestCacheBytes = benchLatestCacheBytes
+				var opts Options
+				if where == "cached" || where == "readcache" {
+					opts.LatestCacheBytes = benchLatestCacheBytes
+				}
+				if where == "readcache" {
+					opts.ReadCacheBytes = benchReadCacheBytes
 				}
 				flushed := where == "sstable" || where == "blob"
-				benchPutOverwrite(b, size.bytes, flushed, where == "blob", latestCacheBytes)
+				benchPutOverwrite(b, size.bytes, flushed, where == "blob", opts)
 			})
 		}
 	}
@@ -384,6 +416,10 @@ func BenchmarkWriterPutOverwrite(b *testing.B) {
 // benchLatestCacheBytes is the node's default bound of the cache of newest
 // versions (node.Config.LatestVersionCacheBytes).
 const benchLatestCacheBytes = 8 << 20
+
+// benchReadCacheBytes is the node's default bound of the read cache
+// (node.Config.ReadCacheBytes).
+const benchReadCacheBytes = 8 << 20
 
 // benchSeparatedValueBytesMin and the blob policy below are the node's
 // (node/values.go), which this package cannot import.
@@ -397,7 +433,7 @@ func separateBenchValues(o *pebble.Options) {
 	}
 }
 
-func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool, latestCacheBytes int64) {
+func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool, storeOpts Options) {
 	cache := pebble.NewCache(benchCacheBytes)
 	defer cache.Unref()
 	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: benchMemTableBytes}
@@ -409,7 +445,7 @@ func benchPutOverwrite(b *testing.B, valueBytes int, flushed, separated bool, la
 		b.Fatal(err)
 	}
 	defer db.Close()
-	s, err := Open(db, Options{LatestCacheBytes: latestCacheBytes})
+	s, err := Open(db, storeOpts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -38,6 +38,11 @@
 // older compacted revision was still the published one was taken before
 // any of its removals.
 //
+// A single-key range may be answered from the read cache instead
+// (readcache.go), which Publish updates before it publishes the new state
+// and readers consult without a lock: an entry is its key's newest
+// version at every revision from its mod revision to the published one.
+//
 // # Layout
 //
 // Every Pebble key starts with 'k'; the node owns every other prefix.

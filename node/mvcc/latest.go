@@ -1,12 +1,6 @@
 package mvcc
 
-import (
-	"encoding/binary"
-	"runtime"
-	"unsafe"
-
-	"github.com/cespare/xxhash/v2"
-)
+import "unsafe"
 
 // latestCache holds the metadata (create revision, version, lease) of the
 // newest version of recently written or read keys, so that a put, a delete
@@ -30,110 +24,35 @@ import (
 // installed, a restore) gets a new Store and a new cache.
 //
 // It is bounded in bytes (Options.LatestCacheBytes, all of its memory:
-// records and index) and evicts the entries inserted first (first in,
-// first out: deterministic, so a seed replays the same reads).
+// records and index) and evicts the entries inserted first (recordRing).
 type latestCache struct {
-	// ring holds the entries as records (latestRecordHeaderBytes, the key,
-	// latestMetaBytes of metadata), appended at tail and evicted from head.
-	// head and tail grow without bound; a record starts at pos % len(ring)
-	// and never wraps: one that would is put at the ring's start, after a
-	// pad from tail to the end.
-	ring       []byte
-	head, tail uint64
-	// slots indexes the records by key: open addressing with linear
-	// probing, each slot the key's hash in its high half and the record's
-	// offset in ring, plus one, in its low half (0: empty).
-	slots []uint64
-	mask  uint64
-	count int
-	// countMax bounds the records so that probes stay short: three
-	// quarters of the slots.
-	countMax int
+	*recordRing
 }
 
-// The cache's memory is outside the Go heap when it is large (allocOffHeap):
-// the collector's target (GOGC=200 lets the heap reach three times what is
-// live) would otherwise triple what it costs. An earlier cache of every
-// key in a Go map cost 40 MB of peak RSS for an 8 MiB bound.
+// latestMetaBytes is a record's payload: create revision, mod revision,
+// version and lease; a create revision of 0 is a key that does not exist.
+const latestMetaBytes = 4 * 8
 
-const (
-	// latestRecordHeaderBytes holds the key's length.
-	latestRecordHeaderBytes = 4
-	// latestMetaBytes holds create revision, mod revision, version and
-	// lease; a create revision of 0 is a key that does not exist.
-	latestMetaBytes = 4 * 8
-	// latestPadMark in a record's header marks the rest of the ring, up to
-	// its end, as unused.
-	latestPadMark = ^uint32(0)
-	// latestSlotBytes is one slot of the index. The index has a power of
-	// two of slots and takes between an eighth and a quarter
-	// (1/latestSlotsShare) of the cache's bytes.
-	latestSlotBytes  = 8
-	latestSlotsShare = 4
-	latestSlotsMin   = 4
-	// latestRecordMinLen is the smallest record, of a one-byte key.
-	latestRecordMinLen = latestRecordHeaderBytes + 1 + latestMetaBytes
-	// latestCacheBytesMax keeps the ring's offsets within 32 bits.
-	latestCacheBytesMax = 1 << 30
-)
+// latestRecordMinLen is the smallest record, of a one-byte key.
+const latestRecordMinLen = recordHeaderBytes + 8 + latestMetaBytes
 
 // newLatestCache returns a cache within bytesMax bytes, nil (no cache) if
 // that is too small to hold a few entries.
 func newLatestCache(bytesMax int64) *latestCache {
-	bytesMax = min(bytesMax, latestCacheBytesMax)
-	slots := uint64(latestSlotsMin)
-	for slots*2*latestSlotBytes*latestSlotsShare <= uint64(max(bytesMax, 0)) {
-		slots *= 2
-	}
-	ringBytes := bytesMax - int64(slots*latestSlotBytes)
-	if ringBytes < 2*latestRecordMinLen {
+	r := newRecordRing(bytesMax, 2*latestRecordMinLen)
+	if r == nil {
 		return nil
 	}
-	mem := allocOffHeap(int(bytesMax))
-	if uintptr(unsafe.Pointer(&mem[0]))%latestSlotBytes != 0 {
-		panic("mvcc: newest version cache memory misaligned")
-	}
-	indexBytes := slots * latestSlotBytes
-	c := &latestCache{
-		slots:    unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), slots),
-		ring:     mem[indexBytes:],
-		mask:     slots - 1,
-		countMax: int(slots / 4 * 3),
-	}
-	runtime.AddCleanup(c, freeOffHeap, mem)
-	return c
+	return &latestCache{recordRing: r}
 }
 
-// latestHash is the hash of a key in the index: the same on every run, so
-// that the cache's work (and a profile of it) replays.
-func latestHash(key []byte) uint32 { return uint32(xxhash.Sum64(key)) }
-
-func (c *latestCache) slotHome(slot uint64) uint64 { return (slot >> 32) & c.mask }
-
-// find returns the index of the slot of key, whose hash is h, and
-// whether it holds key; if not, the index is the empty slot where key
-// would go.
-func (c *latestCache) find(key []byte, h uint32) (i uint64, found bool) {
-	for i = uint64(h) & c.mask; ; i = (i + 1) & c.mask {
-		slot := c.slots[i]
-		if slot == 0 {
-			return i, false
-		}
-		if uint32(slot>>32) == h && string(c.recordKey(uint32(slot)-1)) == string(key) {
-			return i, true
-		}
+// heldBytes is what the cache holds (recordRing.heldBytes); 0 without a
+// cache.
+func (c *latestCache) heldBytes() int64 {
+	if c == nil {
+		return 0
 	}
-}
-
-func (c *latestCache) recordKey(off uint32) []byte {
-	n := binary.LittleEndian.Uint32(c.ring[off:])
-	return c.ring[off+latestRecordHeaderBytes : off+latestRecordHeaderBytes+n]
-}
-
-func (c *latestCache) recordMeta(off uint32) []byte {
-	n := binary.LittleEndian.Uint32(c.ring[off:])
-	start := off + latestRecordHeaderBytes + n
-	return c.ring[start : start+latestMetaBytes]
+	return c.recordRing.heldBytes()
 }
 
 // get returns the cached metadata of key's newest version; ok is false if
@@ -142,29 +61,31 @@ func (c *latestCache) get(key []byte) (m versionMeta, ok bool) {
 	if c == nil {
 		return versionMeta{}, false
 	}
-	i, found := c.find(key, latestHash(key))
+	i, found := c.find(key, ringHash(key))
 	if !found {
 		return versionMeta{}, false
 	}
-	b := c.recordMeta(uint32(c.slots[i]) - 1)
-	m.createRevision = int64(binary.LittleEndian.Uint64(b))
-	m.modRevision = int64(binary.LittleEndian.Uint64(b[8:]))
-	m.version = int64(binary.LittleEndian.Uint64(b[16:]))
-	m.lease = int64(binary.LittleEndian.Uint64(b[24:]))
+	p := c.payloadIndex(i)
+	m.createRevision = int64(c.ring[p])
+	m.modRevision = int64(c.ring[p+1])
+	m.version = int64(c.ring[p+2])
+	m.lease = int64(c.ring[p+3])
 	m.exists = m.createRevision != 0
 	return m, true
 }
 
-func putMeta(b []byte, m versionMeta) {
+// putMeta writes m at index p of the ring. The cache has no readers but
+// the apply goroutine, so an entry may change in place.
+func (c *latestCache) putMeta(p uint64, m versionMeta) {
 	if !m.exists {
 		m = versionMeta{}
 	} else if m.createRevision == 0 {
 		panic("mvcc: caching a live version with create revision 0")
 	}
-	binary.LittleEndian.PutUint64(b, uint64(m.createRevision))
-	binary.LittleEndian.PutUint64(b[8:], uint64(m.modRevision))
-	binary.LittleEndian.PutUint64(b[16:], uint64(m.version))
-	binary.LittleEndian.PutUint64(b[24:], uint64(m.lease))
+	c.storeWord(p, uint64(m.createRevision))
+	c.storeWord(p+1, uint64(m.modRevision))
+	c.storeWord(p+2, uint64(m.version))
+	c.storeWord(p+3, uint64(m.lease))
 }
 
 // put records m as the metadata of key's newest version in the published
@@ -174,90 +95,15 @@ func (c *latestCache) put(key []byte, m versionMeta) {
 	if c == nil {
 		return
 	}
-	h := latestHash(key)
-	i, found := c.find(key, h)
-	if found {
-		putMeta(c.recordMeta(uint32(c.slots[i])-1), m)
+	h := ringHash(key)
+	if i, found := c.find(key, h); found {
+		c.putMeta(c.payloadIndex(i), m)
 		return
 	}
-	size := uint64(latestRecordHeaderBytes + len(key) + latestMetaBytes)
-	ringLen := uint64(len(c.ring))
-	if size > ringLen {
-		return
+	if p, ok := c.reserve(key, latestMetaBytes); ok {
+		c.putMeta(p, m)
+		c.link(key, h)
 	}
-	pad := uint64(0)
-	if at := c.tail % ringLen; at+size > ringLen {
-		pad = ringLen - at
-	}
-	evicted := false
-	for c.count > 0 && (c.count >= c.countMax || c.tail+pad+size-c.head > ringLen) {
-		c.evictOldest()
-		evicted = true
-	}
-	if c.count == 0 {
-		c.head, c.tail, pad = 0, 0, 0
-	}
-	if pad >= latestRecordHeaderBytes {
-		binary.LittleEndian.PutUint32(c.ring[c.tail%ringLen:], latestPadMark)
-	}
-	c.tail += pad
-	off := c.tail % ringLen
-	binary.LittleEndian.PutUint32(c.ring[off:], uint32(len(key)))
-	copy(c.ring[off+latestRecordHeaderBytes:], key)
-	putMeta(c.recordMeta(uint32(off)), m)
-	c.tail += size
-	if evicted { // deletions shift slots back: the empty slot may have moved
-		i, _ = c.find(key, h)
-	}
-	c.slots[i] = uint64(h)<<32 | (off + 1)
-	c.count++
-}
-
-// padAt reports whether the ring holds no record from at to its end: too
-// few bytes for a header, or a pad mark.
-func (c *latestCache) padAt(at uint64) bool {
-	return uint64(len(c.ring))-at < latestRecordHeaderBytes || binary.LittleEndian.Uint32(c.ring[at:]) == latestPadMark
-}
-
-// evictOldest removes the record at head, skipping a pad before it.
-func (c *latestCache) evictOldest() {
-	ringLen := uint64(len(c.ring))
-	at := c.head % ringLen
-	if c.padAt(at) {
-		c.head += ringLen - at
-		at = 0
-	}
-	key := c.recordKey(uint32(at))
-	i, found := c.find(key, latestHash(key))
-	if !found || uint32(c.slots[i])-1 != uint32(at) {
-		panic("mvcc: newest version cache record without its index slot")
-	}
-	c.deleteSlot(i)
-	c.head += uint64(latestRecordHeaderBytes + len(key) + latestMetaBytes)
-	c.count--
-}
-
-// deleteSlot empties slot i and moves later slots of its probe run back
-// (backward shift deletion), so that no probe stops early at the hole.
-func (c *latestCache) deleteSlot(i uint64) {
-	for j := (i + 1) & c.mask; c.slots[j] != 0; j = (j + 1) & c.mask {
-		// The slot at j stays unless its home is not cyclically in (i, j].
-		home := c.slotHome(c.slots[j])
-		if (j-home)&c.mask >= (j-i)&c.mask {
-			c.slots[i] = c.slots[j]
-			i = j
-		}
-	}
-	c.slots[i] = 0
-}
-
-// heldBytes is what the cache holds: the ring's bytes in use and, once it
-// holds an entry, its index (whose pages hashing touches all over).
-func (c *latestCache) heldBytes() int64 {
-	if c == nil || c.count == 0 {
-		return 0
-	}
-	return int64(c.tail-c.head) + int64(len(c.slots))*latestSlotBytes
 }
 
 // writtenKeys is the newest version of each key one Writer's batch wrote
@@ -297,7 +143,7 @@ func (wk *writtenKeys) get(key []byte) (versionMeta, bool) {
 // enterInto puts every written key into c, then forgets them.
 func (wk *writtenKeys) enterInto(c *latestCache) {
 	for _, e := range wk.entries {
-		c.put(unsafe.Slice(unsafe.StringData(e.key), len(e.key)), e.meta)
+		c.put(stringBytes(e.key), e.meta)
 	}
 	wk.reset()
 }
@@ -316,3 +162,6 @@ func (wk *writtenKeys) reset() {
 	clear(wk.entries)
 	wk.entries = wk.entries[:0]
 }
+
+// stringBytes is s's bytes, not a copy: the caller must not modify them.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,21 +17,29 @@ func checkLatestCache(t *testing.T, c *latestCache) (keysOldestFirst []string) {
 	t.Helper()
 	ringLen := uint64(len(c.ring))
 	if c.tail-c.head > ringLen {
-		t.Fatalf("ring holds %d bytes of %d", c.tail-c.head, ringLen)
+		t.Fatalf("ring holds %d words of %d", c.tail-c.head, ringLen)
 	}
 	for pos := c.head; pos < c.tail; {
 		at := pos % ringLen
-		if c.padAt(at) {
+		if c.ring[at] == recordPadMark {
 			pos += ringLen - at
 			continue
 		}
-		key := c.recordKey(uint32(at))
-		i, found := c.find(key, latestHash(key))
-		if !found || uint32(c.slots[i])-1 != uint32(at) {
-			t.Fatalf("record of %q at %d has no slot of its own", key, at)
+		keyLen, payloadLen, dead := parseHeader(c.ring[at])
+		if dead || payloadLen != latestMetaBytes {
+			t.Fatalf("record at %d: dead %v, payload of %d bytes", at, dead, payloadLen)
+		}
+		key := make([]byte, 0, wordsOf(keyLen)*8)
+		for j := range wordsOf(keyLen) {
+			key = binary.LittleEndian.AppendUint64(key, c.ring[at+1+j])
+		}
+		key = key[:keyLen]
+		i, found := c.find(key, ringHash(key))
+		if !found || slotPos(c.slots[i], c.tail) != pos {
+			t.Fatalf("record of %q at %d has no slot of its own", key, pos)
 		}
 		keysOldestFirst = append(keysOldestFirst, string(key))
-		pos += uint64(latestRecordHeaderBytes + len(key) + latestMetaBytes)
+		pos += recordWords(keyLen, payloadLen)
 	}
 	used := 0
 	for _, slot := range c.slots {
@@ -127,7 +136,7 @@ func TestLatestCacheOffOrTooSmall(t *testing.T) {
 		t.Fatalf("a cache of %d bytes has room for %d bytes of records", 2*latestRecordMinLen, len(c.ring))
 	}
 	c := newLatestCache(propLatestCacheBytes)
-	long := string(bytes.Repeat([]byte("k"), len(c.ring)))
+	long := string(bytes.Repeat([]byte("k"), 8*len(c.ring)))
 	c.put([]byte(long), versionMeta{exists: true, createRevision: 1})
 	if _, ok := c.get([]byte(long)); ok || c.heldBytes() != 0 {
 		t.Fatal("an entry larger than the whole ring was cached")

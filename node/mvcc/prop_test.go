@@ -183,7 +183,7 @@ type runner struct {
 // propLatestCacheBytes holds about three keys' newest versions: entries
 // are evicted all the time, so a history reads some keys from the cache
 // and some from Pebble.
-const propLatestCacheBytes = latestSlotsMin*latestSlotBytes + 3*(latestRecordHeaderBytes+2+latestMetaBytes)
+const propLatestCacheBytes = ringSlotsMin*ringSlotBytes + 3*(recordHeaderBytes+8+latestMetaBytes)
 
 func newRunner(bug string) (*runner, error) {
 	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
@@ -194,7 +194,9 @@ func newRunner(bug string) (*runner, error) {
 	// chunks often.
 	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1,
 		LatestCacheBytes:          propLatestCacheBytes,
-		plantLatestKeepsAbandoned: bug == "latest-keeps-abandoned"})
+		ReadCacheBytes:            readCacheBytesMin,
+		plantLatestKeepsAbandoned: bug == "latest-keeps-abandoned",
+		ReadCacheKeepsDeleted:     bug == "read-cache-keeps-deleted"})
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +236,28 @@ func same(what string, got proto.Message, gotErr error, want proto.Message, want
 }
 
 func (r *runner) apply(a action) error {
+	if err := r.applyAction(a); err != nil {
+		return err
+	}
+	return r.readKeys()
+}
+
+// readKeys reads every key alone at the current revision: after each
+// action, so that the read cache holds keys when the next write replaces
+// them.
+func (r *runner) readKeys() error {
+	for _, key := range propKeys {
+		req := &pb.RangeRequest{Key: []byte(key)}
+		got, gotErr := r.s.Range(req)
+		want, wantErr := r.m.rangeAt(req, r.m.rev)
+		if err := same(fmt.Sprintf("read of %q", key), got, gotErr, want, wantErr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) applyAction(a action) error {
 	switch {
 	case a.abandon:
 		return r.abandonWrites(a.writes)
@@ -506,7 +530,9 @@ func TestPropertyCatchesPlantedBugs(t *testing.T) {
 		"read-version-above-rev", "compaction-loses-young-key", "nested-txn-header",
 		// A store bug: the cache of newest versions keeps what a Writer
 		// closed without publishing wrote.
-		"latest-keeps-abandoned"}
+		"latest-keeps-abandoned",
+		// The read cache keeps the versions a delete removed.
+		"read-cache-keeps-deleted"}
 	for _, bug := range bugs {
 		caught := false
 		for seed := 0; seed < 200 && !caught; seed++ {

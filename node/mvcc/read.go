@@ -31,6 +31,9 @@ type source struct {
 	next int
 	// chunkBits is the store's key chunk size (keychunks.go).
 	chunkBits int
+	// reads is the store's read cache, for a reader's source (nil for the
+	// Writer's, whose batch may hold newer versions).
+	reads *readCache
 	// ent is the entry a scan hands to its visit callback, reused for
 	// every key (an entry is valid only during the call): a fresh one per
 	// key was an allocation per key read.
@@ -281,23 +284,39 @@ func rangeAt(src *source, viewRev, compactRev int64, r *pb.RangeRequest) (*pb.Ra
 // rangeAtCounting is rangeAt; withTotalCount false leaves the keys past
 // limit+1 uncounted, as etcd's range does inside a RangeStream (RangeChunk).
 func rangeAtCounting(src *source, viewRev, compactRev int64, r *pb.RangeRequest, withTotalCount bool) (*pb.RangeResponse, error) {
-	rev := r.GetRevision()
-	switch {
-	case rev > viewRev:
-		return nil, rpctypes.ErrGRPCFutureRev
-	case rev <= 0:
-		rev = viewRev
-	}
-	if rev < compactRev {
-		return nil, rpctypes.ErrGRPCCompacted
+	rev, err := rangeRevision(r, viewRev, compactRev)
+	if err != nil {
+		return nil, err
 	}
 	kvs, count, err := collectRange(src, rev, r, withTotalCount)
 	if err != nil {
 		return nil, err
 	}
+	return finishRange(kvs, count, viewRev, r), nil
+}
+
+// rangeRevision is the revision a range reads at in a view whose current
+// revision is viewRev: the request's, or the view's if it names none.
+func rangeRevision(r *pb.RangeRequest, viewRev, compactRev int64) (int64, error) {
+	rev := r.GetRevision()
+	switch {
+	case rev > viewRev:
+		return 0, rpctypes.ErrGRPCFutureRev
+	case rev <= 0:
+		rev = viewRev
+	}
+	if rev < compactRev {
+		return 0, rpctypes.ErrGRPCCompacted
+	}
+	return rev, nil
+}
+
+// finishRange applies the request's filters, sort and limit to the keys
+// collectRange returned.
+func finishRange(kvs []*mvccpb.KeyValue, count, viewRev int64, r *pb.RangeRequest) *pb.RangeResponse {
 	kvs = filterKVs(kvs, r)
 	sortKVs(kvs, r)
-	return assembleRange(kvs, count, viewRev, r), nil
+	return assembleRange(kvs, count, viewRev, r)
 }
 
 // collectRange returns the keys that the range has to look at and the
@@ -311,7 +330,15 @@ func collectRange(src *source, rev int64, r *pb.RangeRequest, withTotalCount boo
 	if !isDefaultOrdering(r.GetSortTarget(), r.GetSortOrder()) || hasRevisionFilters(r) || keep < 0 {
 		keep = 0
 	}
-	if r.GetCountOnly() && len(r.GetRangeEnd()) > 0 {
+	if len(r.GetRangeEnd()) == 0 {
+		kv, err := readKey(src, r.GetKey(), rev)
+		if err != nil {
+			return nil, 0, err
+		}
+		kvs, count := collectKey(kv, r)
+		return kvs, count, nil
+	}
+	if r.GetCountOnly() {
 		count, err := countKeys(src, r.GetKey(), r.GetRangeEnd(), rev)
 		return nil, count, err
 	}
@@ -330,6 +357,31 @@ func collectRange(src *source, rev int64, r *pb.RangeRequest, withTotalCount boo
 	}
 	count, err = countKeys(src, r.GetKey(), r.GetRangeEnd(), rev)
 	return kvs, count, err
+}
+
+// collectKey is collectRange for a single key whose version at the read
+// revision is kv (nil: the key does not exist there).
+func collectKey(kv *mvccpb.KeyValue, r *pb.RangeRequest) ([]*mvccpb.KeyValue, int64) {
+	switch {
+	case kv == nil:
+		return nil, 0
+	case r.GetCountOnly():
+		return nil, 1
+	}
+	return []*mvccpb.KeyValue{kv}, 1
+}
+
+// readKey returns key's version at rev, nil if the key does not exist
+// there: from the read cache if it holds it, else from src.
+func readKey(src *source, key []byte, rev int64) (*mvccpb.KeyValue, error) {
+	if kv, ok := src.reads.get(key, rev); ok {
+		return kv, nil
+	}
+	v, found, err := seekLatest(src, key, rev)
+	if !found || err != nil {
+		return nil, err
+	}
+	return decodeValue(append([]byte(nil), key...), v), nil
 }
 
 func isDefaultOrdering(target pb.RangeRequest_SortTarget, order pb.RangeRequest_SortOrder) bool {

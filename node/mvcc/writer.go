@@ -206,6 +206,9 @@ func (w *Writer) Publish() {
 	w.closeSource()
 	w.published = true
 	w.s.writerActive = false
+	// Before the revision is published: a reader that sees it must not
+	// find a version it replaced in the read cache.
+	w.s.reads.enterWrites(&w.s.written, w.events, w.s.opts.ReadCacheKeepsDeleted)
 	w.s.state.Store(&publishedState{rev: w.rev, compactRev: w.compactRev})
 	w.s.written.enterInto(w.s.latest)
 	if w.compacted {
@@ -276,9 +279,10 @@ func (w *Writer) writePut(kv *mvccpb.KeyValue, prev versionMeta, sub int64) erro
 
 // noteWritten records m as the newest version of key that this Writer's
 // batch holds: reads of key see it in the batch, and Publish enters it
-// into the store's cache of newest versions.
+// into the store's cache of newest versions and removes it from the read
+// cache.
 func (w *Writer) noteWritten(key []byte, m versionMeta) {
-	if w.s.latest == nil {
+	if w.s.latest == nil && w.s.reads == nil {
 		return
 	}
 	w.s.written.note(key, m)
@@ -337,12 +341,35 @@ func (w *Writer) writeTombstone(key []byte, prev prevVersion, rev revision) erro
 // Range serves a RangeRequest at the published revision. Safe for
 // concurrent use.
 func (s *Store) Range(req *pb.RangeRequest) (_ *pb.RangeResponse, err error) {
+	if resp, ok, err := s.rangeCached(req); ok || err != nil {
+		return resp, err
+	}
 	src, st, err := s.openSource()
 	if err != nil {
 		return nil, err
 	}
 	defer closeSource(src, &err)
 	return rangeAt(src, st.rev, st.compactRev, req)
+}
+
+// rangeCached serves a single-key range from the read cache, without a
+// Pebble iterator; ok is false if the cache does not hold the key's
+// version at the range's revision.
+func (s *Store) rangeCached(r *pb.RangeRequest) (_ *pb.RangeResponse, ok bool, err error) {
+	if s.reads == nil || len(r.GetRangeEnd()) != 0 {
+		return nil, false, nil
+	}
+	st := s.state.Load()
+	rev, err := rangeRevision(r, st.rev, st.compactRev)
+	if err != nil {
+		return nil, false, err
+	}
+	kv, ok := s.reads.get(r.GetKey(), rev)
+	if !ok {
+		return nil, false, nil
+	}
+	kvs, count := collectKey(kv, r)
+	return finishRange(kvs, count, st.rev, r), true, nil
 }
 
 // ReadTxn serves a read-only TxnRequest (IsReadOnlyTxn) at the published

@@ -434,6 +434,7 @@ func (m *Member) openNode(st start) error {
 		MemTableBytes:           m.budget.MemTableBytes,
 		RaftEntryCacheBytes:     m.budget.RaftEntryCacheBytes,
 		LatestVersionCacheBytes: m.budget.LatestVersionCacheBytes,
+		ReadCacheBytes:          m.budget.ReadCacheBytes,
 
 		DisablePreVote:             m.cfg.DisablePreVote,
 		InitialElectionTickAdvance: m.cfg.InitialElectionTickAdvance,

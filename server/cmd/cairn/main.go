@@ -65,6 +65,7 @@ func setMemoryLimit(budgetBytes int64, logger *slog.Logger) {
 	logger.Info("memory budget", "total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
 		"memtable-bytes", b.MemTableBytes, "watch-window-bytes", b.WatchWindowBytes,
 		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "newest-version-cache-bytes", b.LatestVersionCacheBytes,
+		"read-cache-bytes", b.ReadCacheBytes,
 		"go-memory-limit-bytes", b.GoRuntimeBytes)
 }
 
