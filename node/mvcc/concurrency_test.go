@@ -40,14 +40,7 @@ func TestReadersSeeWholeRevisions(t *testing.T) {
 			}
 		})
 	}
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	stopReaders(t, stop, &wg, errs)
 }
 
 // readUntil reads at least once, then until stop is closed.
@@ -79,4 +72,18 @@ func readOnce(s *Store, keys int) error {
 		}
 	}
 	return nil
+}
+
+// stopReaders stops the readers of a concurrency test, waits for them, and
+// fails with the first error one reported.
+func stopReaders(t *testing.T, stop chan struct{}, wg *sync.WaitGroup, errs chan error) {
+	t.Helper()
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

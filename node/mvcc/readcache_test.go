@@ -132,14 +132,7 @@ func TestRecordRingLookupsDuringWrites(t *testing.T) {
 				r.storeBytes(p, payload)
 				r.link(key, h)
 			}
-			close(stop)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			stopReaders(t, stop, &wg, errs)
 			if found.Load() == 0 {
 				t.Fatal("no lookup found a key")
 			}
@@ -231,14 +224,7 @@ func TestSingleKeyReadersSeeTheirRevision(t *testing.T) {
 	for i := 1; i <= writes; i++ {
 		writeAll(i)
 	}
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	stopReaders(t, stop, &wg, errs)
 	if h.s.reads.hits.Load() == 0 {
 		t.Fatal("no read was answered from the cache")
 	}
