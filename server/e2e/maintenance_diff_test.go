@@ -107,6 +107,12 @@ type maintStep struct {
 	wantExit int
 	// wantEtcd, if set, must be in what etcd printed (stdout or stderr).
 	wantEtcd string
+	// etcdLowered, if set, is in what etcd prints instead once its version
+	// monitor (a timer of 4 s) has lowered its cluster version to an
+	// enabled downgrade's target, which cairn does not do
+	// (compatibility.md, Downgrade). etcd's answer then depends on when its
+	// timer fired, so the subject is held to wantEtcd and wantExit alone.
+	etcdLowered string
 }
 
 func runMaintSteps(t *testing.T, bin string, ref, sub *Member, steps []maintStep) {
@@ -115,6 +121,13 @@ func runMaintSteps(t *testing.T, bin string, ref, sub *Member, steps []maintStep
 		what := fmt.Sprintf("step %d: etcdctl %q", i, s.args)
 		want := maintCtl(t, bin, ref, s.volatile, s.args...)
 		got := maintCtl(t, bin, sub, s.volatile, s.args...)
+		if s.etcdLowered != "" && strings.Contains(want.stdout+want.stderr, s.etcdLowered) {
+			t.Logf("%s: etcd had lowered its cluster version: %v", what, want)
+			if got.exitCode != s.wantExit || !strings.Contains(got.stdout+got.stderr, s.wantEtcd) {
+				t.Errorf("%s: %s gave %v, want exit %d and output with %q", what, sub.Kind, got, s.wantExit, s.wantEtcd)
+			}
+			continue
+		}
 		if want.exitCode != s.wantExit || !strings.Contains(want.stdout+want.stderr, s.wantEtcd) {
 			t.Fatalf("%s: harness check: etcd gave %v, want exit %d and stdout with %q", what, want, s.wantExit, s.wantEtcd)
 		}
@@ -153,10 +166,15 @@ func TestMaintenanceEtcdctl(t *testing.T) {
 		{args: []string{"downgrade", "validate", "v3.6"}, wantExit: 1, wantEtcd: "wrong downgrade target version format"},
 		{args: []string{"downgrade", "cancel"}, wantEtcd: "Downgrade cancel success, cluster version 3.7"},
 		{args: []string{"downgrade", "enable", "3.6.1", "-w", "json"}},
-		{args: []string{"downgrade", "enable", "3.6"}, wantExit: 1, wantEtcd: "cluster has a downgrade job in progress"},
-		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"downgradeInfo":{"enabled":true,"targetVersion":"3.6.0"}`},
-		{args: []string{"downgrade", "cancel"}},
-		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"downgradeInfo":{}`},
+		// From here etcd's answers change once its version monitor runs.
+		{args: []string{"downgrade", "enable", "3.6"}, wantExit: 1, wantEtcd: "cluster has a downgrade job in progress",
+			etcdLowered: "invalid downgrade target version"},
+		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"downgradeInfo":{"enabled":true,"targetVersion":"3.6.0"}`,
+			etcdLowered: `"storageVersion":"3.6.0"`},
+		{args: []string{"downgrade", "cancel"}, wantEtcd: "Downgrade cancel success, cluster version 3.7",
+			etcdLowered: "cluster version 3.6"},
+		{args: []string{"endpoint", "status", "-w", "json"}, volatile: statusVolatileJSON, wantEtcd: `"downgradeInfo":{}`,
+			etcdLowered: `"storageVersion":"3.6.0"`},
 	})
 }
 
