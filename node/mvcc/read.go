@@ -377,11 +377,9 @@ func readKey(src *source, key []byte, rev int64) (*mvccpb.KeyValue, error) {
 	if kv, ok := src.reads.get(key, rev); ok {
 		return kv, nil
 	}
-	v, found, err := seekLatest(src, key, rev)
-	if !found || err != nil {
-		return nil, err
-	}
-	return decodeValue(append([]byte(nil), key...), v), nil
+	// A copy of key: the key-value is the response's, the request's key
+	// the caller's.
+	return getLatest(src, append([]byte(nil), key...), rev)
 }
 
 func isDefaultOrdering(target pb.RangeRequest_SortTarget, order pb.RangeRequest_SortOrder) bool {

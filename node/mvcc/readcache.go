@@ -62,10 +62,6 @@ func newReadCache(bytesMax int64) *readCache {
 	return &readCache{recs: recs, valueBytesMax: int(min(bytesMax, ringBytesMax) / 64)}
 }
 
-// readCacheLookupBytes is the buffer a lookup starts with: enough for the
-// payload of a small value without growing it.
-const readCacheLookupBytes = 512
-
 // get returns the newest version of key at rev if the cache holds it and
 // it was made at or below rev; the key-value is the caller's. Safe for
 // concurrent use, with the apply goroutine's enterWrites too.
@@ -73,7 +69,7 @@ func (c *readCache) get(key []byte, rev int64) (*mvccpb.KeyValue, bool) {
 	if c == nil {
 		return nil, false
 	}
-	payload, ok := c.recs.lookup(key, make([]byte, 0, readCacheLookupBytes), uint64(readCacheRevBytes+c.valueBytesMax+putOverheadBytesMax))
+	payload, ok := c.recs.lookup(key, nil, uint64(readCacheRevBytes+c.valueBytesMax+putOverheadBytesMax))
 	if !ok || int64(binary.LittleEndian.Uint64(payload)) > rev {
 		return nil, false
 	}

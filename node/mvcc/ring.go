@@ -311,7 +311,8 @@ func (r *recordRing) deleteSlot(i uint64) {
 }
 
 // lookup copies the payload of key's record, if the ring holds one, into
-// buf (grown as needed) and returns it; ok is false if it found none, or
+// buf (or a new buffer of the payload's size if buf is too small) and
+// returns it; ok is false if it found none, or
 // none that was not evicted while it read. Safe on any goroutine while
 // the writer changes the ring. payloadMax bounds what it copies: a record
 // it reads while the writer reuses its words may show any length.
@@ -338,6 +339,9 @@ func (r *recordRing) lookup(key []byte, buf []byte, payloadMax uint64) (_ []byte
 		size := recordWords(keyLen, payloadLen)
 		if dead || payloadLen > payloadMax || at+size > ringLen || !r.keyMatches(at, keyLen, key) {
 			continue
+		}
+		if n := wordsOf(payloadLen) * 8; uint64(cap(buf)) < n {
+			buf = make([]byte, 0, n)
 		}
 		buf = buf[:0]
 		for j := at + 1 + wordsOf(keyLen); j < at+size; j++ {
