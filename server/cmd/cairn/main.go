@@ -35,38 +35,27 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-// defaultGCPercent is the garbage collector's target unless GOGC says
-// otherwise. Go's default, 100, spent 14-17% of a member's CPU under load
-// on collecting a heap of a few tens of MB; at 200 the heap grows by about
-// as much again (Pebble's cache and memtables, not the heap, dominate a
-// member's memory) and reads and Kubernetes-like loads gain up to 15%.
-const defaultGCPercent = 200
-
-func setGCPercent() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(defaultGCPercent)
-	}
-}
-
 // setMemoryLimit makes the Go runtime's share of the memory budget its
 // soft limit unless GOMEMLIMIT says otherwise: a backstop, so that garbage
 // (GOGC=200 lets the heap grow to three times what is live) does not take
 // the member past its budget. The structures that hold user data are
-// bounded by themselves.
+// bounded by themselves. The same share sizes the collector's headroom
+// (tuneGCPercent).
 func setMemoryLimit(budgetBytes int64, logger *slog.Logger) {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
-		return
-	}
 	b, err := node.SplitMemoryBudget(budgetBytes)
 	if err != nil {
 		return // parseFlags refused it already
+	}
+	tuneGCPercent(b.GoRuntimeBytes)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return
 	}
 	debug.SetMemoryLimit(b.GoRuntimeBytes)
 	logger.Info("memory budget", "total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
 		"memtable-bytes", b.MemTableBytes, "watch-window-bytes", b.WatchWindowBytes,
 		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "newest-version-cache-bytes", b.LatestVersionCacheBytes,
 		"read-cache-bytes", b.ReadCacheBytes,
-		"go-memory-limit-bytes", b.GoRuntimeBytes)
+		"go-memory-limit-bytes", b.GoRuntimeBytes, "gc-headroom-bytes", b.GoRuntimeBytes/gcHeadroomShare)
 }
 
 // run is cairn's main: it returns the exit status. A configuration error
