@@ -33,13 +33,17 @@ type latestCache struct {
 // version and lease; a create revision of 0 is a key that does not exist.
 const latestMetaBytes = 4 * 8
 
+// latestSlotsShare sizes the index for records of 40-80 bytes, a short
+// key's (recordRing): an eighth to a quarter of the cache.
+const latestSlotsShare = 4
+
 // latestRecordMinLen is the smallest record, of a one-byte key.
 const latestRecordMinLen = recordHeaderBytes + 8 + latestMetaBytes
 
 // newLatestCache returns a cache within bytesMax bytes, nil (no cache) if
 // that is too small to hold a few entries.
 func newLatestCache(bytesMax int64) *latestCache {
-	r := newRecordRing(bytesMax, 2*latestRecordMinLen)
+	r := newRecordRing(bytesMax, 2*latestRecordMinLen, latestSlotsShare)
 	if r == nil {
 		return nil
 	}

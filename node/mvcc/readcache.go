@@ -46,6 +46,14 @@ type readCache struct {
 
 const readCacheRevBytes = 8
 
+// readCacheSlotsShare sizes the index for records of 160-320 bytes, a
+// version with a value of about 256 bytes: a thirty-second to a sixteenth
+// of the cache. A cache of smaller values holds fewer than its bound
+// allows: 49,152 versions in the default 8 MiB. An index sized for the
+// newest version cache's records, 2 MiB of the 8, cost as much RSS for
+// 10,000 keys, each page touched by a few of them.
+const readCacheSlotsShare = 16
+
 // readCacheBytesMin is the smallest bound that makes a cache.
 const readCacheBytesMin = 4 << 10
 
@@ -55,7 +63,7 @@ func newReadCache(bytesMax int64) *readCache {
 	if bytesMax < readCacheBytesMin {
 		return nil
 	}
-	recs := newRecordRing(bytesMax, readCacheBytesMin/2)
+	recs := newRecordRing(bytesMax, readCacheBytesMin/2, readCacheSlotsShare)
 	if recs == nil {
 		return nil
 	}

@@ -80,7 +80,7 @@ func TestReadCacheAnswersWhatPebbleWould(t *testing.T) {
 func TestRecordRingLookupsDuringWrites(t *testing.T) {
 	for _, bytesMax := range []int64{4 << 10, 256 << 10} {
 		t.Run(fmt.Sprint(bytesMax), func(t *testing.T) {
-			r := newRecordRing(bytesMax, 1)
+			r := newRecordRing(bytesMax, 1, readCacheSlotsShare)
 			const keys, writes, readers = 50, 20_000, 2
 			keyOf := func(i int) []byte { return fmt.Appendf(nil, "key-%d", i) }
 			payloadOf := func(gen uint64) []byte {

@@ -72,21 +72,25 @@ const (
 	ringSlotPosMask = 1<<ringSlotPosBits - 1
 	ringPosModulo   = 1 << (ringSlotPosBits - 1)
 	// ringSlotBytes is one slot of the index. The index has a power of
-	// two of slots and takes between an eighth and a quarter
-	// (1/ringSlotsShare) of the cache's bytes.
-	ringSlotBytes  = 8
-	ringSlotsShare = 4
-	ringSlotsMin   = 4
+	// two of slots and takes between half of and all of a share of the
+	// cache's bytes that newRecordRing's caller names.
+	ringSlotBytes = 8
+	ringSlotsMin  = 4
 	// ringBytesMax bounds a cache's memory.
 	ringBytesMax = 1 << 30
 )
 
 // newRecordRing returns a ring within bytesMax bytes, nil if that leaves
-// less than ringBytesMin for records.
-func newRecordRing(bytesMax, ringBytesMin int64) *recordRing {
+// less than ringBytesMin for records. Its index takes between a
+// 2*slotsShare-th and a slotsShare-th of the bytes: a cache of small
+// records needs more slots per byte to fill its bound (three quarters of
+// the slots hold records, the rest keep probes short), and every slot
+// costs memory as soon as a few thousand keys have touched each page of
+// the index.
+func newRecordRing(bytesMax, ringBytesMin int64, slotsShare uint64) *recordRing {
 	bytesMax = min(bytesMax, ringBytesMax) &^ 7
 	slots := uint64(ringSlotsMin)
-	for slots*2*ringSlotBytes*ringSlotsShare <= uint64(max(bytesMax, 0)) {
+	for slots*2*ringSlotBytes*slotsShare <= uint64(max(bytesMax, 0)) {
 		slots *= 2
 	}
 	if bytesMax-int64(slots*ringSlotBytes) < ringBytesMin {
