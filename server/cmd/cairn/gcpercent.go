@@ -70,9 +70,10 @@ var gcTunerOnce sync.Once
 // gcTuner re-sets the percent after each garbage collection. It learns of
 // one from a cleanup: the sentinel it arms is unreachable at once, so the
 // next cycle frees it and the runtime then runs the cleanup, which arms a
-// new sentinel. Cleanups run one at a time on the runtime's cleanup
-// goroutine, so the tuner's own state needs no lock; it is atomic for its
-// test to read.
+// new sentinel. A tuner has one sentinel armed at a time, so its cleanups
+// never overlap (though the runtime may run different objects' cleanups in
+// parallel) and its state needs no lock; it is atomic for its test to
+// read.
 type gcTuner struct {
 	headroomBytes uint64
 	live          []metrics.Sample
