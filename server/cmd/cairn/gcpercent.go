@@ -49,23 +49,40 @@ func gcPercentFor(liveBytes, headroomBytes uint64) int {
 // setGCPercent starts the collector at defaultGCPercent unless GOGC says
 // otherwise; tuneGCPercent then follows the live heap.
 func setGCPercent() {
-	if _, set := os.LookupEnv("GOGC"); !set {
+	if !gcPercentFromEnv() {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 }
 
-// tuneGCPercent sets the collector's percent after every cycle from the
-// live heap (gcPercentFor), unless GOGC is set: the environment's choice
-// wins. The first call starts it for the life of the process; later ones
-// do nothing.
-func tuneGCPercent(goRuntimeBytes int64) {
-	if _, set := os.LookupEnv("GOGC"); set || goRuntimeBytes <= 0 {
-		return
-	}
-	gcTunerOnce.Do(func() { startGCTuner(uint64(goRuntimeBytes/gcHeadroomShare), defaultGCPercent) })
+// gcPercentFromEnv reports whether GOGC is set: the environment's choice
+// wins over cairn's.
+func gcPercentFromEnv() bool {
+	_, set := os.LookupEnv("GOGC")
+	return set
 }
 
-var gcTunerOnce sync.Once
+// gcHeadroomBytes is the collector's headroom for a Go runtime budget.
+func gcHeadroomBytes(goRuntimeBytes int64) uint64 {
+	return uint64(max(goRuntimeBytes, 0) / gcHeadroomShare)
+}
+
+// tuneGCPercent sets the collector's percent after every cycle from the
+// live heap (gcPercentFor), unless GOGC is set, and returns the tuner
+// (nil when GOGC is set). The first call starts it for the life of the
+// process; later ones return the same tuner. (Only tests call run, and
+// so this, more than once.)
+func tuneGCPercent(goRuntimeBytes int64) *gcTuner {
+	if gcPercentFromEnv() {
+		return nil
+	}
+	gcTunerOnce.Do(func() { processGCTuner = startGCTuner(gcHeadroomBytes(goRuntimeBytes), defaultGCPercent) })
+	return processGCTuner
+}
+
+var (
+	gcTunerOnce    sync.Once
+	processGCTuner *gcTuner
+)
 
 // gcTuner re-sets the percent after each garbage collection. It learns of
 // one from a cleanup: the sentinel it arms is unreachable at once, so the

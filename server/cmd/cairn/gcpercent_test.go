@@ -1,11 +1,14 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/node"
 )
 
 func TestGCPercentFor(t *testing.T) {
@@ -70,4 +73,27 @@ func collectUntil(t *testing.T, tuner *gcTuner, n int64) {
 		runtime.GC()
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestRuntimeMemoryStartsTheTuner checks what cairn's start-up does: the
+// process's tuner runs with a sixteenth of the Go runtime's budget as its
+// headroom and follows collections.
+func TestRuntimeMemoryStartsTheTuner(t *testing.T) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set: cairn does not tune the collector")
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	b, err := node.SplitMemoryBudget(node.DefaultMemoryBudgetBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setRuntimeMemory(b.TotalBytes, slog.New(slog.DiscardHandler))
+	tuner := processGCTuner
+	if tuner == nil {
+		t.Fatal("no tuner runs after setRuntimeMemory")
+	}
+	if want := uint64(b.GoRuntimeBytes / 16); tuner.headroomBytes != want {
+		t.Fatalf("headroom = %d bytes, want %d (a sixteenth of %d)", tuner.headroomBytes, want, b.GoRuntimeBytes)
+	}
+	collectUntil(t, tuner, 2)
 }

@@ -35,27 +35,28 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-// setMemoryLimit makes the Go runtime's share of the memory budget its
-// soft limit unless GOMEMLIMIT says otherwise: a backstop, so that garbage
-// (GOGC=200 lets the heap grow to three times what is live) does not take
-// the member past its budget. The structures that hold user data are
-// bounded by themselves. The same share sizes the collector's headroom
-// (tuneGCPercent).
-func setMemoryLimit(budgetBytes int64, logger *slog.Logger) {
+// setRuntimeMemory fits the Go runtime to its share of the memory budget.
+// The share is its soft limit unless GOMEMLIMIT says otherwise: a
+// backstop, so that garbage does not take the member past its budget (the
+// structures that hold user data are bounded by themselves). A sixteenth
+// of it is the collector's headroom (tuneGCPercent) unless GOGC is set.
+func setRuntimeMemory(budgetBytes int64, logger *slog.Logger) {
 	b, err := node.SplitMemoryBudget(budgetBytes)
 	if err != nil {
 		return // parseFlags refused it already
 	}
-	tuneGCPercent(b.GoRuntimeBytes)
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
-		return
-	}
-	debug.SetMemoryLimit(b.GoRuntimeBytes)
-	logger.Info("memory budget", "total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
+	attrs := []any{"total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
 		"memtable-bytes", b.MemTableBytes, "watch-window-bytes", b.WatchWindowBytes,
 		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "newest-version-cache-bytes", b.LatestVersionCacheBytes,
-		"read-cache-bytes", b.ReadCacheBytes,
-		"go-memory-limit-bytes", b.GoRuntimeBytes, "gc-headroom-bytes", b.GoRuntimeBytes/gcHeadroomShare)
+		"read-cache-bytes", b.ReadCacheBytes}
+	if t := tuneGCPercent(b.GoRuntimeBytes); t != nil {
+		attrs = append(attrs, "gc-headroom-bytes", t.headroomBytes)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(b.GoRuntimeBytes)
+		attrs = append(attrs, "go-memory-limit-bytes", b.GoRuntimeBytes)
+	}
+	logger.Info("memory budget", attrs...)
 }
 
 // run is cairn's main: it returns the exit status. A configuration error
@@ -99,7 +100,7 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 2
 	}
-	setMemoryLimit(cfg.MemoryBudgetBytes, logger)
+	setRuntimeMemory(cfg.MemoryBudgetBytes, logger)
 	logger.Info("starting cairn", "version", version, "name", cfg.Name, "data-dir", cfg.DataDir)
 	m, err := member.Start(cfg)
 	if err != nil {
