@@ -242,3 +242,27 @@ func checkRevisionValue(resp *pb.RangeResponse) error {
 	}
 	return nil
 }
+
+// TestCacheIndexesFitTheirRecords checks the index sizes the caches'
+// memory at small data depends on (every page of an index is resident
+// after a few thousand keys): the read cache's records carry values, so
+// its index is a sixteenth of its bound where the newest version cache's,
+// of short records, is a quarter.
+func TestCacheIndexesFitTheirRecords(t *testing.T) {
+	const bound = 8 << 20
+	for _, c := range []struct {
+		name       string
+		recs       *recordRing
+		slotsBytes int
+	}{
+		{"read cache", newReadCache(bound).recs, bound / 16},
+		{"newest version cache", newLatestCache(bound).recordRing, bound / 4},
+	} {
+		if got := len(c.recs.slots) * ringSlotBytes; got != c.slotsBytes {
+			t.Errorf("%s of %d bytes: index of %d bytes, want %d", c.name, bound, got, c.slotsBytes)
+		}
+		if got := (len(c.recs.slots) + len(c.recs.ring)) * 8; got != bound {
+			t.Errorf("%s: index and ring take %d bytes, want the bound %d", c.name, got, bound)
+		}
+	}
+}
