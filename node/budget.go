@@ -33,6 +33,9 @@ type MemoryBudget struct {
 	// metadata (Config.LatestVersionCacheBytes), in a mapping of its own
 	// outside the Go heap.
 	LatestVersionCacheBytes int64
+	// LiveKeySetBytes is the set of live keys' fingerprints
+	// (Config.LiveKeySetBytes), in the Go heap.
+	LiveKeySetBytes int64
 	// ReadCacheBytes is the cache of newest versions that single-key
 	// ranges read (Config.ReadCacheBytes), in a mapping of its own outside
 	// the Go heap. It is a share of what the block cache would otherwise
@@ -47,7 +50,8 @@ type MemoryBudget struct {
 	ProcessBytes int64
 	// GoRuntimeBytes is the rest: the Go runtime's memory limit
 	// (debug.SetMemoryLimit), covering the raft entry cache, the watch
-	// window, requests in flight and garbage not yet collected.
+	// window, the live key set, requests in flight and garbage not yet
+	// collected.
 	// Invariant: the parts above, with memTablesBytes(MemTableBytes) for
 	// the memtables, and this add up to TotalBytes.
 	GoRuntimeBytes int64
@@ -83,6 +87,7 @@ func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 		WatchWindowBytes:        totalBytes / 10,
 		RaftEntryCacheBytes:     totalBytes / 40,
 		LatestVersionCacheBytes: totalBytes / 40,
+		LiveKeySetBytes:         totalBytes / 80,
 		ReadCacheBytes:          totalBytes / 40,
 		ProcessBytes:            24 << 20,
 	}
@@ -105,6 +110,7 @@ func (n *Node) MemoryUses() []MemoryUse {
 	return []MemoryUse{
 		n.raftEntryCacheUse(),
 		n.latestVersionCacheUse(),
+		n.liveKeySetUse(),
 		n.readCacheUse(),
 		{Name: "pebble block cache", Bytes: m.BlockCache.Size, Bound: n.cfg.CacheBytes},
 		{Name: "pebble memtables", Bytes: int64(m.MemTable.Size), Bound: memTablesBound(n.cfg)},
@@ -113,6 +119,10 @@ func (n *Node) MemoryUses() []MemoryUse {
 
 func (n *Node) latestVersionCacheUse() MemoryUse {
 	return MemoryUse{Name: "newest version cache", Bytes: n.store.LatestCacheBytes(), Bound: max(n.cfg.LatestVersionCacheBytes, 0)}
+}
+
+func (n *Node) liveKeySetUse() MemoryUse {
+	return MemoryUse{Name: "live key set", Bytes: n.store.LiveKeySetBytes(), Bound: max(n.cfg.LiveKeySetBytes, 0)}
 }
 
 func (n *Node) readCacheUse() MemoryUse {
@@ -128,7 +138,7 @@ func (n *Node) raftEntryCacheUse() MemoryUse {
 // simulator calls it after every step; Pebble's structures, bounded by
 // Pebble, are in MemoryUses.
 func (n *Node) CheckMemoryBudgets() error {
-	for _, u := range []MemoryUse{n.raftEntryCacheUse(), n.latestVersionCacheUse(), n.readCacheUse()} {
+	for _, u := range []MemoryUse{n.raftEntryCacheUse(), n.latestVersionCacheUse(), n.liveKeySetUse(), n.readCacheUse()} {
 		if u.Bytes > u.Bound {
 			return fmt.Errorf("node: %s holds %d bytes, over its budget of %d", u.Name, u.Bytes, u.Bound)
 		}

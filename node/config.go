@@ -193,6 +193,13 @@ type Config struct {
 	// per key, outside the Go heap). One of the memory budgets. Default 8 MiB; negative turns
 	// the cache off.
 	LatestVersionCacheBytes int64
+	// LiveKeySetBytes bounds the set of live keys' fingerprints that tells
+	// a put of a key the cache of newest versions misses that the key is
+	// new (mvcc.Options.LiveKeySetBytes; about 5 bytes per key, in the Go
+	// heap). A member whose keys outgrow it reads the key index for such
+	// puts, as without it. One of the memory budgets. Default 4 MiB,
+	// about 780,000 keys; negative turns the set off.
+	LiveKeySetBytes int64
 	// ReadCacheBytes bounds the cache of newest versions, values included,
 	// that answers single-key ranges without Pebble (mvcc.Options.ReadCacheBytes;
 	// the key, the stored value and 16 bytes per key, outside the Go heap).
@@ -380,6 +387,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ReadCacheBytes == 0 {
 		c.ReadCacheBytes = 8 << 20
+	}
+	if c.LiveKeySetBytes == 0 {
+		c.LiveKeySetBytes = 4 << 20
 	}
 	if c.SeparatedValueBytesMin == 0 {
 		c.SeparatedValueBytesMin = separatedValueBytesMinDefault

@@ -72,6 +72,7 @@ func (n *Node) openStore() (*mvcc.Store, error) {
 	return mvcc.Open(n.db, mvcc.Options{LeaseExists: n.lessor.Exists, CompactDropsNewestAtTarget: n.cfg.Knobs.CompactDropsNewestVersion,
 		LatestCacheBytes:      max(n.cfg.LatestVersionCacheBytes, 0),
 		ReadCacheBytes:        max(n.cfg.ReadCacheBytes, 0),
+		LiveKeySetBytes:       max(n.cfg.LiveKeySetBytes, 0),
 		ReadCacheKeepsDeleted: n.cfg.Knobs.ReadCacheKeepsDeleted,
 		BackgroundFailure:     n.cfg.backgroundFailure})
 }

@@ -65,7 +65,13 @@ func processCPU(b *testing.B) time.Duration {
 // memtable.
 func newBenchStore(b *testing.B) *benchStore {
 	b.Helper()
-	bs := openBenchStore(b)
+	return newBenchStoreWith(b, Options{})
+}
+
+// newBenchStoreWith is newBenchStore with the store's options.
+func newBenchStoreWith(b *testing.B, opts Options) *benchStore {
+	b.Helper()
+	bs := openBenchStore(b, opts)
 	bs.loadAll()
 	if err := bs.db.Flush(); err != nil {
 		b.Fatal(err)
@@ -74,7 +80,7 @@ func newBenchStore(b *testing.B) *benchStore {
 }
 
 // openBenchStore opens an empty store in a temporary directory.
-func openBenchStore(b *testing.B) *benchStore {
+func openBenchStore(b *testing.B, opts Options) *benchStore {
 	b.Helper()
 	cache := pebble.NewCache(benchCacheBytes)
 	defer cache.Unref()
@@ -83,7 +89,7 @@ func openBenchStore(b *testing.B) *benchStore {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	s, err := Open(db, Options{})
+	s, err := Open(db, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -175,19 +181,32 @@ func BenchmarkWriterPut(b *testing.B) {
 	// ones: the key index and its chunks are written.
 	b.Run("create", func(b *testing.B) {
 		rng := rand.New(rand.NewPCG(5, 6))
-		benchPutNew(b, func(int) []byte { return fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()) })
+		benchPutNew(b, Options{}, func(int) []byte { return fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()) })
+	})
+	// create-cached and create-livekeys are create with the node's caches
+	// (whose misses, for new keys, read the key index), and with the
+	// node's caches and its live key set (which answers those misses).
+	b.Run("create-cached", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		opts := Options{LatestCacheBytes: benchLatestCacheBytes, ReadCacheBytes: benchReadCacheBytes}
+		benchPutNew(b, opts, func(int) []byte { return fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()) })
+	})
+	b.Run("create-livekeys", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		opts := Options{LatestCacheBytes: benchLatestCacheBytes, ReadCacheBytes: benchReadCacheBytes, LiveKeySetBytes: benchLiveKeySetBytes}
+		benchPutNew(b, opts, func(int) []byte { return fmt.Appendf(nil, "key/%06d/%d", rng.IntN(benchKeys), rng.Uint64()) })
 	})
 	// load puts new keys in key order after the existing ones, as a bulk
 	// load or a restore does: each lands in the key index chunk of the key
 	// before it.
 	b.Run("load", func(b *testing.B) {
-		benchPutNew(b, func(i int) []byte { return fmt.Appendf(nil, "load/%012d", i) })
+		benchPutNew(b, Options{}, func(i int) []byte { return fmt.Appendf(nil, "load/%012d", i) })
 	})
 }
 
 // benchPutNew puts the keys keyOf(0), keyOf(1)... which do not exist yet.
-func benchPutNew(b *testing.B, keyOf func(i int) []byte) {
-	bs := newBenchStore(b)
+func benchPutNew(b *testing.B, opts Options, keyOf func(i int) []byte) {
+	bs := newBenchStoreWith(b, opts)
 	b.ReportAllocs()
 	cpu := startCPU(b)
 	for i := 0; b.Loop(); i++ {
@@ -343,7 +362,7 @@ func BenchmarkWriterDeleteRange(b *testing.B) {
 func BenchmarkRangeCountAll(b *testing.B) {
 	b.Run("flushed", func(b *testing.B) { benchmarkRangeCountAll(b, newBenchStore(b)) })
 	b.Run("memtable", func(b *testing.B) {
-		bs := openBenchStore(b)
+		bs := openBenchStore(b, Options{})
 		for _, i := range rand.New(rand.NewPCG(15, 16)).Perm(benchKeys) {
 			bs.put(i)
 		}
@@ -416,6 +435,10 @@ func BenchmarkWriterPutOverwrite(b *testing.B) {
 // benchLatestCacheBytes is the node's default bound of the cache of newest
 // versions (node.Config.LatestVersionCacheBytes).
 const benchLatestCacheBytes = 8 << 20
+
+// benchLiveKeySetBytes is the node's default bound of the live key set
+// (node.Config.LiveKeySetBytes).
+const benchLiveKeySetBytes = 4 << 20
 
 // benchReadCacheBytes is the node's default bound of the read cache
 // (node.Config.ReadCacheBytes).

@@ -121,6 +121,9 @@ func (w *Writer) setKeyState(userKey []byte, st keyState) error {
 	if err := w.b.Set(w.scratch[:n], w.scratch[n:], nil); err != nil {
 		return fmt.Errorf("index %q: %w", userKey, err)
 	}
+	if w.s.live != nil && !w.s.opts.plantLiveKeysIgnoreWrites {
+		w.liveChanges = append(w.liveChanges, liveKeyChange{fp: liveKeyFingerprint(userKey), live: st.deleted == 0})
+	}
 	return nil
 }
 

@@ -195,6 +195,7 @@ func newRunner(bug string) (*runner, error) {
 	s, err := Open(db, Options{LeaseExists: func(id int64) bool { return propLeases[id] }, chunkBits: 1,
 		LatestCacheBytes:          propLatestCacheBytes,
 		ReadCacheBytes:            readCacheBytesMin,
+		LiveKeySetBytes:           4 * liveKeySlotsMin,
 		plantLatestKeepsAbandoned: bug == "latest-keeps-abandoned",
 		ReadCacheKeepsDeleted:     bug == "read-cache-keeps-deleted"})
 	if err != nil {

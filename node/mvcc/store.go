@@ -42,6 +42,12 @@ type Options struct {
 	// Pebble (readcache.go); 0 turns it off.
 	ReadCacheBytes int64
 
+	// LiveKeySetBytes bounds the set of live keys' fingerprints that tells
+	// a put of a key the cache of newest versions misses that the key does
+	// not exist (livekeys.go); 0 turns it off, and so does a bound the
+	// store's keys outgrow. It needs the cache of newest versions.
+	LiveKeySetBytes int64
+
 	// BackgroundFailure, if set, records what Pebble reports failed on
 	// its own goroutines: a flush the store waits for gives up then,
 	// instead of waiting for ever on Pebble's retries.
@@ -51,6 +57,12 @@ type Options struct {
 	// a Writer closed without publishing still enters what it wrote into
 	// the cache of newest versions.
 	plantLatestKeepsAbandoned bool
+
+	// plantLiveKeysIgnoreWrites is a planted bug for the property test:
+	// the keys Writers create or delete are never entered into the live
+	// key set, so a put of a key created since Open that the cache of
+	// newest versions no longer holds takes it for a new key.
+	plantLiveKeysIgnoreWrites bool
 
 	// chunkBits sets the key chunk size to about 2^chunkBits keys; 0 means
 	// defaultChunkBits. Every store of one cluster must use the same, so
@@ -96,6 +108,10 @@ type Store struct {
 	latest  *latestCache
 	written writtenKeys
 
+	// live holds a fingerprint of every key that exists as published; nil
+	// when off or outgrown. Owned by the apply goroutine.
+	live *liveKeySet
+
 	// reads caches the newest versions that single-key ranges read; nil
 	// when Options.ReadCacheBytes is 0. Safe for concurrent use.
 	reads *readCache
@@ -130,6 +146,9 @@ func Open(db *pebble.DB, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open mvcc: %w", err)
 	}
 	if err := s.recoverCompaction(); err != nil {
+		return nil, fmt.Errorf("open mvcc: %w", err)
+	}
+	if err := s.loadLiveKeys(); err != nil {
 		return nil, fmt.Errorf("open mvcc: %w", err)
 	}
 	return s, nil
@@ -273,6 +292,15 @@ func (v readView) close() {
 // accounting; its bound is Options.LatestCacheBytes. Owned by the apply
 // goroutine, like Writers.
 func (s *Store) LatestCacheBytes() int64 { return s.latest.heldBytes() }
+
+// LiveKeySetBytes is what the live key set's table takes; its bound is
+// Options.LiveKeySetBytes. 0 without a set. Owned by the apply goroutine.
+func (s *Store) LiveKeySetBytes() int64 {
+	if s.live == nil {
+		return 0
+	}
+	return 4 * int64(len(s.live.slots))
+}
 
 // ReadCacheBytes is what the cache of versions single-key ranges read
 // holds; its bound is Options.ReadCacheBytes. Safe for concurrent use.

@@ -211,6 +211,13 @@ func (e *exec) readPrev(key []byte, withValue bool) (prevVersion, error) {
 		if meta, ok := e.w.latestMeta(key); ok {
 			return prevVersion{versionMeta: meta}, nil
 		}
+		// A key the live key set lacks does not exist (livekeys.go). Keys
+		// this Writer's batch wrote are not entered there until Publish,
+		// but latestMeta found those.
+		if !e.w.mayExist(key) {
+			e.w.noteRead(key, versionMeta{})
+			return prevVersion{}, nil
+		}
 		// A write is at the newest revision, where the key index entry
 		// says whether the key exists. A key that does not (the put
 		// creates it) has nothing to read, and finding that out through

@@ -36,6 +36,9 @@ type Writer struct {
 	src *source
 	// chunk is the key index chunk found last (keychunks.go).
 	chunk lastChunk
+	// liveChanges are the keys the batch created and deleted, in order,
+	// for Publish to enter into the store's live key set.
+	liveChanges []liveKeyChange
 	// scratch holds the encoding of one write; the batch copies it.
 	scratch []byte
 	// ex is the state of the request being applied, reused by every
@@ -211,6 +214,7 @@ func (w *Writer) Publish() {
 	w.s.reads.enterWrites(&w.s.written, w.events, w.s.opts.ReadCacheKeepsDeleted)
 	w.s.state.Store(&publishedState{rev: w.rev, compactRev: w.compactRev})
 	w.s.written.enterInto(w.s.latest)
+	w.s.applyLiveKeyChanges(w.liveChanges)
 	if w.compacted {
 		w.s.compaction.recorded = false
 		w.s.compaction.pending = true
@@ -300,6 +304,13 @@ func (w *Writer) latestMeta(key []byte) (m versionMeta, ok bool) {
 		return m, true
 	}
 	return w.s.latest.get(key)
+}
+
+// mayExist reports whether key may exist as published: false only when
+// the store's live key set lacks it. It says nothing of what this Writer
+// wrote (latestMeta does).
+func (w *Writer) mayExist(key []byte) bool {
+	return w == nil || w.s.live == nil || w.s.live.mayHold(key)
 }
 
 // noteRead enters m, the newest version of key read from Pebble, into the

@@ -435,6 +435,7 @@ func (m *Member) openNode(st start) error {
 		RaftEntryCacheBytes:     m.budget.RaftEntryCacheBytes,
 		LatestVersionCacheBytes: m.budget.LatestVersionCacheBytes,
 		ReadCacheBytes:          m.budget.ReadCacheBytes,
+		LiveKeySetBytes:         m.budget.LiveKeySetBytes,
 
 		DisablePreVote:             m.cfg.DisablePreVote,
 		InitialElectionTickAdvance: m.cfg.InitialElectionTickAdvance,

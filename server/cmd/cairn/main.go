@@ -48,7 +48,7 @@ func setRuntimeMemory(budgetBytes int64, logger *slog.Logger) {
 	attrs := []any{"total-bytes", b.TotalBytes, "block-cache-bytes", b.BlockCacheBytes,
 		"memtable-bytes", b.MemTableBytes, "watch-window-bytes", b.WatchWindowBytes,
 		"raft-entry-cache-bytes", b.RaftEntryCacheBytes, "newest-version-cache-bytes", b.LatestVersionCacheBytes,
-		"read-cache-bytes", b.ReadCacheBytes}
+		"live-key-set-bytes", b.LiveKeySetBytes, "read-cache-bytes", b.ReadCacheBytes}
 	if t := tuneGCPercent(b.GoRuntimeBytes); t != nil {
 		attrs = append(attrs, "gc-headroom-bytes", t.headroomBytes)
 	}
