@@ -114,7 +114,14 @@ func (w *Writer) findChunk(indexKey []byte) (key []byte, c keyChunk, found bool,
 	if key, c, ok := w.chunk.lookup(own); ok {
 		return key, c, true, nil
 	}
-	if key, c, found, err = seekChunk(w.src, own); found {
+	if w.chunkSrc == nil {
+		it, err := w.b.NewIter(&pebble.IterOptions{LowerBound: keyChunksStart, UpperBound: keyChunksEnd})
+		if err != nil {
+			return nil, keyChunk{}, false, fmt.Errorf("open batch iterator: %w", err)
+		}
+		w.chunkSrc = newSource(it, true, w.s.chunkBits)
+	}
+	if key, c, found, err = seekChunk(w.chunkSrc, own); found {
 		w.chunk = lastChunk{from: own, key: key, c: c, valid: true}
 	}
 	return key, c, found, err

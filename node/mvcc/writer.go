@@ -34,6 +34,11 @@ type Writer struct {
 	// src reads the batch for every request: one iterator, opened at the
 	// first read and closed by Publish or Close. Nil until then.
 	src *source
+	// chunkSrc reads the batch's key index chunks for findChunk: an
+	// iterator of their own, so that its levels stay on the tables that
+	// hold chunks rather than move to the versions' and back for every
+	// create. Nil until the first chunk seek; closed with src.
+	chunkSrc *source
 	// chunk is the key index chunk found last (keychunks.go).
 	chunk lastChunk
 	// liveChanges are the keys the batch created and deleted, in order,
@@ -248,6 +253,10 @@ func (w *Writer) closeSource() {
 	if w.src != nil {
 		_ = w.src.close()
 		w.src = nil
+	}
+	if w.chunkSrc != nil {
+		_ = w.chunkSrc.close()
+		w.chunkSrc = nil
 	}
 }
 
