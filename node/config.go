@@ -195,8 +195,8 @@ type Config struct {
 	LatestVersionCacheBytes int64
 	// LiveKeySetBytes bounds the set of live keys' fingerprints that tells
 	// a put of a key the cache of newest versions misses that the key is
-	// new (mvcc.Options.LiveKeySetBytes; about 5 bytes per key, in the Go
-	// heap). A member whose keys outgrow it reads the key index for such
+	// new (mvcc.Options.LiveKeySetBytes; 4-byte slots at most 3/4 full,
+	// so 5-11 bytes per key, in the Go heap). A member whose keys outgrow it reads the key index for such
 	// puts, as without it. One of the memory budgets. Default 4 MiB,
 	// about 780,000 keys; negative turns the set off.
 	LiveKeySetBytes int64

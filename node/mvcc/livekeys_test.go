@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -95,28 +93,30 @@ func TestLiveKeySetRefusesToPassItsBound(t *testing.T) {
 	}
 }
 
-// putVersions puts each key once more, publishing each put, and returns
-// the version each put made.
-func putVersions(t *testing.T, db *pebble.DB, s *Store, keys []string) []int64 {
-	t.Helper()
+// putVersions puts each key once more, one Writer each, and returns the
+// version each put made.
+func (h *harness) putVersions(keys []string) []int64 {
+	h.t.Helper()
 	var versions []int64
 	for _, k := range keys {
-		b := db.NewIndexedBatch()
-		w := s.NewWriter(b)
-		if _, err := w.Put(&pb.PutRequest{Key: []byte(k), Value: []byte("v")}); err != nil {
-			t.Fatal(err)
-		}
-		versions = append(versions, w.events[len(w.events)-1].Kv.Version)
-		if err := w.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			t.Fatal(err)
-		}
-		w.Publish()
-		_ = b.Close()
+		events := h.write(func(w *Writer) {
+			if _, err := w.Put(&pb.PutRequest{Key: []byte(k), Value: []byte("v")}); err != nil {
+				h.t.Fatal(err)
+			}
+		})
+		versions = append(versions, events[0].Kv.Version)
 	}
 	return versions
+}
+
+// reopen opens the store again over the same database.
+func (h *harness) reopen() {
+	h.t.Helper()
+	s, err := Open(h.db, h.s.opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.s = s
 }
 
 // liveKeysGetWrong puts 200 keys, deletes every third, reopens the store
@@ -125,46 +125,27 @@ func putVersions(t *testing.T, db *pebble.DB, s *Store, keys []string) []int64 {
 // reports a put whose version was not the one before it plus one, which a
 // set that lacks a live key makes 1.
 func liveKeysGetWrong(t *testing.T, plant bool) string {
-	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	opts := Options{LatestCacheBytes: propLatestCacheBytes, LiveKeySetBytes: 4 * liveKeySlotsMin, plantLiveKeysIgnoreWrites: plant}
-	s, err := Open(db, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var first, second, all []string
+	h := newHarnessWith(t, Options{LatestCacheBytes: propLatestCacheBytes, LiveKeySetBytes: 4 * liveKeySlotsMin, plantLiveKeysIgnoreWrites: plant})
+	var first, second []string
 	for i := range 200 {
 		first = append(first, fmt.Sprintf("a%03d", i))
 		second = append(second, fmt.Sprintf("b%03d", i))
 	}
-	putVersions(t, db, s, first)
-	b := db.NewIndexedBatch()
-	w := s.NewWriter(b)
-	for i := 0; i < len(first); i += 3 {
-		if _, err := w.DeleteRange(&pb.DeleteRangeRequest{Key: []byte(first[i])}); err != nil {
-			t.Fatal(err)
+	h.putVersions(first)
+	h.write(func(w *Writer) {
+		for i := 0; i < len(first); i += 3 {
+			if _, err := w.DeleteRange(&pb.DeleteRangeRequest{Key: []byte(first[i])}); err != nil {
+				t.Fatal(err)
+			}
 		}
+	})
+	h.reopen()
+	if h.s.live == nil || h.s.live.count != len(first)-67 {
+		t.Fatalf("after Open the set is %+v; want %d keys", h.s.live, len(first)-67)
 	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		t.Fatal(err)
-	}
-	w.Publish()
-	_ = b.Close()
-	if s, err = Open(db, opts); err != nil {
-		t.Fatal(err)
-	}
-	if s.live == nil || s.live.count != len(first)-67 {
-		t.Fatalf("after Open the set holds %v keys; want %d", s.live, len(first)-67)
-	}
-	putVersions(t, db, s, second)
-	all = append(append(all, first...), second...)
-	for i, v := range putVersions(t, db, s, all) {
+	h.putVersions(second)
+	all := append(append([]string(nil), first...), second...)
+	for i, v := range h.putVersions(all) {
 		want := int64(2)
 		if i < len(first) && i%3 == 0 {
 			want = 1 // deleted, so created again
@@ -192,33 +173,22 @@ func TestLiveKeySetHoldsEveryLiveKey(t *testing.T) {
 // A store whose keys outgrow the set's bound drops the set and reads
 // Pebble for what the cache misses, at Open or later.
 func TestLiveKeySetDroppedWhenOutgrown(t *testing.T) {
-	db, err := pebble.Open("db", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	opts := Options{LatestCacheBytes: propLatestCacheBytes, LiveKeySetBytes: 4 * liveKeySlotsMin}
-	s, err := Open(db, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHarnessWith(t, Options{LatestCacheBytes: propLatestCacheBytes, LiveKeySetBytes: 4 * liveKeySlotsMin})
 	var keys []string
 	for i := range liveKeySlotsMin {
 		keys = append(keys, fmt.Sprintf("k%04d", i))
 	}
-	putVersions(t, db, s, keys)
-	if s.live != nil {
+	h.putVersions(keys)
+	if h.s.live != nil {
 		t.Fatalf("%d keys in a set of %d slots: the set was not dropped", len(keys), liveKeySlotsMin)
 	}
-	for _, v := range putVersions(t, db, s, keys) {
+	for _, v := range h.putVersions(keys) {
 		if v != 2 {
 			t.Fatalf("a put after the set was dropped made version %d, want 2", v)
 		}
 	}
-	if s, err = Open(db, opts); err != nil {
-		t.Fatal(err)
-	}
-	if s.live != nil {
+	h.reopen()
+	if h.s.live != nil {
 		t.Fatal("Open loaded a set its bound cannot hold")
 	}
 }
