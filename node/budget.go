@@ -34,7 +34,8 @@ type MemoryBudget struct {
 	// outside the Go heap.
 	LatestVersionCacheBytes int64
 	// LiveKeySetBytes is the set of live keys' fingerprints
-	// (Config.LiveKeySetBytes), in the Go heap.
+	// (Config.LiveKeySetBytes), in a mapping of its own outside the Go
+	// heap.
 	LiveKeySetBytes int64
 	// ReadCacheBytes is the cache of newest versions that single-key
 	// ranges read (Config.ReadCacheBytes), in a mapping of its own outside
@@ -50,8 +51,7 @@ type MemoryBudget struct {
 	ProcessBytes int64
 	// GoRuntimeBytes is the rest: the Go runtime's memory limit
 	// (debug.SetMemoryLimit), covering the raft entry cache, the watch
-	// window, the live key set, requests in flight and garbage not yet
-	// collected.
+	// window, requests in flight and garbage not yet collected.
 	// Invariant: the parts above, with memTablesBytes(MemTableBytes) for
 	// the memtables, and this add up to TotalBytes.
 	GoRuntimeBytes int64
@@ -72,8 +72,9 @@ func memTablesBytes(stateBytes int64) int64 { return memTablesQueued * stateByte
 // SplitMemoryBudget divides totalBytes (at least 128 MiB) among the
 // bounded structures: 3/10 Pebble's block cache and the read cache (1/40
 // of it), 3/20 its memtables (three of 1/20 for the applied state),
-// 1/40 the cache of newest versions, 1/10 the watch window, 1/40 the raft
-// entry cache, a fixed 24 MiB for the process, and the rest the Go
+// 1/40 the cache of newest versions, 1/80 the live key set, 1/10 the
+// watch window, 1/40 the raft entry cache, a fixed 24 MiB for the
+// process, and the rest the Go
 // runtime's limit (which the watch window and the raft entry cache live
 // in).
 func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
@@ -91,7 +92,7 @@ func SplitMemoryBudget(totalBytes int64) (MemoryBudget, error) {
 		ReadCacheBytes:          totalBytes / 40,
 		ProcessBytes:            24 << 20,
 	}
-	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.LatestVersionCacheBytes - b.ReadCacheBytes - b.ProcessBytes
+	b.GoRuntimeBytes = totalBytes - b.BlockCacheBytes - memTablesBytes(b.MemTableBytes) - b.LatestVersionCacheBytes - b.LiveKeySetBytes - b.ReadCacheBytes - b.ProcessBytes
 	return b, nil
 }
 

@@ -16,11 +16,11 @@ func TestSplitMemoryBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum := b.BlockCacheBytes + memTablesBytes(b.MemTableBytes) + b.LatestVersionCacheBytes + b.ReadCacheBytes + b.ProcessBytes + b.GoRuntimeBytes
+		sum := b.BlockCacheBytes + memTablesBytes(b.MemTableBytes) + b.LatestVersionCacheBytes + b.LiveKeySetBytes + b.ReadCacheBytes + b.ProcessBytes + b.GoRuntimeBytes
 		if sum != total {
 			t.Fatalf("budget %d: parts add up to %d: %+v", total, sum, b)
 		}
-		for _, part := range []int64{b.BlockCacheBytes, b.MemTableBytes, b.LatestVersionCacheBytes, b.ReadCacheBytes, b.RaftEntryCacheBytes, b.WatchWindowBytes, b.ProcessBytes} {
+		for _, part := range []int64{b.BlockCacheBytes, b.MemTableBytes, b.LatestVersionCacheBytes, b.LiveKeySetBytes, b.ReadCacheBytes, b.RaftEntryCacheBytes, b.WatchWindowBytes, b.ProcessBytes} {
 			if part <= 0 {
 				t.Fatalf("budget %d: a part is not positive: %+v", total, b)
 			}

@@ -196,7 +196,7 @@ type Config struct {
 	// LiveKeySetBytes bounds the set of live keys' fingerprints that tells
 	// a put of a key the cache of newest versions misses that the key is
 	// new (mvcc.Options.LiveKeySetBytes; 4-byte slots at most 3/4 full,
-	// so 5-11 bytes per key, in the Go heap). A member whose keys outgrow it reads the key index for such
+	// so 5-11 bytes per key, outside the Go heap). A member whose keys outgrow it reads the key index for such
 	// puts, as without it. One of the memory budgets. Default 4 MiB,
 	// about 780,000 keys; negative turns the set off.
 	LiveKeySetBytes int64

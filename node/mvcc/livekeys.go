@@ -3,6 +3,8 @@ package mvcc
 import (
 	"fmt"
 	"math/bits"
+	"runtime"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -36,6 +38,10 @@ import (
 // the following probe run back instead of leaving a marker.
 type liveKeySet struct {
 	slots []uint32
+	// table holds slots for the cleanup that releases them when the set
+	// is dropped: outside the Go heap (allocOffHeap) from 64 KiB, like the
+	// caches, so that the collector's target does not grow with it.
+	table *liveKeyTable
 	count int
 	// shift is 32 - log2(len(slots)): a fingerprint's home is fp >> shift.
 	shift uint
@@ -69,14 +75,15 @@ func newLiveKeySet(bytesMax int64) *liveKeySet {
 	if slotsMax == 0 {
 		return nil
 	}
-	s := &liveKeySet{slotsMax: slotsMax}
+	s := &liveKeySet{slotsMax: slotsMax, table: &liveKeyTable{}}
+	runtime.AddCleanup(s, (*liveKeyTable).free, s.table)
 	s.resize(liveKeySlotsMin)
 	return s
 }
 
 func (s *liveKeySet) resize(n int) {
 	old := s.slots
-	s.slots = make([]uint32, n)
+	s.slots = allocSlots(n)
 	s.shift = uint(32 - bits.TrailingZeros(uint(n)))
 	s.count = 0
 	for _, fp := range old {
@@ -84,6 +91,33 @@ func (s *liveKeySet) resize(n int) {
 			s.insert(fp)
 		}
 	}
+	s.table.free()
+	s.table.slots = s.slots
+}
+
+// release frees the table now; the set must not be used after.
+func (s *liveKeySet) release() {
+	s.table.free()
+	s.slots = nil
+}
+
+// liveKeyTable is the memory of a set's table.
+type liveKeyTable struct{ slots []uint32 }
+
+func (t *liveKeyTable) free() {
+	if len(t.slots)*4 >= offHeapBytesMin {
+		freeOffHeap(unsafe.Slice((*byte)(unsafe.Pointer(&t.slots[0])), len(t.slots)*4))
+	}
+	t.slots = nil
+}
+
+// allocSlots returns n zeroed slots, outside the Go heap when large.
+func allocSlots(n int) []uint32 {
+	if n*4 < offHeapBytesMin {
+		return make([]uint32, n)
+	}
+	mem := allocOffHeap(n * 4)
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
 }
 
 func (s *liveKeySet) home(fp uint32) int { return int(fp >> s.shift) }
@@ -165,6 +199,7 @@ func (s *Store) applyLiveKeyChanges(changes []liveKeyChange) {
 		if !c.live {
 			s.live.remove(c.fp)
 		} else if !s.live.add(c.fp) {
+			s.live.release()
 			s.live = nil
 			return
 		}
@@ -197,6 +232,7 @@ func (s *Store) loadLiveKeys() (err error) {
 			continue
 		}
 		if !s.live.add(liveKeyFingerprint(userKeyOfIndexKey(it.Key()))) {
+			s.live.release()
 			s.live = nil
 			return nil
 		}

@@ -38,3 +38,28 @@ func waitMappedBytes(t *testing.T, want int64) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// The live key set's table is mapped from 64 KiB: growing frees the table
+// it leaves, release frees the last, and so does a set dropped without it.
+func TestLiveKeySetReleasesItsMemory(t *testing.T) {
+	waitMappedBytes(t, 0)
+	fill := func() *liveKeySet {
+		s := newLiveKeySet(1 << 20)
+		for i := range 4 * offHeapBytesMin / 4 * liveKeyLoadMax / 8 {
+			if !s.add(uint32(i)*2654435761 | 1) {
+				t.Fatal("the set refused a key below its bound")
+			}
+		}
+		if got, want := offHeapMappedBytes.Load(), int64(4*len(s.slots)); got != want || want < 4*offHeapBytesMin {
+			t.Fatalf("a set of %d slots maps %d bytes", len(s.slots), got)
+		}
+		return s
+	}
+	fill().release()
+	if got := offHeapMappedBytes.Load(); got != 0 {
+		t.Fatalf("%d bytes mapped after release", got)
+	}
+	s := fill()
+	runtime.KeepAlive(s)
+	waitMappedBytes(t, 0)
+}

@@ -32,7 +32,7 @@ const (
 	// minGCPercent is the least: a heap may always double.
 	minGCPercent = 100
 	// gcHeadroomShare is the headroom's share of the Go runtime's memory
-	// budget: 9 MiB of the default budget's 144.
+	// budget: 8.75 MiB of the default budget's 140.
 	gcHeadroomShare = 16
 )
 
