@@ -83,7 +83,8 @@ func newLiveKeySet(bytesMax int64) *liveKeySet {
 
 func (s *liveKeySet) resize(n int) {
 	old := s.slots
-	s.slots = allocSlots(n)
+	words := allocWords(n / 2) // n is a power of two, at least liveKeySlotsMin
+	s.slots = unsafe.Slice((*uint32)(unsafe.Pointer(&words[0])), n)
 	s.shift = uint(32 - bits.TrailingZeros(uint(n)))
 	s.count = 0
 	for _, fp := range old {
@@ -92,7 +93,7 @@ func (s *liveKeySet) resize(n int) {
 		}
 	}
 	s.table.free()
-	s.table.slots = s.slots
+	s.table.words = words
 }
 
 // release frees the table now; the set must not be used after.
@@ -101,23 +102,14 @@ func (s *liveKeySet) release() {
 	s.slots = nil
 }
 
-// liveKeyTable is the memory of a set's table.
-type liveKeyTable struct{ slots []uint32 }
+// liveKeyTable is the memory of a set's table (allocWords).
+type liveKeyTable struct{ words []uint64 }
 
 func (t *liveKeyTable) free() {
-	if len(t.slots)*4 >= offHeapBytesMin {
-		freeOffHeap(unsafe.Slice((*byte)(unsafe.Pointer(&t.slots[0])), len(t.slots)*4))
+	if t.words != nil {
+		freeWords(t.words)
 	}
-	t.slots = nil
-}
-
-// allocSlots returns n zeroed slots, outside the Go heap when large.
-func allocSlots(n int) []uint32 {
-	if n*4 < offHeapBytesMin {
-		return make([]uint32, n)
-	}
-	mem := allocOffHeap(n * 4)
-	return unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+	t.words = nil
 }
 
 func (s *liveKeySet) home(fp uint32) int { return int(fp >> s.shift) }

@@ -58,7 +58,9 @@ type Options struct {
 	// the cache of newest versions.
 	plantLatestKeepsAbandoned bool
 
-	// plantLiveKeysIgnoreWrites is a planted bug for the property test:
+	// plantLiveKeysIgnoreWrites is a planted bug for
+	// TestLiveKeySetHoldsEveryLiveKey (the property test's histories
+	// rarely reach it):
 	// the keys Writers create or delete are never entered into the live
 	// key set, so a put of a key created since Open that the cache of
 	// newest versions no longer holds takes it for a new key.
